@@ -1,0 +1,30 @@
+// The one place where std::atomic is named. Everything in sluice reaches
+// atomics through sluice::detail::atomic so that a model checker or a
+// race-detecting replacement can be swapped in here without touching the
+// algorithms.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace sluice::detail {
+
+template <class T>
+using atomic = std::atomic<T>;
+
+inline void fence(std::memory_order order) noexcept {
+  std::atomic_thread_fence(order);
+}
+
+inline void signal_fence(std::memory_order order) noexcept {
+  std::atomic_signal_fence(order);
+}
+
+// Atomics are never wider than a pointer (DESIGN.md, Layers): a 32-bit core
+// has no 64-bit compare-and-swap.
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
+              "sluice needs lock-free 32-bit atomics");
+static_assert(std::atomic<void*>::is_always_lock_free,
+              "sluice needs lock-free pointer-sized atomics");
+
+}  // namespace sluice::detail

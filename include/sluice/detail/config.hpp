@@ -1,0 +1,19 @@
+// Build-wide constants and switches of the core.
+#pragma once
+
+#include <cstddef>
+
+namespace sluice::detail {
+
+// Separates data written by different cores. 64 bytes covers x86-64,
+// Cortex-A53 and Cortex-A72; two lines are used where the adjacent-line
+// prefetcher of x86 would otherwise pair them.
+inline constexpr std::size_t cache_line = 64;
+
+#if defined(NDEBUG) && !defined(SLUICE_DEBUG_CHECKS)
+inline constexpr bool debug_checks = false;
+#else
+inline constexpr bool debug_checks = true;
+#endif
+
+}  // namespace sluice::detail

@@ -1,0 +1,284 @@
+// waiter_list: the queue of threads and tasks waiting for a condition (room
+// in a channel, a value, a packet), and the notifications that wake them.
+//
+// Waiters are intrusive nodes that live where the waiter lives: the stack of
+// a blocked thread or the awaiter inside a suspended coroutine frame. Each
+// node holds a waker; a thread's waker unparks its parker, a task's waker
+// re-schedules it, so one list serves both.
+//
+// Who may call what:
+//   enqueue / cancel       thread or task context only (they may spin
+//                          briefly for the list lock)
+//   notify_one / _all      any context, including signal and interrupt
+//                          handlers: they never wait for the lock. If it is
+//                          held, the notification is left in the lock word
+//                          and the holder carries it out before unlocking.
+//
+// Lock word:
+//
+//   bits    name         set by                       cleared by
+//   0       locked       lock() in enqueue/cancel/    unlock()
+//                        notify_*
+//   1       has_waiters  unlock() when the list is    unlock() when it is
+//                        not empty                    empty
+//   2       pending_all  notify_all while locked      unlock() (carries it out)
+//   3..31   pending_one  notify_one while locked      unlock() (carries it out)
+//           (a count)
+//
+// Initial: 0 (unlocked, empty, nothing pending), so a list can be
+// constant-initialised in static storage.
+//
+// No lost wake-up [W1]: a waiter enqueues (setting has_waiters), then issues
+// a seq_cst fence and re-checks its condition; a notifier makes the condition
+// true, then issues a seq_cst fence and loads the lock word. The two fences
+// are ordered one way or the other, so either the waiter's re-check sees the
+// condition or the notifier sees has_waiters (or locked) and wakes it.
+//
+// Node state:
+//
+//   value  name      set by                      cleared by
+//   0      idle      constructor, cancel         enqueue
+//   1      listed    enqueue                     notify (-> notified), cancel
+//   2      notified  notify, after moving the    enqueue (re-listing)
+//                    waker out of the node
+//
+// A notifier moves the waker out of the node before it stores `notified`, so
+// once the waiter sees `notified` it may destroy its node at once; the
+// notifier wakes through its own reference.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/atomic.hpp>
+#include <sluice/detail/backoff.hpp>
+#include <sluice/waker.hpp>
+
+namespace sluice::detail {
+
+class waiter_list;
+
+class waiter {
+ public:
+  waiter() noexcept = default;
+  waiter(const waiter&) = delete;
+  waiter& operator=(const waiter&) = delete;
+  ~waiter() {
+    SLUICE_ASSERT(state_.load(std::memory_order_relaxed) != listed,
+                  "waiter destroyed while still in a waiter_list (missing cancel)");
+  }
+
+  // True once a notifier has taken this waiter off its list. Acquire [W2]
+  // pairs with the release store in waiter_list::wake_front, so the waiter
+  // sees what the notifier wrote before notifying.
+  [[nodiscard]] bool is_notified() const noexcept {
+    return state_.load(std::memory_order_acquire) == notified;
+  }
+
+ private:
+  friend class waiter_list;
+  static constexpr std::uint32_t idle = 0;
+  static constexpr std::uint32_t listed = 1;
+  static constexpr std::uint32_t notified = 2;
+
+  waiter* next_ = nullptr;
+  waiter* prev_ = nullptr;
+  waker waker_;
+  atomic<std::uint32_t> state_{idle};
+};
+
+class waiter_list {
+ public:
+  constexpr waiter_list() noexcept = default;
+  waiter_list(const waiter_list&) = delete;
+  waiter_list& operator=(const waiter_list&) = delete;
+  ~waiter_list() {
+    SLUICE_ASSERT(head_ == nullptr, "waiter_list destroyed while waiters are listed");
+  }
+
+  // Appends `w`, which will be woken through `wk`, then issues the [W1]
+  // fence: the caller re-checks its condition right after this returns.
+  // Requires: `w` is not listed; thread or task context.
+  void enqueue(waiter& w, waker wk) noexcept {
+    SLUICE_ASSERT(w.state_.load(std::memory_order_relaxed) != waiter::listed,
+                  "waiter enqueued twice");
+    lock();
+    w.waker_ = std::move(wk);
+    w.next_ = nullptr;
+    w.prev_ = tail_;
+    if (tail_ != nullptr) {
+      tail_->next_ = &w;
+    } else {
+      head_ = &w;
+    }
+    tail_ = &w;
+    // Relaxed: the node is only read by whoever holds the lock, and the
+    // unlock below releases it.
+    w.state_.store(waiter::listed, std::memory_order_relaxed);
+    unlock();
+    // [W1] seq_cst fence: orders the has_waiters store in unlock() before
+    // the caller's re-check of its condition; pairs with the fence in
+    // notify_one / notify_all.
+    fence(std::memory_order_seq_cst);
+  }
+
+  // Takes `w` off the list if it is still there. Returns true if it was
+  // (no notification was spent on it); false if a notifier already took it,
+  // in which case the caller consumed a notification: it must either use
+  // what it was woken for or pass it on with notify_one().
+  // Requires: thread or task context.
+  [[nodiscard]] bool cancel(waiter& w) noexcept {
+    // Acquire [W2]: a notification seen here is complete.
+    if (w.state_.load(std::memory_order_acquire) != waiter::listed) {
+      w.state_.store(waiter::idle, std::memory_order_relaxed);
+      return false;
+    }
+    lock();
+    const bool was_listed = w.state_.load(std::memory_order_relaxed) == waiter::listed;
+    if (was_listed) unlink(w);
+    waker dropped = std::move(w.waker_);
+    // Relaxed: the node is ours again; the lock orders it against notifiers.
+    w.state_.store(waiter::idle, std::memory_order_relaxed);
+    unlock();
+    return was_listed;
+  }
+
+  // Wakes the longest-waiting waiter, if any. Any context; never waits.
+  void notify_one() noexcept { notify(pending_one); }
+
+  // Wakes every listed waiter. Any context; never waits.
+  void notify_all() noexcept { notify(pending_all); }
+
+  // May be stale by the time it returns.
+  [[nodiscard]] bool approx_has_waiters() const noexcept {
+    // Relaxed: an observer, ordered by nothing.
+    return (word_.load(std::memory_order_relaxed) & (locked | has_waiters)) != 0;
+  }
+
+ private:
+  static constexpr std::uint32_t locked = 1u << 0;
+  static constexpr std::uint32_t has_waiters = 1u << 1;
+  static constexpr std::uint32_t pending_all = 1u << 2;
+  static constexpr std::uint32_t pending_one = 1u << 3;
+  static constexpr std::uint32_t pending_mask = ~(locked | has_waiters);
+  static constexpr std::uint32_t pending_one_max = pending_mask & ~pending_all;
+
+  void notify(std::uint32_t request) noexcept {
+    // [W1] seq_cst fence: the caller made the condition true before this;
+    // pairs with the fence at the end of enqueue().
+    fence(std::memory_order_seq_cst);
+    // Relaxed: the fence above orders this load; the CAS below re-reads.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((s & (locked | has_waiters)) == 0) return;  // nobody waits or enqueues
+      if ((s & locked) != 0) {
+        // Leave the request for the holder, who carries it out in unlock().
+        // Release [W3] pairs with the acquire in unlock(): the holder sees
+        // our request (and our condition change, already fenced above).
+        std::uint32_t next;
+        if (request == pending_all || (s & pending_one_max) == pending_one_max) {
+          next = s | pending_all;
+        } else {
+          next = s + pending_one;
+        }
+        if (word_.compare_exchange_weak(s, next, std::memory_order_release,
+                                        std::memory_order_relaxed))
+          return;
+        continue;
+      }
+      // Acquire [W4] pairs with the release in unlock(): we see the list as
+      // the last holder left it.
+      if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        if (request == pending_all) {
+          while (wake_front()) {
+          }
+        } else {
+          wake_front();
+        }
+        unlock();
+        return;
+      }
+    }
+  }
+
+  void lock() noexcept {
+    backoff spin;
+    // Relaxed: the CAS below orders.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((s & locked) == 0) {
+        // Acquire [W4] pairs with the release in unlock().
+        if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
+                                        std::memory_order_relaxed))
+          return;
+      } else {
+        spin.spin();
+        s = word_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  // Carries out notifications left while locked, then releases the lock.
+  void unlock() noexcept {
+    // Relaxed: the CAS below orders.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((s & pending_mask) != 0) {
+        // Acquire [W3]: take the requests left by notifiers.
+        if (!word_.compare_exchange_weak(s, s & ~pending_mask, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+          continue;
+        if ((s & pending_all) != 0) {
+          while (wake_front()) {
+          }
+        } else {
+          for (std::uint32_t n = (s & pending_one_max) / pending_one; n > 0 && wake_front(); --n) {
+          }
+        }
+        s &= ~pending_mask;
+        continue;
+      }
+      const std::uint32_t next = head_ != nullptr ? has_waiters : 0u;
+      // Release [W4] pairs with the acquire in lock()/notify(): the next
+      // holder sees the list as we leave it.
+      if (word_.compare_exchange_weak(s, next, std::memory_order_release,
+                                      std::memory_order_relaxed))
+        return;
+    }
+  }
+
+  void unlink(waiter& w) noexcept {
+    if (w.prev_ != nullptr) {
+      w.prev_->next_ = w.next_;
+    } else {
+      head_ = w.next_;
+    }
+    if (w.next_ != nullptr) {
+      w.next_->prev_ = w.prev_;
+    } else {
+      tail_ = w.prev_;
+    }
+    w.next_ = w.prev_ = nullptr;
+  }
+
+  // Requires: locked. Returns false if the list was empty.
+  bool wake_front() noexcept {
+    waiter* w = head_;
+    if (w == nullptr) return false;
+    unlink(*w);
+    waker wk = std::move(w->waker_);
+    // Release [W2] pairs with the acquire in waiter::is_notified() and
+    // cancel(): the waker has left the node, so the waiter may free it.
+    w->state_.store(waiter::notified, std::memory_order_release);
+    std::move(wk).wake();
+    return true;
+  }
+
+  atomic<std::uint32_t> word_{0};
+  waiter* head_ = nullptr;
+  waiter* tail_ = nullptr;
+};
+
+}  // namespace sluice::detail

@@ -1,0 +1,95 @@
+// The platform port contract: the whole of what sluice asks of a platform.
+//
+// A port is one translation unit (platform/<name>/port.cpp) that defines the
+// functions declared here; the build links exactly one. Nothing else in the
+// code asks which platform it runs on.
+//
+//   wait/notify on a 32-bit atomic word   (hosted: futex; AArch64: WFE/SEV;
+//                                          Cortex-M: WFI)
+//   a monotonic clock                     now()
+//   a critical section                    (interrupt mask on a single-core
+//                                          MCU; nothing hosted)
+//   a panic hook                          broken preconditions end here
+//   the calling context's parker          per thread (hosted) or per core
+//
+// How workers start (threads or secondary cores) belongs to the executor's
+// part of the contract.
+#pragma once
+
+#include <cstdint>
+
+#include <sluice/detail/atomic.hpp>
+#include <sluice/time.hpp>
+
+namespace sluice {
+
+class parker;
+
+namespace port {
+
+enum class wait_status : std::uint8_t {
+  woken,      // notified, or returned spuriously: the caller re-checks
+  timed_out,  // the deadline passed
+};
+
+// Blocks the caller while `word` holds `expected`, until a notify on the
+// same word, the deadline, or spuriously. Returns at once if the word no
+// longer holds `expected`. Never called from an interrupt or signal handler.
+wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t expected,
+                       time_point deadline) noexcept;
+
+// Wakes one / all callers blocked in wait_until on `word`. Safe from any
+// thread, a POSIX signal handler and an interrupt handler.
+void notify_one(const detail::atomic<std::uint32_t>& word) noexcept;
+void notify_all(const detail::atomic<std::uint32_t>& word) noexcept;
+
+// The monotonic clock. On hosted Linux it is CLOCK_MONOTONIC, the clock of
+// std::chrono::steady_clock.
+time_point now() noexcept;
+
+// Opaque saved state of a critical section (the interrupt mask).
+struct critical_state {
+  std::uintptr_t saved;
+};
+
+// Enters a critical section on the calling core: nothing on this core can
+// interrupt until leave_critical. Hosted: no-op (threads preempt, signal
+// handlers must not take locks that code outside them holds).
+critical_state enter_critical() noexcept;
+void leave_critical(critical_state state) noexcept;
+
+// Reports a broken precondition or an impossible state and never returns.
+[[noreturn]] void panic(const char* message, const char* file, int line) noexcept;
+
+// The parker of the calling thread (hosted) or core (bare metal), created on
+// first use and alive while the thread lives and any waker refers to it.
+parker& current_parker() noexcept;
+
+}  // namespace port
+
+// Scoped critical section.
+class critical_section {
+ public:
+  critical_section() noexcept : state_(port::enter_critical()) {}
+  ~critical_section() { port::leave_critical(state_); }
+  critical_section(const critical_section&) = delete;
+  critical_section& operator=(const critical_section&) = delete;
+
+ private:
+  port::critical_state state_;
+};
+
+// A deadline from a sluice::time_point or from any std::chrono steady or
+// system time_point (converted through the distance from its clock's now).
+constexpr time_point to_time_point(time_point t) noexcept { return t; }
+
+template <detail::chrono_time_point_like P>
+time_point to_time_point(const P& deadline) {
+  const auto remaining = deadline - P::clock::now();
+  return port::now() + duration{remaining};
+}
+
+// The deadline `d` from now.
+inline time_point deadline_after(duration d) noexcept { return port::now() + d; }
+
+}  // namespace sluice

@@ -1,0 +1,104 @@
+// A freestanding program on sluice's core, linked with -nostdlib for
+// Cortex-M4 and AArch64. It defines the port contract with trivial
+// single-core stand-ins (a spinning wait, a counting clock) and the few
+// runtime symbols the compiler may call, and exercises the core types.
+#include <cstddef>
+#include <cstdint>
+
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/port.hpp>
+#include <sluice/waker.hpp>
+
+namespace {
+
+std::uint64_t ticks = 0;
+sluice::parker core_parker;  // static: never freed, no on_last_release
+
+}  // namespace
+
+namespace sluice::port {
+
+wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t expected,
+                       time_point deadline) noexcept {
+  while (word.load(std::memory_order_acquire) == expected) {
+    if (now() >= deadline) return wait_status::timed_out;
+  }
+  return wait_status::woken;
+}
+void notify_one(const detail::atomic<std::uint32_t>&) noexcept {}
+void notify_all(const detail::atomic<std::uint32_t>&) noexcept {}
+time_point now() noexcept { return time_point{++ticks}; }
+critical_state enter_critical() noexcept { return critical_state{0}; }
+void leave_critical(critical_state) noexcept {}
+[[noreturn]] void panic(const char*, const char*, int) noexcept {
+  for (;;) {
+  }
+}
+parker& current_parker() noexcept { return core_parker; }
+
+}  // namespace sluice::port
+
+// Runtime symbols the compiler may emit calls to.
+extern "C" {
+void* memset(void* dest, int value, std::size_t n) {
+  auto* d = static_cast<unsigned char*>(dest);
+  while (n-- != 0) *d++ = static_cast<unsigned char>(value);
+  return dest;
+}
+void* memcpy(void* dest, const void* src, std::size_t n) {
+  auto* d = static_cast<unsigned char*>(dest);
+  const auto* s = static_cast<const unsigned char*>(src);
+  while (n-- != 0) *d++ = *s++;
+  return dest;
+}
+void* memmove(void* dest, const void* src, std::size_t n) {
+  auto* d = static_cast<unsigned char*>(dest);
+  const auto* s = static_cast<const unsigned char*>(src);
+  if (d < s) {
+    while (n-- != 0) *d++ = *s++;
+  } else {
+    while (n-- != 0) d[n] = s[n];
+  }
+  return dest;
+}
+int memcmp(const void* a, const void* b, std::size_t n) {
+  const auto* x = static_cast<const unsigned char*>(a);
+  const auto* y = static_cast<const unsigned char*>(b);
+  for (; n != 0; --n, ++x, ++y)
+    if (*x != *y) return *x < *y ? -1 : 1;
+  return 0;
+}
+// Static objects with destructors register them; a program that never
+// exits runs none of them.
+void* __dso_handle = nullptr;
+int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
+int __aeabi_atexit(void*, void (*)(void*), void*) { return 0; }
+void __cxa_pure_virtual() {
+  for (;;) {
+  }
+}
+}
+
+namespace {
+
+sluice::detail::waiter_list waiters;  // constant-initialised
+
+int run() {
+  int failures = 0;
+  sluice::detail::waiter w;
+  waiters.enqueue(w, sluice::port::current_parker().make_waker());
+  waiters.notify_one();
+  if (!w.is_notified()) ++failures;
+  sluice::port::current_parker().park_until(sluice::port::now() + sluice::duration{10});
+  return failures;
+}
+
+}  // namespace
+
+extern "C" [[noreturn]] void _start() {
+  volatile int result = run();
+  (void)result;
+  for (;;) {
+  }
+}

@@ -1,0 +1,128 @@
+// Threads wait on a counter through a waiter_list while others bump it and
+// notify: every waiter must see every increment it waits for (a lost
+// wake-up shows as a watchdog failure, not a hang).
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/port.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+#if defined(SLUICE_SANITIZED)
+constexpr int rounds = 2000;
+#else
+constexpr int rounds = 20000;
+#endif
+
+TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
+  // A semaphore built on the list: producers add tokens and notify_one;
+  // consumers take a token or wait. Consumers that time out pass on a
+  // notification they consumed, as the channel does.
+  std::atomic<int> tokens{0};
+  std::atomic<int> taken{0};
+  sluice::detail::waiter_list list;
+  constexpr int producers = 2;
+  constexpr int consumers = 3;
+  const int total = rounds * producers;
+
+  auto try_take = [&] {
+    int t = tokens.load(std::memory_order_acquire);
+    while (t > 0) {
+      if (tokens.compare_exchange_weak(t, t - 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  };
+
+  std::vector<std::thread> pool;
+  for (int c = 0; c < consumers; ++c) {
+    pool.emplace_back([&] {
+      sluice::parker& p = sluice::port::current_parker();
+      sluice::detail::waiter w;
+      for (;;) {
+        if (taken.load() >= total) return;
+        if (try_take()) {
+          taken.fetch_add(1);
+          continue;
+        }
+        list.enqueue(w, p.make_waker());
+        if (try_take()) {
+          if (!list.cancel(w)) list.notify_one();
+          taken.fetch_add(1);
+          continue;
+        }
+        const auto deadline = sluice::deadline_after(5ms);
+        while (!w.is_notified() && sluice::port::now() < deadline) p.park_until(deadline);
+        if (list.cancel(w)) continue;  // timed out, nothing consumed
+        // Woken: loop round and try again.
+      }
+    });
+  }
+  for (int i = 0; i < producers; ++i) {
+    pool.emplace_back([&] {
+      for (int k = 0; k < rounds; ++k) {
+        tokens.fetch_add(1, std::memory_order_release);
+        list.notify_one();
+      }
+    });
+  }
+  const auto watchdog = std::chrono::steady_clock::now() + 60s;
+  while (taken.load() < total && std::chrono::steady_clock::now() < watchdog) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(taken.load(), total) << "a token was never taken: lost wake-up";
+  taken.store(total);  // release stragglers
+  list.notify_all();
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(tokens.load(), 0);
+}
+
+TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
+  // Waiters block with no deadline; a lost wake-up would hang them, which
+  // the watchdog turns into a failure.
+  std::atomic<int> value{0};
+  std::atomic<int> finished{0};
+  sluice::detail::waiter_list list;
+  constexpr int waiters = 3;
+  const int target = rounds / 4;
+  std::vector<std::thread> pool;
+  for (int i = 0; i < waiters; ++i) {
+    pool.emplace_back([&] {
+      sluice::parker& p = sluice::port::current_parker();
+      sluice::detail::waiter w;
+      int seen = 0;
+      while (seen < target) {
+        list.enqueue(w, p.make_waker());
+        if (value.load(std::memory_order_acquire) != seen) {
+          (void)list.cancel(w);
+        } else {
+          while (!w.is_notified()) p.park();
+        }
+        seen = value.load(std::memory_order_acquire);
+      }
+      finished.fetch_add(1);
+    });
+  }
+  std::thread bumper([&] {
+    for (int k = 0; k < target; ++k) {
+      value.fetch_add(1, std::memory_order_release);
+      list.notify_all();
+    }
+  });
+  const auto watchdog = std::chrono::steady_clock::now() + 60s;
+  while (finished.load() < waiters && std::chrono::steady_clock::now() < watchdog) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(finished.load(), waiters) << "a waiter was never woken: lost wake-up";
+  bumper.join();
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace

@@ -1,0 +1,56 @@
+#include <sluice/port.hpp>
+#include <sluice/time.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(Time, ChronoDurationsConvertExactly) {
+  EXPECT_EQ(sluice::duration{1s}.ns, 1'000'000'000);
+  EXPECT_EQ(sluice::duration{3ms}.ns, 3'000'000);
+  EXPECT_EQ(sluice::duration{7us}.ns, 7'000);
+  EXPECT_EQ(sluice::duration{9ns}.ns, 9);
+  EXPECT_EQ(sluice::duration{2min}.ns, 120'000'000'000);
+  EXPECT_EQ(sluice::duration{-5ms}.ns, -5'000'000);
+  EXPECT_EQ(sluice::duration{std::chrono::duration<double>(0.5)}.ns, 500'000'000);
+}
+
+TEST(Time, HugeDurationsSaturate) {
+  EXPECT_EQ(sluice::duration{std::chrono::hours::max()}, sluice::duration::max());
+  EXPECT_EQ(sluice::duration{std::chrono::nanoseconds::max()}, sluice::duration::max());
+  EXPECT_EQ(sluice::duration{std::chrono::seconds::min()}.ns,
+            std::numeric_limits<std::int64_t>::min());
+}
+
+TEST(Time, DeadlineArithmeticSaturates) {
+  const sluice::time_point t{1000};
+  EXPECT_EQ((t + sluice::duration::max()), sluice::time_point::max());
+  EXPECT_EQ((t + sluice::duration{-2000}).ns, 0u);
+  EXPECT_EQ((t + sluice::duration{-1000}).ns, 0u);
+  EXPECT_EQ((t + sluice::duration{-1}).ns, 999u);
+  EXPECT_EQ((t + sluice::duration{5}).ns, 1005u);
+  EXPECT_EQ((sluice::time_point{10} - sluice::time_point{20}), sluice::duration::zero());
+  EXPECT_EQ((sluice::time_point{20} - sluice::time_point{10}).ns, 10);
+}
+
+TEST(Time, SteadyClockTimePointsConvert) {
+  const auto target = std::chrono::steady_clock::now() + 50ms;
+  const sluice::time_point t = sluice::to_time_point(target);
+  const auto left = t - sluice::port::now();
+  EXPECT_LE(left.ns, sluice::duration{50ms}.ns);
+  EXPECT_GT(left.ns, sluice::duration{10ms}.ns);
+}
+
+TEST(Time, MonotonicClockMatchesSteadyClock) {
+  const auto a = std::chrono::steady_clock::now().time_since_epoch();
+  const auto b = sluice::port::now();
+  const auto c = std::chrono::steady_clock::now().time_since_epoch();
+  EXPECT_LE(sluice::duration{a}.ns, static_cast<std::int64_t>(b.ns));
+  EXPECT_GE(sluice::duration{c}.ns, static_cast<std::int64_t>(b.ns));
+}
+
+}  // namespace
