@@ -15,6 +15,8 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <oneapi/tbb/concurrent_queue.h>
 
+#include <sluice/channel.hpp>
+
 #include <boost/lockfree/queue.hpp>
 #include <memory>
 #include <string>
@@ -25,20 +27,12 @@
 #include "mutex_queue.hpp"
 #include "registry.hpp"
 
-#if __has_include(<sluice/channel.hpp>)
-#include <sluice/channel.hpp>
-#define SLUICE_BENCH_HAVE_CHANNEL 1
-#else
-#define SLUICE_BENCH_HAVE_CHANNEL 0
-#endif
-
 namespace sluice::bench {
 namespace {
 
 constexpr std::size_t capacity = 1024;
 
 // ---- sluice ----
-#if SLUICE_BENCH_HAVE_CHANNEL
 
 op from(const sluice::send_result<item>& r) {
   if (r) return op::done;
@@ -104,8 +98,6 @@ struct sluice_static {
 auto make_sluice_static() {
   return std::make_unique<sluice_static>();
 }
-
-#endif  // SLUICE_BENCH_HAVE_CHANNEL
 
 // ---- moodycamel ConcurrentQueue (unbounded; implicit per-thread sub-queues) ----
 struct moodycamel_plain {
@@ -320,19 +312,15 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
 
   for (int n : opt.threads) {
     case_desc c = throughput_case("bounded", n);
-#if SLUICE_BENCH_HAVE_CHANNEL
     c.impls.push_back(throughput<S>(sb, impl_role::reference, "", n, make_sluice_bounded));
     c.impls.push_back(
         throughput<S>("sluice_static", impl_role::variant, sb, n, make_sluice_static));
-#endif
     c.impls.push_back(
         throughput<S>("boost_lockfree", impl_role::peer, sb, n, make<boost_lockfree>()));
     c.impls.push_back(
         throughput<S>("atomic_queue", impl_role::peer, sb, n, make<atomic_queue_mpmc>()));
     c.impls.push_back(throughput<S>("tbb_bounded", impl_role::peer, sb, n, make<tbb_bounded>()));
-#if SLUICE_BENCH_HAVE_CHANNEL
     c.impls.push_back(throughput<B>(sbb, impl_role::reference, "", n, make_sluice_bounded));
-#endif
     c.impls.push_back(
         throughput<B>("tbb_bounded_blocking", impl_role::peer, sbb, n, make<tbb_bounded>()));
     c.impls.push_back(
@@ -342,16 +330,12 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
 
   for (int n : opt.threads) {
     case_desc c = throughput_case("unbounded", n);
-#if SLUICE_BENCH_HAVE_CHANNEL
     c.impls.push_back(throughput<S>(su, impl_role::reference, "", n, make_sluice_unbounded));
-#endif
     c.impls.push_back(
         throughput<S>("moodycamel", impl_role::peer, su, n, make<moodycamel_plain>()));
     c.impls.push_back(
         throughput<S>("moodycamel_tokens", impl_role::peer, su, n, make<moodycamel_tokens>()));
-#if SLUICE_BENCH_HAVE_CHANNEL
     c.impls.push_back(throughput<B>(sub, impl_role::reference, "", n, make_sluice_unbounded));
-#endif
     c.impls.push_back(
         throughput<B>("moodycamel_blocking", impl_role::peer, sub, n, make<moodycamel_blocking>()));
     c.impls.push_back(
@@ -367,21 +351,17 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
               .unit = "ns",
               .direction = better::lower,
               .impls = {}};
-#if SLUICE_BENCH_HAVE_CHANNEL
   c.impls.push_back(pingpong<S>(sb, impl_role::reference, "", make_sluice_bounded));
   c.impls.push_back(pingpong<S>(su, impl_role::variant, sb, make_sluice_unbounded));
   c.impls.push_back(pingpong<S>("sluice_static", impl_role::variant, sb, make_sluice_static));
-#endif
   c.impls.push_back(pingpong<S>("moodycamel", impl_role::peer, sb, make<moodycamel_plain>()));
   c.impls.push_back(
       pingpong<S>("moodycamel_tokens", impl_role::peer, sb, make<moodycamel_tokens>()));
   c.impls.push_back(pingpong<S>("boost_lockfree", impl_role::peer, sb, make<boost_lockfree>()));
   c.impls.push_back(pingpong<S>("atomic_queue", impl_role::peer, sb, make<atomic_queue_mpmc>()));
   c.impls.push_back(pingpong<S>("tbb_bounded", impl_role::peer, sb, make<tbb_bounded>()));
-#if SLUICE_BENCH_HAVE_CHANNEL
   c.impls.push_back(pingpong<B>(sbb, impl_role::reference, "", make_sluice_bounded));
   c.impls.push_back(pingpong<B>(sub, impl_role::variant, sbb, make_sluice_unbounded));
-#endif
   c.impls.push_back(
       pingpong<B>("moodycamel_blocking", impl_role::peer, sbb, make<moodycamel_blocking>()));
   c.impls.push_back(pingpong<B>("tbb_bounded_blocking", impl_role::peer, sbb, make<tbb_bounded>()));
