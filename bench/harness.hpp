@@ -387,4 +387,54 @@ sample run_pingpong(const run_params& params, MakeQueue make) {
   return s;
 }
 
+// Uncontended cost: one thread sends a burst of `burst` items and receives them back, over
+// and over; returns nanoseconds per item (one send plus one receive). No other thread
+// touches the queue, so this is the cost of the operations themselves.
+template <class MakeQueue>
+sample run_uncontended(const run_params& params, MakeQueue make, int burst = 32) {
+  auto q = make();
+  sample s;
+  std::thread worker([&] {
+    pin_to_slot(*params.cpus, 0);
+    auto tx = q->make_producer();
+    auto rx = q->make_consumer();
+    std::uint64_t seq = 0, done = 0;
+    const clock::time_point start = clock::now();
+    clock::time_point now = start;
+    const clock::time_point deadline = start + params.duration;
+    while (now < deadline && seq < params.max_items) {
+      for (int k = 0; k < burst; ++k) {
+        if (tx.try_send(make_item(0, seq + static_cast<std::uint64_t>(k))) != op::done) {
+          s.error = "try_send failed on a queue with room";
+          return;
+        }
+      }
+      for (int k = 0; k < burst; ++k) {
+        item v = 0;
+        if (rx.try_recv(v) != op::done) {
+          s.error = "try_recv found nothing although items were queued";
+          return;
+        }
+        if (v != make_item(0, seq + static_cast<std::uint64_t>(k))) {
+          s.error = "received item " + std::to_string(v) + ", expected " +
+                    std::to_string(make_item(0, seq + static_cast<std::uint64_t>(k)));
+          return;
+        }
+      }
+      seq += static_cast<std::uint64_t>(burst);
+      done += static_cast<std::uint64_t>(burst);
+      now = clock::now();
+    }
+    item v = 0;
+    if (rx.try_recv(v) == op::done) {
+      s.error = "an item was left in the queue";
+      return;
+    }
+    s.value =
+        std::chrono::duration<double, std::nano>(now - start).count() / static_cast<double>(done);
+  });
+  worker.join();
+  return s;
+}
+
 }  // namespace sluice::bench

@@ -106,9 +106,16 @@ def main():
         ax.set_title(f"{suite}/{case_name}  ({p}P{c}C)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
 
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=SLUICE, label="sluice, try-spin"),
+                        Patch(color=SLUICE_BLOCK, label="sluice, blocking"),
+                        Patch(color=PEER, label="peer, try-spin"),
+                        Patch(color=PEER_BLOCK, label="peer, blocking")],
+               loc="upper right", ncol=4, fontsize=8, frameon=False)
     fig.suptitle("sluice_bench: bars = median, dots = rounds, text = same-round ratio to the "
-                 "sluice baseline (speed; < 1 means sluice is faster)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+                 "sluice baseline (speed; < 1 means sluice is faster)", fontsize=10, x=0.02,
+                 ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     fig.savefig(sys.argv[2], dpi=110)
 
 

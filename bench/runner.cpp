@@ -34,8 +34,8 @@ Runs sluice and its peers side by side and reports medians and same-round ratios
   --suite NAMES     run only these suites (comma-separated; default: all)
   --case NAMES      run only these cases (comma-separated, e.g. bounded_1p1c,pingpong)
   --impl NAMES      run only these implementations (keep the sluice baselines for ratios)
-  --rounds N        rounds per case (default 5; each round runs every impl once, interleaved)
-  --duration-ms N   measuring time per sample (default 400; --quick: 20)
+  --rounds N        rounds per case (default 7; each round runs every impl once, interleaved)
+  --duration-ms N   measuring time per sample (default 300; --quick: 20)
   --quick           fast smoke run: 2 rounds, 20 ms samples, no warm-up
   --threads LIST    producer = consumer counts of the scaling cases (default 1,2,4;
                     e.g. --threads 1,2,4,8,16 on a 16-core machine)
@@ -52,9 +52,9 @@ Exit status: 0 ok, 1 a delivery check failed, 2 bad arguments, 3 a sample hung, 
 
 struct options {
   std::set<std::string> suites, cases, impls;
-  int rounds = 5;
+  int rounds = 7;
   bool rounds_given = false;
-  long duration_ms = 400;
+  long duration_ms = 300;
   bool duration_given = false;
   bool quick = false;
   bool plot = true;
@@ -189,6 +189,14 @@ std::string cpu_name() {
     }
   }
   return "unknown_cpu";
+}
+
+// Other work on the machine moves every figure; the run says how busy it was.
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one.empty() ? "unknown" : one + " " + five + " " + fifteen;
 }
 
 std::string compiler_name() {
@@ -401,9 +409,10 @@ int main(int argc, char** argv) {
   for (int c : cpus)
     cpu_list += (cpu_list.empty() ? "" : ",") + std::to_string(c);
   std::printf(
-      "sluice_bench: %zu case(s), %d round(s), %ld ms per sample, threads pinned "
-      "round-robin over CPUs %s\n",
-      cases.size(), opt.rounds, opt.duration_ms, cpu_list.c_str());
+      "sluice_bench %s: %zu case(s), %d round(s), %ld ms per sample, threads pinned "
+      "round-robin over CPUs %s; load average %s\n",
+      stem.c_str(), cases.size(), opt.rounds, opt.duration_ms, cpu_list.c_str(),
+      load_average().c_str());
   std::fflush(stdout);
 
   const std::string mkdir = "mkdir -p '" + opt.out + "'";
@@ -486,7 +495,8 @@ int main(int argc, char** argv) {
     write_csv();
   }
 
-  std::printf("\nCSV: %s (also %s/latest.csv)\n", csv_path.c_str(), opt.out.c_str());
+  std::printf("\nload average at the end: %s\n", load_average().c_str());
+  std::printf("CSV: %s (also %s/latest.csv)\n", csv_path.c_str(), opt.out.c_str());
   if (opt.plot) {
     const std::string cmd = "/usr/bin/python3 '" SLUICE_BENCH_SOURCE_DIR "/bench/plot.py' '" +
                             csv_path + "' '" + png_path + "' && cp '" + png_path + "' '" + opt.out +

@@ -4,6 +4,8 @@
 // Cases
 //   bounded_<n>p<n>c    throughput, 64-bit items, capacity 1024, n producers x n consumers
 //   unbounded_<n>p<n>c  throughput, 64-bit items, unbounded queues
+//   uncontended         one thread sends a burst of 32 items and receives them: the cost of
+//                       the operations without contention, ns per item
 //   pingpong            round-trip latency: one token bounced between two threads through two
 //                       queues (capacity 1024 where bounded)
 // Each case measures sluice twice: try-spin (try_send / try_recv in the shared spin loop) and
@@ -342,6 +344,32 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
         throughput<B>("mutex_deque_unbounded", impl_role::peer, sub, n, make_mutex(unlimited)));
     out.push_back(std::move(c));
   }
+
+  case_desc u{.suite = "channel",
+              .name = "uncontended",
+              .producers = 1,
+              .consumers = 1,
+              .metric = "ns_per_item",
+              .unit = "ns",
+              .direction = better::lower,
+              .impls = {}};
+  auto alone = [](std::string name, impl_role r, std::string baseline, auto m) {
+    return impl_desc{.name = std::move(name),
+                     .role = r,
+                     .baseline = std::move(baseline),
+                     .mode = "try",
+                     .run = [m](const run_params& p) { return run_uncontended(p, m); }};
+  };
+  u.impls.push_back(alone(sb, impl_role::reference, "", make_sluice_bounded));
+  u.impls.push_back(alone("sluice_static", impl_role::variant, sb, make_sluice_static));
+  u.impls.push_back(alone(su, impl_role::variant, sb, make_sluice_unbounded));
+  u.impls.push_back(alone("boost_lockfree", impl_role::peer, sb, make<boost_lockfree>()));
+  u.impls.push_back(alone("atomic_queue", impl_role::peer, sb, make<atomic_queue_mpmc>()));
+  u.impls.push_back(alone("tbb_bounded", impl_role::peer, sb, make<tbb_bounded>()));
+  u.impls.push_back(alone("moodycamel", impl_role::peer, sb, make<moodycamel_plain>()));
+  u.impls.push_back(alone("moodycamel_tokens", impl_role::peer, sb, make<moodycamel_tokens>()));
+  u.impls.push_back(alone("mutex_deque_bounded", impl_role::peer, sb, make_mutex(capacity)));
+  out.push_back(std::move(u));
 
   case_desc c{.suite = "channel",
               .name = "pingpong",
