@@ -190,6 +190,7 @@ sample run_throughput(const run_params& params, int producers, int consumers, Ma
 
   std::atomic<bool> stop{false};
   std::atomic<int> producers_done{0};
+  std::atomic<int> consumers_done{0};
   start_gate gate;
   struct alignas(64) producer_result {
     std::uint64_t sent = 0;
@@ -234,6 +235,7 @@ sample run_throughput(const run_params& params, int producers, int consumers, Ma
         t.add(v, ordering != order::none);
       }
       t.finished = clock::now();
+      consumers_done.fetch_add(1, std::memory_order_relaxed);  // Relaxed: joined before use.
     });
   }
 
@@ -252,8 +254,10 @@ sample run_throughput(const run_params& params, int producers, int consumers, Ma
   if constexpr (ordering != order::linearizable) {
     // A poison pill may overtake items of other sub-queues: let the consumers drain first,
     // so that the time measured covers every item.
-    while (q->approx_size() > 0)
+    // Relaxed: a consumer that stopped before its poison pill failed; no data is read here.
+    while (q->approx_size() > 0 && consumers_done.load(std::memory_order_relaxed) == 0) {
       std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
   }
   {
     auto tx = q->make_producer();
