@@ -18,6 +18,8 @@
 // benchmark (e.g. a channel reporting closed): the driver stops and reports it.
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
 #include <sluice/detail/cpu_relax.hpp>
 
 #include <algorithm>
@@ -59,11 +61,28 @@ enum class order {
 };
 enum class wait_mode { spin, block };
 
-// Pins the calling thread to cpus[slot % cpus.size()]. Returns false if the kernel refused.
-bool pin_to_slot(const std::vector<int>& cpus, int slot);
-
 // The CPUs this process may run on (sched_getaffinity), in ascending order.
-std::vector<int> allowed_cpus();
+inline std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  return cpus;
+}
+
+// Pins the calling thread to cpus[slot % cpus.size()]. Returns false if the kernel refused.
+inline bool pin_to_slot(const std::vector<int>& cpus, int slot) {
+  if (cpus.empty()) return false;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpus[static_cast<std::size_t>(slot) % cpus.size()], &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
 
 // The spin policy for every try-spin impl: a CPU-relax hint per failed attempt, and a
 // sched_yield every 128 failures so an oversubscribed run (more threads than cores) still
@@ -169,12 +188,50 @@ struct alignas(64) tally {
   }
 };
 
-// Compares what producers sent with what consumers received; returns "" when every item
-// was delivered exactly once (count and checksum per producer), else what went wrong.
-std::string verify_exact_once(const std::vector<std::uint64_t>& sent,
-                              const std::vector<tally>& received);
+inline std::string describe_leftovers(std::uint64_t n) {
+  return std::to_string(n) +
+         " item(s) were still queued after every consumer got its poison pill (FIFO order "
+         "broken: a later item overtook an earlier one)";
+}
 
-std::string describe_leftovers(std::uint64_t n);
+// Compares what producers sent with what consumers received; returns "" when every item
+// was delivered exactly once (count and checksum per producer) and in per-producer order
+// where checked, else what went wrong.
+inline std::string verify_exact_once(const std::vector<std::uint64_t>& sent,
+                                     const std::vector<tally>& received) {
+  for (std::size_t p = 0; p < sent.size(); ++p) {
+    std::uint64_t count = 0, sum = 0;
+    for (const tally& t : received) {
+      count += t.count[p];
+      sum += t.sum[p];
+    }
+    // Sum over seq in [0, n) of make_item(p, seq) = n * ((p+1) << 40) + n(n+1)/2, mod 2^64.
+    const std::uint64_t n = sent[p];
+    const std::uint64_t expected_sum = n * (static_cast<std::uint64_t>(p + 1) << seq_bits) +
+                                       (n % 2 == 0 ? n / 2 * (n + 1) : (n + 1) / 2 * n);
+    if (count != n) {
+      return "producer " + std::to_string(p) + " sent " + std::to_string(n) + " items but " +
+             std::to_string(count) + " were received (" +
+             (count < n ? std::to_string(n - count) + " lost)"
+                        : std::to_string(count - n) + " duplicated)");
+    }
+    if (sum != expected_sum) {
+      return "producer " + std::to_string(p) + ": received " + std::to_string(count) +
+             " items but their checksum is wrong (duplicates hiding losses or corrupted values)";
+    }
+  }
+  for (const tally& t : received) {
+    if (t.foreign != 0) {
+      return std::to_string(t.foreign) + " received item(s) named no producer (corrupted values)";
+    }
+    if (t.out_of_order != 0) {
+      return std::to_string(t.out_of_order) +
+             " item(s) arrived before an earlier item of the same producer (per-producer order "
+             "broken)";
+    }
+  }
+  return {};
+}
 
 // Throughput: `producers` threads send numbered items for about params.duration (or until
 // params.max_items), `consumers` threads receive until each gets a poison pill, sent once

@@ -28,8 +28,8 @@
 // 3. Each impl's `run` measures ONE sample for about `params.duration` and returns it in the
 //    case's unit. It must check its own results (exact-once delivery, checksums, ...) and put
 //    a message in `sample::error` when they are wrong: the runner then stops, naming suite,
-//    case and impl, and exits non-zero. bench/harness.hpp has the shared pieces: thread
-//    pinning (`pin_to_slot`), the start gate, the spin policy, and generic throughput and
+//    case and impl, and exits non-zero. bench/harness.hpp (header-only) has the shared pieces:
+//    thread pinning (`pin_to_slot`), the start gate, the spin policy, and generic throughput and
 //    ping-pong drivers with exact-once accounting for any queue-like adapter.
 //
 // The runner interleaves the impls of a case within each round (rotating the order each
