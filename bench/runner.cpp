@@ -32,7 +32,8 @@ constexpr const char* usage = R"(usage: sluice_bench [options]
 Runs sluice and its peers side by side and reports medians and same-round ratios.
 
   --suite NAMES     run only these suites (comma-separated; default: all)
-  --case NAMES      run only these cases (comma-separated, e.g. bounded_1p1c,pingpong)
+  --case NAMES      run only these cases (comma-separated, e.g. bounded_1p1c,pingpong or
+                    channel/pingpong where suites share a case name)
   --impl NAMES      run only these implementations (keep the sluice baselines for ratios)
   --rounds N        rounds per case (default 7; each round runs every impl once, interleaved)
   --duration-ms N   measuring time per sample (default 300; --quick: 20)
@@ -378,7 +379,10 @@ int main(int argc, char** argv) {
     std::vector<sb::case_desc> built;
     s.build(sopt, built);
     for (auto& c : built) {
-      if (!opt.cases.empty() && !opt.cases.count(c.name)) continue;
+      if (!opt.cases.empty() && !opt.cases.count(c.name) &&
+          !opt.cases.count(c.suite + "/" + c.name)) {
+        continue;
+      }
       if (!opt.impls.empty()) {
         std::erase_if(c.impls, [&](const sb::impl_desc& d) { return !opt.impls.count(d.name); });
       }
