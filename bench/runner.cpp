@@ -1,6 +1,8 @@
 // sluice_bench: runs the registered suites (bench/suite_*.cpp), interleaving each case's
 // implementations within every round, and reports medians and same-round ratios to sluice
 // as a table, a CSV file and a PNG plot.
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -32,9 +34,10 @@ constexpr const char* usage = R"(usage: sluice_bench [options]
 Runs sluice and its peers side by side and reports medians and same-round ratios.
 
   --suite NAMES     run only these suites (comma-separated; default: all)
-  --case NAMES      run only these cases (comma-separated, e.g. bounded_1p1c,pingpong or
-                    channel/pingpong where suites share a case name)
-  --impl NAMES      run only these implementations (keep the sluice baselines for ratios)
+  --case NAMES      run only these cases: comma-separated names or shell patterns, with or
+                    without the suite (bounded_1p1c,pingpong  'bounded_*'  channel/pingpong)
+  --impl NAMES      run only these implementations, names or patterns (keep the sluice
+                    baselines, or there is no ratio)
   --rounds N        rounds per case (default 7; each round runs every impl once, interleaved)
   --duration-ms N   measuring time per sample (default 300; --quick: 20)
   --quick           fast smoke run: 2 rounds, 20 ms samples, no warm-up
@@ -72,6 +75,13 @@ std::vector<std::string> split(const std::string& s) {
     if (!p.empty()) parts.push_back(p);
   }
   return parts;
+}
+
+// Shell-style patterns: "bounded_*", "channel/pingpong", "sluice_*".
+bool matches_any(const std::set<std::string>& patterns, const std::string& name) {
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
+    return fnmatch(p.c_str(), name.c_str(), 0) == 0;
+  });
 }
 
 [[noreturn]] void bad_args(const std::string& why) {
@@ -379,12 +389,13 @@ int main(int argc, char** argv) {
     std::vector<sb::case_desc> built;
     s.build(sopt, built);
     for (auto& c : built) {
-      if (!opt.cases.empty() && !opt.cases.count(c.name) &&
-          !opt.cases.count(c.suite + "/" + c.name)) {
+      if (!opt.cases.empty() && !matches_any(opt.cases, c.name) &&
+          !matches_any(opt.cases, c.suite + "/" + c.name)) {
         continue;
       }
       if (!opt.impls.empty()) {
-        std::erase_if(c.impls, [&](const sb::impl_desc& d) { return !opt.impls.count(d.name); });
+        std::erase_if(c.impls,
+                      [&](const sb::impl_desc& d) { return !matches_any(opt.impls, d.name); });
       }
       if (!c.impls.empty()) cases.push_back(std::move(c));
     }
