@@ -49,6 +49,9 @@ Runs sluice and its peers side by side and reports medians and same-round ratios
   --help            this text
 
 Output: DIR/bench-<commit>-<cpu>-<compiler>.csv (and .png), copied to DIR/latest.csv/.png.
+CSV columns suite,case,impl,producers,consumers,metric,value,unit; metric <m> (ops_per_sec,
+rtt_ns, ns_per_item) is one row per round, <m>_median the median over rounds,
+ratio_to_<baseline> the same-round ratio and ratio_to_<baseline>_median its median.
 Ratio = the implementation's speed / its sluice baseline's speed in the same round (for
 latency, speed = 1 / time), median over rounds: below 1.00 sluice is faster.
 Exit status: 0 ok, 1 a delivery check failed, 2 bad arguments, 3 a sample hung, 4 no plot.
