@@ -94,6 +94,10 @@ class list_engine {
   // Destroys the values still inside and frees every block.
   // Requires: no other thread uses it.
   ~list_engine() {
+    static_assert(alignof(list_engine) >= contention_spacing,
+                  "head_ and tail_ must sit on their own cache lines");
+    static_assert(sizeof(position) <= contention_spacing,
+                  "a position must fit in the space that separates head_ from tail_");
     // Relaxed throughout: we are the only thread left.
     std::size_t head = head_.index.load(std::memory_order_relaxed) & ~flag;
     const std::size_t tail = tail_.index.load(std::memory_order_relaxed) & ~flag;
