@@ -513,7 +513,8 @@ int main(int argc, char** argv) {
     write_csv();
   }
 
-  std::printf("\nload average at the end: %s\n", load_average().c_str());
+  std::printf("\nload average at the end (this run's own threads included): %s\n",
+              load_average().c_str());
   std::printf("CSV: %s (also %s/latest.csv)\n", csv_path.c_str(), opt.out.c_str());
   if (opt.plot) {
     const std::string cmd = "/usr/bin/python3 '" SLUICE_BENCH_SOURCE_DIR "/bench/plot.py' '" +
