@@ -37,7 +37,11 @@
 // whose sender has not finished writing waits for it, and the receiver of a
 // block's last slot waits for slower receivers of the same block. That keeps
 // a send to one compare-exchange and one store, a receive to one
-// compare-exchange and one store, and makes `empty` exact.
+// compare-exchange and one store, and makes `empty` exact. (Letting whichever
+// receiver finishes last free the block needs a read-modify-write per
+// receive, on a per-block counter or on the slot as crossbeam does; measured
+// on x86-64 that adds 6-8 ns to a 20 ns send+receive pair, and the counter
+// line is contended between receivers.)
 //
 // Wrapping: indices are std::size_t and wrap modulo 2^N. The position count
 // wraps modulo 2^(N-1), which lap (a power of two) divides, so offsets and
