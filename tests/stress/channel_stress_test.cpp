@@ -340,8 +340,13 @@ TEST_P(ChannelWakeups, BlockingPingPong) {
     return cap == unbounded ? sluice::channel<int>::unbounded()
                             : sluice::channel<int>::bounded(cap);
   };
-  auto [ping_tx, ping_rx] = make();
-  auto [pong_tx, pong_rx] = make();
+  // Named handles, not structured bindings: lambdas capture them below.
+  auto ping = make();
+  auto pong = make();
+  sluice::sender<int>& ping_tx = ping.first;
+  sluice::receiver<int>& ping_rx = ping.second;
+  sluice::sender<int>& pong_tx = pong.first;
+  sluice::receiver<int>& pong_rx = pong.second;
   const int rounds = int(5000 / stress_scale);
   watchdog dog(60s, [&] {
     ping_tx.close();
