@@ -249,7 +249,9 @@ class receiving_ops {
   [[nodiscard]] auto recv_async() noexcept {
     return recv_awaiter<std::remove_reference_t<decltype(core())>>(core());
   }
-  // Moves up to `max` values that are there now into `out`; returns how many.
+  // Moves up to `max` values that are there now into `out` (each by
+  // `*out = std::move(v); ++out`, so an inserter or an iterator over
+  // constructed elements); returns how many.
   template <class OutputIterator>
   std::size_t try_recv_n(OutputIterator out, std::size_t max) noexcept {
     return detail::try_recv_n(core(), out, max);
