@@ -46,16 +46,22 @@ def load(path):
     return cases
 
 
-def scale(unit, values):
+LABELS = {
+    "rtt_ns": "ns per round trip (lower is better)",
+    "ns_per_item": "ns per item (lower is better)",
+}
+
+
+def scale(unit, values, metric=None):
     if unit == "ops/s":
         return [v / 1e6 for v in values], "million items / s (higher is better)"
-    return values, f"{unit} per round trip (lower is better)"
+    return values, LABELS.get(metric, f"{metric} ({unit})")
 
 
 def colour(name, impl):
     # An impl waits the way its sluice baseline does (spin or blocking).
     group = impl["baseline"] or name
-    blocking = "blocking" in group or "blocking" in name or name.startswith("mutex")
+    blocking = "blocking" in group or (impl["baseline"] is None and name.startswith("mutex"))
     if name.startswith("sluice"):
         return SLUICE_BLOCK if blocking else SLUICE
     return PEER_BLOCK if blocking else PEER
@@ -77,7 +83,8 @@ def main():
 
     for ax, ((suite, case_name), case) in zip(axes.flat, cases.items()):
         impls = list(case["impls"].items())
-        medians, label = scale(case["unit"], [i["median"] or 0.0 for _, i in impls])
+        medians, label = scale(case["unit"], [i["median"] or 0.0 for _, i in impls],
+                               case["metric"])
         ys = list(range(len(impls)))[::-1]
         ax.barh(ys, medians, color=[colour(n, i) for n, i in impls], height=0.7)
         for y, (_, impl) in zip(ys, impls):
