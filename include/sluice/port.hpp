@@ -53,8 +53,9 @@ struct critical_state {
 };
 
 // Enters a critical section on the calling core: nothing on this core can
-// interrupt until leave_critical. Hosted: no-op (threads preempt, signal
-// handlers must not take locks that code outside them holds).
+// interrupt until leave_critical. Hosted: blocks the thread's signals, so a
+// signal handler cannot interrupt code that holds a lock it also takes
+// (threads still preempt). Nests.
 critical_state enter_critical() noexcept;
 void leave_critical(critical_state state) noexcept;
 
@@ -81,7 +82,9 @@ class critical_section {
 
 // A deadline from a sluice::time_point or from any std::chrono steady or
 // system time_point (converted through the distance from its clock's now).
-constexpr time_point to_time_point(time_point t) noexcept { return t; }
+constexpr time_point to_time_point(time_point t) noexcept {
+  return t;
+}
 
 template <detail::chrono_time_point_like P>
 time_point to_time_point(const P& deadline) {
@@ -90,6 +93,8 @@ time_point to_time_point(const P& deadline) {
 }
 
 // The deadline `d` from now.
-inline time_point deadline_after(duration d) noexcept { return port::now() + d; }
+inline time_point deadline_after(duration d) noexcept {
+  return port::now() + d;
+}
 
 }  // namespace sluice

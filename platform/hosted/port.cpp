@@ -1,8 +1,12 @@
 // The hosted port: Linux threads. wait/notify is the futex system call
 // (async-signal-safe, with a timeout, unlike std::atomic::wait), the clock is
-// CLOCK_MONOTONIC, a critical section is nothing, and each thread's parker
+// CLOCK_MONOTONIC, a critical section blocks the thread's signals (the hosted
+// stand-in for masking interrupts: a signal handler must not run while the
+// code it interrupted holds a lock it may want), and each thread's parker
 // lives on the heap for as long as the thread or a waker needs it.
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,8 +30,8 @@ long futex(const detail::atomic<std::uint32_t>& word, int op, std::uint32_t valu
   // The futex call takes the address of the word; std::atomic<uint32_t> is
   // layout-compatible with uint32_t on Linux.
   auto* address = const_cast<detail::atomic<std::uint32_t>*>(&word);
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(address), op, value, timeout,
-                 nullptr, 0);
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(address), op, value, timeout, nullptr,
+                 0);
 }
 
 }  // namespace
@@ -43,10 +47,10 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
   struct timespec at {};
   at.tv_sec = static_cast<time_t>(deadline.ns / 1'000'000'000u);
   at.tv_nsec = static_cast<long>(deadline.ns % 1'000'000'000u);
-  const long rc = syscall(SYS_futex,
-                          reinterpret_cast<std::uint32_t*>(
-                              const_cast<detail::atomic<std::uint32_t>*>(&word)),
-                          FUTEX_WAIT_BITSET_PRIVATE, expected, &at, nullptr, FUTEX_BITSET_MATCH_ANY);
+  const long rc =
+      syscall(SYS_futex,
+              reinterpret_cast<std::uint32_t*>(const_cast<detail::atomic<std::uint32_t>*>(&word)),
+              FUTEX_WAIT_BITSET_PRIVATE, expected, &at, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == -1 && errno == ETIMEDOUT) return wait_status::timed_out;
   return wait_status::woken;
 }
@@ -66,8 +70,28 @@ time_point now() noexcept {
                     static_cast<std::uint64_t>(t.tv_nsec)};
 }
 
-critical_state enter_critical() noexcept { return critical_state{0}; }
-void leave_critical(critical_state) noexcept {}
+namespace {
+
+// Nesting depth and the mask to restore, per thread. A signal arriving
+// between the increment and the mask runs before we take any lock, so it
+// cannot deadlock on us.
+thread_local unsigned critical_depth = 0;
+thread_local sigset_t critical_saved_mask;
+
+}  // namespace
+
+critical_state enter_critical() noexcept {
+  if (critical_depth++ == 0) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &critical_saved_mask);
+  }
+  return critical_state{0};
+}
+
+void leave_critical(critical_state) noexcept {
+  if (--critical_depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
+}
 
 void panic(const char* message, const char* file, int line) noexcept {
   std::fprintf(stderr, "%s:%d: %s\n", file, line, message);
@@ -77,7 +101,9 @@ void panic(const char* message, const char* file, int line) noexcept {
 
 namespace {
 
-void free_parker(parker* p) noexcept { delete p; }
+void free_parker(parker* p) noexcept {
+  delete p;
+}
 
 // Owns the thread's reference to its parker; wakers may hold more and keep
 // the parker alive after the thread has gone.

@@ -25,6 +25,18 @@ for h in $headers; do
   done
 done
 
+# Compiled engines that must run without an operating system.
+engines=(src/packet_buffer.cpp)
+for e in "${engines[@]}"; do
+  for target in arm a64; do
+    if [ "$target" = arm ]; then cc=("${arm[@]}"); else cc=("${a64[@]}"); fi
+    if ! "${cc[@]}" "${common[@]}" -c "$root/$e" -o "$out/$(basename "$e" .cpp).$target.o"; then
+      echo "FAIL: $e does not compile freestanding for $target"
+      fail=1
+    fi
+  done
+done
+
 for target in arm a64; do
   if [ "$target" = arm ]; then cc=("${arm[@]}"); else cc=("${a64[@]}"); fi
   if ! "${cc[@]}" "${common[@]}" -nostdlib -static -Wl,-e,_start -Wl,--gc-sections \
@@ -47,4 +59,4 @@ if [ $fail -ne 0 ]; then
   echo "freestanding: failures (checked $n headers)"
   exit 1
 fi
-echo "freestanding: $n headers x 2 targets compiled, program linked for 2 targets"
+echo "freestanding: $n headers and ${#engines[@]} engine(s) x 2 targets compiled, program linked for 2 targets"
