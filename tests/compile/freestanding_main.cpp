@@ -28,14 +28,20 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
 }
 void notify_one(const detail::atomic<std::uint32_t>&) noexcept {}
 void notify_all(const detail::atomic<std::uint32_t>&) noexcept {}
-time_point now() noexcept { return time_point{++ticks}; }
-critical_state enter_critical() noexcept { return critical_state{0}; }
+time_point now() noexcept {
+  return time_point{++ticks};
+}
+critical_state enter_critical() noexcept {
+  return critical_state{0};
+}
 void leave_critical(critical_state) noexcept {}
 [[noreturn]] void panic(const char*, const char*, int) noexcept {
   for (;;) {
   }
 }
-parker& current_parker() noexcept { return core_parker; }
+parker& current_parker() noexcept {
+  return core_parker;
+}
 
 }  // namespace sluice::port
 
@@ -43,22 +49,26 @@ parker& current_parker() noexcept { return core_parker; }
 extern "C" {
 void* memset(void* dest, int value, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
-  while (n-- != 0) *d++ = static_cast<unsigned char>(value);
+  while (n-- != 0)
+    *d++ = static_cast<unsigned char>(value);
   return dest;
 }
 void* memcpy(void* dest, const void* src, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
   const auto* s = static_cast<const unsigned char*>(src);
-  while (n-- != 0) *d++ = *s++;
+  while (n-- != 0)
+    *d++ = *s++;
   return dest;
 }
 void* memmove(void* dest, const void* src, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
   const auto* s = static_cast<const unsigned char*>(src);
   if (d < s) {
-    while (n-- != 0) *d++ = *s++;
+    while (n-- != 0)
+      *d++ = *s++;
   } else {
-    while (n-- != 0) d[n] = s[n];
+    while (n-- != 0)
+      d[n] = s[n];
   }
   return dest;
 }
@@ -72,8 +82,12 @@ int memcmp(const void* a, const void* b, std::size_t n) {
 // Static objects with destructors register them; a program that never
 // exits runs none of them.
 void* __dso_handle = nullptr;
-int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
-int __aeabi_atexit(void*, void (*)(void*), void*) { return 0; }
+int __cxa_atexit(void (*)(void*), void*, void*) {
+  return 0;
+}
+int __aeabi_atexit(void*, void (*)(void*), void*) {
+  return 0;
+}
 void __cxa_pure_virtual() {
   for (;;) {
   }
