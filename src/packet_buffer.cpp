@@ -272,11 +272,9 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*packet);
   // Relaxed: the producer's own word.
   const std::uint32_t v = h.load(std::memory_order_relaxed);
-  const std::uint32_t n = words_of(packet);
   // Release [PB2]: publishes every word of the packet to claim (E2).
   h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // Relaxed: statistics.
-  wr_idx.fetch_add(n, std::memory_order_relaxed);
+  // Relaxed: a statistic.
   committed.fetch_add(1, std::memory_order_relaxed);
   data_waiters.notify_one();
 }
@@ -383,8 +381,12 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         // Relaxed: after commit only the consumer (or a dropper under the
         // lock) writes the header (E3).
         h.store(v | pbuf_busy, std::memory_order_relaxed);
-        tmp_rd_idx.store(advance(t, n), std::memory_order_relaxed);
-        claimed.fetch_add(1, std::memory_order_relaxed);  // statistic
+        t = advance(t, n);
+        tmp_rd_idx.store(t, std::memory_order_relaxed);
+        // Relaxed, and no read-modify-write: one writer (the consumer, or
+        // the lock holder); observers only read them.
+        wr_idx.store(t, std::memory_order_relaxed);
+        claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         return pbuf_span{packet, n};
       }
     }

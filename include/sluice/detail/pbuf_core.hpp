@@ -123,7 +123,7 @@ struct pbuf_span {
 struct pbuf_core {
   // ---- the fields of Zephyr's struct mpsc_pbuf_buffer, in its order ----
   atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space (producers)
-  atomic<std::uint32_t> wr_idx{0};      // words committed so far, wrapping (observer)
+  atomic<std::uint32_t> wr_idx{0};      // end of the committed prefix claim has reached
   atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim (consumer)
   atomic<std::uint32_t> rd_idx{0};      // oldest word not yet freed
   std::uint32_t flags = 0;

@@ -9,8 +9,10 @@
  *
  * Index fields: tmp_wr_idx, tmp_rd_idx and rd_idx are positions that run
  * over a period of several laps (slot = index % size), which tells a full
- * buffer from an empty one without the MPSC_PBUF_FULL flag; wr_idx counts
- * the words committed so far. Read them only for diagnostics.
+ * buffer from an empty one without the MPSC_PBUF_FULL flag. wr_idx is the
+ * end of the committed data found in allocation order (advanced as packets
+ * are claimed: producers commit with one store to the packet's header and
+ * touch no shared index). Read them only for diagnostics.
  *
  * Contexts: alloc with a timeout other than K_NO_WAIT may block and must be
  * called from a thread. Everything else may be called from any context,
@@ -64,7 +66,7 @@ struct mpsc_pbuf_sluice_sync {
 
 struct mpsc_pbuf_buffer {
   uint32_t tmp_wr_idx; /* end of allocated space */
-  uint32_t wr_idx;     /* words committed so far (wrapping) */
+  uint32_t wr_idx;     /* end of the committed data found so far */
   uint32_t tmp_rd_idx; /* next packet to claim */
   uint32_t rd_idx;     /* oldest word not yet freed */
   uint32_t flags;
