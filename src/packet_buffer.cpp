@@ -113,7 +113,24 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
     }
     const std::uint32_t tail = size - slot(w);
     const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
-    if (pad + n > size - used) return pbuf_status::no_room;
+    if (pad + n > size - used) {
+      if (used != 0) return pbuf_status::no_room;
+      // Empty, but the padding leaves no room (a request near the full
+      // size): move the empty buffer to the next slot 0. Only a producer
+      // that finds it empty does this, so the consumer, which has nothing
+      // claimed then, never has to. Relaxed CAS: it succeeds only if
+      // nothing was reserved since we saw w; the words skipped are free.
+      const std::uint32_t start = advance(w, tail);
+      if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+                                             std::memory_order_relaxed)) {
+        // rd_idx == w and only moves when something is reserved, so the
+        // store cannot lose a consumer's update. Release [PB1]. The
+        // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
+        rd_idx.store(start, std::memory_order_release);
+        w = start;
+      }
+      continue;
+    }
     // Relaxed: the reservation publishes nothing; the words it covers are
     // zero already ([PB1]) and the packet is published by its header
     // ([PB2]). Producers race only on the position itself.
@@ -336,19 +353,6 @@ bool pbuf_core::reclaim() noexcept {
     zero_words(buf + slot(r), len);  // E9
     r = advance(r, len);
   }
-  if (r == t && slot(r) != 0) {
-    // Empty: move every index to the next slot 0 so that a full-size
-    // allocation finds the whole buffer in one piece. Relaxed CAS: it only
-    // succeeds if no producer reserved since; the words skipped are free
-    // (zero) and rd_idx below publishes the move [PB1].
-    std::uint32_t expected = r;
-    const std::uint32_t next = advance(r, size - slot(r));
-    if (tmp_wr_idx.compare_exchange_strong(expected, next, std::memory_order_relaxed,
-                                           std::memory_order_relaxed)) {
-      tmp_rd_idx.store(next, std::memory_order_relaxed);
-      r = next;
-    }
-  }
   if (r == start) return false;
   // Release [PB1]: the freed words are zero and no longer read here.
   rd_idx.store(r, std::memory_order_release);
@@ -359,6 +363,14 @@ bool pbuf_core::reclaim() noexcept {
 pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // A producer that found the buffer empty may have moved it to slot 0
+  // (reserve_lock_free): rd_idx is then ahead of us; follow it. Relaxed:
+  // the words in between are free and nothing else is read through it.
+  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+      r != t && distance(t, r) <= size) {
+    t = r;
+    tmp_rd_idx.store(t, std::memory_order_relaxed);
+  }
   for (;;) {
     // Relaxed: the header acquire below is what orders the packet's words.
     if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};

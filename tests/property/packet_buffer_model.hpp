@@ -61,12 +61,12 @@ class pbuf_model {
         max_used_ = std::max<std::uint64_t>(max_used_, wr_ - rd_);
         return out;
       }
-      if (!overwrite_) return out;
       if (rd_ == wr_) {
         if (rd_ % size_ == 0) return out;
         realign();
         continue;
       }
+      if (!overwrite_) return out;
       record& front = records_.front();
       switch (front.state) {
         case kind::reserved:
@@ -162,7 +162,6 @@ class pbuf_model {
       rd_ += records_.front().len;
       records_.pop_front();
     }
-    if (rd_ == trd_ && rd_ == wr_ && rd_ % size_ != 0) realign();
   }
   void realign() {
     const std::uint64_t next = rd_ + (size_ - rd_ % size_);
