@@ -294,14 +294,17 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   // Relaxed: a statistic.
   committed.fetch_add(1, std::memory_order_relaxed);
   data_waiters.notify_one();
+  // With overwrite, a committed oldest packet can be dropped: room.
+  if (overwrite()) space_waiters.notify_all();
 }
 
 void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
   // Release [PB2]: the consumer passes it as padding (E5).
   atomic_ref<std::uint32_t>(*packet).store((n << pbuf_hdr_bits) | pbuf_busy,
                                            std::memory_order_release);
-  // The consumer may wait behind it.
+  // The consumer may wait behind it; with overwrite, a producer may too.
   data_waiters.notify_one();
+  if (overwrite()) space_waiters.notify_all();
 }
 
 bool pbuf_core::put_word(std::uint32_t first) noexcept {

@@ -293,6 +293,29 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
   EXPECT_EQ(take(), 0);
 }
 
+TEST_P(PacketBufferTest, TimedAllocIsWokenByCommitOfTheOldest) {
+  // Only overwrite can drop the oldest packet once it is committed.
+  auto oldest = pb.try_alloc(GetParam().size - 1);
+  ASSERT_TRUE(oldest);
+  oldest->payload()[0] = 1;
+  std::thread producer([&] {
+    auto r = pb.alloc_for(2, 60s);
+    EXPECT_TRUE(r) << "never woken: a lost wake-up";
+    if (r) std::move(*r).abandon();
+  });
+  std::this_thread::sleep_for(10ms);
+  std::move(*oldest).commit();
+  if (!overwrite()) {
+    // Without overwrite the producer waits for the consumer instead.
+    EXPECT_EQ(take(), 1);
+  }
+  producer.join();
+  if (overwrite()) {
+    ASSERT_EQ(drops.packets.size(), 1u);
+    EXPECT_EQ(drops.packets[0][0], 1u);
+  }
+}
+
 TEST_P(PacketBufferTest, TimedAllocIsWokenByTheConsumerPassingASkip) {
   if (overwrite()) GTEST_SKIP() << "overwrite passes skips itself";
   const std::uint32_t n = GetParam().size;
