@@ -320,9 +320,8 @@ bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept 
   constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
   pbuf_span p;
   if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
-  const auto* bytes = reinterpret_cast<const std::uint32_t*>(&pointer);
-  for (std::uint32_t i = 0; i < pointer_words; ++i)
-    p.words[1 + i] = bytes[i];
+  static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
+  __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
   atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);

@@ -14,6 +14,13 @@
  * are claimed: producers commit with one store to the packet's header and
  * touch no shared index). Read them only for diagnostics.
  *
+ * Header word: the buffer reads and writes its two bits atomically. Code
+ * that sets its own bits of the first word through bit-fields between alloc
+ * and commit (as Zephyr code does) writes that word with plain stores; a
+ * claim running at the same moment reads it atomically, sees the packet as
+ * not committed and leaves it, but ThreadSanitizer reports the pair. The
+ * C++ API (allocated_packet::set_user_bits) writes it atomically instead.
+ *
  * Contexts: alloc with a timeout other than K_NO_WAIT may block and must be
  * called from a thread. Everything else may be called from any context,
  * including interrupt and signal handlers.
