@@ -9,6 +9,8 @@
 //   <P>p1c_w<W>           P producer threads, one consumer; packets/s
 //                         (words/s = W * packets/s). With overwrite the count is
 //                         of packets committed; every one is claimed or dropped.
+// With overwrite, sluice_threads_only is the same buffer configured with
+// buffer_contexts::threads_only (no critical section around its lock).
 // Every sample checks its deliveries: counts (claimed + dropped = committed),
 // per-producer order and payload words for packets of 3 words or more.
 #include <concurrentqueue/concurrentqueue.h>
@@ -74,6 +76,7 @@ struct checker {
   }
 };
 
+template <sluice::buffer_contexts Contexts>
 struct sluice_impl {
   std::vector<std::uint32_t> storage;
   sluice::packet_buffer pb;
@@ -82,7 +85,8 @@ struct sluice_impl {
         pb({.storage = storage.data(),
             .size_words = words,
             .policy = overwrite ? sluice::overflow_policy::drop_oldest
-                                : sluice::overflow_policy::reject_new}) {}
+                                : sluice::overflow_policy::reject_new,
+            .contexts = Contexts}) {}
   bool put(std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
     auto a = pb.try_alloc(n);
     if (!a) return false;
@@ -246,12 +250,14 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                     .unit = "ns",
                     .direction = sb::better::lower,
                     .impls = {}};
-    c.impls.push_back(
-        {.name = "sluice",
-         .role = sb::impl_role::reference,
-         .baseline = "",
-         .mode = "spin",
-         .run = [=](const sb::run_params& p) { return run_cycle<sluice_impl>(p, W, overwrite); }});
+    c.impls.push_back({.name = "sluice",
+                       .role = sb::impl_role::reference,
+                       .baseline = "",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_cycle<sluice_impl<sluice::buffer_contexts::any>>(p, W,
+                                                                                     overwrite);
+                       }});
     c.impls.push_back({.name = "spinlock",
                        .role = sb::impl_role::peer,
                        .baseline = "sluice",
@@ -259,6 +265,16 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                        .run = [=](const sb::run_params& p) {
                          return run_cycle<spinlock_impl>(p, W, overwrite);
                        }});
+    if (overwrite) {
+      c.impls.push_back({.name = "sluice_threads_only",
+                         .role = sb::impl_role::variant,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_cycle<sluice_impl<sluice::buffer_contexts::threads_only>>(
+                               p, W, overwrite);
+                         }});
+    }
     if (!overwrite) {
       c.impls.push_back({.name = "moodycamel",
                          .role = sb::impl_role::peer,
@@ -279,12 +295,14 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                     .unit = "packets/s",
                     .direction = sb::better::higher,
                     .impls = {}};
-    c.impls.push_back(
-        {.name = "sluice",
-         .role = sb::impl_role::reference,
-         .baseline = "",
-         .mode = "spin",
-         .run = [=](const sb::run_params& p) { return run_pc<sluice_impl>(p, n, W, overwrite); }});
+    c.impls.push_back({.name = "sluice",
+                       .role = sb::impl_role::reference,
+                       .baseline = "",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_pc<sluice_impl<sluice::buffer_contexts::any>>(p, n, W,
+                                                                                  overwrite);
+                       }});
     c.impls.push_back({.name = "spinlock",
                        .role = sb::impl_role::peer,
                        .baseline = "sluice",
@@ -292,6 +310,16 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                        .run = [=](const sb::run_params& p) {
                          return run_pc<spinlock_impl>(p, n, W, overwrite);
                        }});
+    if (overwrite) {
+      c.impls.push_back({.name = "sluice_threads_only",
+                         .role = sb::impl_role::variant,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_pc<sluice_impl<sluice::buffer_contexts::threads_only>>(
+                               p, n, W, overwrite);
+                         }});
+    }
     if (!overwrite) {
       c.impls.push_back({.name = "moodycamel",
                          .role = sb::impl_role::peer,

@@ -29,16 +29,26 @@ namespace sluice::detail {
 // Enters the port's critical section, then takes the overwrite lock. The
 // critical section comes first so that nothing on this core (an interrupt,
 // a signal handler) can run while we hold the lock and spin on it forever.
+// A buffer configured for thread producers only skips the critical section
+// (no handler can interrupt a holder and then spin on the lock).
 class pbuf_lock_guard {
  public:
-  explicit pbuf_lock_guard(pbuf_core& core) noexcept : core_(core) { core_.lock_spin(); }
-  ~pbuf_lock_guard() { core_.unlock(); }
+  explicit pbuf_lock_guard(pbuf_core& core) noexcept
+      : core_(core), masked_((core.flags & pbuf_flag_threads_only) == 0) {
+    if (masked_) state_ = port::enter_critical();
+    core_.lock_spin();
+  }
+  ~pbuf_lock_guard() {
+    core_.unlock();
+    if (masked_) port::leave_critical(state_);
+  }
   pbuf_lock_guard(const pbuf_lock_guard&) = delete;
   pbuf_lock_guard& operator=(const pbuf_lock_guard&) = delete;
 
  private:
-  critical_section section_;  // constructed before and destroyed after the lock
   pbuf_core& core_;
+  bool masked_;
+  port::critical_state state_{};
 };
 
 namespace {

@@ -57,11 +57,20 @@ enum class overflow_policy : std::uint8_t {
 
 enum class utilization_tracking : std::uint8_t { off, track_max };
 
+// Who uses the buffer. drop_oldest takes a short lock; with `any` it is
+// taken inside the port's critical section (interrupts masked on bare metal,
+// signals blocked hosted: two system calls per operation) so that a handler
+// that interrupts a holder cannot deadlock. `threads_only` promises that no
+// interrupt or signal handler ever calls the buffer and skips that cost.
+// reject_new takes no lock either way.
+enum class buffer_contexts : std::uint8_t { any, threads_only };
+
 struct packet_buffer_config {
   std::uint32_t* storage = nullptr;
   std::uint32_t size_words = 0;
   overflow_policy policy = overflow_policy::reject_new;
   utilization_tracking utilization = utilization_tracking::off;
+  buffer_contexts contexts = buffer_contexts::any;
   // Called once per dropped packet (drop_oldest), contents intact, outside
   // any lock, in the context of the producer that needed the room.
   void (*on_drop)(void* context, const std::uint32_t* packet,
@@ -302,7 +311,8 @@ class packet_buffer {
         (c.policy == overflow_policy::drop_oldest ? detail::pbuf_flag_overwrite : 0u) |
         (c.utilization == utilization_tracking::track_max ? detail::pbuf_flag_max_utilization
                                                           : 0u) |
-        ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u);
+        ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u) |
+        (c.contexts == buffer_contexts::threads_only ? detail::pbuf_flag_threads_only : 0u);
     out.drop = c.on_drop;
     out.words = c.packet_words;
     out.context = c.context;

@@ -465,3 +465,31 @@ INSTANTIATE_TEST_SUITE_P(Sizes, OverwriteTest,
                          name);
 
 }  // namespace
+
+namespace {
+
+TEST(PacketBufferThreadsOnly, OverwriteWithoutCriticalSectionDropsOldest) {
+  std::uint32_t storage[8];
+  drop_log drops;
+  sluice::packet_buffer pb({.storage = storage,
+                            .size_words = 8,
+                            .policy = overflow_policy::drop_oldest,
+                            .contexts = sluice::buffer_contexts::threads_only,
+                            .on_drop = &drop_log::record,
+                            .context = &drops});
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    auto a = pb.try_alloc(2);
+    ASSERT_TRUE(a);
+    a->payload()[0] = i;
+    std::move(*a).commit();
+  }
+  ASSERT_EQ(drops.packets.size(), 1u);
+  EXPECT_EQ(drops.packets[0][0], 0u);
+  for (std::uint32_t i = 1; i < 5; ++i) {
+    auto c = pb.try_claim();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.payload()[0], i);
+  }
+}
+
+}  // namespace

@@ -47,7 +47,8 @@
 //                 inside a sluice::critical_section (interrupt mask on bare
 //                 metal, signal mask hosted) so that an interrupt or signal
 //                 handler that produces cannot deadlock on the context it
-//                 interrupted. Commit stays one atomic store. The drop
+//                 interrupted (skipped with pbuf_flag_threads_only, when no
+//                 handler ever touches the buffer). Commit stays one atomic store. The drop
 //                 callback runs outside the lock: the victim is first marked
 //                 claimed (so that nobody reuses its words), the lock is
 //                 left, the callback runs, then the victim becomes a skip.
@@ -92,6 +93,10 @@ inline constexpr std::uint32_t pbuf_flag_pow2 = 1u << 0;
 inline constexpr std::uint32_t pbuf_flag_overwrite = 1u << 1;
 inline constexpr std::uint32_t pbuf_flag_max_utilization = 1u << 2;
 inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
+// sluice's own: every producer and the consumer are threads (or tasks),
+// never interrupt or signal handlers, so the overwrite lock needs no
+// critical section around it.
+inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
