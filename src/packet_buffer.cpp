@@ -201,9 +201,9 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
         continue;
       }
       atomic_ref<std::uint32_t> h = header(r);
-      // Relaxed: under the lock, or our own earlier writes; a header made
-      // by a lock-free commit is read with acquire below before use.
-      const std::uint32_t v = h.load(std::memory_order_acquire);  // [PB2]
+      // Acquire [PB2]: the header may come from a lock-free commit, and a
+      // dropped packet's words go to the drop callback.
+      const std::uint32_t v = h.load(std::memory_order_acquire);
       std::uint32_t* const packet = buf + slot(r);
       switch (v & pbuf_hdr_mask) {
         case 0:  // the oldest packet is not committed: it holds the rest back

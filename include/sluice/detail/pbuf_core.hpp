@@ -39,6 +39,11 @@
 //   [tmp_rd_idx, tmp_wr_idx) reserved, committed or skip packets, unclaimed
 //   [tmp_wr_idx, rd_idx+size) free words; every word there reads zero
 //
+// A request that does not fit only because of the padding at the wrap, in
+// an empty buffer, moves all indices to the next slot 0 first (done by the
+// producer that needs it; the consumer follows rd_idx in claim), so a
+// request for the whole size always succeeds on an empty buffer.
+//
 // Policies:
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
 //                 on tmp_wr_idx; commit is one atomic store on the header;
