@@ -112,18 +112,32 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept {
   // Relaxed: the compare-and-swap below validates it.
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  // Acquire [PB1] (through rd_seen, stored with release after an acquire
+  // load of rd_idx): the words up to r + size are free and zero. A stale
+  // copy only understates the room; it is refreshed before giving up.
+  std::uint32_t r = rd_seen.load(std::memory_order_acquire);
+  bool fresh = false;
+  const auto refresh = [&] {
+    r = rd_idx.load(std::memory_order_acquire);   // [PB1]
+    rd_seen.store(r, std::memory_order_release);  // [PB1], for the next producer
+    fresh = true;
+  };
   for (;;) {
-    // Acquire [PB1]: the words up to r + size are free and zero.
-    const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
     const std::uint32_t used = distance(r, w);
     if (used > size) {
-      // w was read before the consumer moved past it: it is stale.
-      w = tmp_wr_idx.load(std::memory_order_relaxed);
+      // One of the two is stale: w from before the consumer's last move,
+      // or the copy of r from long ago.
+      if (fresh) w = tmp_wr_idx.load(std::memory_order_relaxed);
+      refresh();
       continue;
     }
     const std::uint32_t tail = size - slot(w);
     const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
     if (pad + n > size - used) {
+      if (!fresh) {
+        refresh();
+        continue;
+      }
       if (used != 0) return pbuf_status::no_room;
       // Empty, but the padding leaves no room (a request near the full
       // size): move the empty buffer to the next slot 0. Only a producer
@@ -137,7 +151,9 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
         // store cannot lose a consumer's update. Release [PB1]. The
         // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
         rd_idx.store(start, std::memory_order_release);
+        rd_seen.store(start, std::memory_order_release);
         w = start;
+        r = start;
       }
       continue;
     }
@@ -146,7 +162,13 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
     // ([PB2]). Producers race only on the position itself.
     if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
                                          std::memory_order_relaxed)) {
-      note_usage(used + pad + n);
+      if ((flags & pbuf_flag_max_utilization) != 0) {
+        // Our copy of r may be old: measure against the current one.
+        // Relaxed: a statistic.
+        const std::uint32_t now =
+            distance(rd_idx.load(std::memory_order_relaxed), advance(w, pad + n));
+        note_usage(now > size ? size : now);
+      }
       if (pad != 0) write_skip(w, pad);
       out = pbuf_span{buf + slot(advance(w, pad)), n};
       return pbuf_status::ok;
@@ -384,8 +406,13 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
     tmp_rd_idx.store(t, std::memory_order_relaxed);
   }
   for (;;) {
-    // Relaxed: the header acquire below is what orders the packet's words.
-    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
+    // wr_seen is our copy of tmp_wr_idx; reload it only when we reached it
+    // (or it fell behind t, when a dropper or the move to slot 0 advanced
+    // us). Relaxed: the header acquire below orders the packet's words.
+    if (t == wr_seen || distance(t, wr_seen) > size) {
+      wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
+      if (t == wr_seen) return {};
+    }
     atomic_ref<std::uint32_t> h = header(t);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);

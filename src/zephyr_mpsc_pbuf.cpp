@@ -1,6 +1,7 @@
 // The C API of <zephyr/sys/mpsc_pbuf.h> over sluice's packet buffer engine.
-// A struct mpsc_pbuf_buffer is the storage of a detail::pbuf_core: the
-// engine's first fields are Zephyr's, in Zephyr's order (checked below).
+// A struct mpsc_pbuf_buffer is the storage of a detail::pbuf_core: the two
+// have the same layout, and Zephyr's field names sit where the engine keeps
+// the same values (checked below).
 #include <zephyr/sys/mpsc_pbuf.h>
 
 #include <cerrno>
@@ -29,6 +30,10 @@ SLUICE_SAME_OFFSET(get_wlen);
 SLUICE_SAME_OFFSET(buf);
 SLUICE_SAME_OFFSET(size);
 SLUICE_SAME_OFFSET(max_usage);
+static_assert(offsetof(mpsc_pbuf_buffer, sluice_rd_seen) == offsetof(pbuf_core, rd_seen) &&
+                  offsetof(mpsc_pbuf_buffer, sluice_wr_seen) == offsetof(pbuf_core, wr_seen) &&
+                  offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters),
+              "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
 #undef SLUICE_SAME_OFFSET
 static_assert(sizeof(pbuf_core) <= sizeof(mpsc_pbuf_buffer),
               "struct mpsc_pbuf_buffer is too small for the engine: grow sem.opaque");

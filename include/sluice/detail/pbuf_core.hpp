@@ -70,6 +70,7 @@
 #include <cstdint>
 
 #include <sluice/detail/atomic.hpp>
+#include <sluice/detail/config.hpp>
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/time.hpp>
 
@@ -129,30 +130,40 @@ struct pbuf_span {
 };
 
 // Engine state. Public members so that the layout is standard and the C
-// struct can mirror the first fields; only the engine touches them.
-struct pbuf_core {
-  // ---- the fields of Zephyr's struct mpsc_pbuf_buffer, in its order ----
-  atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space (producers)
-  atomic<std::uint32_t> wr_idx{0};      // end of the committed prefix claim has reached
-  atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim (consumer)
-  atomic<std::uint32_t> rd_idx{0};      // oldest word not yet freed
+// struct can mirror it; only the engine touches them. Grouped by writer,
+// one cache line each: producers and the consumer do not share a written
+// line in the common path (each keeps a copy of the other's index and
+// reloads it only when it seems to have run out).
+struct alignas(cache_line) pbuf_core {
+  // ---- read-only after construction ----
   std::uint32_t flags = 0;
-  atomic<std::uint32_t> lock{0};  // overwrite policy only
+  std::uint32_t size = 0;    // words
+  std::uint32_t period = 0;  // positions run over [0, period)
   sluice_pbuf_c_notify_drop notify_drop = nullptr;
   sluice_pbuf_c_get_wlen get_wlen = nullptr;
   std::uint32_t* buf = nullptr;
-  std::uint32_t size = 0;
-  atomic<std::uint32_t> max_usage{0};
-  // ---- sluice's own (Zephyr's `sem` slot) ----
-  std::uint32_t period = 0;
-  waiter_list space_waiters;  // producers in a timed alloc
-  waiter_list data_waiters;   // the consumer waiting for a commit
   pbuf_drop_fn drop = nullptr;
   pbuf_words_fn words = nullptr;
   void* context = nullptr;
+
+  // ---- written by producers ----
+  alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space
+  atomic<std::uint32_t> rd_seen{0};    // producers' copy of rd_idx, refreshed when short of room
   atomic<std::uint32_t> committed{0};  // counters, wrapping (observers)
-  atomic<std::uint32_t> claimed{0};
+  atomic<std::uint32_t> max_usage{0};
+  atomic<std::uint32_t> lock{0};  // overwrite policy only
   atomic<std::uint32_t> dropped{0};
+
+  // ---- written by the consumer ----
+  alignas(cache_line) atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim
+  atomic<std::uint32_t> rd_idx{0};                          // oldest word not yet freed
+  atomic<std::uint32_t> wr_idx{0};  // end of the committed prefix claim has reached
+  atomic<std::uint32_t> claimed{0};
+  std::uint32_t wr_seen = 0;  // the consumer's copy of tmp_wr_idx
+
+  // ---- waiting (touched only by a notify's check while nobody waits) ----
+  alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc
+  waiter_list data_waiters;                       // the consumer waiting for a commit
 
   pbuf_core() noexcept = default;
   explicit pbuf_core(const pbuf_config& config) noexcept;

@@ -66,24 +66,44 @@ typedef uint32_t (*mpsc_pbuf_get_wlen)(const union mpsc_pbuf_generic* packet);
 typedef void (*mpsc_pbuf_notify_drop)(const struct mpsc_pbuf_buffer* buffer,
                                       const union mpsc_pbuf_generic* packet);
 
-/* sluice's state beyond Zephyr's fields (waiter lists, counters). */
+/* sluice's state beyond Zephyr's fields (waiter lists). */
 struct mpsc_pbuf_sluice_sync {
   uintptr_t opaque[16];
 };
 
+#if defined(__cplusplus)
+#define MPSC_PBUF_SLUICE_LINE alignas(64)
+#else
+#define MPSC_PBUF_SLUICE_LINE _Alignas(64)
+#endif
+
+/* Zephyr's fields by name (code uses them by name, never by position),
+ * grouped by who writes them, one cache line per group; sluice_* fields
+ * are sluice's own. */
 struct mpsc_pbuf_buffer {
-  uint32_t tmp_wr_idx; /* end of allocated space */
-  uint32_t wr_idx;     /* end of the committed data found so far */
-  uint32_t tmp_rd_idx; /* next packet to claim */
-  uint32_t rd_idx;     /* oldest word not yet freed */
+  /* Read-only after mpsc_pbuf_init. */
   uint32_t flags;
-  uint32_t lock; /* overwrite mode's lock word */
+  uint32_t size; /* words */
+  uint32_t sluice_period;
   mpsc_pbuf_notify_drop notify_drop;
   mpsc_pbuf_get_wlen get_wlen;
   uint32_t* buf;
-  uint32_t size;      /* words */
+  void* sluice_callbacks[3];
+  /* Written by producers. */
+  MPSC_PBUF_SLUICE_LINE uint32_t tmp_wr_idx; /* end of allocated space */
+  uint32_t sluice_rd_seen;
+  uint32_t sluice_committed;
   uint32_t max_usage; /* words */
-  struct mpsc_pbuf_sluice_sync sem;
+  uint32_t lock;      /* overwrite mode's lock word */
+  uint32_t sluice_dropped;
+  /* Written by the consumer. */
+  MPSC_PBUF_SLUICE_LINE uint32_t tmp_rd_idx; /* next packet to claim */
+  uint32_t rd_idx;                           /* oldest word not yet freed */
+  uint32_t wr_idx;                           /* end of the committed data found so far */
+  uint32_t sluice_claimed;
+  uint32_t sluice_wr_seen;
+  /* Waiting producers and consumer. */
+  MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
 };
 
 struct mpsc_pbuf_buffer_config {
