@@ -7,30 +7,37 @@
 // 2. Write a builder that appends cases for the given options, and register it once at
 //    namespace scope:
 //
+//      namespace sb = sluice::bench;
 //      namespace {
-//      void build(const sluice::bench::suite_options& opt, std::vector<sluice::bench::case_desc>&
-//      out) {
-//        for (int n : opt.threads) {                       // honour --threads for scaling cases
-//          sluice::bench::case_desc c{.suite = "packet_buffer", .name = "alloc_commit_" + ...,
-//                                     .producers = n, .consumers = 1,
-//                                     .metric = "ops_per_sec", .unit = "ops/s",
-//                                     .direction = sluice::bench::better::higher};
-//          c.impls.push_back({.name = "sluice", .role = sluice::bench::impl_role::reference,
-//                             .run = [n](const sluice::bench::run_params& p) { return ...; }});
-//          c.impls.push_back({.name = "peer", .role = sluice::bench::impl_role::peer,
-//                             .baseline = "sluice", .run = ...});
+//      void build(const sb::suite_options& opt, std::vector<sb::case_desc>& out) {
+//        for (int n : opt.threads) {  // honour --threads in scaling cases
+//          sb::case_desc c{.suite = "packet_buffer",
+//                          .name = "alloc_commit_" + std::to_string(n) + "p1c",
+//                          .producers = n, .consumers = 1,
+//                          .metric = "ops_per_sec", .unit = "ops/s",
+//                          .direction = sb::better::higher};
+//          c.impls.push_back({.name = "sluice", .role = sb::impl_role::reference,
+//                             .mode = "spin", .run = [n](const sb::run_params& p) { ... }});
+//          c.impls.push_back({.name = "peer", .role = sb::impl_role::peer,
+//                             .baseline = "sluice", .mode = "spin", .run = ...});
 //          out.push_back(std::move(c));
 //        }
 //      }
-//      const sluice::bench::suite_registrar registered{"packet_buffer", &build};
+//      const sb::suite_registrar registered{"packet_buffer", &build};
 //      }  // namespace
+//
+//    Names: the suite and case names appear in the CSV and in --suite / --case; keep them
+//    [a-z0-9_]. Metrics: per-round name such as ops_per_sec, rtt_ns, ns_per_item (the runner
+//    adds <metric>_median and ratio_to_<baseline>[_median] rows).
 //
 // 3. Each impl's `run` measures ONE sample for about `params.duration` and returns it in the
 //    case's unit. It must check its own results (exact-once delivery, checksums, ...) and put
 //    a message in `sample::error` when they are wrong: the runner then stops, naming suite,
 //    case and impl, and exits non-zero. bench/harness.hpp (header-only) has the shared pieces:
-//    thread pinning (`pin_to_slot`), the start gate, the spin policy, and generic throughput and
-//    ping-pong drivers with exact-once accounting for any queue-like adapter.
+//    thread pinning (`pin_to_slot`), the start gate, the spin policy, and generic drivers
+//    (run_throughput, run_pingpong, run_uncontended) with exact-once accounting for any
+//    queue-like adapter. Suites with other shapes (an executor's spawn/run) write their own
+//    `run` with the same pieces.
 //
 // The runner interleaves the impls of a case within each round (rotating the order each
 // round), repeats for --rounds, and reports per impl the median and the median of the

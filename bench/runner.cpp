@@ -320,7 +320,9 @@ struct csv_writer {
   }
 };
 
-void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, int rounds) {
+// Prints the case's table; appends a line to `behind` for each sluice baseline a peer beats.
+void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, int rounds,
+                 std::vector<std::string>& behind) {
   std::printf("\n%s/%s: %d producer(s) x %d consumer(s), %s (%s is better), median of %d rounds\n",
               c.suite.c_str(), c.name.c_str(), c.producers, c.consumers, c.unit.c_str(),
               c.direction == sb::better::higher ? "higher" : "lower", rounds);
@@ -361,6 +363,12 @@ void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, in
       std::printf("  best peer vs %s: %s at %.2f -> %s\n", c.impls[i].name.c_str(),
                   best->name.c_str(), best_ratio,
                   best_ratio <= 1.0 ? "sluice ahead or equal" : "SLUICE BEHIND");
+      if (best_ratio > 1.0) {
+        char line[256];
+        std::snprintf(line, sizeof line, "%s/%s: %s beats %s by %.2fx", c.suite.c_str(),
+                      c.name.c_str(), best->name.c_str(), c.impls[i].name.c_str(), best_ratio);
+        behind.push_back(line);
+      }
     }
   }
   std::fflush(stdout);
@@ -450,6 +458,7 @@ int main(int argc, char** argv) {
   watchdog dog;
   const double limit_s = 60.0 + 20.0 * static_cast<double>(opt.duration_ms) / 1000.0;
   int exit_code = 0;
+  std::vector<std::string> behind;
 
   for (const auto& c : cases) {
     std::vector<impl_result> res(c.impls.size());
@@ -509,11 +518,17 @@ int main(int argc, char** argv) {
       r.median_ratio = median(r.ratios);
       csv.row(c, d.name, "ratio_to_" + d.baseline + "_median", r.median_ratio, "x");
     }
-    print_table(c, res, opt.rounds);
+    print_table(c, res, opt.rounds, behind);
     write_csv();
   }
 
-  std::printf("\nload average at the end: %s\n", load_average().c_str());
+  std::printf("\n%s\n", behind.empty()
+                            ? "sluice is ahead of or equal to the best peer in every case"
+                            : "where a peer is ahead of sluice (median same-round ratio):");
+  for (const auto& line : behind)
+    std::printf("  %s\n", line.c_str());
+  std::printf("load average at the end (this run's own threads included): %s\n",
+              load_average().c_str());
   std::printf("CSV: %s (also %s/latest.csv)\n", csv_path.c_str(), opt.out.c_str());
   if (opt.plot) {
     const std::string cmd = "/usr/bin/python3 '" SLUICE_BENCH_SOURCE_DIR "/bench/plot.py' '" +

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <sluice/channel.hpp>
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/packet_buffer.hpp>
 #include <sluice/parker.hpp>
@@ -97,7 +98,8 @@ void __cxa_pure_virtual() {
 
 namespace {
 
-sluice::detail::waiter_list waiters;  // constant-initialised
+sluice::detail::waiter_list waiters;                         // constant-initialised
+constinit sluice::static_channel<std::uint32_t, 3> mailbox;  // .bss, no heap
 
 int run() {
   int failures = 0;
@@ -106,6 +108,17 @@ int run() {
   waiters.notify_one();
   if (!w.is_notified()) ++failures;
   sluice::port::current_parker().park_until(sluice::port::now() + sluice::duration{10});
+
+  if (!mailbox.try_send(1u)) ++failures;
+  if (!mailbox.send(2u)) ++failures;
+  if (!mailbox.send_for(3u, sluice::duration{1000})) ++failures;
+  if (mailbox.try_send(4u).error() != sluice::send_error::full) ++failures;
+  for (std::uint32_t expected = 1; expected <= 3; ++expected) {
+    auto r = mailbox.recv();
+    if (!r || *r != expected) ++failures;
+  }
+  mailbox.close();
+  if (mailbox.recv().error() != sluice::recv_error::closed) ++failures;
   return failures;
 }
 
