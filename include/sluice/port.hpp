@@ -53,8 +53,9 @@ struct critical_state {
 };
 
 // Enters a critical section on the calling core: nothing on this core can
-// interrupt until leave_critical. Hosted: no-op (threads preempt, signal
-// handlers must not take locks that code outside them holds).
+// interrupt until leave_critical. Hosted: blocks the thread's signals, so a
+// signal handler cannot interrupt code that holds a lock it also takes
+// (threads still preempt). Nests.
 critical_state enter_critical() noexcept;
 void leave_critical(critical_state state) noexcept;
 

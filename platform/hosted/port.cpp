@@ -1,8 +1,12 @@
 // The hosted port: Linux threads. wait/notify is the futex system call
 // (async-signal-safe, with a timeout, unlike std::atomic::wait), the clock is
-// CLOCK_MONOTONIC, a critical section is nothing, and each thread's parker
+// CLOCK_MONOTONIC, a critical section blocks the thread's signals (the hosted
+// stand-in for masking interrupts: a signal handler must not run while the
+// code it interrupted holds a lock it may want), and each thread's parker
 // lives on the heap for as long as the thread or a waker needs it.
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,10 +70,28 @@ time_point now() noexcept {
                     static_cast<std::uint64_t>(t.tv_nsec)};
 }
 
+namespace {
+
+// Nesting depth and the mask to restore, per thread. A signal arriving
+// between the increment and the mask runs before we take any lock, so it
+// cannot deadlock on us.
+thread_local unsigned critical_depth = 0;
+thread_local sigset_t critical_saved_mask;
+
+}  // namespace
+
 critical_state enter_critical() noexcept {
+  if (critical_depth++ == 0) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &critical_saved_mask);
+  }
   return critical_state{0};
 }
-void leave_critical(critical_state) noexcept {}
+
+void leave_critical(critical_state) noexcept {
+  if (--critical_depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
+}
 
 void panic(const char* message, const char* file, int line) noexcept {
   std::fprintf(stderr, "%s:%d: %s\n", file, line, message);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every core header alone for Cortex-M4 and AArch64, freestanding,
-# then links freestanding_main.cpp with -nostdlib for both.
+# compiles the engines in src/ that must run without an OS, then links
+# freestanding_main.cpp with those engines and -nostdlib for both.
 set -euo pipefail
 root=$1
 out=$2
@@ -25,11 +26,24 @@ for h in $headers; do
   done
 done
 
+# Compiled engines that must run without an operating system.
+engines=(src/packet_buffer.cpp)
+for e in "${engines[@]}"; do
+  for target in arm a64; do
+    if [ "$target" = arm ]; then cc=("${arm[@]}"); else cc=("${a64[@]}"); fi
+    if ! "${cc[@]}" "${common[@]}" -c "$root/$e" -o "$out/$(basename "$e" .cpp).$target.o"; then
+      echo "FAIL: $e does not compile freestanding for $target"
+      fail=1
+    fi
+  done
+done
+
 for target in arm a64; do
   if [ "$target" = arm ]; then cc=("${arm[@]}"); else cc=("${a64[@]}"); fi
   if ! "${cc[@]}" "${common[@]}" -nostdlib -static -Wl,-e,_start -Wl,--gc-sections \
       -ffunction-sections -fdata-sections \
-      "$root/tests/compile/freestanding_main.cpp" -o "$out/freestanding_main.$target.elf"; then
+      "$root/tests/compile/freestanding_main.cpp" "${engines[@]/#/$root/}" \
+      -o "$out/freestanding_main.$target.elf"; then
     echo "FAIL: freestanding program does not link for $target"
     fail=1
   else
@@ -47,4 +61,4 @@ if [ $fail -ne 0 ]; then
   echo "freestanding: failures (checked $n headers)"
   exit 1
 fi
-echo "freestanding: $n headers x 2 targets compiled, program linked for 2 targets"
+echo "freestanding: $n headers and ${#engines[@]} engine(s) x 2 targets compiled, program linked for 2 targets"

@@ -7,6 +7,7 @@
 
 #include <sluice/channel.hpp>
 #include <sluice/detail/waiter_list.hpp>
+#include <sluice/packet_buffer.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
 #include <sluice/waker.hpp>
@@ -123,8 +124,26 @@ int run() {
 
 }  // namespace
 
+namespace {
+
+std::uint32_t packet_words[32];  // static storage, no heap
+
+// The packet buffer engine (src/packet_buffer.cpp, linked in) on static
+// storage: alloc, commit, claim, free.
+int run_packet_buffer() {
+  sluice::packet_buffer pb({.storage = packet_words, .size_words = 32});
+  auto p = pb.try_alloc(3);
+  if (!p) return 1;
+  p->payload()[0] = 7;
+  std::move(*p).commit();
+  const sluice::claimed_packet c = pb.try_claim();
+  return c && c.payload()[0] == 7 ? 0 : 1;
+}
+
+}  // namespace
+
 extern "C" [[noreturn]] void _start() {
-  volatile int result = run();
+  volatile int result = run() + run_packet_buffer();
   (void)result;
   for (;;) {
   }

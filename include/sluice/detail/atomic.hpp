@@ -12,6 +12,11 @@ namespace sluice::detail {
 template <class T>
 using atomic = std::atomic<T>;
 
+// Atomic access to a plain object in caller-provided storage (the words of
+// a packet buffer), for as long as the reference lives.
+template <class T>
+using atomic_ref = std::atomic_ref<T>;
+
 inline void fence(std::memory_order order) noexcept {
   std::atomic_thread_fence(order);
 }

@@ -1,0 +1,347 @@
+// The packet_buffer suite: sluice::packet_buffer against the classic design
+// (one spinlock around every operation, bench/spinlock_pbuf.hpp) and, for
+// the no-overwrite cases, moodycamel::ConcurrentQueue of fixed-size word
+// arrays held to the same capacity.
+//
+// Cases, for packets of 1, 4, 16 and 64 words, without and with overwrite:
+//   cycle_w<W>            one thread: alloc + fill + commit + claim + check + free;
+//                         ns per packet (words/s = W * 1e9 / ns)
+//   <P>p1c_w<W>           P producer threads, one consumer; packets/s
+//                         (words/s = W * packets/s). With overwrite the count is
+//                         of packets committed; every one is claimed or dropped.
+// With overwrite, sluice_threads_only is the same buffer configured with
+// buffer_contexts::threads_only (no critical section around its lock).
+// Every sample checks its deliveries: counts (claimed + dropped = committed),
+// per-producer order and payload words for packets of 3 words or more.
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sluice/packet_buffer.hpp>
+
+#include "harness.hpp"
+#include "registry.hpp"
+#include "spinlock_pbuf.hpp"
+
+namespace {
+
+namespace sb = sluice::bench;
+
+constexpr std::uint32_t buffer_words = 4096;
+
+// Payload of packet `seq` from producer `pid`: word 1 = pid, word 2 = seq,
+// word i = seq + i after that. Word 0 is the buffer's header word.
+inline void fill(std::uint32_t* w, std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+  if (n > 1) w[1] = pid;
+  if (n > 2) w[2] = seq;
+  for (std::uint32_t i = 3; i < n; ++i)
+    w[i] = seq + i;
+}
+
+// Per-consumer check of what arrives.
+struct checker {
+  std::vector<std::uint32_t> next;
+  bool exact;  // no overwrite: every sequence number in turn
+  std::uint64_t received = 0;
+  std::string error;
+  checker(int producers, bool exact_order)
+      : next(static_cast<std::size_t>(producers), 0), exact(exact_order) {}
+  void see(const std::uint32_t* w, std::uint32_t n) {
+    ++received;
+    if (n < 3 || !error.empty()) return;
+    const std::uint32_t pid = w[1], seq = w[2];
+    if (pid >= next.size()) {
+      error = "packet from unknown producer " + std::to_string(pid);
+      return;
+    }
+    if (exact ? seq != next[pid] : seq < next[pid]) {
+      error = "producer " + std::to_string(pid) + ": got seq " + std::to_string(seq) +
+              ", expected " + std::to_string(next[pid]);
+      return;
+    }
+    next[pid] = seq + 1;
+    for (std::uint32_t i = 3; i < n; ++i) {
+      if (w[i] != seq + i) {
+        error = "payload damaged";
+        return;
+      }
+    }
+  }
+};
+
+template <sluice::buffer_contexts Contexts>
+struct sluice_impl {
+  std::vector<std::uint32_t> storage;
+  sluice::packet_buffer pb;
+  sluice_impl(std::uint32_t words, bool overwrite)
+      : storage(words),
+        pb({.storage = storage.data(),
+            .size_words = words,
+            .policy = overwrite ? sluice::overflow_policy::drop_oldest
+                                : sluice::overflow_policy::reject_new,
+            .contexts = Contexts}) {}
+  bool put(std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+    auto a = pb.try_alloc(n);
+    if (!a) return false;
+    fill(a->words(), n, pid, seq);
+    std::move(*a).commit();
+    return true;
+  }
+  bool take(checker& c) {
+    auto p = pb.try_claim();
+    if (!p) return false;
+    c.see(p.words(), p.size());
+    return true;
+  }
+  std::uint64_t dropped() const { return pb.counters().dropped; }
+};
+
+struct spinlock_impl {
+  sb::spinlock_pbuf q;
+  spinlock_impl(std::uint32_t words, bool overwrite) : q(words, overwrite) {}
+  bool put(std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+    std::uint32_t* p = q.alloc(n);
+    if (p == nullptr) return false;
+    fill(p, n, pid, seq);
+    q.commit(p);
+    return true;
+  }
+  bool take(checker& c) {
+    std::uint32_t* p = q.claim();
+    if (p == nullptr) return false;
+    c.see(p, *p >> 2);
+    q.free(p);
+    return true;
+  }
+  std::uint64_t dropped() const { return q.dropped(); }
+};
+
+// moodycamel holding W-word arrays, refused beyond the same capacity.
+template <std::uint32_t W>
+struct moodycamel_impl {
+  moodycamel::ConcurrentQueue<std::array<std::uint32_t, W>> q;
+  std::size_t capacity;
+  moodycamel_impl(std::uint32_t words, bool) : capacity(words / W) {}
+  bool put(std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+    if (q.size_approx() >= capacity) return false;
+    std::array<std::uint32_t, W> a{};
+    a[0] = W;
+    if constexpr (W >= 3) fill(a.data(), n, pid, seq);
+    return q.enqueue(a);
+  }
+  bool take(checker& c) {
+    std::array<std::uint32_t, W> a;
+    if (!q.try_dequeue(a)) return false;
+    c.see(a.data(), W);
+    return true;
+  }
+  std::uint64_t dropped() const { return 0; }
+};
+
+template <class Impl>
+sb::sample run_cycle(const sb::run_params& params, std::uint32_t n, bool overwrite) {
+  auto q = std::make_unique<Impl>(buffer_words, overwrite);
+  sb::sample s;
+  std::thread worker([&] {
+    sb::pin_to_slot(*params.cpus, 0);
+    checker check(1, true);
+    std::uint32_t seq = 0;
+    const auto start = sb::clock::now();
+    auto now = start;
+    const auto deadline = start + params.duration;
+    while (now < deadline && seq < params.max_items) {
+      for (int k = 0; k < 64; ++k, ++seq) {
+        if (!q->put(n, 0, seq) || !q->take(check)) {
+          s.error = "a cycle failed on an empty buffer";
+          return;
+        }
+      }
+      now = sb::clock::now();
+    }
+    if (!check.error.empty()) s.error = check.error;
+    s.value = std::chrono::duration<double, std::nano>(now - start).count() / seq;
+  });
+  worker.join();
+  return s;
+}
+
+template <class Impl>
+sb::sample run_pc(const sb::run_params& params, int producers, std::uint32_t n, bool overwrite) {
+  auto q = std::make_unique<Impl>(buffer_words, overwrite);
+  sb::sample s;
+  sb::start_gate gate;
+  std::atomic<bool> stop{false};
+  std::atomic<int> finished{0};
+  std::vector<std::uint64_t> sent(static_cast<std::size_t>(producers), 0);
+  const std::uint64_t cap = params.max_items / static_cast<std::uint64_t>(producers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < producers; ++i) {
+    threads.emplace_back([&, i] {
+      sb::pin_to_slot(*params.cpus, 1 + i);
+      gate.arrive_and_wait();
+      std::uint32_t seq = 0;
+      sb::spin_wait w;
+      // Relaxed: a stop request; the join publishes the counts.
+      while (!stop.load(std::memory_order_relaxed) && seq < cap) {
+        if (q->put(n, static_cast<std::uint32_t>(i), seq)) {
+          ++seq;
+        } else {
+          w.wait();
+        }
+      }
+      sent[static_cast<std::size_t>(i)] = seq;
+      finished.fetch_add(1, std::memory_order_release);  // pairs with the consumer's acquire
+    });
+  }
+  checker check(producers, !overwrite);
+  sb::clock::time_point end;
+  std::thread consumer([&] {
+    sb::pin_to_slot(*params.cpus, 0);
+    gate.arrive_and_wait();
+    sb::spin_wait w;
+    for (;;) {
+      if (q->take(check)) continue;
+      if (finished.load(std::memory_order_acquire) == producers) {
+        while (q->take(check)) {
+        }
+        break;
+      }
+      w.wait();
+    }
+    end = sb::clock::now();
+  });
+  const auto start = gate.open(producers + 1);
+  std::this_thread::sleep_for(params.duration);
+  stop = true;
+  for (auto& t : threads)
+    t.join();
+  consumer.join();
+  std::uint64_t total = 0;
+  for (auto v : sent)
+    total += v;
+  if (!check.error.empty()) {
+    s.error = check.error;
+  } else if (check.received + q->dropped() != total) {
+    s.error = "committed " + std::to_string(total) + ", claimed " + std::to_string(check.received) +
+              ", dropped " + std::to_string(q->dropped());
+  } else if (!overwrite && q->dropped() != 0) {
+    s.error = "a packet was dropped without overwrite";
+  }
+  s.value = static_cast<double>(total) / std::chrono::duration<double>(end - start).count();
+  return s;
+}
+
+template <std::uint32_t W>
+void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bool overwrite) {
+  const std::string suffix = "_w" + std::to_string(W) + (overwrite ? "_overwrite" : "");
+  {
+    sb::case_desc c{.suite = "packet_buffer",
+                    .name = "cycle" + suffix,
+                    .producers = 1,
+                    .consumers = 1,
+                    .metric = "ns_per_packet",
+                    .unit = "ns",
+                    .direction = sb::better::lower,
+                    .impls = {}};
+    c.impls.push_back({.name = "sluice",
+                       .role = sb::impl_role::reference,
+                       .baseline = "",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_cycle<sluice_impl<sluice::buffer_contexts::any>>(p, W,
+                                                                                     overwrite);
+                       }});
+    c.impls.push_back({.name = "spinlock",
+                       .role = sb::impl_role::peer,
+                       .baseline = "sluice",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_cycle<spinlock_impl>(p, W, overwrite);
+                       }});
+    if (overwrite) {
+      c.impls.push_back({.name = "sluice_threads_only",
+                         .role = sb::impl_role::variant,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_cycle<sluice_impl<sluice::buffer_contexts::threads_only>>(
+                               p, W, overwrite);
+                         }});
+    }
+    if (!overwrite) {
+      c.impls.push_back({.name = "moodycamel",
+                         .role = sb::impl_role::peer,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_cycle<moodycamel_impl<W>>(p, W, overwrite);
+                         }});
+    }
+    out.push_back(std::move(c));
+  }
+  for (int n : opt.threads) {
+    sb::case_desc c{.suite = "packet_buffer",
+                    .name = std::to_string(n) + "p1c" + suffix,
+                    .producers = n,
+                    .consumers = 1,
+                    .metric = "packets_per_sec",
+                    .unit = "packets/s",
+                    .direction = sb::better::higher,
+                    .impls = {}};
+    c.impls.push_back({.name = "sluice",
+                       .role = sb::impl_role::reference,
+                       .baseline = "",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_pc<sluice_impl<sluice::buffer_contexts::any>>(p, n, W,
+                                                                                  overwrite);
+                       }});
+    c.impls.push_back({.name = "spinlock",
+                       .role = sb::impl_role::peer,
+                       .baseline = "sluice",
+                       .mode = "spin",
+                       .run = [=](const sb::run_params& p) {
+                         return run_pc<spinlock_impl>(p, n, W, overwrite);
+                       }});
+    if (overwrite) {
+      c.impls.push_back({.name = "sluice_threads_only",
+                         .role = sb::impl_role::variant,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_pc<sluice_impl<sluice::buffer_contexts::threads_only>>(
+                               p, n, W, overwrite);
+                         }});
+    }
+    if (!overwrite) {
+      c.impls.push_back({.name = "moodycamel",
+                         .role = sb::impl_role::peer,
+                         .baseline = "sluice",
+                         .mode = "spin",
+                         .run = [=](const sb::run_params& p) {
+                           return run_pc<moodycamel_impl<W>>(p, n, W, overwrite);
+                         }});
+    }
+    out.push_back(std::move(c));
+  }
+}
+
+void build(const sb::suite_options& opt, std::vector<sb::case_desc>& out) {
+  for (bool overwrite : {false, true}) {
+    add_cases<1>(opt, out, overwrite);
+    add_cases<4>(opt, out, overwrite);
+    add_cases<16>(opt, out, overwrite);
+    add_cases<64>(opt, out, overwrite);
+  }
+}
+
+const sb::suite_registrar registered{"packet_buffer", &build};
+
+}  // namespace

@@ -1,0 +1,238 @@
+// pbuf_core: the engine of sluice's multi-producer single-consumer packet
+// buffer (Zephyr mpsc_pbuf semantics). Not templated; compiled once in
+// src/packet_buffer.cpp. The C++ API (sluice/packet_buffer.hpp) and the C API
+// (include/compat/zephyr/sys/mpsc_pbuf.h) are thin layers over it, and its
+// state is laid out so that it can live inside Zephyr's struct
+// mpsc_pbuf_buffer (field names and order of that struct come first).
+//
+// Storage: `size` 32-bit words from the caller. A packet is `n` contiguous
+// words; bits 0 and 1 of its first word are the buffer's header, the other
+// 30 bits belong to the user (or hold the length, see words_of()).
+//
+// Header state of a packet's first word (bit 0 valid, bit 1 busy):
+//
+//   valid busy  name       set by                         cleared by
+//   0     0     reserved   reclaim() zeroes freed words;  commit (-> committed),
+//                          so a new reservation reads 0   abandon (-> skip)
+//   1     0     committed  commit / put_*  [H1]           claim (-> claimed),
+//                                                         drop (-> claimed by
+//                                                         the dropper)
+//   1     1     claimed    claim, drop_one                free / drop end (-> skip)
+//   0     1     skip       reserve (padding at the wrap,  reclaim() (zeroes it
+//                          gaps when stepping over),      once rd_idx passes)
+//                          free, abandon, drop end;
+//                          bits 2..31 hold its length
+//
+// Edges: E1 reserve (reserved), E2 commit, E3 claim, E4 free, E5 abandon,
+// E6 pad, E7 drop_one (committed -> claimed by the dropper), E8 drop end
+// (-> skip), E9 reclaim (skip -> zero words). The header word is only ever
+// read or written through atomic_ref by the engine.
+//
+// Positions: the four indices run over [0, period) where period is the
+// largest multiple of size not above 2^31; slot = position % size. Keeping
+// more than one lap of history tells full from empty (the whole capacity is
+// usable) and makes a compare-and-swap on a stale position fail unless
+// 2^31 words went through the buffer in between (the ABA window).
+//
+//   rd_idx  <=  tmp_rd_idx  <=  tmp_wr_idx          (in ring order)
+//   [rd_idx, tmp_rd_idx)     claimed packets (busy) or freed ones (skip)
+//   [tmp_rd_idx, tmp_wr_idx) reserved, committed or skip packets, unclaimed
+//   [tmp_wr_idx, rd_idx+size) free words; every word there reads zero
+//
+// A request that does not fit only because of the padding at the wrap, in
+// an empty buffer, moves all indices to the next slot 0 first (done by the
+// producer that needs it; the consumer follows rd_idx in claim), so a
+// request for the whole size always succeeds on an empty buffer.
+//
+// Policies:
+//   no-overwrite  producers are lock-free: reserving is one compare-and-swap
+//                 on tmp_wr_idx; commit is one atomic store on the header;
+//                 claim/free touch only consumer-owned indices.
+//   overwrite     reserving, dropping, claim and free run under `lock`
+//                 inside a sluice::critical_section (interrupt mask on bare
+//                 metal, signal mask hosted) so that an interrupt or signal
+//                 handler that produces cannot deadlock on the context it
+//                 interrupted (skipped with pbuf_flag_threads_only, when no
+//                 handler ever touches the buffer). Commit stays one atomic store. The drop
+//                 callback runs outside the lock: the victim is first marked
+//                 claimed (so that nobody reuses its words), the lock is
+//                 left, the callback runs, then the victim becomes a skip.
+//
+// A claimed packet met by a dropper at rd_idx is stepped over: the free
+// words before it become skip packets, tmp_wr_idx and rd_idx move past it,
+// and its words re-enter the stream as a future skip (its own header becomes
+// one when it is freed), so it is never overwritten and never delivered
+// twice. Stepping is bounded to one lap per allocation (no endless loop on
+// a claimed packet met twice).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <sluice/detail/atomic.hpp>
+#include <sluice/detail/config.hpp>
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/time.hpp>
+
+// The C API's types, named here only so that the engine can hold and call
+// the C callbacks with their exact types.
+union mpsc_pbuf_generic;
+struct mpsc_pbuf_buffer;
+extern "C" {
+typedef void (*sluice_pbuf_c_notify_drop)(const struct mpsc_pbuf_buffer* buffer,
+                                          const union mpsc_pbuf_generic* packet);
+typedef std::uint32_t (*sluice_pbuf_c_get_wlen)(const union mpsc_pbuf_generic* packet);
+}
+
+namespace sluice::detail {
+
+// Header bits in the first word of every packet.
+inline constexpr std::uint32_t pbuf_valid = 1u << 0;
+inline constexpr std::uint32_t pbuf_busy = 1u << 1;
+inline constexpr std::uint32_t pbuf_hdr_mask = pbuf_valid | pbuf_busy;
+inline constexpr std::uint32_t pbuf_hdr_bits = 2;
+// The largest length a skip packet (or a length-in-header packet) can state.
+inline constexpr std::uint32_t pbuf_max_words = (1u << (32 - pbuf_hdr_bits)) - 1;
+
+// Configuration flags (values are Zephyr's).
+inline constexpr std::uint32_t pbuf_flag_pow2 = 1u << 0;
+inline constexpr std::uint32_t pbuf_flag_overwrite = 1u << 1;
+inline constexpr std::uint32_t pbuf_flag_max_utilization = 1u << 2;
+inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
+// sluice's own: every producer and the consumer are threads (or tasks),
+// never interrupt or signal handlers, so the overwrite lock needs no
+// critical section around it.
+inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
+
+enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
+
+// The C++ callbacks (the C ones sit in the Zephyr-named fields).
+using pbuf_drop_fn = void (*)(void* context, const std::uint32_t* packet,
+                              std::uint32_t words) noexcept;
+using pbuf_words_fn = std::uint32_t (*)(void* context, const std::uint32_t* packet) noexcept;
+
+struct pbuf_config {
+  std::uint32_t* buffer = nullptr;
+  std::uint32_t size = 0;  // words
+  std::uint32_t flags = 0;
+  sluice_pbuf_c_notify_drop c_notify_drop = nullptr;
+  sluice_pbuf_c_get_wlen c_get_wlen = nullptr;
+  pbuf_drop_fn drop = nullptr;
+  pbuf_words_fn words = nullptr;  // null and no C get_wlen: length in header bits 2..31
+  void* context = nullptr;
+};
+
+// A packet in the buffer: its position and length. Position is what the
+// engine needs; the pointer is derived from it.
+struct pbuf_span {
+  std::uint32_t* words = nullptr;
+  std::uint32_t size = 0;
+};
+
+// Engine state. Public members so that the layout is standard and the C
+// struct can mirror it; only the engine touches them. Grouped by writer,
+// one cache line each: producers and the consumer do not share a written
+// line in the common path (each keeps a copy of the other's index and
+// reloads it only when it seems to have run out).
+struct alignas(cache_line) pbuf_core {
+  // ---- read-only after construction ----
+  std::uint32_t flags = 0;
+  std::uint32_t size = 0;    // words
+  std::uint32_t period = 0;  // positions run over [0, period)
+  sluice_pbuf_c_notify_drop notify_drop = nullptr;
+  sluice_pbuf_c_get_wlen get_wlen = nullptr;
+  std::uint32_t* buf = nullptr;
+  pbuf_drop_fn drop = nullptr;
+  pbuf_words_fn words = nullptr;
+  void* context = nullptr;
+
+  // ---- written by producers ----
+  alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space
+  atomic<std::uint32_t> rd_seen{0};    // producers' copy of rd_idx, refreshed when short of room
+  atomic<std::uint32_t> committed{0};  // counters, wrapping (observers)
+  atomic<std::uint32_t> max_usage{0};
+  atomic<std::uint32_t> lock{0};  // overwrite policy only
+  atomic<std::uint32_t> dropped{0};
+
+  // ---- written by the consumer ----
+  alignas(cache_line) atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim
+  atomic<std::uint32_t> rd_idx{0};                          // oldest word not yet freed
+  atomic<std::uint32_t> wr_idx{0};  // end of the committed prefix claim has reached
+  atomic<std::uint32_t> claimed{0};
+  std::uint32_t wr_seen = 0;  // the consumer's copy of tmp_wr_idx
+
+  // ---- waiting (touched only by a notify's check while nobody waits) ----
+  alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc
+  waiter_list data_waiters;                       // the consumer waiting for a commit
+
+  pbuf_core() noexcept = default;
+  explicit pbuf_core(const pbuf_config& config) noexcept;
+  pbuf_core(const pbuf_core&) = delete;
+  pbuf_core& operator=(const pbuf_core&) = delete;
+
+  // Producer side. Reserve `n` words; never waits.
+  // Requires: 1 <= n (a longer request fails with too_large).
+  [[nodiscard]] pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept;
+  // Waits for room until `deadline` (time_point::max(): forever).
+  // Requires: thread context, outside any critical section.
+  [[nodiscard]] pbuf_status alloc_until(std::uint32_t n, time_point deadline,
+                                        pbuf_span& out) noexcept;
+  // Publishes the packet whose first word is `packet` (E2).
+  void commit(std::uint32_t* packet) noexcept;
+  // Turns an allocated, uncommitted packet of `n` words into padding (E5).
+  void abandon(std::uint32_t* packet, std::uint32_t n) noexcept;
+  // Short puts; never wait. `first` must carry the valid bit (as in Zephyr);
+  // return false when there was no room (or the packet was too large).
+  bool put_word(std::uint32_t first) noexcept;
+  bool put_word_ext(std::uint32_t first, const void* pointer) noexcept;
+  bool put_data(const std::uint32_t* data, std::uint32_t n) noexcept;
+
+  // Consumer side (one consumer).
+  [[nodiscard]] pbuf_span try_claim() noexcept;
+  void free(const std::uint32_t* packet) noexcept;
+  [[nodiscard]] pbuf_span claim_until(time_point deadline) noexcept;
+
+  // Drains every committed, unclaimed packet through `fn` without the
+  // consumer's cooperation and without the lock: for a context that took
+  // over and never returns (a panic handler). Returns the count.
+  std::uint32_t panic_flush(void (*fn)(void* context, const std::uint32_t* packet,
+                                       std::uint32_t words) noexcept,
+                            void* context) noexcept;
+
+  // Observers (may be stale when they return).
+  [[nodiscard]] std::uint32_t used_words() const noexcept;
+  [[nodiscard]] bool is_pending() const noexcept;
+
+  // The length of the packet at `packet` through the configured callback.
+  [[nodiscard]] std::uint32_t words_of(const std::uint32_t* packet) const noexcept;
+
+ private:
+  std::uint32_t slot(std::uint32_t pos) const noexcept {
+    return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
+  }
+  std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
+    const std::uint32_t next = pos + n;
+    return next >= period ? next - period : next;
+  }
+  std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
+    return to >= from ? to - from : to + period - from;
+  }
+  atomic_ref<std::uint32_t> header(std::uint32_t pos) const noexcept {
+    return atomic_ref<std::uint32_t>(buf[slot(pos)]);
+  }
+  bool overwrite() const noexcept { return (flags & pbuf_flag_overwrite) != 0; }
+
+  pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
+  pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
+  bool fits_locked(std::uint32_t n, pbuf_span& out) noexcept;
+  void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
+  void note_usage(std::uint32_t used) noexcept;
+  pbuf_span claim_unlocked() noexcept;
+  void free_unlocked(const std::uint32_t* packet) noexcept;
+  bool reclaim() noexcept;
+  void lock_spin() noexcept;
+  void unlock() noexcept;
+  friend class pbuf_lock_guard;
+};
+
+}  // namespace sluice::detail

@@ -1,0 +1,346 @@
+// sluice::packet_buffer: a multi-producer, single-consumer ring of
+// variable-size packets on caller-provided 32-bit words, with Zephyr
+// mpsc_pbuf semantics (see detail/pbuf_core.hpp for the algorithm).
+//
+//   std::uint32_t storage[256];
+//   sluice::packet_buffer pb({.storage = storage, .size_words = 256});
+//   if (auto a = pb.try_alloc(4)) {          // producer: alloc, fill, commit
+//     a->payload()[0] = 42;
+//     std::move(*a).commit();
+//   }
+//   if (auto c = pb.try_claim()) use(c.payload());   // consumer: freed when c goes
+//
+// Packet layout: the first word carries the buffer's two header bits (valid,
+// busy) in bits 0..1. Unless a `packet_words` callback is given, the
+// packet's length in words is kept in bits 2..31 of that first word and the
+// user's data starts at payload() (word 1). With a callback, bits 2..31 are
+// the user's (set_user_bits) and the callback reads the length from them.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/pbuf_core.hpp>
+#include <sluice/poll.hpp>
+#include <sluice/port.hpp>
+#include <sluice/result.hpp>
+#include <sluice/time.hpp>
+#include <sluice/waker.hpp>
+
+namespace sluice {
+
+// Why an allocation failed.
+enum class alloc_error : std::uint8_t {
+  too_large,  // larger than the whole buffer: never fits
+  no_room,    // not now (full, or held back by uncommitted/claimed packets)
+  timeout,    // no room before the deadline
+};
+
+constexpr const char* to_string(alloc_error e) noexcept {
+  switch (e) {
+    case alloc_error::too_large:
+      return "too_large";
+    case alloc_error::no_room:
+      return "no_room";
+    case alloc_error::timeout:
+      return "timeout";
+  }
+  return "?";
+}
+
+// What happens when a packet does not fit.
+enum class overflow_policy : std::uint8_t {
+  reject_new,   // allocation fails (or waits); producers are lock-free
+  drop_oldest,  // the oldest committed packets are dropped (and reported)
+};
+
+enum class utilization_tracking : std::uint8_t { off, track_max };
+
+// Who uses the buffer. drop_oldest takes a short lock; with `any` it is
+// taken inside the port's critical section (interrupts masked on bare metal,
+// signals blocked hosted: two system calls per operation) so that a handler
+// that interrupts a holder cannot deadlock. `threads_only` promises that no
+// interrupt or signal handler ever calls the buffer and skips that cost.
+// reject_new takes no lock either way.
+enum class buffer_contexts : std::uint8_t { any, threads_only };
+
+struct packet_buffer_config {
+  std::uint32_t* storage = nullptr;
+  std::uint32_t size_words = 0;
+  overflow_policy policy = overflow_policy::reject_new;
+  utilization_tracking utilization = utilization_tracking::off;
+  buffer_contexts contexts = buffer_contexts::any;
+  // Called once per dropped packet (drop_oldest), contents intact, outside
+  // any lock, in the context of the producer that needed the room.
+  void (*on_drop)(void* context, const std::uint32_t* packet,
+                  std::uint32_t words) noexcept = nullptr;
+  // The length of a packet from its words; null: length in bits 2..31.
+  std::uint32_t (*packet_words)(void* context, const std::uint32_t* packet) noexcept = nullptr;
+  void* context = nullptr;
+};
+
+struct packet_buffer_counters {
+  std::uint32_t committed;  // wrapping counts
+  std::uint32_t claimed;
+  std::uint32_t dropped;
+};
+
+class packet_buffer;
+
+// A packet allocated and not yet published. It must end with commit() or
+// abandon(); dropping it otherwise is a broken precondition.
+class allocated_packet {
+ public:
+  allocated_packet(allocated_packet&& other) noexcept
+      : core_(std::exchange(other.core_, nullptr)), span_(other.span_) {}
+  allocated_packet& operator=(allocated_packet&&) = delete;
+  allocated_packet(const allocated_packet&) = delete;
+  ~allocated_packet() {
+    SLUICE_ASSERT(core_ == nullptr, "allocated_packet destroyed without commit() or abandon()");
+  }
+
+  // All words; word 0 is the header word (write it with set_user_bits).
+  [[nodiscard]] std::uint32_t* words() noexcept { return span_.words; }
+  [[nodiscard]] std::uint32_t size() const noexcept { return span_.size; }
+  // The words after the header word.
+  [[nodiscard]] std::uint32_t* payload() noexcept { return span_.words + 1; }
+  [[nodiscard]] std::uint32_t payload_size() const noexcept { return span_.size - 1; }
+
+  // Sets bits 2..31 of the header word to `bits` (given unshifted).
+  // Requires: a packet_words callback (otherwise those bits hold the length).
+  void set_user_bits(std::uint32_t bits) noexcept {
+    // Relaxed: the producer's own word until commit publishes it.
+    detail::atomic_ref<std::uint32_t>(*span_.words)
+        .store(bits << detail::pbuf_hdr_bits, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t user_bits() const noexcept {
+    return detail::atomic_ref<std::uint32_t>(*span_.words).load(std::memory_order_relaxed) >>
+           detail::pbuf_hdr_bits;
+  }
+
+  // Publishes the packet to the consumer.
+  void commit() && noexcept { std::exchange(core_, nullptr)->commit(span_.words); }
+  // Gives the words back as padding; the consumer never sees them.
+  void abandon() && noexcept { std::exchange(core_, nullptr)->abandon(span_.words, span_.size); }
+
+ private:
+  friend class packet_buffer;
+  allocated_packet(detail::pbuf_core* core, detail::pbuf_span span) noexcept
+      : core_(core), span_(span) {}
+  detail::pbuf_core* core_;
+  detail::pbuf_span span_;
+};
+
+// A claimed packet, freed when the handle goes (or on reset()). Empty when
+// nothing was claimed.
+class claimed_packet {
+ public:
+  claimed_packet() noexcept = default;
+  claimed_packet(claimed_packet&& other) noexcept
+      : core_(std::exchange(other.core_, nullptr)), span_(other.span_) {}
+  claimed_packet& operator=(claimed_packet&& other) noexcept {
+    if (this != &other) {
+      reset();
+      core_ = std::exchange(other.core_, nullptr);
+      span_ = other.span_;
+    }
+    return *this;
+  }
+  claimed_packet(const claimed_packet&) = delete;
+  claimed_packet& operator=(const claimed_packet&) = delete;
+  ~claimed_packet() { reset(); }
+
+  [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
+  [[nodiscard]] const std::uint32_t* words() const noexcept { return span_.words; }
+  [[nodiscard]] std::uint32_t size() const noexcept { return span_.size; }
+  [[nodiscard]] const std::uint32_t* payload() const noexcept { return span_.words + 1; }
+  [[nodiscard]] std::uint32_t payload_size() const noexcept { return span_.size - 1; }
+  [[nodiscard]] std::uint32_t user_bits() const noexcept {
+    // Relaxed: claimed, so the header is the consumer's until freed.
+    return detail::atomic_ref<std::uint32_t>(*span_.words).load(std::memory_order_relaxed) >>
+           detail::pbuf_hdr_bits;
+  }
+
+  // Frees the packet now.
+  void reset() noexcept {
+    if (core_ != nullptr) std::exchange(core_, nullptr)->free(span_.words);
+  }
+
+ private:
+  friend class packet_buffer;
+  friend class claim_awaiter;
+  claimed_packet(detail::pbuf_core* core, detail::pbuf_span span) noexcept
+      : core_(span.words != nullptr ? core : nullptr), span_(span) {}
+  detail::pbuf_core* core_ = nullptr;
+  detail::pbuf_span span_;
+};
+
+// `co_await pb.claim_async()`: suspends the consumer task until a packet is
+// committed. Producers pay nothing extra for it: commit always calls the
+// waiter list's notify, which is a fence and a load when nobody waits.
+class claim_awaiter : public pollable_awaiter<claim_awaiter> {
+ public:
+  explicit claim_awaiter(detail::pbuf_core& core) noexcept : core_(core) {}
+  claim_awaiter(const claim_awaiter&) = delete;
+  claim_awaiter& operator=(const claim_awaiter&) = delete;
+  ~claim_awaiter() {
+    if (listed_) (void)core_.data_waiters.cancel(node_);
+  }
+
+  bool try_complete() noexcept {
+    const detail::pbuf_span s = core_.try_claim();
+    if (s.words == nullptr) return false;
+    packet_ = claimed_packet(&core_, s);
+    return true;
+  }
+
+  poll_status poll(const waker& w) noexcept {
+    if (listed_) {
+      listed_ = false;
+      (void)core_.data_waiters.cancel(node_);  // one consumer: nothing to pass on
+    }
+    if (try_complete()) return poll_status::ready;
+    core_.data_waiters.enqueue(node_, w.clone());
+    listed_ = true;
+    if (try_complete()) {
+      listed_ = false;
+      (void)core_.data_waiters.cancel(node_);
+      return poll_status::ready;
+    }
+    return poll_status::pending;
+  }
+
+  claimed_packet await_resume() noexcept { return std::move(packet_); }
+
+ private:
+  detail::pbuf_core& core_;
+  detail::waiter node_;
+  claimed_packet packet_;
+  bool listed_ = false;
+};
+
+class packet_buffer {
+ public:
+  explicit packet_buffer(const packet_buffer_config& config) noexcept
+      : core_(to_core_config(config)) {}
+  packet_buffer(const packet_buffer&) = delete;
+  packet_buffer& operator=(const packet_buffer&) = delete;
+
+  // ---- producers (any number, any context for the try_/put forms) ----
+
+  // Never waits. drop_oldest may drop packets to make room.
+  [[nodiscard]] result<allocated_packet, alloc_error> try_alloc(std::uint32_t words) noexcept {
+    detail::pbuf_span span;
+    return finish_alloc(core_.try_alloc(words, span), span);
+  }
+  // Waits for room until the deadline. Requires: thread context, outside
+  // any critical section (never from an interrupt or signal handler).
+  [[nodiscard]] result<allocated_packet, alloc_error> alloc_until(std::uint32_t words,
+                                                                  time_point deadline) noexcept {
+    detail::pbuf_span span;
+    return finish_alloc(core_.alloc_until(words, deadline, span), span);
+  }
+  [[nodiscard]] result<allocated_packet, alloc_error> alloc_for(std::uint32_t words,
+                                                                duration timeout) noexcept {
+    return alloc_until(words, deadline_after(timeout));
+  }
+
+  // Short puts: copy and publish in one step; never wait; false when there
+  // was no room. `first` is the complete first word (its header bits are
+  // set by the buffer); its bits 2..31 must give the length the way the
+  // buffer reads it (the default: the length itself).
+  [[nodiscard]] bool put_word(std::uint32_t first) noexcept { return core_.put_word(first); }
+  [[nodiscard]] bool put_word_ext(std::uint32_t first, const void* pointer) noexcept {
+    return core_.put_word_ext(first, pointer);
+  }
+  [[nodiscard]] bool put_data(const std::uint32_t* words, std::uint32_t count) noexcept {
+    return core_.put_data(words, count);
+  }
+  // The first word of a default-layout packet of `words` words.
+  [[nodiscard]] static constexpr std::uint32_t default_header(std::uint32_t words) noexcept {
+    return words << detail::pbuf_hdr_bits;
+  }
+
+  // ---- the consumer (one) ----
+
+  [[nodiscard]] claimed_packet try_claim() noexcept {
+    return claimed_packet(&core_, core_.try_claim());
+  }
+  [[nodiscard]] claimed_packet claim_until(time_point deadline) noexcept {
+    return claimed_packet(&core_, core_.claim_until(deadline));
+  }
+  [[nodiscard]] claimed_packet claim_for(duration timeout) noexcept {
+    return claim_until(deadline_after(timeout));
+  }
+  [[nodiscard]] claim_awaiter claim_async() noexcept { return claim_awaiter(core_); }
+
+  // A context that took over and never returns (a panic handler) drains
+  // every committed packet through fn, without the consumer or the lock.
+  std::uint32_t panic_flush(void (*fn)(void* context, const std::uint32_t* packet,
+                                       std::uint32_t words) noexcept,
+                            void* context) noexcept {
+    return core_.panic_flush(fn, context);
+  }
+
+  // ---- observers (may be stale when they return) ----
+
+  [[nodiscard]] std::uint32_t capacity_words() const noexcept { return core_.size; }
+  [[nodiscard]] std::uint32_t approx_used_words() const noexcept { return core_.used_words(); }
+  // Requires: constructed with utilization_tracking::track_max.
+  [[nodiscard]] std::uint32_t max_used_words() const noexcept {
+    SLUICE_ASSERT((core_.flags & detail::pbuf_flag_max_utilization) != 0,
+                  "packet_buffer::max_used_words() needs utilization_tracking::track_max");
+    // Relaxed: a statistic.
+    return core_.max_usage.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool is_pending() const noexcept { return core_.is_pending(); }
+  [[nodiscard]] packet_buffer_counters counters() const noexcept {
+    // Relaxed: statistics.
+    return {core_.committed.load(std::memory_order_relaxed),
+            core_.claimed.load(std::memory_order_relaxed),
+            core_.dropped.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  static detail::pbuf_config to_core_config(const packet_buffer_config& c) noexcept {
+    detail::pbuf_config out;
+    out.buffer = c.storage;
+    out.size = c.size_words;
+    out.flags =
+        (c.policy == overflow_policy::drop_oldest ? detail::pbuf_flag_overwrite : 0u) |
+        (c.utilization == utilization_tracking::track_max ? detail::pbuf_flag_max_utilization
+                                                          : 0u) |
+        ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u) |
+        (c.contexts == buffer_contexts::threads_only ? detail::pbuf_flag_threads_only : 0u);
+    out.drop = c.on_drop;
+    out.words = c.packet_words;
+    out.context = c.context;
+    return out;
+  }
+
+  result<allocated_packet, alloc_error> finish_alloc(detail::pbuf_status status,
+                                                     detail::pbuf_span span) noexcept {
+    switch (status) {
+      case detail::pbuf_status::ok:
+        break;
+      case detail::pbuf_status::too_large:
+        return alloc_error::too_large;
+      case detail::pbuf_status::no_room:
+        return alloc_error::no_room;
+      case detail::pbuf_status::timeout:
+        return alloc_error::timeout;
+    }
+    if (core_.words == nullptr) {
+      // Default layout: the length lives in the header word. Relaxed: the
+      // producer's own word until commit.
+      detail::atomic_ref<std::uint32_t>(*span.words)
+          .store(span.size << detail::pbuf_hdr_bits, std::memory_order_relaxed);
+    }
+    return allocated_packet(&core_, span);
+  }
+
+  detail::pbuf_core core_;
+};
+
+}  // namespace sluice

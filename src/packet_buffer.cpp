@@ -1,0 +1,560 @@
+// The packet buffer engine (see include/sluice/detail/pbuf_core.hpp for the
+// header state table, the index invariants and the two policies).
+//
+// Design: Zephyr's mpsc_pbuf (allocate/commit, claim/free, skip packets at
+// the wrap, overwrite by dropping the oldest), with reservation made
+// lock-free in the no-overwrite policy after the pattern of Linux's BPF ring
+// buffer (position counter + per-record busy bits), and drop callbacks moved
+// out of the lock.
+//
+// Atomic pairings used below:
+//   [PB1] rd_idx: release store in reclaim() (the freed words are zero and
+//         the consumer no longer reads them) -> acquire load in
+//         reserve_lock_free() (the producer may write them).
+//   [PB2] header word: release store in commit / put_* / write_skip /
+//         abandon (the packet's words are written) -> acquire load in
+//         claim_unlocked() and panic_flush() (the consumer may read them).
+//   [PB3] lock: acquire in lock_spin() -> release in unlock(): everything
+//         done under the overwrite lock is seen by the next holder.
+#include <cstdint>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/backoff.hpp>
+#include <sluice/detail/pbuf_core.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/port.hpp>
+
+namespace sluice::detail {
+
+// Enters the port's critical section, then takes the overwrite lock. The
+// critical section comes first so that nothing on this core (an interrupt,
+// a signal handler) can run while we hold the lock and spin on it forever.
+// A buffer configured for thread producers only skips the critical section
+// (no handler can interrupt a holder and then spin on the lock).
+class pbuf_lock_guard {
+ public:
+  explicit pbuf_lock_guard(pbuf_core& core) noexcept
+      : core_(core), masked_((core.flags & pbuf_flag_threads_only) == 0) {
+    if (masked_) state_ = port::enter_critical();
+    core_.lock_spin();
+  }
+  ~pbuf_lock_guard() {
+    core_.unlock();
+    if (masked_) port::leave_critical(state_);
+  }
+  pbuf_lock_guard(const pbuf_lock_guard&) = delete;
+  pbuf_lock_guard& operator=(const pbuf_lock_guard&) = delete;
+
+ private:
+  pbuf_core& core_;
+  bool masked_;
+  port::critical_state state_{};
+};
+
+namespace {
+
+constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
+  return size * ((std::uint32_t{1} << 31) / size);
+}
+
+void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
+  for (std::uint32_t i = 0; i < n; ++i)
+    words[i] = 0;
+}
+
+}  // namespace
+
+pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
+  SLUICE_ASSERT(config.buffer != nullptr, "packet buffer: no storage given");
+  SLUICE_ASSERT(config.size >= 1 && config.size <= (std::uint32_t{1} << 29),
+                "packet buffer: size must be 1 to 2^29 words");
+  SLUICE_ASSERT((config.flags & pbuf_flag_pow2) == 0 || (config.size & (config.size - 1)) == 0,
+                "packet buffer: MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
+  flags = config.flags & ~pbuf_flag_full;
+  notify_drop = config.c_notify_drop;
+  get_wlen = config.c_get_wlen;
+  buf = config.buffer;
+  size = config.size;
+  period = largest_period(size);
+  drop = config.drop;
+  words = config.words;
+  context = config.context;
+  // Free words read zero (see the index invariants).
+  zero_words(buf, size);
+}
+
+std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
+  if (words != nullptr) return words(context, packet);
+  if (get_wlen != nullptr)
+    return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
+  // Relaxed: callers own the packet (or hold the lock) when they ask.
+  return atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+             .load(std::memory_order_relaxed) >>
+         pbuf_hdr_bits;
+}
+
+void pbuf_core::note_usage(std::uint32_t used) noexcept {
+  if ((flags & pbuf_flag_max_utilization) == 0) return;
+  // Relaxed: a statistic; the compare-and-swap only keeps it monotonic.
+  std::uint32_t seen = max_usage.load(std::memory_order_relaxed);
+  while (used > seen && !max_usage.compare_exchange_weak(seen, used, std::memory_order_relaxed,
+                                                         std::memory_order_relaxed)) {
+  }
+}
+
+void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
+  // Release [PB2]: a skip is published like a commit (E6).
+  header(pos).store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
+}
+
+// ---------------------------------------------------------------- producers
+
+pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept {
+  // Relaxed: the compare-and-swap below validates it.
+  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  // Acquire [PB1] (through rd_seen, stored with release after an acquire
+  // load of rd_idx): the words up to r + size are free and zero. A stale
+  // copy only understates the room; it is refreshed before giving up.
+  std::uint32_t r = rd_seen.load(std::memory_order_acquire);
+  bool fresh = false;
+  const auto refresh = [&] {
+    r = rd_idx.load(std::memory_order_acquire);   // [PB1]
+    rd_seen.store(r, std::memory_order_release);  // [PB1], for the next producer
+    fresh = true;
+  };
+  for (;;) {
+    const std::uint32_t used = distance(r, w);
+    if (used > size) {
+      // One of the two is stale: w from before the consumer's last move,
+      // or the copy of r from long ago.
+      if (fresh) w = tmp_wr_idx.load(std::memory_order_relaxed);
+      refresh();
+      continue;
+    }
+    const std::uint32_t tail = size - slot(w);
+    const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
+    if (pad + n > size - used) {
+      if (!fresh) {
+        refresh();
+        continue;
+      }
+      if (used != 0) return pbuf_status::no_room;
+      // Empty, but the padding leaves no room (a request near the full
+      // size): move the empty buffer to the next slot 0. Only a producer
+      // that finds it empty does this, so the consumer, which has nothing
+      // claimed then, never has to. Relaxed CAS: it succeeds only if
+      // nothing was reserved since we saw w; the words skipped are free.
+      const std::uint32_t start = advance(w, tail);
+      if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+                                             std::memory_order_relaxed)) {
+        // rd_idx == w and only moves when something is reserved, so the
+        // store cannot lose a consumer's update. Release [PB1]. The
+        // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
+        rd_idx.store(start, std::memory_order_release);
+        rd_seen.store(start, std::memory_order_release);
+        w = start;
+        r = start;
+      }
+      continue;
+    }
+    // Relaxed: the reservation publishes nothing; the words it covers are
+    // zero already ([PB1]) and the packet is published by its header
+    // ([PB2]). Producers race only on the position itself.
+    if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
+                                         std::memory_order_relaxed)) {
+      if ((flags & pbuf_flag_max_utilization) != 0) {
+        // Our copy of r may be old: measure against the current one.
+        // Relaxed: a statistic.
+        const std::uint32_t now =
+            distance(rd_idx.load(std::memory_order_relaxed), advance(w, pad + n));
+        note_usage(now > size ? size : now);
+      }
+      if (pad != 0) write_skip(w, pad);
+      out = pbuf_span{buf + slot(advance(w, pad)), n};
+      return pbuf_status::ok;
+    }
+  }
+}
+
+bool pbuf_core::fits_locked(std::uint32_t n, pbuf_span& out) noexcept {
+  // Relaxed loads and stores of the indices: the overwrite lock orders
+  // them ([PB3]); lock-free readers are observers.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t used = distance(r, w);
+  const std::uint32_t tail = size - slot(w);
+  const std::uint32_t pad = n > tail ? tail : 0;
+  if (pad + n > size - used) return false;
+  tmp_wr_idx.store(advance(w, pad + n), std::memory_order_relaxed);
+  note_usage(used + pad + n);
+  if (pad != 0) write_skip(w, pad);
+  out = pbuf_span{buf + slot(advance(w, pad)), n};
+  return true;
+}
+
+namespace {
+
+enum class room_step : std::uint8_t { retry, no_room, victim };
+
+}  // namespace
+
+pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept {
+  // Words of claimed packets stepped over in this call: more than one lap
+  // means a claimed packet was met twice; give up instead of looping.
+  std::uint32_t stepped = 0;
+  for (;;) {
+    pbuf_span victim;
+    room_step step = room_step::retry;
+    {
+      pbuf_lock_guard guard(*this);
+      if (fits_locked(n, out)) return pbuf_status::ok;
+      // Relaxed: under the lock [PB3].
+      const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+      const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+      const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+      if (r == w) {
+        // Empty, yet the wrap padding does not leave room: start over at
+        // slot 0 (the free words are zero already).
+        if (slot(r) == 0) return pbuf_status::no_room;
+        const std::uint32_t start = advance(r, size - slot(r));
+        tmp_wr_idx.store(start, std::memory_order_relaxed);
+        tmp_rd_idx.store(start, std::memory_order_relaxed);
+        rd_idx.store(start, std::memory_order_release);  // [PB1]
+        continue;
+      }
+      atomic_ref<std::uint32_t> h = header(r);
+      // Acquire [PB2]: the header may come from a lock-free commit, and a
+      // dropped packet's words go to the drop callback.
+      const std::uint32_t v = h.load(std::memory_order_acquire);
+      std::uint32_t* const packet = buf + slot(r);
+      switch (v & pbuf_hdr_mask) {
+        case 0:  // the oldest packet is not committed: it holds the rest back
+          step = room_step::no_room;
+          break;
+        case pbuf_busy: {  // a skip at the unclaimed front
+          if (r == t) {
+            tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
+          }
+          reclaim();
+          break;
+        }
+        case pbuf_valid | pbuf_busy: {  // claimed: step over it
+          const std::uint32_t len = words_of(packet);
+          if (stepped + len > size) {
+            step = room_step::no_room;
+            break;
+          }
+          // The free words before it become skips, its own words re-enter
+          // the stream ahead as a future skip (its header turns into one
+          // when it is freed).
+          const std::uint32_t lap = advance(r, size);
+          for (std::uint32_t from = w; from != lap;) {
+            const std::uint32_t chunk =
+                size - slot(from) < distance(from, lap) ? size - slot(from) : distance(from, lap);
+            write_skip(from, chunk);
+            from = advance(from, chunk);
+          }
+          const std::uint32_t after = advance(r, len);
+          tmp_wr_idx.store(advance(lap, len), std::memory_order_relaxed);
+          if (distance(r, t) < len) tmp_rd_idx.store(after, std::memory_order_relaxed);
+          rd_idx.store(after, std::memory_order_release);  // [PB1]
+          stepped += len;
+          break;
+        }
+        default: {  // committed and unclaimed (r == t): drop it (E7)
+          const std::uint32_t len = words_of(packet);
+          // Relaxed: under the lock; marking it claimed keeps every other
+          // dropper and the consumer off its words while the callback runs.
+          h.store(v | pbuf_busy, std::memory_order_relaxed);
+          tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
+          victim = pbuf_span{packet, len};
+          step = room_step::victim;
+          break;
+        }
+      }
+    }
+    if (step == room_step::no_room) return pbuf_status::no_room;
+    if (step == room_step::victim) {
+      // Outside the lock, contents intact.
+      if (drop != nullptr) {
+        drop(context, victim.words, victim.size);
+      } else if (notify_drop != nullptr) {
+        notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
+                    reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
+      }
+      // Relaxed: a statistic.
+      dropped.fetch_add(1, std::memory_order_relaxed);
+      pbuf_lock_guard guard(*this);
+      free_unlocked(victim.words);  // E8
+    }
+  }
+}
+
+pbuf_status pbuf_core::try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
+  SLUICE_ASSERT(n >= 1, "packet buffer: allocation of zero words");
+  if (n > size) return pbuf_status::too_large;
+  return overwrite() ? reserve_overwrite(n, out) : reserve_lock_free(n, out);
+}
+
+pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_span& out) noexcept {
+  pbuf_status status = try_alloc(n, out);
+  if (status != pbuf_status::no_room) return status;
+  parker& self = port::current_parker();
+  waiter node;
+  for (;;) {
+    space_waiters.enqueue(node, self.make_waker());
+    status = try_alloc(n, out);
+    if (status != pbuf_status::no_room) {
+      if (!space_waiters.cancel(node)) space_waiters.notify_one();
+      return status;
+    }
+    while (!node.is_notified() && port::now() < deadline)
+      self.park_until(deadline);
+    const bool timed_out = space_waiters.cancel(node);
+    status = try_alloc(n, out);
+    if (status != pbuf_status::no_room) return status;
+    if (timed_out || port::now() >= deadline) return pbuf_status::timeout;
+  }
+}
+
+void pbuf_core::commit(std::uint32_t* packet) noexcept {
+  atomic_ref<std::uint32_t> h(*packet);
+  // Relaxed: the producer's own word.
+  const std::uint32_t v = h.load(std::memory_order_relaxed);
+  // Release [PB2]: publishes every word of the packet to claim (E2).
+  h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
+  // Relaxed: a statistic.
+  committed.fetch_add(1, std::memory_order_relaxed);
+  data_waiters.notify_one();
+  // With overwrite, a committed oldest packet can be dropped: room.
+  if (overwrite()) space_waiters.notify_all();
+}
+
+void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
+  // Release [PB2]: the consumer passes it as padding (E5).
+  atomic_ref<std::uint32_t>(*packet).store((n << pbuf_hdr_bits) | pbuf_busy,
+                                           std::memory_order_release);
+  // The consumer may wait behind it; with overwrite, a producer may too.
+  data_waiters.notify_one();
+  if (overwrite()) space_waiters.notify_all();
+}
+
+bool pbuf_core::put_word(std::uint32_t first) noexcept {
+  pbuf_span p;
+  if (try_alloc(1, p) != pbuf_status::ok) return false;
+  atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
+                                            std::memory_order_relaxed);
+  commit(p.words);
+  return true;
+}
+
+bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept {
+  constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
+  pbuf_span p;
+  if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
+  static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
+  __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
+  atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
+                                            std::memory_order_relaxed);
+  commit(p.words);
+  return true;
+}
+
+bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
+  pbuf_span p;
+  if (n == 0 || try_alloc(n, p) != pbuf_status::ok) return false;
+  for (std::uint32_t i = 1; i < n; ++i)
+    p.words[i] = data[i];
+  atomic_ref<std::uint32_t>(*p.words).store((data[0] & ~pbuf_hdr_mask) | pbuf_valid,
+                                            std::memory_order_relaxed);
+  commit(p.words);
+  return true;
+}
+
+// ----------------------------------------------------------------- consumer
+
+bool pbuf_core::reclaim() noexcept {
+  // Relaxed: consumer-owned indices (no-overwrite) or under the lock.
+  std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t start = r;
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  while (r != t) {
+    // Relaxed: the skip was written by this consumer (free) or under the
+    // lock (drop end), or was read with acquire when claim passed it.
+    const std::uint32_t v = header(r).load(std::memory_order_relaxed);
+    if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
+    const std::uint32_t len = v >> pbuf_hdr_bits;
+    zero_words(buf + slot(r), len);  // E9
+    r = advance(r, len);
+  }
+  if (r == start) return false;
+  // Release [PB1]: the freed words are zero and no longer read here.
+  rd_idx.store(r, std::memory_order_release);
+  space_waiters.notify_all();
+  return true;
+}
+
+pbuf_span pbuf_core::claim_unlocked() noexcept {
+  // Relaxed: consumer-owned (or under the lock).
+  std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // A producer that found the buffer empty may have moved it to slot 0
+  // (reserve_lock_free): rd_idx is then ahead of us; follow it. Relaxed:
+  // the words in between are free and nothing else is read through it.
+  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+      r != t && distance(t, r) <= size) {
+    t = r;
+    tmp_rd_idx.store(t, std::memory_order_relaxed);
+  }
+  for (;;) {
+    // wr_seen is our copy of tmp_wr_idx; reload it only when we reached it
+    // (or it fell behind t, when a dropper or the move to slot 0 advanced
+    // us). Relaxed: the header acquire below orders the packet's words.
+    if (t == wr_seen || distance(t, wr_seen) > size) {
+      wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
+      if (t == wr_seen) return {};
+    }
+    atomic_ref<std::uint32_t> h = header(t);
+    // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
+    const std::uint32_t v = h.load(std::memory_order_acquire);
+    switch (v & pbuf_hdr_mask) {
+      case 0:  // reserved, not committed: holds back what follows
+        return {};
+      case pbuf_busy:  // skip
+        t = advance(t, v >> pbuf_hdr_bits);
+        tmp_rd_idx.store(t, std::memory_order_relaxed);
+        reclaim();  // passing skips makes room and wakes producers
+        continue;
+      case pbuf_valid | pbuf_busy:  // a claimed packet stepped over, still held
+        return {};
+      default: {
+        std::uint32_t* const packet = buf + slot(t);
+        const std::uint32_t n = words_of(packet);
+        // Relaxed: after commit only the consumer (or a dropper under the
+        // lock) writes the header (E3).
+        h.store(v | pbuf_busy, std::memory_order_relaxed);
+        t = advance(t, n);
+        tmp_rd_idx.store(t, std::memory_order_relaxed);
+        // Relaxed, and no read-modify-write: one writer (the consumer, or
+        // the lock holder); observers only read them.
+        wr_idx.store(t, std::memory_order_relaxed);
+        claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        return pbuf_span{packet, n};
+      }
+    }
+  }
+}
+
+pbuf_span pbuf_core::try_claim() noexcept {
+  if (!overwrite()) return claim_unlocked();
+  pbuf_lock_guard guard(*this);
+  return claim_unlocked();
+}
+
+void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
+  atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
+  // Relaxed: the packet is claimed by the caller.
+  const std::uint32_t v = h.load(std::memory_order_relaxed);
+  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+                "packet buffer: free of a packet that is not claimed");
+  (void)v;
+  const std::uint32_t n = words_of(packet);
+  h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
+  reclaim();
+}
+
+void pbuf_core::free(const std::uint32_t* packet) noexcept {
+  if (!overwrite()) {
+    free_unlocked(packet);
+    return;
+  }
+  pbuf_lock_guard guard(*this);
+  free_unlocked(packet);
+}
+
+pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
+  pbuf_span p = try_claim();
+  if (p.words != nullptr) return p;
+  parker& self = port::current_parker();
+  waiter node;
+  for (;;) {
+    data_waiters.enqueue(node, self.make_waker());
+    p = try_claim();
+    if (p.words != nullptr) {
+      if (!data_waiters.cancel(node)) data_waiters.notify_one();
+      return p;
+    }
+    while (!node.is_notified() && port::now() < deadline)
+      self.park_until(deadline);
+    const bool timed_out = data_waiters.cancel(node);
+    p = try_claim();
+    if (p.words != nullptr || timed_out || port::now() >= deadline) return p;
+  }
+}
+
+std::uint32_t pbuf_core::panic_flush(void (*fn)(void*, const std::uint32_t*,
+                                                std::uint32_t) noexcept,
+                                     void* fn_context) noexcept {
+  // No lock: the context that held it may never run again. Relaxed: this
+  // context owns the consumer side from now on.
+  std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  std::uint32_t count = 0;
+  while (t != w) {
+    atomic_ref<std::uint32_t> h = header(t);
+    const std::uint32_t v = h.load(std::memory_order_acquire);  // [PB2]
+    const std::uint32_t state = v & pbuf_hdr_mask;
+    if (state == 0) break;  // not committed: what follows stays
+    std::uint32_t* const packet = buf + slot(t);
+    if (state == pbuf_busy) {
+      t = advance(t, v >> pbuf_hdr_bits);
+      continue;
+    }
+    const std::uint32_t n = words_of(packet);
+    if (state == pbuf_valid) {
+      fn(fn_context, packet, n);
+      ++count;
+      h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
+    }
+    t = advance(t, n);
+  }
+  tmp_rd_idx.store(t, std::memory_order_relaxed);
+  return count;
+}
+
+// ---------------------------------------------------------------- observers
+
+std::uint32_t pbuf_core::used_words() const noexcept {
+  // Relaxed: an observer; a torn pair is clamped.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  const std::uint32_t used = distance(r, w);
+  return used > size ? size : used;
+}
+
+bool pbuf_core::is_pending() const noexcept {
+  // Relaxed: an observer.
+  return tmp_rd_idx.load(std::memory_order_relaxed) != tmp_wr_idx.load(std::memory_order_relaxed);
+}
+
+// -------------------------------------------------------------------- lock
+
+void pbuf_core::lock_spin() noexcept {
+  backoff spin;
+  for (;;) {
+    std::uint32_t expected = 0;
+    // Acquire [PB3] pairs with the release in unlock().
+    if (lock.compare_exchange_weak(expected, 1, std::memory_order_acquire,
+                                   std::memory_order_relaxed))
+      return;
+    // Relaxed: waiting for the holder; the CAS above orders.
+    while (lock.load(std::memory_order_relaxed) != 0)
+      spin.spin();
+  }
+}
+
+void pbuf_core::unlock() noexcept {
+  // Release [PB3]: the next holder sees our index and header changes.
+  lock.store(0, std::memory_order_release);
+}
+
+}  // namespace sluice::detail

@@ -1,0 +1,149 @@
+// The C API of <zephyr/sys/mpsc_pbuf.h> over sluice's packet buffer engine.
+// A struct mpsc_pbuf_buffer is the storage of a detail::pbuf_core: the two
+// have the same layout, and Zephyr's field names sit where the engine keeps
+// the same values (checked below).
+#include <zephyr/sys/mpsc_pbuf.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include <sluice/detail/pbuf_core.hpp>
+#include <sluice/port.hpp>
+
+namespace {
+
+using sluice::detail::pbuf_core;
+
+#define SLUICE_SAME_OFFSET(field)                                                \
+  static_assert(offsetof(mpsc_pbuf_buffer, field) == offsetof(pbuf_core, field), \
+                "struct mpsc_pbuf_buffer and pbuf_core disagree on " #field)
+SLUICE_SAME_OFFSET(tmp_wr_idx);
+SLUICE_SAME_OFFSET(wr_idx);
+SLUICE_SAME_OFFSET(tmp_rd_idx);
+SLUICE_SAME_OFFSET(rd_idx);
+SLUICE_SAME_OFFSET(flags);
+SLUICE_SAME_OFFSET(lock);
+SLUICE_SAME_OFFSET(notify_drop);
+SLUICE_SAME_OFFSET(get_wlen);
+SLUICE_SAME_OFFSET(buf);
+SLUICE_SAME_OFFSET(size);
+SLUICE_SAME_OFFSET(max_usage);
+static_assert(offsetof(mpsc_pbuf_buffer, sluice_rd_seen) == offsetof(pbuf_core, rd_seen) &&
+                  offsetof(mpsc_pbuf_buffer, sluice_wr_seen) == offsetof(pbuf_core, wr_seen) &&
+                  offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters),
+              "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
+#undef SLUICE_SAME_OFFSET
+static_assert(sizeof(pbuf_core) <= sizeof(mpsc_pbuf_buffer),
+              "struct mpsc_pbuf_buffer is too small for the engine: grow sem.opaque");
+static_assert(alignof(pbuf_core) <= alignof(mpsc_pbuf_buffer),
+              "struct mpsc_pbuf_buffer is less aligned than the engine");
+static_assert(sizeof(union mpsc_pbuf_generic) == sizeof(std::uint32_t),
+              "a packet header is one word");
+static_assert(MPSC_PBUF_SIZE_POW2 == sluice::detail::pbuf_flag_pow2 &&
+                  MPSC_PBUF_MODE_OVERWRITE == sluice::detail::pbuf_flag_overwrite &&
+                  MPSC_PBUF_MAX_UTILIZATION == sluice::detail::pbuf_flag_max_utilization &&
+                  MPSC_PBUF_FULL == sluice::detail::pbuf_flag_full,
+              "flag values differ from the engine's");
+
+pbuf_core& core(mpsc_pbuf_buffer* buffer) noexcept {
+  return *std::launder(reinterpret_cast<pbuf_core*>(buffer));
+}
+
+std::uint32_t* words(union mpsc_pbuf_generic* packet) noexcept {
+  return reinterpret_cast<std::uint32_t*>(packet);
+}
+
+std::uint32_t first_word(const union mpsc_pbuf_generic& word) noexcept {
+  std::uint32_t raw;
+  static_assert(sizeof raw == sizeof word);
+  __builtin_memcpy(&raw, &word, sizeof raw);
+  return raw;
+}
+
+}  // namespace
+
+extern "C" {
+
+void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buffer_config* config) {
+  sluice::detail::pbuf_config c;
+  c.buffer = config->buf;
+  c.size = config->size;
+  c.flags = config->flags;
+  c.c_notify_drop = config->notify_drop;
+  c.c_get_wlen = config->get_wlen;
+  ::new (static_cast<void*>(buffer)) pbuf_core(c);
+}
+
+union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t wlen,
+                                         k_timeout_t timeout) {
+  pbuf_core& c = core(buffer);
+  if (wlen == 0 || wlen > c.size) return nullptr;
+  const auto n = static_cast<std::uint32_t>(wlen);
+  sluice::detail::pbuf_span span;
+  sluice::detail::pbuf_status status;
+  if (timeout.ticks == 0) {
+    status = c.try_alloc(n, span);
+  } else {
+    const sluice::time_point deadline =
+        timeout.ticks < 0 ? sluice::time_point::max()
+                          : sluice::deadline_after(sluice::duration{timeout.ticks});
+    status = c.alloc_until(n, deadline, span);
+  }
+  if (status != sluice::detail::pbuf_status::ok) return nullptr;
+  if (c.get_wlen == nullptr) {
+    // No length callback: the length lives in the header's upper bits.
+    // Relaxed: the producer's own word until commit.
+    sluice::detail::atomic_ref<std::uint32_t>(*span.words)
+        .store(n << sluice::detail::pbuf_hdr_bits, std::memory_order_relaxed);
+  }
+  return reinterpret_cast<union mpsc_pbuf_generic*>(span.words);
+}
+
+void mpsc_pbuf_commit(struct mpsc_pbuf_buffer* buffer, union mpsc_pbuf_generic* packet) {
+  core(buffer).commit(words(packet));
+}
+
+void mpsc_pbuf_put_word(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic word) {
+  (void)core(buffer).put_word(first_word(word));
+}
+
+void mpsc_pbuf_put_word_ext(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic word,
+                            const void* data) {
+  (void)core(buffer).put_word_ext(first_word(word), data);
+}
+
+void mpsc_pbuf_put_data(struct mpsc_pbuf_buffer* buffer, const uint32_t* data, size_t wlen) {
+  if (wlen == 0 || wlen > core(buffer).size) return;
+  (void)core(buffer).put_data(data, static_cast<std::uint32_t>(wlen));
+}
+
+const union mpsc_pbuf_generic* mpsc_pbuf_claim(struct mpsc_pbuf_buffer* buffer) {
+  return reinterpret_cast<const union mpsc_pbuf_generic*>(core(buffer).try_claim().words);
+}
+
+void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic* packet) {
+  core(buffer).free(reinterpret_cast<const std::uint32_t*>(packet));
+}
+
+bool mpsc_pbuf_is_pending(struct mpsc_pbuf_buffer* buffer) {
+  return core(buffer).is_pending();
+}
+
+void mpsc_pbuf_get_utilization(struct mpsc_pbuf_buffer* buffer, uint32_t* size, uint32_t* now) {
+  const pbuf_core& c = core(buffer);
+  *size = c.size * static_cast<std::uint32_t>(sizeof(std::uint32_t));
+  *now = c.used_words() * static_cast<std::uint32_t>(sizeof(std::uint32_t));
+}
+
+int mpsc_pbuf_get_max_utilization(struct mpsc_pbuf_buffer* buffer, uint32_t* max) {
+  const pbuf_core& c = core(buffer);
+  if ((c.flags & MPSC_PBUF_MAX_UTILIZATION) == 0) return -ENOTSUP;
+  // Relaxed: a statistic.
+  *max = c.max_usage.load(std::memory_order_relaxed) *
+         static_cast<std::uint32_t>(sizeof(std::uint32_t));
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,177 @@
+/* Code in the style of a Zephyr application using mpsc_pbuf, unchanged:
+ * user packet header on MPSC_PBUF_HDR, get_wlen and notify_drop callbacks,
+ * alloc/commit, claim/free, word puts, utilization. Exits non-zero on the
+ * first failed check. */
+#include <zephyr/sys/mpsc_packet.h>
+#include <zephyr/sys/mpsc_pbuf.h>
+
+#include <stdio.h>
+#include <string.h>
+
+struct test_header {
+  MPSC_PBUF_HDR;
+  uint32_t len : 32 - MPSC_PBUF_HDR_BITS;
+};
+
+union test_item {
+  struct test_header hdr;
+  union mpsc_pbuf_generic item;
+  uint32_t raw;
+};
+
+struct test_packet {
+  struct test_header hdr;
+  uint32_t data[7];
+};
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      return 1;                                                                \
+    }                                                                          \
+  } while (0)
+
+static uint32_t get_wlen(const union mpsc_pbuf_generic* packet) {
+  const union test_item* t = (const union test_item*)packet;
+  return t->hdr.len;
+}
+
+static uint32_t dropped_count;
+static uint32_t dropped_first_data;
+
+static void notify_drop(const struct mpsc_pbuf_buffer* buffer,
+                        const union mpsc_pbuf_generic* packet) {
+  const struct test_packet* p = (const struct test_packet*)packet;
+  (void)buffer;
+  if (dropped_count == 0) dropped_first_data = p->data[0];
+  dropped_count++;
+}
+
+static uint32_t storage[32];
+
+static int no_overwrite(void) {
+  static struct mpsc_pbuf_buffer buffer;
+  const struct mpsc_pbuf_buffer_config config = {
+      .buf = storage,
+      .size = 32,
+      .notify_drop = notify_drop,
+      .get_wlen = get_wlen,
+      .flags = MPSC_PBUF_SIZE_POW2 | MPSC_PBUF_MAX_UTILIZATION,
+  };
+  mpsc_pbuf_init(&buffer, &config);
+  CHECK(buffer.size == 32);
+  CHECK(!mpsc_pbuf_is_pending(&buffer));
+
+  struct test_packet* a = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 4, K_NO_WAIT);
+  struct test_packet* b = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 3, K_MSEC(10));
+  CHECK(a != NULL && b != NULL);
+  a->hdr.len = 4;
+  a->data[0] = 0xa;
+  b->hdr.len = 3;
+  b->data[0] = 0xb;
+  mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)b);
+  CHECK(mpsc_pbuf_claim(&buffer) == NULL); /* a holds b back */
+  mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)a);
+  CHECK(mpsc_pbuf_is_pending(&buffer));
+
+  const union mpsc_pbuf_generic* c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL && ((const struct test_packet*)c)->data[0] == 0xa);
+  CHECK(c->hdr.valid == 1 && c->hdr.busy == 1);
+  mpsc_pbuf_free(&buffer, c);
+  c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL && ((const struct test_packet*)c)->data[0] == 0xb);
+  mpsc_pbuf_free(&buffer, c);
+  CHECK(mpsc_pbuf_claim(&buffer) == NULL);
+
+  /* Word puts: the word already carries the valid bit. */
+  union test_item word = {.hdr = {.valid = 1, .busy = 0, .len = 1}};
+  mpsc_pbuf_put_word(&buffer, word.item);
+  union test_item ext = {.hdr = {.valid = 1, .busy = 0, .len = 1 + sizeof(void*) / 4}};
+  static int target;
+  mpsc_pbuf_put_word_ext(&buffer, ext.item, &target);
+  uint32_t data[3];
+  union test_item first = {.hdr = {.valid = 1, .busy = 0, .len = 3}};
+  data[0] = first.raw;
+  data[1] = 111;
+  data[2] = 222;
+  mpsc_pbuf_put_data(&buffer, data, 3);
+
+  c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL && get_wlen(c) == 1);
+  mpsc_pbuf_free(&buffer, c);
+  c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL && get_wlen(c) == 1 + sizeof(void*) / 4);
+  const void* ptr;
+  memcpy(&ptr, (const uint32_t*)c + 1, sizeof ptr);
+  CHECK(ptr == &target);
+  mpsc_pbuf_free(&buffer, c);
+  c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL && ((const uint32_t*)c)[2] == 222);
+  mpsc_pbuf_free(&buffer, c);
+
+  /* Whole capacity, then no room, then too large. */
+  union mpsc_pbuf_generic* full = mpsc_pbuf_alloc(&buffer, 32, K_NO_WAIT);
+  CHECK(full != NULL);
+  ((union test_item*)full)->hdr.len = 32;
+  CHECK(mpsc_pbuf_alloc(&buffer, 1, K_NO_WAIT) == NULL);
+  CHECK(mpsc_pbuf_alloc(&buffer, 1, K_MSEC(5)) == NULL);
+  mpsc_pbuf_commit(&buffer, full);
+  CHECK(mpsc_pbuf_alloc(&buffer, 33, K_NO_WAIT) == NULL);
+
+  uint32_t size, now, max;
+  mpsc_pbuf_get_utilization(&buffer, &size, &now);
+  CHECK(size == 32 * sizeof(uint32_t));
+  CHECK(now == 32 * sizeof(uint32_t));
+  CHECK(mpsc_pbuf_get_max_utilization(&buffer, &max) == 0);
+  CHECK(max == 32 * sizeof(uint32_t));
+  c = mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL);
+  mpsc_pbuf_free(&buffer, c);
+  mpsc_pbuf_get_utilization(&buffer, &size, &now);
+  CHECK(now == 0);
+  CHECK(dropped_count == 0);
+  return 0;
+}
+
+static int overwrite(void) {
+  static struct mpsc_pbuf_buffer buffer;
+  static uint32_t small[10];
+  const struct mpsc_pbuf_buffer_config config = {
+      .buf = small,
+      .size = 10,
+      .notify_drop = notify_drop,
+      .get_wlen = get_wlen,
+      .flags = MPSC_PBUF_MODE_OVERWRITE,
+  };
+  mpsc_pbuf_init(&buffer, &config);
+  uint32_t max;
+  CHECK(mpsc_pbuf_get_max_utilization(&buffer, &max) == -ENOTSUP);
+  for (uint32_t i = 0; i < 7; i++) {
+    struct test_packet* p = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
+    CHECK(p != NULL);
+    p->hdr.len = 2;
+    p->data[0] = 100 + i;
+    mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)p);
+  }
+  CHECK(dropped_count == 2);
+  CHECK(dropped_first_data == 100);
+  uint32_t expect = 102;
+  const union mpsc_pbuf_generic* c;
+  while ((c = mpsc_pbuf_claim(&buffer)) != NULL) {
+    CHECK(((const struct test_packet*)c)->data[0] == expect);
+    expect++;
+    mpsc_pbuf_free(&buffer, c);
+  }
+  CHECK(expect == 107);
+  CHECK(K_TIMEOUT_EQ(K_FOREVER, K_FOREVER) && !K_TIMEOUT_EQ(K_NO_WAIT, K_USEC(1)));
+  CHECK(K_SECONDS(1).ticks == K_MSEC(1000).ticks);
+  return 0;
+}
+
+int main(void) {
+  if (no_overwrite() != 0) return 1;
+  if (overwrite() != 0) return 1;
+  puts("mpsc_pbuf C API: ok");
+  return 0;
+}
