@@ -145,10 +145,21 @@ class waiter_list {
   }
 
   // Wakes the longest-waiting waiter, if any. Any context; never waits.
-  void notify_one() noexcept { notify(pending_one); }
+  void notify_one() noexcept { notify<entry::fence>(pending_one); }
 
   // Wakes every listed waiter. Any context; never waits.
-  void notify_all() noexcept { notify(pending_all); }
+  void notify_all() noexcept { notify<entry::fence>(pending_all); }
+
+  // notify_one for a notifier whose condition change was a seq_cst
+  // read-modify-write sequenced before this call, on an object that every
+  // waiter's re-check reads when it finds the condition false. Then a seq_cst
+  // load of the lock word stands in for the [W1] fence ([W1']): if the
+  // waiter's re-check missed the RMW, its fence precedes the RMW in the
+  // single total order S; the RMW precedes this load in S; so this load
+  // follows the waiter's fence in S and cannot miss the has_waiters bit set
+  // before it (C++20 [atomics.order]). On x86 the load is a plain move where
+  // the fence is an mfence; it keeps the check nearly free on hot paths.
+  void notify_one_after_seq_cst_rmw() noexcept { notify<entry::seq_cst_load>(pending_one); }
 
   // May be stale by the time it returns.
   [[nodiscard]] bool approx_has_waiters() const noexcept {
@@ -164,12 +175,22 @@ class waiter_list {
   static constexpr std::uint32_t pending_mask = ~(locked | has_waiters);
   static constexpr std::uint32_t pending_one_max = pending_mask & ~pending_all;
 
+  enum class entry : std::uint8_t { fence, seq_cst_load };
+
+  template <entry Entry>
   void notify(std::uint32_t request) noexcept {
-    // [W1] seq_cst fence: the caller made the condition true before this;
-    // pairs with the fence at the end of enqueue().
-    fence(std::memory_order_seq_cst);
-    // Relaxed: the fence above orders this load; the CAS below re-reads.
-    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    std::uint32_t s;
+    if constexpr (Entry == entry::fence) {
+      // [W1] seq_cst fence: the caller made the condition true before this;
+      // pairs with the fence at the end of enqueue().
+      fence(std::memory_order_seq_cst);
+      // Relaxed: the fence above orders this load; the CAS below re-reads.
+      s = word_.load(std::memory_order_relaxed);
+    } else {
+      // [W1'] seq_cst load: see notify_one_after_seq_cst_rmw(); pairs with
+      // the fence at the end of enqueue().
+      s = word_.load(std::memory_order_seq_cst);
+    }
     for (;;) {
       if ((s & (locked | has_waiters)) == 0) return;  // nobody waits or enqueues
       if ((s & locked) != 0) {
