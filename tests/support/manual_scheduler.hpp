@@ -25,6 +25,8 @@ class manual_scheduler final : public detail::task_scheduler {
     trace.push_back("complete " + name_of(t));
   }
 
+  detail::timer_queue& timers() noexcept override { return timer_queue_; }
+
   template <class T>
   join_handle<T> spawn(task<T> t, std::string name, frame_pool* pool = nullptr) {
     auto* cell = detail::task_cell<T>::create(t, *this, pool);
@@ -56,6 +58,7 @@ class manual_scheduler final : public detail::task_scheduler {
     return "?";
   }
 
+  detail::timer_queue timer_queue_;
   std::deque<detail::task_header*> queue;
   std::vector<std::string> trace;
   std::vector<std::pair<detail::task_header*, std::string>> names;

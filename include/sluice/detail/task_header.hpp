@@ -32,6 +32,7 @@
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 #include <sluice/detail/task_state.hpp>
+#include <sluice/detail/timer_queue.hpp>
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/frame_pool.hpp>
 #include <sluice/task.hpp>
@@ -51,6 +52,8 @@ class task_scheduler {
   // `t` completed (finished or cancelled); called once per task, by the
   // worker that completed it, before the scheduler's reference is dropped.
   virtual void task_completed(task_header& t) noexcept = 0;
+  // The timer queue that sleeps of this scheduler's tasks arm.
+  virtual timer_queue& timers() noexcept = 0;
 
  protected:
   ~task_scheduler() = default;
@@ -101,6 +104,12 @@ class task_header {
     if (state_.is_complete()) return false;
     if (state_.cancel() == task_action::push) scheduler_->schedule(*this);
     return true;
+  }
+
+  // Destroys a task that was never scheduled nor shared (spawn refused it).
+  void discard_unstarted() noexcept {
+    std::exchange(frame_, {}).destroy();
+    vtable_->destroy(*this);
   }
 
   [[nodiscard]] task_state& state() noexcept { return state_; }
