@@ -230,6 +230,7 @@ class executor final : private detail::task_scheduler {
     task_gone();
   }
   detail::timer_queue& timers() noexcept override { return timers_; }
+  executor* owner() noexcept override { return this; }
 
   static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
 
@@ -353,6 +354,29 @@ class executor final : private detail::task_scheduler {
   detail::task_header* live_head_ = nullptr;
   bool accepting_ = true;
 };
+
+// co_await sluice::current_executor() -> executor&: the executor running
+// this task (to spawn siblings). Requires: the task runs on an executor.
+class current_executor_awaiter {
+ public:
+  bool await_ready() noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> coroutine) noexcept {
+    detail::task_header* header = coroutine.promise().context().header;
+    SLUICE_ASSERT(header != nullptr && header->scheduler().owner() != nullptr,
+                  "current_executor() awaited outside a task spawned on an executor");
+    executor_ = header->scheduler().owner();
+    return false;  // never suspends
+  }
+  executor& await_resume() noexcept { return *executor_; }
+
+ private:
+  executor* executor_ = nullptr;
+};
+
+[[nodiscard]] inline current_executor_awaiter current_executor() noexcept {
+  return {};
+}
 
 // Spawns `t` on `ex` and blocks the calling thread until it completes.
 // Requires: `ex` has workers (worker_threads::start); a thread, not a task.

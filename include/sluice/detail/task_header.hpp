@@ -38,6 +38,10 @@
 #include <sluice/task.hpp>
 #include <sluice/waker.hpp>
 
+namespace sluice {
+class executor;
+}
+
 namespace sluice::detail {
 
 class task_header;
@@ -54,6 +58,8 @@ class task_scheduler {
   virtual void task_completed(task_header& t) noexcept = 0;
   // The timer queue that sleeps of this scheduler's tasks arm.
   virtual timer_queue& timers() noexcept = 0;
+  // The executor behind this scheduler, if it is one (spawning from a task).
+  virtual executor* owner() noexcept { return nullptr; }
 
  protected:
   ~task_scheduler() = default;
