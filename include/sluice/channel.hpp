@@ -24,6 +24,13 @@
 // `full` and try_recv `empty` only when the channel really is full or empty
 // (see detail/channel_array.hpp for the trade that buys this).
 //
+// Handlers. Because a try_ operation may wait for another operation that has
+// claimed the same slot and not yet finished (the trade above), a POSIX
+// signal handler or an interrupt handler must not use a channel that the
+// code it interrupts may be in the middle of using: the handler would wait
+// for an operation that cannot finish until the handler returns. (Waking
+// waiters, which every operation does, is handler-safe.)
+//
 // Flavours: detail/channel_array.hpp (bounded, static), detail/channel_list.hpp
 // (unbounded); the operations common to all: detail/channel_ops.hpp.
 // channel<T>::bounded / unbounded allocate and are for hosted builds;
@@ -278,28 +285,6 @@ struct channel {
   }
 };
 
-// The common part of both handle types: the counted pointer and observers.
-#define SLUICE_CHANNEL_HANDLE_OBSERVERS                         \
-  /* Closes the channel for everyone; wakes every waiter. */    \
-  void close() noexcept {                                       \
-    detail::close(core_ref());                                  \
-  }                                                             \
-  [[nodiscard]] bool is_closed() const noexcept {               \
-    return state_->is_closed();                                 \
-  }                                                             \
-  /* May be stale by the time it returns. */                    \
-  [[nodiscard]] std::size_t approx_size() const noexcept {      \
-    return state_->approx_size();                               \
-  }                                                             \
-  /* Bounded: the exact capacity given. Unbounded: SIZE_MAX. */ \
-  [[nodiscard]] std::size_t capacity() const noexcept {         \
-    return state_->capacity();                                  \
-  }                                                             \
-  /* False for a moved-from or default-constructed handle. */   \
-  [[nodiscard]] bool valid() const noexcept {                   \
-    return state_ != nullptr;                                   \
-  }
-
 template <detail::channel_element T>
 class sender : public detail::sending_ops<sender<T>, T> {
  public:
@@ -318,7 +303,15 @@ class sender : public detail::sending_ops<sender<T>, T> {
     if (state_ != nullptr) state_->release_sender();
   }
 
-  SLUICE_CHANNEL_HANDLE_OBSERVERS
+  // Closes the channel for everyone; wakes every waiter.
+  void close() noexcept { detail::close(core_ref()); }
+  [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
+  // May be stale by the time it returns.
+  [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
+  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
+  [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
+  // False for a moved-from or default-constructed handle.
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
  private:
   friend struct channel<T>;
@@ -350,7 +343,15 @@ class receiver : public detail::receiving_ops<receiver<T>, T> {
     if (state_ != nullptr) state_->release_receiver();
   }
 
-  SLUICE_CHANNEL_HANDLE_OBSERVERS
+  // Closes the channel for everyone; wakes every waiter.
+  void close() noexcept { detail::close(core_ref()); }
+  [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
+  // May be stale by the time it returns.
+  [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
+  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
+  [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
+  // False for a moved-from or default-constructed handle.
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
  private:
   friend struct channel<T>;
@@ -363,8 +364,6 @@ class receiver : public detail::receiving_ops<receiver<T>, T> {
 
   detail::shared_channel<T>* state_ = nullptr;
 };
-
-#undef SLUICE_CHANNEL_HANDLE_OBSERVERS
 
 // A bounded channel with inline storage: constant-initialisable (a constinit
 // global lands in .bss), no heap, no reference counting. It has every sender

@@ -40,8 +40,10 @@ struct poll_hook {
 
 template <class Promise>
 concept poll_driven_promise = requires(Promise& p, poll_hook h) {
-  { p.current_waker() } noexcept -> std::convertible_to<const waker&>;
-  { p.set_poll_hook(h) } noexcept;
+  { p.current_waker() }
+  noexcept->std::convertible_to<const waker&>;
+  { p.set_poll_hook(h) }
+  noexcept;
 };
 
 // Base of sluice's awaiters. Derived provides:

@@ -81,7 +81,9 @@ class critical_section {
 
 // A deadline from a sluice::time_point or from any std::chrono steady or
 // system time_point (converted through the distance from its clock's now).
-constexpr time_point to_time_point(time_point t) noexcept { return t; }
+constexpr time_point to_time_point(time_point t) noexcept {
+  return t;
+}
 
 template <detail::chrono_time_point_like P>
 time_point to_time_point(const P& deadline) {
@@ -90,6 +92,8 @@ time_point to_time_point(const P& deadline) {
 }
 
 // The deadline `d` from now.
-inline time_point deadline_after(duration d) noexcept { return port::now() + d; }
+inline time_point deadline_after(duration d) noexcept {
+  return port::now() + d;
+}
 
 }  // namespace sluice

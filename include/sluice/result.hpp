@@ -27,18 +27,24 @@ enum class recv_error : std::uint8_t {
 
 constexpr const char* to_string(send_error e) noexcept {
   switch (e) {
-    case send_error::full: return "full";
-    case send_error::closed: return "closed";
-    case send_error::timeout: return "timeout";
+    case send_error::full:
+      return "full";
+    case send_error::closed:
+      return "closed";
+    case send_error::timeout:
+      return "timeout";
   }
   return "?";
 }
 
 constexpr const char* to_string(recv_error e) noexcept {
   switch (e) {
-    case recv_error::empty: return "empty";
-    case recv_error::closed: return "closed";
-    case recv_error::timeout: return "timeout";
+    case recv_error::empty:
+      return "empty";
+    case recv_error::closed:
+      return "closed";
+    case recv_error::timeout:
+      return "timeout";
   }
   return "?";
 }
@@ -48,7 +54,8 @@ template <class T>
 class [[nodiscard]] send_result {
  public:
   static send_result ok() noexcept { return send_result{}; }
-  static send_result failed(send_error e, T&& value) noexcept(std::is_nothrow_move_constructible_v<T>) {
+  static send_result failed(send_error e,
+                            T&& value) noexcept(std::is_nothrow_move_constructible_v<T>) {
     return send_result{e, std::move(value)};
   }
 
@@ -129,7 +136,9 @@ class [[nodiscard]] result {
   }
   T& operator*() & noexcept { return value(); }
   const T& operator*() const& noexcept { return value(); }
-  T operator*() && noexcept(std::is_nothrow_move_constructible_v<T>) { return std::move(*this).value(); }
+  T operator*() && noexcept(std::is_nothrow_move_constructible_v<T>) {
+    return std::move(*this).value();
+  }
   T* operator->() noexcept { return &value(); }
   const T* operator->() const noexcept { return &value(); }
 

@@ -115,8 +115,9 @@ struct time_point {
   friend constexpr duration operator-(time_point later, time_point earlier) noexcept {
     if (later.ns <= earlier.ns) return duration::zero();
     const std::uint64_t d = later.ns - earlier.ns;
-    return d > static_cast<std::uint64_t>(duration::max().ns) ? duration::max()
-                                                              : duration{static_cast<std::int64_t>(d)};
+    return d > static_cast<std::uint64_t>(duration::max().ns)
+               ? duration::max()
+               : duration{static_cast<std::int64_t>(d)};
   }
 
   friend constexpr auto operator<=>(time_point, time_point) noexcept = default;

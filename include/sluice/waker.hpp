@@ -26,7 +26,7 @@ struct raw_waker {
 };
 
 struct waker_vtable {
-  raw_waker (*clone)(const void* data) noexcept;  // adds a reference
+  raw_waker (*clone)(const void* data) noexcept;   // adds a reference
   void (*wake)(const void* data) noexcept;         // wakes and drops the reference
   void (*wake_by_ref)(const void* data) noexcept;  // wakes, keeps the reference
   void (*drop)(const void* data) noexcept;         // drops the reference
@@ -57,7 +57,8 @@ class waker {
 
   // Wakes and gives up this reference; the waker is empty afterwards.
   void wake() && noexcept {
-    if (const raw_waker raw = std::exchange(raw_, raw_waker{}); raw.vtable) raw.vtable->wake(raw.data);
+    if (const raw_waker raw = std::exchange(raw_, raw_waker{}); raw.vtable)
+      raw.vtable->wake(raw.data);
   }
   // Convenience for lvalues: same as std::move(w).wake().
   void wake() & noexcept { std::move(*this).wake(); }
@@ -79,7 +80,8 @@ class waker {
   [[nodiscard]] raw_waker as_raw() const noexcept { return raw_; }
 
   void reset() noexcept {
-    if (const raw_waker raw = std::exchange(raw_, raw_waker{}); raw.vtable) raw.vtable->drop(raw.data);
+    if (const raw_waker raw = std::exchange(raw_, raw_waker{}); raw.vtable)
+      raw.vtable->drop(raw.data);
   }
 
  private:
@@ -94,7 +96,9 @@ static_assert(sizeof(waker) == 2 * sizeof(void*), "a waker is two words");
 // Whoever needs to keep it calls get().clone().
 class borrowed_waker {
  public:
-  explicit borrowed_waker(raw_waker raw) noexcept { ::new (static_cast<void*>(&waker_)) waker(waker::from_raw(raw)); }
+  explicit borrowed_waker(raw_waker raw) noexcept {
+    ::new (static_cast<void*>(&waker_)) waker(waker::from_raw(raw));
+  }
   borrowed_waker(const borrowed_waker&) = delete;
   borrowed_waker& operator=(const borrowed_waker&) = delete;
   ~borrowed_waker() {}  // deliberately does not destroy waker_: it owns nothing
@@ -115,9 +119,12 @@ class borrowed_waker {
 // and optionally wake() to wake and drop one reference in one step.
 template <class T>
 concept wakeable = requires(T& t) {
-  { t.add_ref() } noexcept;
-  { t.release() } noexcept;
-  { t.wake_by_ref() } noexcept;
+  { t.add_ref() }
+  noexcept;
+  { t.release() }
+  noexcept;
+  { t.wake_by_ref() }
+  noexcept;
 };
 
 namespace detail {
@@ -131,7 +138,10 @@ struct wakeable_vtable {
     return raw_waker{data, &table};
   }
   static void wake(const void* data) noexcept {
-    if constexpr (requires(T& t) { { t.wake() } noexcept; }) {
+    if constexpr (requires(T & t) {
+                    { t.wake() }
+                    noexcept;
+                  }) {
       self(data)->wake();
     } else {
       self(data)->wake_by_ref();

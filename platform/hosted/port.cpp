@@ -26,8 +26,8 @@ long futex(const detail::atomic<std::uint32_t>& word, int op, std::uint32_t valu
   // The futex call takes the address of the word; std::atomic<uint32_t> is
   // layout-compatible with uint32_t on Linux.
   auto* address = const_cast<detail::atomic<std::uint32_t>*>(&word);
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(address), op, value, timeout,
-                 nullptr, 0);
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(address), op, value, timeout, nullptr,
+                 0);
 }
 
 }  // namespace
@@ -43,10 +43,10 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
   struct timespec at {};
   at.tv_sec = static_cast<time_t>(deadline.ns / 1'000'000'000u);
   at.tv_nsec = static_cast<long>(deadline.ns % 1'000'000'000u);
-  const long rc = syscall(SYS_futex,
-                          reinterpret_cast<std::uint32_t*>(
-                              const_cast<detail::atomic<std::uint32_t>*>(&word)),
-                          FUTEX_WAIT_BITSET_PRIVATE, expected, &at, nullptr, FUTEX_BITSET_MATCH_ANY);
+  const long rc =
+      syscall(SYS_futex,
+              reinterpret_cast<std::uint32_t*>(const_cast<detail::atomic<std::uint32_t>*>(&word)),
+              FUTEX_WAIT_BITSET_PRIVATE, expected, &at, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == -1 && errno == ETIMEDOUT) return wait_status::timed_out;
   return wait_status::woken;
 }
@@ -66,7 +66,9 @@ time_point now() noexcept {
                     static_cast<std::uint64_t>(t.tv_nsec)};
 }
 
-critical_state enter_critical() noexcept { return critical_state{0}; }
+critical_state enter_critical() noexcept {
+  return critical_state{0};
+}
 void leave_critical(critical_state) noexcept {}
 
 void panic(const char* message, const char* file, int line) noexcept {
@@ -77,7 +79,9 @@ void panic(const char* message, const char* file, int line) noexcept {
 
 namespace {
 
-void free_parker(parker* p) noexcept { delete p; }
+void free_parker(parker* p) noexcept {
+  delete p;
+}
 
 // Owns the thread's reference to its parker; wakers may hold more and keep
 // the parker alive after the thread has gone.

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <sluice/channel.hpp>
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
@@ -28,14 +29,20 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
 }
 void notify_one(const detail::atomic<std::uint32_t>&) noexcept {}
 void notify_all(const detail::atomic<std::uint32_t>&) noexcept {}
-time_point now() noexcept { return time_point{++ticks}; }
-critical_state enter_critical() noexcept { return critical_state{0}; }
+time_point now() noexcept {
+  return time_point{++ticks};
+}
+critical_state enter_critical() noexcept {
+  return critical_state{0};
+}
 void leave_critical(critical_state) noexcept {}
 [[noreturn]] void panic(const char*, const char*, int) noexcept {
   for (;;) {
   }
 }
-parker& current_parker() noexcept { return core_parker; }
+parker& current_parker() noexcept {
+  return core_parker;
+}
 
 }  // namespace sluice::port
 
@@ -43,22 +50,26 @@ parker& current_parker() noexcept { return core_parker; }
 extern "C" {
 void* memset(void* dest, int value, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
-  while (n-- != 0) *d++ = static_cast<unsigned char>(value);
+  while (n-- != 0)
+    *d++ = static_cast<unsigned char>(value);
   return dest;
 }
 void* memcpy(void* dest, const void* src, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
   const auto* s = static_cast<const unsigned char*>(src);
-  while (n-- != 0) *d++ = *s++;
+  while (n-- != 0)
+    *d++ = *s++;
   return dest;
 }
 void* memmove(void* dest, const void* src, std::size_t n) {
   auto* d = static_cast<unsigned char*>(dest);
   const auto* s = static_cast<const unsigned char*>(src);
   if (d < s) {
-    while (n-- != 0) *d++ = *s++;
+    while (n-- != 0)
+      *d++ = *s++;
   } else {
-    while (n-- != 0) d[n] = s[n];
+    while (n-- != 0)
+      d[n] = s[n];
   }
   return dest;
 }
@@ -72,8 +83,12 @@ int memcmp(const void* a, const void* b, std::size_t n) {
 // Static objects with destructors register them; a program that never
 // exits runs none of them.
 void* __dso_handle = nullptr;
-int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
-int __aeabi_atexit(void*, void (*)(void*), void*) { return 0; }
+int __cxa_atexit(void (*)(void*), void*, void*) {
+  return 0;
+}
+int __aeabi_atexit(void*, void (*)(void*), void*) {
+  return 0;
+}
 void __cxa_pure_virtual() {
   for (;;) {
   }
@@ -82,7 +97,8 @@ void __cxa_pure_virtual() {
 
 namespace {
 
-sluice::detail::waiter_list waiters;  // constant-initialised
+sluice::detail::waiter_list waiters;                         // constant-initialised
+constinit sluice::static_channel<std::uint32_t, 3> mailbox;  // .bss, no heap
 
 int run() {
   int failures = 0;
@@ -91,6 +107,17 @@ int run() {
   waiters.notify_one();
   if (!w.is_notified()) ++failures;
   sluice::port::current_parker().park_until(sluice::port::now() + sluice::duration{10});
+
+  if (!mailbox.try_send(1u)) ++failures;
+  if (!mailbox.send(2u)) ++failures;
+  if (!mailbox.send_for(3u, sluice::duration{1000})) ++failures;
+  if (mailbox.try_send(4u).error() != sluice::send_error::full) ++failures;
+  for (std::uint32_t expected = 1; expected <= 3; ++expected) {
+    auto r = mailbox.recv();
+    if (!r || *r != expected) ++failures;
+  }
+  mailbox.close();
+  if (mailbox.recv().error() != sluice::recv_error::closed) ++failures;
   return failures;
 }
 

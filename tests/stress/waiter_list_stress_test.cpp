@@ -59,7 +59,8 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
           continue;
         }
         const auto deadline = sluice::deadline_after(5ms);
-        while (!w.is_notified() && sluice::port::now() < deadline) p.park_until(deadline);
+        while (!w.is_notified() && sluice::port::now() < deadline)
+          p.park_until(deadline);
         if (list.cancel(w)) continue;  // timed out, nothing consumed
         // Woken: loop round and try again.
       }
@@ -80,7 +81,8 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
   EXPECT_EQ(taken.load(), total) << "a token was never taken: lost wake-up";
   taken.store(total);  // release stragglers
   list.notify_all();
-  for (auto& t : pool) t.join();
+  for (auto& t : pool)
+    t.join();
   EXPECT_EQ(tokens.load(), 0);
 }
 
@@ -103,7 +105,8 @@ TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
         if (value.load(std::memory_order_acquire) != seen) {
           (void)list.cancel(w);
         } else {
-          while (!w.is_notified()) p.park();
+          while (!w.is_notified())
+            p.park();
         }
         seen = value.load(std::memory_order_acquire);
       }
@@ -122,7 +125,8 @@ TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
   }
   ASSERT_EQ(finished.load(), waiters) << "a waiter was never woken: lost wake-up";
   bumper.join();
-  for (auto& t : pool) t.join();
+  for (auto& t : pool)
+    t.join();
 }
 
 }  // namespace

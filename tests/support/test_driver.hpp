@@ -127,7 +127,9 @@ class task {
   }
 
   // How many times the task's waker was woken so far.
-  [[nodiscard]] std::uint32_t wake_count() const noexcept { return h_.promise().flag->wake_count(); }
+  [[nodiscard]] std::uint32_t wake_count() const noexcept {
+    return h_.promise().flag->wake_count();
+  }
 
   T result() {
     if constexpr (!std::is_void_v<T>) return std::move(*h_.promise().value);

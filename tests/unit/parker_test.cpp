@@ -47,7 +47,8 @@ TEST(Parker, UnparkFromAnotherThreadWakes) {
     flag.store(true, std::memory_order_relaxed);
     std::move(w).wake();
   });
-  while (!flag.load(std::memory_order_relaxed)) p.park();
+  while (!flag.load(std::memory_order_relaxed))
+    p.park();
   t.join();
 }
 
@@ -74,8 +75,10 @@ TEST(Parker, ManyWakesFromManyThreadsNoneLost) {
       }
     });
   }
-  while (produced.load(std::memory_order_acquire) < threads * per_thread) p.park();
-  for (auto& t : pool) t.join();
+  while (produced.load(std::memory_order_acquire) < threads * per_thread)
+    p.park();
+  for (auto& t : pool)
+    t.join();
 }
 
 // A waker woken from a POSIX signal handler: the handler does only an

@@ -28,7 +28,9 @@ struct consuming : counted {
   }
 };
 
-TEST(Waker, IsTwoWords) { static_assert(sizeof(sluice::waker) == 2 * sizeof(void*)); }
+TEST(Waker, IsTwoWords) {
+  static_assert(sizeof(sluice::waker) == 2 * sizeof(void*));
+}
 
 TEST(Waker, EmptyWakerDoesNothing) {
   sluice::waker w;

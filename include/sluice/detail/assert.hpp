@@ -6,10 +6,10 @@
 #include <sluice/detail/config.hpp>
 #include <sluice/port.hpp>
 
-#define SLUICE_ASSERT(condition, message)                                    \
-  do {                                                                       \
-    if constexpr (::sluice::detail::debug_checks) {                          \
-      if (!(condition)) [[unlikely]]                                         \
-        ::sluice::port::panic("sluice: " message, __FILE__, __LINE__);       \
-    }                                                                        \
+#define SLUICE_ASSERT(condition, message)                              \
+  do {                                                                 \
+    if constexpr (::sluice::detail::debug_checks) {                    \
+      if (!(condition)) [[unlikely]]                                   \
+        ::sluice::port::panic("sluice: " message, __FILE__, __LINE__); \
+    }                                                                  \
   } while (false)

@@ -12,14 +12,16 @@ class backoff {
  public:
   // Spins 2^step relax hints (step capped); for contended CAS retries.
   void spin() noexcept {
-    for (std::uint32_t i = 0; i < (1u << step_); ++i) cpu_relax();
+    for (std::uint32_t i = 0; i < (1u << step_); ++i)
+      cpu_relax();
     if (step_ < spin_limit) ++step_;
   }
 
   // Like spin() but keeps growing to a larger cap; for waiting on another
   // thread to finish a short, bounded piece of work (a slot write).
   void snooze() noexcept {
-    for (std::uint32_t i = 0; i < (1u << step_); ++i) cpu_relax();
+    for (std::uint32_t i = 0; i < (1u << step_); ++i)
+      cpu_relax();
     if (step_ < snooze_limit) ++step_;
   }
 

@@ -31,7 +31,9 @@
 // the other thread with detail::backoff instead of failing. The trade: a
 // thread preempted between its claim and its stamp store holds up the next
 // operation on that slot (the queue is lock-free in the common case, not
-// strictly), which is what makes "full" and "empty" exact.
+// strictly), which is what makes "full" and "empty" exact. It also means a
+// signal or interrupt handler must not use a channel that the code it
+// interrupted may be using (see channel.hpp).
 //
 // Memory order summary:
 //   [A1] the receiver's release store of stamp pos + one_lap (value moved out)

@@ -19,20 +19,25 @@
 // position is not beyond the last send); the receiver of a block's last slot
 // moves head_ to the next block; then wait for `written`, move the value out,
 // set `read`.
-// Freeing a block: it may go only when every slot is read. The reader of the
-// last slot starts at slot 0 and walks forward; at a slot not yet read it sets
-// `destroy` and stops, and that slot's reader, finding `destroy`, carries on
-// from the next slot. Whoever reaches the end retires the block. A block's
-// last slot is written after the sender installed the next block, so no
+// Freeing a block: it may go only when every slot is read. The receiver of
+// the block's last slot, after reading its own, waits until every other slot
+// of the block is read, then retires the block to the spare cache. A block's
+// last slot is written after its sender installed the next block, so no
 // sender touches a block once it is retired.
 //
-// Slot state bits:
-//   bit  name     set by                        meaning
-//   0    written  push, after constructing      the value is there
-//   1    read     pop, after moving it out      the slot is done
-//   2    destroy  destroy_from, on an unread    that slot's reader frees on
-//                 slot                          (continues the walk)
+// Slot state (each slot is written once by its sender, then once by its
+// receiver, so plain stores suffice: no read-modify-write on the slot):
+//   value  name     stored by                  meaning
+//   0      empty    reset (recycling)          not written yet
+//   1      written  push, after constructing   the value is there
+//   3      read     pop, after moving it out   the slot is done
 // Initial: 0, also after recycling (reset() by the retiring thread).
+//
+// Trade (the same as the bounded flavour's): a receiver that claimed a slot
+// whose sender has not finished writing waits for it, and the receiver of a
+// block's last slot waits for slower receivers of the same block. That keeps
+// a send to one compare-exchange and one store, a receive to one
+// compare-exchange and one store, and makes `empty` exact.
 //
 // Wrapping: indices are std::size_t and wrap modulo 2^N. The position count
 // wraps modulo 2^(N-1), which lap (a power of two) divides, so offsets and
@@ -46,10 +51,11 @@
 // Memory order summary:
 //   [L1] installing a block: release stores of tail_.block, tail_.index and
 //        block.next -> acquire loads of them: the block is initialised
-//   [L2] written: the sender's release fetch_or -> the receiver's acquire
+//   [L2] written: the sender's release store -> the receiver's acquire
 //        load: the value is visible
-//   [L3] read / destroy: acq_rel fetch_or on the slot state: every use of
-//        the block happens before whoever retires it
+//   [L3] read: each receiver's release store -> the acquire load of the
+//        block's last receiver: every use of the block happens before it is
+//        retired
 //   [L4] the spare cache: release exchange when retiring -> acquire exchange
 //        when taking: the reset block is visible
 //   [A3]/[C1] head_/tail_ index compare-exchanges are seq_cst (the waiting
@@ -88,6 +94,10 @@ class list_engine {
   // Destroys the values still inside and frees every block.
   // Requires: no other thread uses it.
   ~list_engine() {
+    static_assert(alignof(list_engine) >= contention_spacing,
+                  "head_ and tail_ must sit on their own cache lines");
+    static_assert(sizeof(position) <= contention_spacing,
+                  "a position must fit in the space that separates head_ from tail_");
     // Relaxed throughout: we are the only thread left.
     std::size_t head = head_.index.load(std::memory_order_relaxed) & ~flag;
     const std::size_t tail = tail_.index.load(std::memory_order_relaxed) & ~flag;
@@ -142,7 +152,7 @@ class list_engine {
         slot& s = current->slots[offset];
         s.value.construct(static_cast<T&&>(value));
         // Release [L2]: publishes the value to its receiver.
-        s.state.fetch_or(written, std::memory_order_release);
+        s.state.store(written, std::memory_order_release);
         result = op_status::ok;
         break;
       }
@@ -195,9 +205,11 @@ class list_engine {
         out.construct(static_cast<T&&>(s.value.get()));
         s.value.destroy();
         if (offset + 1 == block_cap) {
-          destroy_from(*current, 0);
-        } else if ((s.state.fetch_or(read, std::memory_order_acq_rel) & destroy) != 0) {  // [L3]
-          destroy_from(*current, offset + 1);
+          wait_all_read(*current);
+          retire(current);
+        } else {
+          // Release [L3]: our use of the block is over.
+          s.state.store(read, std::memory_order_release);
         }
         return op_status::ok;
       }
@@ -239,9 +251,8 @@ class list_engine {
  private:
   static constexpr std::size_t step = 2;
   static constexpr std::size_t flag = 1;
-  static constexpr std::uint32_t written = 1u << 0;
-  static constexpr std::uint32_t read = 1u << 1;
-  static constexpr std::uint32_t destroy = 1u << 2;
+  static constexpr std::uint32_t written = 1;
+  static constexpr std::uint32_t read = 3;
   static constexpr std::size_t spare_count = 4;
 
   struct slot {
@@ -278,24 +289,20 @@ class list_engine {
 
   static void wait_written(slot& s) noexcept {
     backoff wait;
-    // Acquire [L2]: pairs with the sender's release fetch_or.
-    while ((s.state.load(std::memory_order_acquire) & written) == 0)
+    // Acquire [L2]: pairs with the sender's release store.
+    while (s.state.load(std::memory_order_acquire) == 0)
       wait.snooze();
   }
 
-  // Frees `b` once slots start .. block_cap-2 are read (the last slot's
-  // reader calls this with start 0 after reading its own).
-  void destroy_from(block& b, std::size_t start) noexcept {
-    for (std::size_t i = start; i + 1 < block_cap; ++i) {
-      slot& s = b.slots[i];
-      // acq_rel [L3]: a reader still busy with slot i will see `destroy`
-      // and continue from i + 1; one already done made its use visible.
-      if ((s.state.load(std::memory_order_acquire) & read) == 0 &&
-          (s.state.fetch_or(destroy, std::memory_order_acq_rel) & read) == 0) {
-        return;
-      }
+  // Waits until slots 0 .. block_cap-2 of `b` are read: their receivers
+  // claimed them before the last slot was claimed and are finishing.
+  static void wait_all_read(block& b) noexcept {
+    backoff wait;
+    for (std::size_t i = 0; i + 1 < block_cap; ++i) {
+      // Acquire [L3]: pairs with the release store of `read` in pop.
+      while (b.slots[i].state.load(std::memory_order_acquire) != read)
+        wait.snooze();
     }
-    retire(&b);
   }
 
   block* take_block() {
