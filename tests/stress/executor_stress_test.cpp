@@ -22,14 +22,14 @@
 #include <sluice/executor.hpp>
 #include <sluice/poll.hpp>
 
-#include "watchdog.hpp"
+#include "executor_test_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using sluice::task;
+using sluice::test::abort_watchdog;
 using sluice::test::sanitizer_scale;
-using sluice::test::watchdog;
 
 // Counts live instances: put one in each frame; zero at the end means every
 // frame was destroyed, and never twice (the count would go negative).
@@ -109,7 +109,7 @@ TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
   const int tasks = 2000 / sanitizer_scale;
   const int tokens_each = 5;
   const int waker_threads = 3;
-  watchdog dog{120s, "random wakes"};
+  abort_watchdog dog{120s, "random wakes"};
   std::vector<slot> slots(static_cast<std::size_t>(tasks));
   std::atomic<int> finished{0};
   std::vector<sluice::join_handle<void>> handles;
@@ -215,7 +215,7 @@ task<long> ponger(sluice::receiver<int> in, sluice::sender<int> out, int rounds)
 TEST(ExecutorStress, PingPongChainsOverChannels) {
   const int pairs = 200 / sanitizer_scale;
   const int rounds = 200 / sanitizer_scale;
-  watchdog dog{120s, "ping-pong"};
+  abort_watchdog dog{120s, "ping-pong"};
   sluice::executor ex{{.workers = 3}};
   std::vector<sluice::join_handle<long>> pings;
   std::vector<sluice::join_handle<long>> pongs;
@@ -248,7 +248,7 @@ task<int> yields_then_returns(int yields, int value) {
 
 TEST(ExecutorStress, CancellationRacingCompletion) {
   const int tasks = 4000 / sanitizer_scale;
-  watchdog dog{120s, "cancel vs complete"};
+  abort_watchdog dog{120s, "cancel vs complete"};
   sluice::executor ex{{.workers = 2}};
   std::vector<sluice::join_handle<int>> handles;
   std::mt19937 rng{777};
@@ -308,7 +308,7 @@ task<int> spinner(std::atomic<bool>& go_on) {
 
 TEST(ExecutorStress, ShutdownWithTasksInEveryState) {
   const int each = 300 / sanitizer_scale;
-  watchdog dog{120s, "shutdown"};
+  abort_watchdog dog{120s, "shutdown"};
   std::atomic<bool> go_on{true};
   auto [tx, rx] = sluice::channel<int>::bounded(4);
   std::vector<sluice::join_handle<int>> handles;

@@ -11,9 +11,9 @@
 
 namespace sluice::test {
 
-class watchdog {
+class abort_watchdog {
  public:
-  watchdog(std::chrono::seconds limit, const char* what) : what_(what) {
+  abort_watchdog(std::chrono::seconds limit, const char* what) : what_(what) {
     thread_ = std::thread([this, limit] {
       std::unique_lock<std::mutex> lock(mutex_);
       if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
@@ -24,9 +24,9 @@ class watchdog {
       }
     });
   }
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  ~watchdog() {
+  abort_watchdog(const abort_watchdog&) = delete;
+  abort_watchdog& operator=(const abort_watchdog&) = delete;
+  ~abort_watchdog() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
