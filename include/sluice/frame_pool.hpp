@@ -153,8 +153,10 @@ inline void* allocate_in(frame_pool& pool, std::size_t bytes) noexcept {
   return prefix + 1;
 }
 
+// The nothrow form pairs with the nothrow operator new below even where a
+// program replaces only some of the global allocation functions.
 inline void free_heap_block(allocation_prefix* prefix) noexcept {
-  ::operator delete(static_cast<void*>(prefix));
+  ::operator delete(static_cast<void*>(prefix), std::nothrow);
 }
 
 // Hosted only (uses the global operator new). Null when out of memory.

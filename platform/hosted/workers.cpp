@@ -12,8 +12,12 @@ struct worker_group {
 };
 
 worker_group* start_workers(unsigned count, worker_entry entry, void* argument) noexcept {
-  auto* group = new (std::nothrow) worker_group;
-  if (group == nullptr) return nullptr;
+  worker_group* group = nullptr;
+  try {
+    group = new worker_group;
+  } catch (...) {
+    return nullptr;
+  }
   try {
     group->threads.reserve(count);
     for (unsigned i = 0; i < count; ++i)

@@ -278,15 +278,20 @@ TEST(TaskState, AtomicWordFollowsTheDecisions) {
   EXPECT_TRUE(st.is_complete());
   EXPECT_FALSE(st.was_cancelled());
   EXPECT_EQ(st.wake(), task_action::none);
-  EXPECT_EQ(st.cancel(), task_action::none);
+  bool was_complete = false;
+  EXPECT_EQ(st.cancel(was_complete), task_action::none);
+  EXPECT_TRUE(was_complete);
 }
 
 TEST(TaskState, CancelWhileIdleQueuesItForCancellation) {
   task_state st;
   EXPECT_EQ(st.begin_run(), task_action::poll);
   EXPECT_EQ(st.end_run(), task_action::none);
-  EXPECT_EQ(st.cancel(), task_action::push);
-  EXPECT_EQ(st.cancel(), task_action::none);
+  bool was_complete = true;
+  EXPECT_EQ(st.cancel(was_complete), task_action::push);
+  EXPECT_FALSE(was_complete);
+  EXPECT_EQ(st.cancel(was_complete), task_action::none);
+  EXPECT_FALSE(was_complete);
   EXPECT_EQ(st.wake(), task_action::none);
   EXPECT_EQ(st.begin_run(), task_action::cancel);
   EXPECT_EQ(st.complete(task_outcome::cancelled), task_action::finish);

@@ -107,9 +107,9 @@ class task_header {
   // Requests cancellation; the task sees it at its next suspension point
   // (or before its next run). Returns false if it had already completed.
   bool cancel() noexcept {
-    if (state_.is_complete()) return false;
-    if (state_.cancel() == task_action::push) scheduler_->schedule(*this);
-    return true;
+    bool was_complete = false;
+    if (state_.cancel(was_complete) == task_action::push) scheduler_->schedule(*this);
+    return !was_complete;
   }
 
   // Destroys a task that was never scheduled nor shared (spawn refused it).

@@ -180,9 +180,15 @@ class task_state {
     return apply([outcome](std::uint32_t s) { return decide_complete(s, outcome); },
                  std::memory_order_release);
   }
-  [[nodiscard]] task_action cancel() noexcept {
+  // `was_complete` tells a cancel that came too late (E11 from complete).
+  [[nodiscard]] task_action cancel(bool& was_complete) noexcept {
     // Release [T1]: as a wake.
-    return apply([](std::uint32_t s) { return decide_cancel(s); }, std::memory_order_release);
+    return apply(
+        [&was_complete](std::uint32_t s) {
+          was_complete = (s & task_bits::complete) != 0;
+          return decide_cancel(s);
+        },
+        std::memory_order_release);
   }
 
   // Acquire [T3]: pairs with the release in complete(); the result is
