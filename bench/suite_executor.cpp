@@ -13,10 +13,10 @@
 // oneTBB task_group in a 2-thread arena for spawn_many and chained_spawn
 // (TBB tasks cannot suspend, so yield_many and ping_pong are not run for it).
 // Every sample checks its own result.
-#include <asio.hpp>
-#include <asio/experimental/concurrent_channel.hpp>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
+#include <asio.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -63,7 +63,9 @@ sluice::executor_config sluice_config() {
 
 // --- sluice ------------------------------------------------------------------
 
-sluice::task<int> tiny() { co_return 1; }
+sluice::task<int> tiny() {
+  co_return 1;
+}
 
 sluice::task<long> sluice_spawn_many_root() {
   sluice::executor& ex = co_await sluice::current_executor();
@@ -75,7 +77,8 @@ sluice::task<long> sluice_spawn_many_root() {
     hs.push_back(std::move(h).value());
   }
   long sum = 0;
-  for (auto& h : hs) sum += *co_await h;
+  for (auto& h : hs)
+    sum += *co_await h;
   co_return sum;
 }
 
@@ -87,7 +90,8 @@ sb::sample sluice_spawn_many(const sb::run_params&) {
 }
 
 sluice::task<int> yielder() {
-  for (int i = 0; i < yields_each; ++i) co_await sluice::yield();
+  for (int i = 0; i < yields_each; ++i)
+    co_await sluice::yield();
   co_return 1;
 }
 
@@ -95,9 +99,11 @@ sb::sample sluice_yield_many(const sb::run_params&) {
   sluice::executor ex{sluice_config()};
   const auto t0 = clock_type::now();
   std::vector<sluice::join_handle<int>> hs;
-  for (int i = 0; i < yield_tasks; ++i) hs.push_back(std::move(ex.spawn(yielder())).value());
+  for (int i = 0; i < yield_tasks; ++i)
+    hs.push_back(std::move(ex.spawn(yielder())).value());
   int done = 0;
-  for (auto& h : hs) done += *h.join();
+  for (auto& h : hs)
+    done += *h.join();
   return checked(ns_per(t0, std::uint64_t{yield_tasks} * yields_each), done == yield_tasks,
                  "yield_many count");
 }
@@ -132,7 +138,8 @@ sb::sample sluice_ping_pong(const sb::run_params&) {
     hs.push_back(std::move(ex.spawn(sluice_ponger(std::move(rx1), std::move(tx2)))).value());
   }
   long sum = 0;
-  for (auto& h : hs) sum += *h.join();
+  for (auto& h : hs)
+    sum += *h.join();
   const long expect = long{ping_pairs} * ping_rounds * (ping_rounds + 1) / 2;
   return checked(ns_per(t0, std::uint64_t{ping_pairs} * ping_rounds), sum == expect,
                  "ping_pong sum");
@@ -150,7 +157,8 @@ sb::sample sluice_chained_spawn(const sb::run_params&) {
   sluice::executor ex{sluice_config()};
   const auto t0 = clock_type::now();
   bool ok = true;
-  for (int r = 0; r < chain_repeats; ++r) ok &= *sluice::block_on(ex, sluice_chain(chain_depth)) == chain_depth;
+  for (int r = 0; r < chain_repeats; ++r)
+    ok &= *sluice::block_on(ex, sluice_chain(chain_depth)) == chain_depth;
   return checked(ns_per(t0, std::uint64_t{chain_depth} * chain_repeats), ok, "chain depth");
 }
 
@@ -170,7 +178,8 @@ sb::sample asio_co_spawn_spawn_many(const sb::run_params&) {
       pool,
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
-        for (int i = 0; i < spawn_many_n; ++i) asio::co_spawn(ex, asio_tiny(left, done), asio::detached);
+        for (int i = 0; i < spawn_many_n; ++i)
+          asio::co_spawn(ex, asio_tiny(left, done), asio::detached);
       },
       asio::detached);
   done.get_future().wait();
@@ -189,7 +198,8 @@ sb::sample asio_co_spawn_yield_many(const sb::run_params&) {
         pool,
         [&]() -> asio::awaitable<void> {
           auto ex = co_await asio::this_coro::executor;
-          for (int i = 0; i < yields_each; ++i) co_await asio::post(ex, asio::use_awaitable);
+          for (int i = 0; i < yields_each; ++i)
+            co_await asio::post(ex, asio::use_awaitable);
           if (left.fetch_sub(1) == 1) done.set_value();
         },
         asio::detached);
@@ -301,7 +311,8 @@ sb::sample asio_post_yield_many(const sb::run_params&) {
   std::atomic<int> left{yield_tasks};
   std::promise<void> done;
   const auto t0 = clock_type::now();
-  for (int t = 0; t < yield_tasks; ++t) asio::post(pool, post_yielder{&pool, yields_each, &left, &done});
+  for (int t = 0; t < yield_tasks; ++t)
+    asio::post(pool, post_yielder{&pool, yields_each, &left, &done});
   done.get_future().wait();
   const double v = ns_per(t0, std::uint64_t{yield_tasks} * yields_each);
   pool.join();
@@ -387,12 +398,15 @@ sb::case_desc make_case(const char* name) {
 }
 
 sb::impl_desc reference(sb::sample (*run)(const sb::run_params&)) {
-  return {.name = "sluice", .role = sb::impl_role::reference, .baseline = "", .mode = "block",
+  return {.name = "sluice",
+          .role = sb::impl_role::reference,
+          .baseline = "",
+          .mode = "block",
           .run = run};
 }
 sb::impl_desc peer(const char* name, sb::sample (*run)(const sb::run_params&)) {
-  return {.name = name, .role = sb::impl_role::peer, .baseline = "sluice", .mode = "block",
-          .run = run};
+  return {
+      .name = name, .role = sb::impl_role::peer, .baseline = "sluice", .mode = "block", .run = run};
 }
 
 void build(const sb::suite_options&, std::vector<sb::case_desc>& out) {
@@ -409,10 +423,9 @@ void build(const sb::suite_options&, std::vector<sb::case_desc>& out) {
                 peer("asio_concurrent_channel", &asio_co_spawn_ping_pong)};
   out.push_back(std::move(ping));
   sb::case_desc chain = make_case("chained_spawn");
-  chain.impls = {reference(&sluice_chained_spawn),
-                 peer("asio_co_spawn", &asio_co_spawn_chained_spawn),
-                 peer("asio_post", &asio_post_chained_spawn),
-                 peer("tbb_task_group", &tbb_chained_spawn)};
+  chain.impls = {
+      reference(&sluice_chained_spawn), peer("asio_co_spawn", &asio_co_spawn_chained_spawn),
+      peer("asio_post", &asio_post_chained_spawn), peer("tbb_task_group", &tbb_chained_spawn)};
   out.push_back(std::move(chain));
 }
 

@@ -175,7 +175,7 @@ class executor final : private detail::task_scheduler {
   // Runs worker duties on the calling thread (or core) until shutdown.
   void run_worker() noexcept {
     for (;;) {
-      timers_.fire_expired(port::now());
+      fire_due_timers();
       detail::task_header* next = nullptr;
       if (!take(next)) return;  // shut down
       if (next != nullptr) run(*next);
@@ -188,7 +188,7 @@ class executor final : private detail::task_scheduler {
   std::size_t run_until_idle() noexcept {
     std::size_t runs = 0;
     for (;;) {
-      timers_.fire_expired(port::now());
+      fire_due_timers();
       recv_result<detail::task_header*> r = rx_.try_recv();
       if (!r) return runs;
       run(*r.value());
@@ -233,6 +233,11 @@ class executor final : private detail::task_scheduler {
   executor* owner() noexcept override { return this; }
 
   static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
+
+  // Reads the clock only when some timer is armed.
+  void fire_due_timers() noexcept {
+    if (timers_.approx_size() != 0) (void)timers_.fire_expired(port::now());
+  }
 
   void run(detail::task_header& t) noexcept {
     record(trace_event::run, &t);
