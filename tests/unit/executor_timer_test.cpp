@@ -12,6 +12,8 @@
 #include <chrono>
 #include <mutex>
 #include <random>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "executor_test_support.hpp"
@@ -160,6 +162,58 @@ TEST(ExecutorChannels, SendAndRecvAsyncBetweenTasksOnDifferentWorkers) {
   ASSERT_TRUE(c.has_value() && p.has_value());
   EXPECT_EQ(*p->join(), 0);
   EXPECT_EQ(*c->join(), 10'000L * 10'001 / 2);
+}
+
+}  // namespace
+
+namespace {
+
+// Thread-safe recording of the executor's trace (workers record too).
+class locked_trace final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void*) noexcept override {
+    std::lock_guard<std::mutex> lock(m_);
+    events_.push_back(sluice::to_string(e));
+  }
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> lock(m_);
+    return events_;
+  }
+  int count(const std::string& e) {
+    const auto ev = events();
+    return static_cast<int>(std::count(ev.begin(), ev.end(), e));
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::string> events_;
+};
+
+void wait_for_parks(locked_trace& tr, int parks) {
+  while (tr.count("park") - tr.count("unpark") < parks)
+    std::this_thread::sleep_for(1ms);
+}
+
+task<int> one() {
+  co_return 1;
+}
+
+TEST(ExecutorParking, IdleWorkerSleepsAndOneTaskWakesOnlyOneWorker) {
+  abort_watchdog dog{60s, "parking"};
+  locked_trace tr;
+  sluice::executor ex{{.workers = 2, .trace = &tr}};
+  wait_for_parks(tr, 2);  // both workers found nothing and sleep
+  const std::size_t before = tr.events().size();
+  auto h = ex.spawn(one());
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(*h->join(), 1);
+  wait_for_parks(tr, 2);  // back to sleep
+  const auto ev = tr.events();
+  const std::vector<std::string> after(ev.begin() + static_cast<std::ptrdiff_t>(before), ev.end());
+  // Exactly: the spawn, its push, one worker woken, the run, the
+  // completion, that worker parked again. The other worker never woke.
+  EXPECT_EQ(after,
+            (std::vector<std::string>{"spawn", "schedule", "unpark", "run", "complete", "park"}));
 }
 
 }  // namespace
