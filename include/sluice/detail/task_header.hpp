@@ -1,0 +1,236 @@
+// task_header: what a spawned task is to the executor. A reference count and
+// the state word (task_state.hpp), the context its coroutine chain shares
+// (task.hpp), the root coroutine frame, and the list of those waiting to
+// join it. The header is `wakeable`: the task's waker is {header, static
+// vtable}, made with no allocation; a wake is one CAS on the state word and,
+// when that says so, one push on the run queue (the scheduler's), so it is
+// safe from any thread, a signal handler and an interrupt handler as long as
+// the scheduler's push is (the executor's is: see executor.hpp).
+//
+// The typed part, task_cell<T>, adds the result. The cell is allocated apart
+// from the coroutine frame, because the frame must be destroyed as soon as
+// the task completes or is cancelled (its awaiters unregister in their
+// destructors) while wakers and the join handle may still refer to the task.
+//
+// References: the scheduler holds one from spawn until the task completes
+// (that covers the run queue, which holds a task at most once, and the
+// running worker); the join handle holds one until joined or detached; each
+// waker clone holds one. The last release destroys the cell.
+//
+// run_task() acts on the state machine's decisions (tokio's harness.rs has
+// this role): begin the run, poll the hook or resume the innermost coroutine
+// with a borrowed waker, then end the run (idle, re-queue, or cancel), or
+// finish: take the result, destroy the frame exactly once, publish
+// completion, wake joiners, drop the scheduler's reference.
+#pragma once
+
+#include <coroutine>
+#include <cstdint>
+#include <new>
+#include <utility>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/atomic.hpp>
+#include <sluice/detail/task_state.hpp>
+#include <sluice/detail/timer_queue.hpp>
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/frame_pool.hpp>
+#include <sluice/task.hpp>
+#include <sluice/waker.hpp>
+
+namespace sluice {
+class executor;
+}
+
+namespace sluice::detail {
+
+class task_header;
+
+// Where tasks go when they become runnable, and who is told when one ends.
+class task_scheduler {
+ public:
+  // Puts `t` on the run queue. Any context (thread, signal handler,
+  // interrupt handler); must not fail: the task is scheduled exactly once
+  // per push decision.
+  virtual void schedule(task_header& t) noexcept = 0;
+  // `t` completed (finished or cancelled); called once per task, by the
+  // worker that completed it, before the scheduler's reference is dropped.
+  virtual void task_completed(task_header& t) noexcept = 0;
+  // The timer queue that sleeps of this scheduler's tasks arm.
+  virtual timer_queue& timers() noexcept = 0;
+  // The executor behind this scheduler, if it is one (spawning from a task).
+  virtual executor* owner() noexcept { return nullptr; }
+
+ protected:
+  ~task_scheduler() = default;
+};
+
+struct task_vtable {
+  // Moves the root coroutine's result (and exception) into the cell. Called
+  // once, before the frame is destroyed, only when the coroutine finished.
+  void (*take_result)(task_header& t) noexcept;
+  // Destroys the cell and frees its memory (last reference).
+  void (*destroy)(task_header& t) noexcept;
+};
+
+class task_header {
+ public:
+  task_header(const task_vtable& vtable, task_scheduler& scheduler,
+              std::coroutine_handle<> frame) noexcept
+      : vtable_(&vtable), scheduler_(&scheduler), frame_(frame) {
+    context_.header = this;
+    context_.innermost = frame;
+  }
+  task_header(const task_header&) = delete;
+  task_header& operator=(const task_header&) = delete;
+
+  // --- wakeable -----------------------------------------------------------
+  void add_ref() noexcept {
+    // Relaxed: a new reference is made from an existing one, which keeps
+    // the task alive meanwhile.
+    refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void release() noexcept {
+    // acq_rel [H1]: every holder's uses of the task happen before the last
+    // release destroys it.
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) vtable_->destroy(*this);
+  }
+  // Any context. No allocation, no lock: a CAS, and a push if it decides so.
+  void wake_by_ref() noexcept {
+    if (state_.wake() == task_action::push) scheduler_->schedule(*this);
+  }
+  void wake() noexcept {
+    wake_by_ref();
+    release();
+  }
+
+  // Requests cancellation; the task sees it at its next suspension point
+  // (or before its next run). Returns false if it had already completed.
+  bool cancel() noexcept {
+    bool was_complete = false;
+    if (state_.cancel(was_complete) == task_action::push) scheduler_->schedule(*this);
+    return !was_complete;
+  }
+
+  // Destroys a task that was never scheduled nor shared (spawn refused it).
+  void discard_unstarted() noexcept {
+    std::exchange(frame_, {}).destroy();
+    vtable_->destroy(*this);
+  }
+
+  [[nodiscard]] task_state& state() noexcept { return state_; }
+  [[nodiscard]] const task_state& state() const noexcept { return state_; }
+  [[nodiscard]] task_context& context() noexcept { return context_; }
+  [[nodiscard]] waiter_list& joiners() noexcept { return joiners_; }
+  [[nodiscard]] task_scheduler& scheduler() noexcept { return *scheduler_; }
+  [[nodiscard]] std::uint32_t approx_refs() const noexcept {
+    // Relaxed: an observer.
+    return refs_.load(std::memory_order_relaxed);
+  }
+
+  // Links for the scheduler's list of live tasks (guarded by its lock).
+  task_header* live_prev = nullptr;
+  task_header* live_next = nullptr;
+
+ private:
+  friend void run_task(task_header& t) noexcept;
+
+  void finish(task_outcome outcome) noexcept {
+    if (outcome == task_outcome::finished) vtable_->take_result(*this);
+    // The frame is destroyed here and nowhere else: once, by the worker
+    // that owns the run.
+    std::exchange(frame_, {}).destroy();
+    const task_action a = state_.complete(outcome);
+    SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
+    joiners_.notify_all();
+    scheduler_->task_completed(*this);
+    release();  // the scheduler's reference
+  }
+
+  task_state state_;
+  atomic<std::uint32_t> refs_{2};  // the scheduler's and the join handle's
+  const task_vtable* vtable_;
+  task_scheduler* scheduler_;
+  std::coroutine_handle<> frame_;
+  task_context context_;
+  waiter_list joiners_;
+};
+
+// Runs a task a worker took off the run queue: one poll, then whatever the
+// state machine decides. Requires: the task was on the run queue.
+inline void run_task(task_header& t) noexcept {
+  task_action a = t.state_.begin_run();
+  SLUICE_ASSERT(a == task_action::poll || a == task_action::cancel,
+                "a task was run that was not scheduled");
+  if (a == task_action::poll) {
+    task_context& ctx = t.context_;
+    // The task's own waker, borrowed: resuming costs no reference count;
+    // an awaiter that keeps it clones it.
+    const borrowed_waker self(raw_waker_for(t));
+    ctx.current_waker = &self.get();
+    bool resume = true;
+    if (ctx.hook) {
+      if (ctx.hook(self.get()) == poll_status::pending) {
+        resume = false;
+      } else {
+        ctx.hook = poll_hook{};
+      }
+    }
+    if (resume) ctx.innermost.resume();
+    ctx.current_waker = nullptr;
+    if (ctx.finished) {
+      t.finish(task_outcome::finished);
+      return;
+    }
+    a = t.state_.end_run();
+    if (a == task_action::push) t.scheduler_->schedule(t);
+    if (a != task_action::cancel) return;
+  }
+  // Cancelled: destroying the root frame destroys the whole chain (each
+  // awaited task is owned by its awaiter's frame) and every awaiter in it,
+  // which unregisters its waker.
+  t.finish(task_outcome::cancelled);
+}
+
+// The typed part: the result of a task<T>.
+template <class T>
+class task_cell final : public task_header {
+ public:
+  using handle_type = typename task<T>::handle_type;
+
+  // Allocates a cell for `t` from `pool` (heap if null) and takes the
+  // frame. Null (and `t` left untouched) when there is no memory.
+  static task_cell* create(task<T>& t, task_scheduler& scheduler, frame_pool* pool) noexcept {
+    void* memory = allocate_from(pool, sizeof(task_cell));
+    if (memory == nullptr) return nullptr;
+    handle_type frame = t.release();
+    auto* cell = ::new (memory) task_cell(scheduler, frame);
+    frame.promise().attach(&cell->context());
+    return cell;
+  }
+
+  [[nodiscard]] value_slot<T>& result() noexcept { return result_; }
+  [[nodiscard]] exception_slot& exception() noexcept { return exception_; }
+
+ private:
+  task_cell(task_scheduler& scheduler, handle_type frame) noexcept
+      : task_header(table, scheduler, frame), frame_(frame) {}
+
+  static void take_result(task_header& t) noexcept {
+    auto& self = static_cast<task_cell&>(t);
+    self.result_.move_from(self.frame_.promise().result());
+    self.exception_.move_from(self.frame_.promise().exception());
+  }
+  static void destroy(task_header& t) noexcept {
+    auto* self = static_cast<task_cell*>(&t);
+    self->~task_cell();
+    free_allocation(self);
+  }
+  static constexpr task_vtable table{&take_result, &destroy};
+
+  handle_type frame_;  // typed copy of the header's frame, for take_result
+  value_slot<T> result_;
+  exception_slot exception_;
+};
+
+}  // namespace sluice::detail

@@ -1,0 +1,233 @@
+// task_state: the state word of a spawned task, and the pure decisions that
+// move it. Acting on a decision (pushing the task on the run queue, polling
+// it, destroying its frame) is the scheduler's job (detail/task_header.hpp,
+// executor.hpp); this file only says what the next state is and what must
+// be done, so the decision can be tested exhaustively on snapshots.
+//
+// Design: one 32-bit word of flags changed only by compare-and-swap, with a
+// separate 32-bit reference count (task_header), in the manner of tokio's
+// runtime/task/state.rs but with atomics no wider than 32 bits. The key
+// property is that a task is on the run queue at most once and only while
+// `scheduled` is set, so the run queue never holds more entries than there
+// are live tasks.
+//
+// State word:
+//
+//   bit  name              set by                         cleared by
+//   0    scheduled         wake/cancel from idle (E1,E9);  begin_run (E3, E4)
+//                          end_run when notified (E6);
+//                          spawn (initial value)
+//   1    running           begin_run (E3, E4)             end_run (E5, E6),
+//                                                         complete (E8)
+//   2    notified          wake while running (E2)        end_run (E6), complete (E8)
+//   3    complete          complete (E8)                  never
+//   4    cancel_requested  cancel (E9, E10)               never
+//   5    cancelled         complete as cancelled (E8)     never
+//
+// Invariants: scheduled and running are never both set; notified only with
+// running; complete excludes scheduled, running and notified; cancelled only
+// with complete.
+//
+// Initial value: `scheduled`, because spawn pushes the task on the run queue
+// as it publishes it (the first run is the lazy start of the coroutine).
+//
+// Edges (event: from -> to, action, memory order of the successful CAS):
+//   E1  wake:      idle -> scheduled                push     release [T1]
+//   E2  wake:      running -> running|notified      none     release [T1]
+//   E0  wake:      scheduled, notified, complete    none     release [T1] (same value)
+//   E3  begin_run: scheduled -> running             poll     acquire [T1][T2]
+//   E4  begin_run: scheduled|cancel_req -> running  cancel   acquire [T1][T2]
+//   E5  end_run:   running -> idle                  none     release [T2]
+//   E6  end_run:   running|notified -> scheduled    push     release [T2]
+//   E7  end_run:   running|cancel_req (unchanged)   cancel   release (same value)
+//   E8  complete:  running -> complete[|cancelled]  finish   release [T3]
+//   E9  cancel:    idle -> scheduled|cancel_req     push     release [T1]
+//   E10 cancel:    scheduled or running -> +cancel_req  none release [T1]
+//   E11 cancel:    complete or cancel_req already   none     release (same value)
+//
+// [T1] A waker's writes (the value it made available) happen before the
+//      task's next run: the wake CAS releases, begin_run acquires. Where the
+//      push is made by end_run (E6) instead, begin_run reads a value written
+//      by an RMW later in the word's modification order than the wake, so it
+//      still reads from the wake's release sequence.
+// [T2] A run's writes to the coroutine frame happen before the next run on
+//      any worker: end_run releases, the next begin_run acquires (through
+//      the same release-sequence rule when a wake's RMW sits in between).
+// [T3] The result written into the task before complete is visible to
+//      whoever loads `complete` with acquire (join).
+//
+// No wake is lost: wake and end_run are both CAS on this one word, so they
+// are totally ordered; either the wake sees running (E2, and end_run then
+// sees notified: E6) or it sees idle after E5 and pushes (E1).
+#pragma once
+
+#include <cstdint>
+
+#include <sluice/detail/atomic.hpp>
+
+namespace sluice::detail {
+
+namespace task_bits {
+inline constexpr std::uint32_t scheduled = 1u << 0;
+inline constexpr std::uint32_t running = 1u << 1;
+inline constexpr std::uint32_t notified = 1u << 2;
+inline constexpr std::uint32_t complete = 1u << 3;
+inline constexpr std::uint32_t cancel_requested = 1u << 4;
+inline constexpr std::uint32_t cancelled = 1u << 5;
+inline constexpr std::uint32_t all = (1u << 6) - 1;
+}  // namespace task_bits
+
+// The initial state of a spawned task (see the header comment).
+inline constexpr std::uint32_t task_initial_state = task_bits::scheduled;
+
+// What the caller of a transition must do next.
+enum class task_action : std::uint8_t {
+  none,    // nothing
+  push,    // put the task on the run queue (it now counts as scheduled)
+  poll,    // poll / resume the task's coroutine
+  cancel,  // destroy the coroutine frame, then complete as cancelled
+  finish,  // the task is complete: publish the result, wake joiners
+  invalid  // the transition is not allowed from this state (a bug)
+};
+
+struct task_decision {
+  std::uint32_t next;  // the state to store (may equal the snapshot: stored unchanged)
+  task_action action;
+
+  friend constexpr bool operator==(task_decision, task_decision) noexcept = default;
+};
+
+// True for the states the invariants above allow.
+[[nodiscard]] constexpr bool task_state_valid(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if ((s & ~all) != 0) return false;
+  if ((s & scheduled) && (s & running)) return false;
+  if ((s & notified) && !(s & running)) return false;
+  if ((s & complete) && (s & (scheduled | running | notified))) return false;
+  if ((s & cancelled) && !(s & complete)) return false;
+  return true;
+}
+
+// E0, E1, E2.
+[[nodiscard]] constexpr task_decision decide_wake(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s)) return {s, task_action::invalid};
+  if (s & (complete | scheduled | notified)) return {s, task_action::none};
+  if (s & running) return {s | notified, task_action::none};
+  return {s | scheduled, task_action::push};
+}
+
+// E3, E4. Requires: scheduled (the worker took the task off the run queue).
+[[nodiscard]] constexpr task_decision decide_begin_run(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s) || !(s & scheduled)) return {s, task_action::invalid};
+  const std::uint32_t next = (s & ~scheduled) | running;
+  return {next, (s & cancel_requested) ? task_action::cancel : task_action::poll};
+}
+
+// E5, E6, E7: the coroutine suspended without completing. Requires: running.
+[[nodiscard]] constexpr task_decision decide_end_run(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s) || !(s & running)) return {s, task_action::invalid};
+  if (s & cancel_requested) return {s, task_action::cancel};
+  if (s & notified) return {(s & ~(running | notified)) | scheduled, task_action::push};
+  return {s & ~running, task_action::none};
+}
+
+enum class task_outcome : std::uint8_t { finished, cancelled };
+
+// E8. Requires: running.
+[[nodiscard]] constexpr task_decision decide_complete(std::uint32_t s,
+                                                      task_outcome outcome) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s) || !(s & running)) return {s, task_action::invalid};
+  std::uint32_t next = (s & ~(running | notified)) | complete;
+  if (outcome == task_outcome::cancelled) next |= cancelled;
+  return {next, task_action::finish};
+}
+
+// E9, E10, E11.
+[[nodiscard]] constexpr task_decision decide_cancel(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s)) return {s, task_action::invalid};
+  if (s & (complete | cancel_requested)) return {s, task_action::none};
+  if (s & (scheduled | running)) return {s | cancel_requested, task_action::none};
+  return {s | scheduled | cancel_requested, task_action::push};
+}
+
+// The atomic word. Every transition goes through one CAS loop (apply) that
+// re-decides on each fresh snapshot.
+class task_state {
+ public:
+  constexpr task_state() noexcept = default;
+  task_state(const task_state&) = delete;
+  task_state& operator=(const task_state&) = delete;
+
+  [[nodiscard]] task_action wake() noexcept {
+    // Release [T1]: publishes the waker's writes to the task's next run.
+    return apply([](std::uint32_t s) { return decide_wake(s); }, std::memory_order_release);
+  }
+  [[nodiscard]] task_action begin_run() noexcept {
+    // Acquire [T1][T2]: pairs with the release of wake/cancel/end_run.
+    return apply([](std::uint32_t s) { return decide_begin_run(s); }, std::memory_order_acquire);
+  }
+  [[nodiscard]] task_action end_run() noexcept {
+    // Release [T2]: publishes this run's frame writes to the next run.
+    return apply([](std::uint32_t s) { return decide_end_run(s); }, std::memory_order_release);
+  }
+  [[nodiscard]] task_action complete(task_outcome outcome) noexcept {
+    // Release [T3]: publishes the result to join (acquire in is_complete).
+    return apply([outcome](std::uint32_t s) { return decide_complete(s, outcome); },
+                 std::memory_order_release);
+  }
+  // `was_complete` tells a cancel that came too late (E11 from complete).
+  [[nodiscard]] task_action cancel(bool& was_complete) noexcept {
+    // Release [T1]: as a wake.
+    return apply(
+        [&was_complete](std::uint32_t s) {
+          was_complete = (s & task_bits::complete) != 0;
+          return decide_cancel(s);
+        },
+        std::memory_order_release);
+  }
+
+  // Acquire [T3]: pairs with the release in complete(); the result is
+  // readable once this returns true.
+  [[nodiscard]] bool is_complete() const noexcept {
+    return (word_.load(std::memory_order_acquire) & task_bits::complete) != 0;
+  }
+  // Requires: is_complete() returned true.
+  [[nodiscard]] bool was_cancelled() const noexcept {
+    // Relaxed: `cancelled` is set in the same store as `complete`, which
+    // the caller already acquired.
+    return (word_.load(std::memory_order_relaxed) & task_bits::cancelled) != 0;
+  }
+  // A snapshot for tests and assertions; may be stale.
+  [[nodiscard]] std::uint32_t approx_load() const noexcept {
+    // Relaxed: an observer.
+    return word_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  template <class Decide>
+  task_action apply(Decide decide, std::memory_order success) noexcept {
+    // Relaxed: the CAS below re-reads with the transition's order.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const task_decision d = decide(s);
+      // Even when the state does not change (d.next == s) the CAS stores it
+      // again: a successful CAS is a read-modify-write, so it reads the
+      // latest value in the word's modification order. A plain load could
+      // return a stale `scheduled` or `notified` while the task has since
+      // gone idle, which would lose the wake (the store-buffering pattern
+      // between the waker's write of its condition and begin_run's read).
+      // Relaxed on failure: we retry with the fresh value.
+      if (word_.compare_exchange_weak(s, d.next, success, std::memory_order_relaxed))
+        return d.action;
+    }
+  }
+
+  atomic<std::uint32_t> word_{task_initial_state};
+};
+
+}  // namespace sluice::detail

@@ -1,0 +1,395 @@
+// executor: N workers running tasks from one run queue, a sluice channel of
+// task pointers (the design of seeds 000/001: the "Brain" keeps a sender and
+// a receiver; a woken task sends itself back).
+//
+//   sluice::executor ex;                              // one worker per core
+//   auto h = ex.spawn(work(42));                      // spawn_result<int>
+//   if (h) { sluice::join_result<int> r = h->join(); }
+//   int v = *sluice::block_on(ex, work(1));           // spawn + join
+//
+// Scheduling. A task is on the run queue at most once (task_state.hpp), so a
+// queue whose capacity is the maximum number of live tasks never fills: a
+// wake's push cannot fail and never waits, which makes a wake safe from a
+// signal or interrupt handler (the ring push is lock-free, the receivers'
+// notification never blocks). spawn refuses a task beyond max_tasks.
+//
+// Idle workers. A worker takes the next task with the channel's blocking
+// receive: it parks on its parker through the channel's waiter list, which
+// each push notifies once (notify_one: one new task wakes at most one
+// sleeper; nothing spins while idle). The wait ends at the earliest timer
+// deadline, so expiries need no extra thread; every worker fires due timers
+// before it takes its next task.
+//
+// Shutdown (shutdown() or the destructor) cancels: it stops accepting
+// spawns, requests cancellation of every live task (a running task sees it
+// when it next suspends; a queued, idle or sleeping one is destroyed when a
+// worker next takes it), waits until none is left, then closes the run
+// queue so that every worker returns, and joins them. Every join reports
+// the value or `cancelled`; every frame is destroyed once. A task that never
+// suspends keeps shutdown waiting.
+//
+// Memory. Task headers come from config.pool, or from the heap when it is
+// null; task frames come from the pool when the coroutine takes a
+// frame_pool& first (see task.hpp). The run queue is allocated once, at
+// construction (channel<T>::bounded).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include <sluice/channel.hpp>
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/atomic.hpp>
+#include <sluice/detail/backoff.hpp>
+#include <sluice/detail/task_header.hpp>
+#include <sluice/detail/timer_queue.hpp>
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/detail/worker_port.hpp>
+#include <sluice/frame_pool.hpp>
+#include <sluice/join_handle.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/port.hpp>
+#include <sluice/result.hpp>
+#include <sluice/sleep.hpp>
+#include <sluice/task.hpp>
+#include <sluice/time.hpp>
+
+namespace sluice {
+
+enum class spawn_error : std::uint8_t {
+  no_memory,       // the task's frame or header could not be allocated
+  too_many_tasks,  // max_tasks tasks are live
+  shut_down,       // shutdown() has begun
+};
+
+constexpr const char* to_string(spawn_error e) noexcept {
+  switch (e) {
+    case spawn_error::no_memory:
+      return "no memory";
+    case spawn_error::too_many_tasks:
+      return "too many tasks";
+    case spawn_error::shut_down:
+      return "shut down";
+  }
+  return "?";
+}
+
+template <class T>
+using spawn_result = result<join_handle<T>, spawn_error>;
+
+// What the executor reports to an executor_trace (tests assert on it).
+enum class trace_event : std::uint8_t {
+  spawn,     // a task was accepted
+  schedule,  // a task was pushed on the run queue
+  run,       // a worker took a task off the run queue and runs it
+  complete,  // a task completed (finished or cancelled)
+  park,      // a worker found no work and is about to wait
+  unpark,    // a waiting worker returned from its wait
+};
+
+constexpr const char* to_string(trace_event e) noexcept {
+  switch (e) {
+    case trace_event::spawn:
+      return "spawn";
+    case trace_event::schedule:
+      return "schedule";
+    case trace_event::run:
+      return "run";
+    case trace_event::complete:
+      return "complete";
+    case trace_event::park:
+      return "park";
+    case trace_event::unpark:
+      return "unpark";
+  }
+  return "?";
+}
+
+// Recording hooks. record() is called from workers, spawners and wakers
+// (so possibly from a handler): it must be as safe as a wake.
+class executor_trace {
+ public:
+  virtual void record(trace_event event, const void* task) noexcept = 0;
+
+ protected:
+  ~executor_trace() = default;
+};
+
+enum class worker_threads : std::uint8_t {
+  start,  // the port starts the workers (hosted: threads)
+  none,   // the caller drives: run_worker() on each core, or run_until_idle()
+};
+
+struct executor_config {
+  unsigned workers = 0;                // 0: port::default_worker_count()
+  std::uint32_t max_tasks = 1u << 14;  // live tasks at most (run queue capacity)
+  frame_pool* pool = nullptr;          // task headers; null: the heap
+  worker_threads threads = worker_threads::start;
+  executor_trace* trace = nullptr;
+};
+
+class executor final : private detail::task_scheduler {
+ public:
+  explicit executor(const executor_config& config = {}) noexcept
+      : max_tasks_(config.max_tasks), pool_(config.pool), trace_(config.trace) {
+    SLUICE_ASSERT(config.max_tasks >= 1, "executor max_tasks must be at least 1");
+    auto [tx, rx] = channel<detail::task_header*>::bounded(config.max_tasks);
+    tx_ = std::move(tx);
+    rx_ = std::move(rx);
+    if (config.threads == worker_threads::start) {
+      const unsigned n = config.workers != 0 ? config.workers : port::default_worker_count();
+      workers_ = port::start_workers(n, &worker_entry, this);
+      SLUICE_ASSERT(workers_ != nullptr, "the port could not start any executor worker");
+    }
+  }
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+  ~executor() { shutdown(); }
+
+  // Spawns `t`: it starts when a worker takes it. Thread or task context.
+  template <class T>
+  spawn_result<T> spawn(task<T> t) noexcept {
+    if (!t.valid()) return spawn_error::no_memory;  // its frame allocation failed
+    // Relaxed: a counter whose only job is the bound; the live list's lock
+    // orders everything else.
+    if (live_.fetch_add(1, std::memory_order_relaxed) >= max_tasks_) {
+      live_.fetch_sub(1, std::memory_order_relaxed);
+      return spawn_error::too_many_tasks;
+    }
+    detail::task_cell<T>* cell = detail::task_cell<T>::create(t, *this, pool_);
+    if (cell == nullptr) {
+      task_gone();
+      return spawn_error::no_memory;
+    }
+    if (!link(*cell)) {
+      cell->discard_unstarted();
+      task_gone();
+      return spawn_error::shut_down;
+    }
+    record(trace_event::spawn, cell);
+    schedule(*cell);  // the initial state is `scheduled`
+    return join_handle<T>{cell};
+  }
+
+  // Runs worker duties on the calling thread (or core) until shutdown.
+  void run_worker() noexcept {
+    for (;;) {
+      fire_due_timers();
+      detail::task_header* next = nullptr;
+      if (!take(next)) return;  // shut down
+      if (next != nullptr) run(*next);
+    }
+  }
+
+  // Runs tasks on the calling thread until the run queue is empty (firing
+  // due timers too); returns how many runs it made. For executors built
+  // with worker_threads::none and for tests.
+  std::size_t run_until_idle() noexcept {
+    std::size_t runs = 0;
+    for (;;) {
+      fire_due_timers();
+      recv_result<detail::task_header*> r = rx_.try_recv();
+      if (!r) return runs;
+      run(*r.value());
+      ++runs;
+    }
+  }
+
+  // Stops accepting spawns, cancels every live task, waits for them, stops
+  // and joins the workers. Idempotent. Not from a task of this executor.
+  void shutdown() noexcept {
+    if (!stop_accepting()) return;
+    cancel_all();
+    // Without started workers the cancellations may have nobody else to
+    // run them (a caller on other cores still may): run what is queued.
+    if (workers_ == nullptr) (void)run_until_idle();
+    wait_until_no_task();
+    tx_.close();
+    port::join_workers(std::exchange(workers_, nullptr));
+  }
+
+  // Live (spawned, not yet completed) tasks; may be stale.
+  [[nodiscard]] std::uint32_t approx_live_tasks() const noexcept {
+    // Relaxed: an observer.
+    return live_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  // --- task_scheduler --------------------------------------------------------
+  void schedule(detail::task_header& t) noexcept override {
+    record(trace_event::schedule, &t);
+    send_result<detail::task_header*> r = tx_.try_send(&t);
+    // Cannot fail: at most max_tasks live tasks, each queued at most once,
+    // and the queue is closed only after the last task completed.
+    SLUICE_ASSERT(static_cast<bool>(r), "executor run queue full or closed on a push");
+  }
+  void task_completed(detail::task_header& t) noexcept override {
+    record(trace_event::complete, &t);
+    unlink(t);
+    task_gone();
+  }
+  detail::timer_queue& timers() noexcept override { return timers_; }
+  executor* owner() noexcept override { return this; }
+
+  static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
+
+  // Reads the clock only when some timer is armed.
+  void fire_due_timers() noexcept {
+    if (timers_.approx_size() != 0) (void)timers_.fire_expired(port::now());
+  }
+
+  void run(detail::task_header& t) noexcept {
+    record(trace_event::run, &t);
+    detail::run_task(t);
+  }
+
+  // Takes the next task into `out`, waiting (parked) while there is none,
+  // until the earliest timer is due (`out` stays null). False on shutdown.
+  bool take(detail::task_header*& out) noexcept {
+    if (recv_result<detail::task_header*> r = rx_.try_recv()) {
+      out = r.value();
+      return true;
+    } else if (r.error() == recv_error::closed) {
+      return false;
+    }
+    record(trace_event::park, nullptr);
+    recv_result<detail::task_header*> r = rx_.recv_until(timers_.next_deadline());
+    record(trace_event::unpark, nullptr);
+    if (r) {
+      out = r.value();
+      return true;
+    }
+    return r.error() != recv_error::closed;
+  }
+
+  void record(trace_event e, const void* task) noexcept {
+    if (trace_ != nullptr) trace_->record(e, task);
+  }
+
+  // --- the live list (spawn, completion, shutdown) ---------------------------
+  // A short spin lock: spawners and workers only, never handlers.
+  void lock() noexcept {
+    detail::backoff spin;
+    // Acquire [X1]: pairs with the release in unlock().
+    while (locked_.exchange(1, std::memory_order_acquire) != 0) {
+      // Relaxed: wait for it to look free before trying again.
+      while (locked_.load(std::memory_order_relaxed) != 0)
+        spin.spin();
+    }
+  }
+  void unlock() noexcept {
+    // Release [X1].
+    locked_.store(0, std::memory_order_release);
+  }
+
+  // False once shutdown began.
+  bool link(detail::task_header& t) noexcept {
+    lock();
+    const bool ok = accepting_;
+    if (ok) {
+      t.live_prev = nullptr;
+      t.live_next = live_head_;
+      if (live_head_ != nullptr) live_head_->live_prev = &t;
+      live_head_ = &t;
+    }
+    unlock();
+    return ok;
+  }
+  void unlink(detail::task_header& t) noexcept {
+    lock();
+    if (t.live_prev != nullptr) {
+      t.live_prev->live_next = t.live_next;
+    } else {
+      live_head_ = t.live_next;
+    }
+    if (t.live_next != nullptr) t.live_next->live_prev = t.live_prev;
+    t.live_prev = t.live_next = nullptr;
+    unlock();
+  }
+  // True if this call stopped it.
+  bool stop_accepting() noexcept {
+    lock();
+    const bool was = accepting_;
+    accepting_ = false;
+    unlock();
+    return was;
+  }
+  void cancel_all() noexcept {
+    lock();
+    // A task in the list has not run task_completed (which unlinks under
+    // this lock), so it is alive; cancel never blocks.
+    for (detail::task_header* t = live_head_; t != nullptr; t = t->live_next)
+      (void)t->cancel();
+    unlock();
+  }
+
+  void task_gone() noexcept {
+    // Release [X2]: a completed task's effects happen before shutdown sees
+    // the count reach zero (acquire in wait_until_no_task).
+    if (live_.fetch_sub(1, std::memory_order_release) == 1) done_.notify_all();
+  }
+
+  void wait_until_no_task() noexcept {
+    parker& p = port::current_parker();
+    // Acquire [X2].
+    while (live_.load(std::memory_order_acquire) != 0) {
+      detail::waiter w;
+      done_.enqueue(w, p.make_waker());
+      if (live_.load(std::memory_order_acquire) == 0) {
+        (void)done_.cancel(w);
+        break;
+      }
+      while (!w.is_notified())
+        p.park();
+      (void)done_.cancel(w);
+    }
+  }
+
+  sender<detail::task_header*> tx_;
+  receiver<detail::task_header*> rx_;
+  detail::timer_queue timers_;
+  std::uint32_t max_tasks_;
+  frame_pool* pool_;
+  executor_trace* trace_;
+  port::worker_group* workers_ = nullptr;
+  detail::atomic<std::uint32_t> live_{0};
+  detail::waiter_list done_;
+  detail::atomic<std::uint32_t> locked_{0};
+  detail::task_header* live_head_ = nullptr;
+  bool accepting_ = true;
+};
+
+// co_await sluice::current_executor() -> executor&: the executor running
+// this task (to spawn siblings). Requires: the task runs on an executor.
+class current_executor_awaiter {
+ public:
+  bool await_ready() noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> coroutine) noexcept {
+    detail::task_header* header = coroutine.promise().context().header;
+    SLUICE_ASSERT(header != nullptr && header->scheduler().owner() != nullptr,
+                  "current_executor() awaited outside a task spawned on an executor");
+    executor_ = header->scheduler().owner();
+    return false;  // never suspends
+  }
+  executor& await_resume() noexcept { return *executor_; }
+
+ private:
+  executor* executor_ = nullptr;
+};
+
+[[nodiscard]] inline current_executor_awaiter current_executor() noexcept {
+  return {};
+}
+
+// Spawns `t` on `ex` and blocks the calling thread until it completes.
+// Requires: `ex` has workers (worker_threads::start); a thread, not a task.
+template <class T>
+join_result<T> block_on(executor& ex, task<T> t) {
+  spawn_result<T> h = ex.spawn(std::move(t));
+  SLUICE_ASSERT(h.has_value(), "block_on: spawn failed (no memory, too many tasks, or shut down)");
+  return h->join();
+}
+
+}  // namespace sluice

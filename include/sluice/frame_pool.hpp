@@ -1,0 +1,186 @@
+// frame_pool: fixed-size blocks in storage the caller provides, for task
+// frames and task headers when there is no heap (bare metal) or it must not
+// be touched after start-up.
+//
+//   alignas(16) static std::byte storage[sluice::frame_pool::storage_for(256, 32)];
+//   sluice::frame_pool pool{storage, sizeof storage, 256};
+//   sluice::task<int> work(sluice::frame_pool&, int x);   // frame from `pool`
+//   sluice::executor ex{{.pool = &pool}};                  // headers from `pool`
+//
+// allocate() returns null when the pool is exhausted or the request is
+// larger than a block; the caller reports that (spawn returns an error).
+// allocate and deallocate are lock-free (a Treiber stack of block indices),
+// so deallocate is safe where the last reference to a task may be dropped.
+//
+// Free-list head (32 bits, no wider atomic needed):
+//   bits 0..15   index of the first free block + 1 (0: none free)
+//   bits 16..31  tag, incremented by every pop, against ABA
+// The tag wraps after 65536 pops; ABA needs a thread to stall between its
+// load and its CAS across exactly a multiple of 65536 pops and find the
+// same block on top, which the design accepts as negligible.
+// The next-indices live in an array of atomics apart from the blocks, so a
+// stale reader never races with a block's new owner.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/atomic.hpp>
+
+namespace sluice {
+
+class frame_pool {
+ public:
+  static constexpr std::size_t block_alignment = alignof(std::max_align_t);
+  static constexpr std::size_t max_blocks = 0xffff;
+
+  // Bytes of storage that `blocks` blocks of `block_size` bytes need.
+  static constexpr std::size_t storage_for(std::size_t block_size, std::size_t blocks) noexcept {
+    return index_bytes(blocks) + round_up(block_size) * blocks;
+  }
+
+  // Requires: `storage` is aligned to block_alignment and outlives the pool
+  // and every block handed out; 1 <= blocks <= max_blocks.
+  frame_pool(void* storage, std::size_t bytes, std::size_t block_size) noexcept
+      : block_size_(round_up(block_size)) {
+    SLUICE_ASSERT(reinterpret_cast<std::uintptr_t>(storage) % block_alignment == 0,
+                  "frame_pool storage is not aligned to alignof(max_align_t)");
+    std::size_t n = 0;
+    while (n < max_blocks && storage_for(block_size_, n + 1) <= bytes)
+      ++n;
+    SLUICE_ASSERT(n >= 1, "frame_pool storage too small for one block");
+    blocks_ = static_cast<std::uint32_t>(n);
+    next_ = static_cast<detail::atomic<std::uint32_t>*>(storage);
+    base_ = static_cast<std::byte*>(storage) + index_bytes(n);
+    for (std::uint32_t i = 0; i < blocks_; ++i) {
+      // Block i links to i+1; the last to none (0).
+      ::new (static_cast<void*>(&next_[i]))
+          detail::atomic<std::uint32_t>(i + 1 < blocks_ ? i + 2 : 0);
+    }
+    // Relaxed: the pool is published to other threads by whatever shares it.
+    head_.store(1, std::memory_order_relaxed);
+  }
+  frame_pool(const frame_pool&) = delete;
+  frame_pool& operator=(const frame_pool&) = delete;
+
+  // A free block of at least `bytes`, or null (exhausted, or too large).
+  [[nodiscard]] void* allocate(std::size_t bytes) noexcept {
+    if (bytes > block_size_) return nullptr;
+    // Acquire [F1]: pairs with the release in deallocate: we read the
+    // pushed block's next-index as its pusher wrote it.
+    std::uint32_t head = head_.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint32_t index = head & 0xffffu;
+      if (index == 0) return nullptr;
+      // Relaxed: ordered by the acquire of `head` above ([F1]); if the
+      // block was taken meanwhile, the tag makes the CAS below fail.
+      const std::uint32_t next = next_[index - 1].load(std::memory_order_relaxed);
+      const std::uint32_t tag = (head >> 16) + 1;
+      // Acquire [F1] on success (the block's previous owner released it);
+      // acquire on failure to read the new head's next-index safely.
+      if (head_.compare_exchange_weak(head, (tag << 16) | next, std::memory_order_acquire,
+                                      std::memory_order_acquire)) {
+        // Relaxed: this counter is only an observer.
+        in_use_.fetch_add(1, std::memory_order_relaxed);
+        return base_ + static_cast<std::size_t>(index - 1) * block_size_;
+      }
+    }
+  }
+
+  // Requires: `block` came from this pool's allocate and is not free.
+  void deallocate(void* block) noexcept {
+    const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(block) - base_);
+    SLUICE_ASSERT(offset % block_size_ == 0 && offset / block_size_ < blocks_,
+                  "frame_pool::deallocate of a pointer that is not one of its blocks");
+    const auto index = static_cast<std::uint32_t>(offset / block_size_) + 1;
+    // Relaxed: the CAS below re-reads.
+    std::uint32_t head = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      // Relaxed: published by the release CAS below [F1].
+      next_[index - 1].store(head & 0xffffu, std::memory_order_relaxed);
+      // Release [F1]: publishes the next-index and everything the block's
+      // owner wrote to the next allocator of this block.
+      if (head_.compare_exchange_weak(head, (head & 0xffff0000u) | index, std::memory_order_release,
+                                      std::memory_order_relaxed))
+        break;
+    }
+    // Relaxed: an observer counter.
+    in_use_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  [[nodiscard]] std::size_t block_size() const noexcept { return block_size_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return blocks_; }
+  // Blocks handed out and not yet returned; may be stale.
+  [[nodiscard]] std::size_t approx_in_use() const noexcept {
+    // Relaxed: an observer.
+    return in_use_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr std::size_t round_up(std::size_t n) noexcept {
+    return (n + block_alignment - 1) / block_alignment * block_alignment;
+  }
+  static constexpr std::size_t index_bytes(std::size_t blocks) noexcept {
+    return round_up(blocks * sizeof(detail::atomic<std::uint32_t>));
+  }
+
+  std::size_t block_size_;
+  std::uint32_t blocks_ = 0;
+  detail::atomic<std::uint32_t>* next_ = nullptr;
+  std::byte* base_ = nullptr;
+  detail::atomic<std::uint32_t> head_{0};
+  detail::atomic<std::uint32_t> in_use_{0};
+};
+
+namespace detail {
+
+// Every task frame and task header starts with this prefix, so that freeing
+// needs no size and no knowledge of where the memory came from. Heap blocks
+// carry the function that frees them, so code that only ever uses a pool
+// never refers to operator delete (and links with no C++ runtime).
+struct alignas(frame_pool::block_alignment) allocation_prefix {
+  frame_pool* pool;                              // null: see free_fn
+  void (*free_fn)(allocation_prefix*) noexcept;  // used when pool is null
+};
+
+// Null when the pool has no room.
+inline void* allocate_in(frame_pool& pool, std::size_t bytes) noexcept {
+  void* block = pool.allocate(bytes + sizeof(allocation_prefix));
+  if (block == nullptr) return nullptr;
+  auto* prefix = ::new (block) allocation_prefix{&pool, nullptr};
+  return prefix + 1;
+}
+
+// The nothrow form pairs with the nothrow operator new below even where a
+// program replaces only some of the global allocation functions.
+inline void free_heap_block(allocation_prefix* prefix) noexcept {
+  ::operator delete(static_cast<void*>(prefix), std::nothrow);
+}
+
+// Hosted only (uses the global operator new). Null when out of memory.
+inline void* allocate_on_heap(std::size_t bytes) noexcept {
+  void* block = ::operator new(bytes + sizeof(allocation_prefix), std::nothrow);
+  if (block == nullptr) return nullptr;
+  auto* prefix = ::new (block) allocation_prefix{nullptr, &free_heap_block};
+  return prefix + 1;
+}
+
+// From `pool`, or from the heap when it is null (hosted only).
+inline void* allocate_from(frame_pool* pool, std::size_t bytes) noexcept {
+  return pool != nullptr ? allocate_in(*pool, bytes) : allocate_on_heap(bytes);
+}
+
+inline void free_allocation(void* memory) noexcept {
+  auto* prefix = static_cast<allocation_prefix*>(memory) - 1;
+  if (prefix->pool != nullptr) {
+    prefix->pool->deallocate(prefix);
+  } else {
+    prefix->free_fn(prefix);
+  }
+}
+
+}  // namespace detail
+
+}  // namespace sluice

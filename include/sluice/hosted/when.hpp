@@ -1,0 +1,132 @@
+// when_all / when_any over tasks (hosted: they use std::tuple and
+// std::vector). The tasks are spawned on the awaiting task's executor, so
+// they run in parallel on its workers.
+//
+//   auto [a, b] = co_await sluice::when_all(fetch(1), fetch(2));   // join_results
+//   auto [index, r] = co_await sluice::when_any(std::move(tasks)); // first to finish
+//
+// A child that cannot be spawned (no memory, too many tasks, shut down) is
+// reported as cancelled. when_any cancels the children that did not finish
+// first; their frames are destroyed when a worker next takes them.
+#pragma once
+
+#include <cstddef>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <sluice/detail/task_header.hpp>
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/join_handle.hpp>
+#include <sluice/poll.hpp>
+#include <sluice/task.hpp>
+
+namespace sluice {
+
+namespace detail {
+
+template <class T>
+join_handle<T> spawn_or_empty(executor& ex, task<T>&& t) {
+  spawn_result<T> r = ex.spawn(std::move(t));
+  if (!r) return join_handle<T>{};
+  return std::move(r).value();
+}
+
+template <class T>
+task<join_result<T>> join_or_cancelled(join_handle<T> h) {
+  if (!h.valid()) co_return join_result<T>{join_error::cancelled};
+  co_return co_await h;
+}
+
+// Ready when any of the handles' tasks has completed.
+template <class T>
+class any_completed : public pollable_awaiter<any_completed<T>> {
+ public:
+  explicit any_completed(std::vector<join_handle<T>>& handles)
+      : handles_(&handles), waiters_(handles.size()) {}
+  any_completed(const any_completed&) = delete;
+  any_completed& operator=(const any_completed&) = delete;
+  ~any_completed() { cancel_all(); }
+
+  bool try_complete() noexcept {
+    for (std::size_t i = 0; i < handles_->size(); ++i) {
+      join_handle<T>& h = (*handles_)[i];
+      if (!h.valid() || h.is_finished()) {
+        index_ = i;
+        return true;
+      }
+    }
+    return false;
+  }
+  poll_status poll(const waker& w) noexcept {
+    cancel_all();
+    if (try_complete()) return poll_status::ready;
+    for (std::size_t i = 0; i < handles_->size(); ++i)
+      (*handles_)[i].cell()->joiners().enqueue(waiters_[i], w.clone());
+    listed_ = true;
+    if (try_complete()) {
+      cancel_all();
+      return poll_status::ready;
+    }
+    return poll_status::pending;
+  }
+  std::size_t await_resume() noexcept { return index_; }
+
+ private:
+  void cancel_all() noexcept {
+    if (!listed_) return;
+    // Completion notifies every joiner, so a notification consumed here
+    // needs no passing on.
+    for (std::size_t i = 0; i < handles_->size(); ++i)
+      (void)(*handles_)[i].cell()->joiners().cancel(waiters_[i]);
+    listed_ = false;
+  }
+
+  std::vector<join_handle<T>>* handles_;
+  std::vector<waiter> waiters_;
+  std::size_t index_ = 0;
+  bool listed_ = false;
+};
+
+}  // namespace detail
+
+// Runs every task in parallel and gives all their join_results, in order.
+template <class... Ts>
+task<std::tuple<join_result<Ts>...>> when_all(task<Ts>... tasks) {
+  executor& ex = co_await current_executor();
+  std::tuple<join_handle<Ts>...> handles{detail::spawn_or_empty(ex, std::move(tasks))...};
+  co_return co_await std::apply(
+      [](join_handle<Ts>&... h) -> task<std::tuple<join_result<Ts>...>> {
+        co_return std::tuple<join_result<Ts>...>{
+            co_await detail::join_or_cancelled(std::move(h))...};
+      },
+      handles);
+}
+
+// Runs every task in parallel; gives the index and result of the first to
+// complete and cancels the others. Requires: at least one task.
+template <class T>
+task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks) {
+  SLUICE_ASSERT(!tasks.empty(), "when_any of no tasks");
+  executor& ex = co_await current_executor();
+  std::vector<join_handle<T>> handles;
+  handles.reserve(tasks.size());
+  for (task<T>& t : tasks)
+    handles.push_back(detail::spawn_or_empty(ex, std::move(t)));
+  const std::size_t first = co_await detail::any_completed<T>{handles};
+  for (std::size_t i = 0; i < handles.size(); ++i)
+    if (i != first && handles[i].valid()) (void)handles[i].cancel();
+  join_result<T> r = co_await detail::join_or_cancelled(std::move(handles[first]));
+  co_return std::pair<std::size_t, join_result<T>>{first, std::move(r)};
+}
+
+template <class T, class... More>
+task<std::pair<std::size_t, join_result<T>>> when_any(task<T> first, task<More>... more) {
+  std::vector<task<T>> tasks;
+  tasks.push_back(std::move(first));
+  (tasks.push_back(std::move(more)), ...);
+  co_return co_await when_any(std::move(tasks));
+}
+
+}  // namespace sluice

@@ -1,0 +1,201 @@
+// join_handle<T>: the spawner's end of a spawned task.
+//
+//   auto h = ex.spawn(work());            // spawn_result<T>: a handle or an error
+//   join_result<int> r = h->join();        // from a thread: blocks
+//   join_result<int> r = co_await *h;      // from a task: suspends
+//   h->cancel();                           // seen at the task's next suspension
+//   h->detach();                           // forget it; the task runs on
+//
+// A join reports the value, or join_error::cancelled. Hosted with
+// exceptions, an exception that left the task is rethrown by join / co_await.
+// Dropping a handle detaches (the task is not cancelled).
+//
+// Waiting: the handle waits on the task's joiner list (detail/waiter_list):
+// the worker that completes the task stores `complete` with release, then
+// notifies every joiner; a joiner enqueues, re-checks with acquire, and
+// sleeps (thread: its parker; task: its waker).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <sluice/detail/assert.hpp>
+#include <sluice/detail/task_header.hpp>
+#include <sluice/detail/waiter_list.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/poll.hpp>
+#include <sluice/port.hpp>
+#include <sluice/task.hpp>
+
+namespace sluice {
+
+enum class join_error : std::uint8_t {
+  cancelled,  // cancel() or shutdown() ended the task before it finished
+};
+
+constexpr const char* to_string(join_error e) noexcept {
+  switch (e) {
+    case join_error::cancelled:
+      return "cancelled";
+  }
+  return "?";
+}
+
+// The outcome of a task: its value, or why there is none.
+template <class T>
+class [[nodiscard]] join_result {
+ public:
+  join_result(join_error e) noexcept : error_(e) {}  // NOLINT(google-explicit-constructor)
+  explicit join_result(detail::value_slot<T>& from) noexcept(
+      std::is_nothrow_move_constructible_v<T>) {
+    value_.move_from(from);
+  }
+  join_result(join_result&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
+      : error_(other.error_) {
+    value_.move_from(other.value_);
+  }
+  join_result& operator=(join_result&&) = delete;
+
+  [[nodiscard]] bool has_value() const noexcept { return value_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+  // Requires: has_value().
+  [[nodiscard]] decltype(auto) value() && noexcept(std::is_nothrow_move_constructible_v<T>) {
+    SLUICE_ASSERT(value_.has_value(), "join_result::value() on a task that was cancelled");
+    return value_.take();
+  }
+  [[nodiscard]] decltype(auto) operator*() && noexcept(std::is_nothrow_move_constructible_v<T>) {
+    return std::move(*this).value();
+  }
+  // Requires: !has_value().
+  [[nodiscard]] join_error error() const noexcept {
+    SLUICE_ASSERT(!value_.has_value(), "join_result::error() on a task that finished");
+    return error_;
+  }
+
+ private:
+  detail::value_slot<T> value_;
+  join_error error_ = join_error::cancelled;
+};
+
+template <class T>
+class join_handle {
+ public:
+  join_handle() noexcept = default;
+  explicit join_handle(detail::task_cell<T>* cell) noexcept : cell_(cell) {}
+  join_handle(join_handle&& other) noexcept : cell_(std::exchange(other.cell_, nullptr)) {}
+  join_handle& operator=(join_handle&& other) noexcept {
+    if (this != &other) {
+      detach();
+      cell_ = std::exchange(other.cell_, nullptr);
+    }
+    return *this;
+  }
+  join_handle(const join_handle&) = delete;
+  join_handle& operator=(const join_handle&) = delete;
+  ~join_handle() { detach(); }
+
+  [[nodiscard]] bool valid() const noexcept { return cell_ != nullptr; }
+
+  // True once the task has completed (finished or cancelled); may be stale
+  // the other way (false when it completes right after).
+  [[nodiscard]] bool is_finished() const noexcept {
+    SLUICE_ASSERT(cell_ != nullptr, "is_finished() on an empty join_handle");
+    return cell_->state().is_complete();
+  }
+
+  // Requests cancellation. Returns false if the task had already completed.
+  // Requires: valid().
+  bool cancel() noexcept {
+    SLUICE_ASSERT(cell_ != nullptr, "cancel() on an empty join_handle");
+    return cell_->cancel();
+  }
+
+  // Lets the task run on without a handle. The handle becomes empty.
+  void detach() noexcept {
+    if (cell_ != nullptr) std::exchange(cell_, nullptr)->release();
+  }
+
+  // Blocks the calling thread until the task completes. Not from a task
+  // (use co_await) and not from a handler. Requires: valid(). Consumes the
+  // handle's result: the handle is empty afterwards.
+  join_result<T> join() {
+    SLUICE_ASSERT(cell_ != nullptr, "join() on an empty join_handle");
+    detail::task_header& t = *cell_;
+    while (!t.state().is_complete()) {
+      detail::waiter w;
+      parker& p = port::current_parker();
+      t.joiners().enqueue(w, p.make_waker());
+      if (t.state().is_complete()) {
+        // Complete after all; a notification that raced us is not needed
+        // (completion notifies every joiner), so it is not passed on.
+        (void)t.joiners().cancel(w);
+        break;
+      }
+      while (!w.is_notified())
+        p.park();
+      (void)t.joiners().cancel(w);  // resets the node; it was notified
+    }
+    return take();
+  }
+
+  class awaiter : public pollable_awaiter<awaiter> {
+   public:
+    explicit awaiter(join_handle& h) noexcept : handle_(&h) {}
+    awaiter(const awaiter&) = delete;
+    awaiter& operator=(const awaiter&) = delete;
+    ~awaiter() {
+      if (listed_) (void)handle_->cell_->joiners().cancel(waiter_);
+    }
+    bool try_complete() noexcept { return handle_->cell_->state().is_complete(); }
+    poll_status poll(const waker& w) noexcept {
+      detail::task_header& t = *handle_->cell_;
+      if (listed_) {
+        (void)t.joiners().cancel(waiter_);
+        listed_ = false;
+      }
+      if (t.state().is_complete()) return poll_status::ready;
+      t.joiners().enqueue(waiter_, w.clone());
+      listed_ = true;
+      if (t.state().is_complete()) {
+        (void)t.joiners().cancel(waiter_);
+        listed_ = false;
+        return poll_status::ready;
+      }
+      return poll_status::pending;
+    }
+    join_result<T> await_resume() { return handle_->take(); }
+
+   private:
+    join_handle* handle_;
+    detail::waiter waiter_;
+    bool listed_ = false;
+  };
+
+  // Requires: valid(). The handle must outlive the co_await expression.
+  awaiter operator co_await() & noexcept {
+    SLUICE_ASSERT(cell_ != nullptr, "co_await on an empty join_handle");
+    return awaiter{*this};
+  }
+  awaiter operator co_await() && noexcept { return operator co_await(); }
+
+  // For the executor's tests: the task's header.
+  [[nodiscard]] detail::task_cell<T>* cell() const noexcept { return cell_; }
+
+ private:
+  // Requires: the task is complete (acquired).
+  join_result<T> take() {
+    detail::task_cell<T>* cell = std::exchange(cell_, nullptr);
+    struct release_on_exit {
+      detail::task_cell<T>* cell;
+      ~release_on_exit() { cell->release(); }
+    } guard{cell};
+    if (cell->state().was_cancelled()) return join_result<T>{join_error::cancelled};
+    cell->exception().rethrow_if_any();
+    return join_result<T>{cell->result()};
+  }
+
+  detail::task_cell<T>* cell_ = nullptr;
+};
+
+}  // namespace sluice

@@ -1,0 +1,345 @@
+// Executor stress: real workers, wakes from several threads and from a
+// signal handler, ping-pong over channels, cancellation racing completion,
+// shutdown with work in every state. Every task is accounted for exactly
+// once (finished or cancelled); a watchdog turns a lost wake-up into a
+// failure.
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <sluice/channel.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/poll.hpp>
+
+#include "executor_test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::task;
+using sluice::test::abort_watchdog;
+using sluice::test::sanitizer_scale;
+
+// Counts live instances: put one in each frame; zero at the end means every
+// frame was destroyed, and never twice (the count would go negative).
+std::atomic<long> live_probes{0};
+struct probe {
+  probe() { live_probes.fetch_add(1, std::memory_order_relaxed); }
+  probe(const probe&) = delete;
+  ~probe() {
+    const long before = live_probes.fetch_sub(1, std::memory_order_relaxed);
+    if (before <= 0) std::abort();  // destroyed twice
+  }
+};
+
+// --- wakes from threads and a signal handler ---------------------------------
+
+// One slot per task: tokens given, and the task's waker once registered.
+struct slot {
+  std::atomic<std::uint32_t> tokens{0};
+  std::atomic<bool> registered{false};
+  sluice::waker waker;  // written once before `registered`
+};
+
+// Awaits one token of a slot.
+class token_awaiter : public sluice::pollable_awaiter<token_awaiter> {
+ public:
+  explicit token_awaiter(slot& s) noexcept : slot_(&s) {}
+  bool try_complete() noexcept {
+    // seq_cst: pairs with give(): the store-buffering pattern between
+    // "registered then check tokens" here and "add token then check
+    // registered" there must not lose the wake.
+    std::uint32_t n = slot_->tokens.load(std::memory_order_seq_cst);
+    while (n > 0) {
+      if (slot_->tokens.compare_exchange_weak(n, n - 1, std::memory_order_seq_cst)) return true;
+    }
+    return false;
+  }
+  sluice::poll_status poll(const sluice::waker& w) noexcept {
+    if (!slot_->registered.load(std::memory_order_relaxed)) {
+      slot_->waker = w.clone();
+      slot_->registered.store(true, std::memory_order_seq_cst);
+    }
+    return try_complete() ? sluice::poll_status::ready : sluice::poll_status::pending;
+  }
+  void await_resume() noexcept {}
+
+ private:
+  slot* slot_;
+};
+
+// Async-signal-safe: atomics and a task wake.
+void give(slot& s) noexcept {
+  s.tokens.fetch_add(1, std::memory_order_seq_cst);
+  if (s.registered.load(std::memory_order_seq_cst)) s.waker.wake_by_ref();
+}
+
+task<void> token_eater(slot& s, int needed, std::atomic<int>& finished) {
+  probe p;
+  for (int i = 0; i < needed; ++i)
+    co_await token_awaiter{s};
+  finished.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<slot>* signal_slots = nullptr;
+std::vector<int>* signal_jobs = nullptr;
+std::atomic<std::size_t> signal_next{0};
+std::atomic<std::size_t> signal_done{0};
+
+void on_sigusr1(int) {
+  const std::size_t i = signal_next.fetch_add(1, std::memory_order_relaxed);
+  if (i < signal_jobs->size()) {
+    give((*signal_slots)[static_cast<std::size_t>((*signal_jobs)[i])]);
+    signal_done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
+  const int tasks = 2000 / sanitizer_scale;
+  const int tokens_each = 5;
+  const int waker_threads = 3;
+  abort_watchdog dog{120s, "random wakes"};
+  std::vector<slot> slots(static_cast<std::size_t>(tasks));
+  std::atomic<int> finished{0};
+  std::vector<sluice::join_handle<void>> handles;
+  {
+    sluice::executor ex{{.workers = 2}};
+    for (int i = 0; i < tasks; ++i) {
+      auto h = ex.spawn(token_eater(slots[static_cast<std::size_t>(i)], tokens_each, finished));
+      ASSERT_TRUE(h.has_value());
+      handles.push_back(std::move(h).value());
+    }
+    // Every token of every task, shuffled and split: one share per waker
+    // thread and one for the signal handler.
+    std::vector<int> jobs;
+    for (int i = 0; i < tasks; ++i)
+      for (int k = 0; k < tokens_each; ++k)
+        jobs.push_back(i);
+    std::mt19937 rng{12345};
+    std::shuffle(jobs.begin(), jobs.end(), rng);
+    const std::size_t share = jobs.size() / (waker_threads + 1);
+    std::vector<int> sig_jobs(jobs.end() - static_cast<std::ptrdiff_t>(share), jobs.end());
+    jobs.resize(jobs.size() - share);
+    signal_slots = &slots;
+    signal_jobs = &sig_jobs;
+    signal_next = 0;
+    signal_done = 0;
+    struct sigaction sa {};
+    sa.sa_handler = &on_sigusr1;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+
+    std::atomic<bool> stop_signals{false};
+    std::vector<std::thread> threads;
+    std::atomic<pthread_t> target{};
+    std::atomic<bool> target_ready{false};
+    for (int t = 0; t < waker_threads; ++t) {
+      threads.emplace_back([&, t] {
+        if (t == 0) {
+          target.store(pthread_self());
+          target_ready.store(true);
+        }
+        for (std::size_t j = static_cast<std::size_t>(t); j < jobs.size(); j += waker_threads)
+          give(slots[static_cast<std::size_t>(jobs[j])]);
+        if (t == 0) {
+          // Stay alive (and interruptible) until every signal job ran.
+          while (signal_done.load(std::memory_order_acquire) < sig_jobs.size())
+            sched_yield();
+        }
+      });
+    }
+    // The signaller interrupts waker thread 0 in the middle of its wakes.
+    threads.emplace_back([&] {
+      while (!target_ready.load())
+        sched_yield();
+      while (signal_done.load(std::memory_order_acquire) < sig_jobs.size() &&
+             !stop_signals.load()) {
+        pthread_kill(target.load(), SIGUSR1);
+        std::this_thread::sleep_for(20us);
+      }
+    });
+    for (auto& h : handles) {
+      auto r = h.join();
+      EXPECT_TRUE(r.has_value());
+    }
+    stop_signals = true;
+    for (auto& th : threads)
+      th.join();
+    EXPECT_EQ(finished.load(), tasks);
+    EXPECT_EQ(signal_done.load(), sig_jobs.size());
+  }
+  signal(SIGUSR1, SIG_DFL);
+  for (slot& s : slots)
+    s.waker.reset();
+  EXPECT_EQ(live_probes.load(), 0);
+}
+
+// --- ping-pong chains over channels across workers -----------------------------
+
+task<long> pinger(sluice::sender<int> out, sluice::receiver<int> in, int rounds) {
+  probe p;
+  long sum = 0;
+  for (int i = 0; i < rounds; ++i) {
+    auto s = co_await out.send_async(i);
+    if (!s) co_return -1;
+    auto r = co_await in.recv_async();
+    if (!r) co_return -1;
+    sum += *r;
+  }
+  co_return sum;
+}
+
+task<long> ponger(sluice::receiver<int> in, sluice::sender<int> out, int rounds) {
+  probe p;
+  for (int i = 0; i < rounds; ++i) {
+    auto r = co_await in.recv_async();
+    if (!r) co_return -1;
+    auto s = co_await out.send_async(*r + 1);
+    if (!s) co_return -1;
+  }
+  co_return 0;
+}
+
+TEST(ExecutorStress, PingPongChainsOverChannels) {
+  const int pairs = 200 / sanitizer_scale;
+  const int rounds = 200 / sanitizer_scale;
+  abort_watchdog dog{120s, "ping-pong"};
+  sluice::executor ex{{.workers = 3}};
+  std::vector<sluice::join_handle<long>> pings;
+  std::vector<sluice::join_handle<long>> pongs;
+  for (int p = 0; p < pairs; ++p) {
+    auto [tx1, rx1] = sluice::channel<int>::bounded(1);
+    auto [tx2, rx2] = sluice::channel<int>::bounded(1);
+    auto a = ex.spawn(pinger(tx1, rx2, rounds));
+    auto b = ex.spawn(ponger(rx1, tx2, rounds));
+    ASSERT_TRUE(a.has_value() && b.has_value());
+    pings.push_back(std::move(a).value());
+    pongs.push_back(std::move(b).value());
+  }
+  const long expect = static_cast<long>(rounds) * (rounds + 1) / 2;  // sum of i+1
+  for (auto& h : pings)
+    EXPECT_EQ(*h.join(), expect);
+  for (auto& h : pongs)
+    EXPECT_EQ(*h.join(), 0);
+  ex.shutdown();
+  EXPECT_EQ(live_probes.load(), 0);
+}
+
+// --- cancellation racing completion -------------------------------------------
+
+task<int> yields_then_returns(int yields, int value) {
+  probe p;
+  for (int i = 0; i < yields; ++i)
+    co_await sluice::yield();
+  co_return value;
+}
+
+TEST(ExecutorStress, CancellationRacingCompletion) {
+  const int tasks = 4000 / sanitizer_scale;
+  abort_watchdog dog{120s, "cancel vs complete"};
+  sluice::executor ex{{.workers = 2}};
+  std::vector<sluice::join_handle<int>> handles;
+  std::mt19937 rng{777};
+  for (int i = 0; i < tasks; ++i) {
+    auto h = ex.spawn(yields_then_returns(static_cast<int>(rng() % 8), i));
+    ASSERT_TRUE(h.has_value());
+    handles.push_back(std::move(h).value());
+  }
+  std::vector<int> cancel_said_yes(static_cast<std::size_t>(tasks), 0);
+  std::thread canceller([&] {
+    std::mt19937 r{99};
+    for (int i = 0; i < tasks; ++i) {
+      if (r() % 2 == 0)
+        cancel_said_yes[static_cast<std::size_t>(i)] =
+            handles[static_cast<std::size_t>(i)].cancel();
+      if (r() % 16 == 0) std::this_thread::yield();
+    }
+  });
+  canceller.join();
+  int finished = 0;
+  int cancelled = 0;
+  for (int i = 0; i < tasks; ++i) {
+    auto r = handles[static_cast<std::size_t>(i)].join();
+    if (r.has_value()) {
+      EXPECT_EQ(std::move(r).value(), i);
+      ++finished;
+    } else {
+      EXPECT_EQ(r.error(), sluice::join_error::cancelled);
+      // Only a cancel that was accepted can end in cancelled.
+      EXPECT_TRUE(cancel_said_yes[static_cast<std::size_t>(i)]) << i;
+      ++cancelled;
+    }
+  }
+  EXPECT_EQ(finished + cancelled, tasks);
+  ex.shutdown();
+  EXPECT_EQ(live_probes.load(), 0);
+}
+
+// --- shutdown with tasks queued, running, sleeping and waiting -------------------
+
+task<int> sleeper() {
+  probe p;
+  co_await sluice::sleep_for(30s);
+  co_return 1;
+}
+task<int> channel_waiter(sluice::receiver<int> rx) {
+  probe p;
+  auto r = co_await rx.recv_async();
+  co_return r ? 2 : -2;
+}
+task<int> spinner(std::atomic<bool>& go_on) {
+  probe p;
+  while (go_on.load(std::memory_order_relaxed))
+    co_await sluice::yield();
+  co_return 3;
+}
+
+TEST(ExecutorStress, ShutdownWithTasksInEveryState) {
+  const int each = 300 / sanitizer_scale;
+  abort_watchdog dog{120s, "shutdown"};
+  std::atomic<bool> go_on{true};
+  auto [tx, rx] = sluice::channel<int>::bounded(4);
+  std::vector<sluice::join_handle<int>> handles;
+  {
+    sluice::executor ex{{.workers = 2}};
+    for (int i = 0; i < each; ++i) {
+      for (auto t : {0, 1, 2, 3}) {
+        auto h = t == 0   ? ex.spawn(sleeper())
+                 : t == 1 ? ex.spawn(channel_waiter(rx))
+                 : t == 2 ? ex.spawn(spinner(go_on))
+                          : ex.spawn(yields_then_returns(1000, 4));
+        ASSERT_TRUE(h.has_value());
+        handles.push_back(std::move(h).value());
+      }
+    }
+    std::this_thread::sleep_for(5ms);  // let some run, sleep and wait
+    ex.shutdown();
+    // Every task is complete now: shutdown returned.
+    for (auto& h : handles)
+      EXPECT_TRUE(h.is_finished());
+    auto late = ex.spawn(sleeper());
+    EXPECT_FALSE(late.has_value());
+  }
+  int cancelled = 0;
+  for (auto& h : handles) {
+    auto r = h.join();
+    if (!r.has_value()) ++cancelled;
+  }
+  // Sleepers, waiters and spinners cannot have finished.
+  EXPECT_GE(cancelled, 3 * each);
+  EXPECT_EQ(live_probes.load(), 0);
+}
+
+}  // namespace

@@ -1,0 +1,177 @@
+// The executor driven on one thread (worker_threads::none) with a recording
+// trace, so that exact sequences can be asserted; and a few small
+// multi-worker checks of spawn, join, block_on, sleep and timeouts.
+#include <sluice/channel.hpp>
+#include <sluice/executor.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "manual_scheduler.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::task;
+
+class recording_trace final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void* t) noexcept override {
+    std::string s = sluice::to_string(e);
+    if (t != nullptr) s += " " + name(t);
+    events.push_back(s);
+  }
+  std::string name(const void* t) {
+    for (std::size_t i = 0; i < tasks.size(); ++i)
+      if (tasks[i] == t) return std::string(1, static_cast<char>('a' + i));
+    tasks.push_back(t);
+    return std::string(1, static_cast<char>('a' + tasks.size() - 1));
+  }
+  std::vector<std::string> events;
+  std::vector<const void*> tasks;
+};
+
+using trace_t = std::vector<std::string>;
+
+task<int> value(int v) {
+  co_return v;
+}
+
+task<int> add_after_yield(int a, int b) {
+  co_await sluice::yield();
+  co_return co_await value(a) + co_await value(b);
+}
+
+TEST(Executor, SingleThreadedTraceOfSpawnYieldAndComplete) {
+  recording_trace tr;
+  sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
+  auto h = ex.spawn(add_after_yield(2, 3));
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(ex.run_until_idle(), 2u);
+  ASSERT_TRUE(h->is_finished());
+  EXPECT_EQ(*h->join(), 5);
+  EXPECT_EQ(tr.events,
+            (trace_t{"spawn a", "schedule a", "run a", "schedule a", "run a", "complete a"}));
+}
+
+TEST(Executor, ManyWakesQueueOnceAndWakeAfterCompletionIsIgnored) {
+  recording_trace tr;
+  sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
+  sluice::test::manual_event e;
+  auto body = [](sluice::test::manual_event& e) -> task<int> {
+    co_await e;
+    co_return 1;
+  };
+  auto h = ex.spawn(body(e));
+  ASSERT_TRUE(h.has_value());
+  ex.run_until_idle();
+  sluice::waker kept = e.stored_waker().clone();
+  e.spurious_wake();
+  e.spurious_wake();
+  kept.wake_by_ref();
+  EXPECT_EQ(ex.run_until_idle(), 1u);  // queued once, polled, still pending
+  e.set();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  kept.wake_by_ref();  // complete: nothing
+  EXPECT_EQ(ex.run_until_idle(), 0u);
+  EXPECT_EQ(tr.events, (trace_t{"spawn a", "schedule a", "run a", "schedule a", "run a",
+                                "schedule a", "run a", "complete a"}));
+  EXPECT_EQ(*h->join(), 1);
+}
+
+TEST(Executor, SpawnFailsCleanlyWhenFull) {
+  sluice::executor ex{{.max_tasks = 2, .threads = sluice::worker_threads::none}};
+  auto a = ex.spawn(value(1));
+  auto b = ex.spawn(value(2));
+  auto c = ex.spawn(value(3));
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(b.has_value());
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error(), sluice::spawn_error::too_many_tasks);
+  ex.run_until_idle();
+  auto d = ex.spawn(value(4));  // room again
+  ASSERT_TRUE(d.has_value());
+  ex.run_until_idle();
+  EXPECT_EQ(*a->join() + *b->join() + *d->join(), 7);
+}
+
+task<int> pooled(sluice::frame_pool&, int v) {
+  co_await sluice::yield();
+  co_return v;
+}
+
+TEST(Executor, PoolExhaustionIsAnErrorNotACrash) {
+  alignas(sluice::frame_pool::block_alignment) static std::byte
+      storage[sluice::frame_pool::storage_for(512, 4)];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  auto a = ex.spawn(pooled(pool, 1));  // frame + header: 2 blocks
+  auto b = ex.spawn(pooled(pool, 2));  // 4 blocks
+  auto c = ex.spawn(pooled(pool, 3));  // no frame
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(b.has_value());
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error(), sluice::spawn_error::no_memory);
+  ex.run_until_idle();
+  EXPECT_EQ(*a->join() + *b->join(), 3);
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+}
+
+TEST(Executor, ShutdownCancelsQueuedAndWaitingTasksAndRefusesNewOnes) {
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  sluice::test::manual_event never;
+  auto waits = [](sluice::test::manual_event& e) -> task<int> {
+    co_await e;
+    co_return 1;
+  };
+  auto waiting = ex.spawn(waits(never));
+  ex.run_until_idle();
+  auto queued = ex.spawn(value(2));
+  ex.shutdown();
+  EXPECT_EQ(waiting->join().error(), sluice::join_error::cancelled);
+  EXPECT_EQ(queued->join().error(), sluice::join_error::cancelled);
+  auto late = ex.spawn(value(3));
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error(), sluice::spawn_error::shut_down);
+  EXPECT_EQ(ex.approx_live_tasks(), 0u);
+}
+
+TEST(Executor, BlockOnWithWorkers) {
+  sluice::executor ex{{.workers = 2}};
+  auto r = sluice::block_on(ex, add_after_yield(20, 22));
+  EXPECT_EQ(*std::move(r), 42);
+}
+
+task<int> sleepy(sluice::duration d, int v) {
+  co_await sluice::sleep_for(d);
+  co_return v;
+}
+
+TEST(Executor, SleepCompletesOnAWorkerTimedWait) {
+  sluice::executor ex{{.workers = 2}};
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(*sluice::block_on(ex, sleepy(20ms, 7)), 7);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);  // never early
+}
+
+task<int> recv_with_timeout(sluice::receiver<int> rx, sluice::duration d) {
+  auto r = co_await sluice::with_timeout(d, rx.recv_async());
+  if (!r) co_return -1;
+  co_return r->has_value() ? r->value() : -2;
+}
+
+TEST(Executor, TimeoutThatWinsAndOneThatLoses) {
+  sluice::executor ex{{.workers = 2}};
+  auto [tx, rx] = sluice::channel<int>::bounded(4);
+  // Wins: nothing is ever sent.
+  EXPECT_EQ(*sluice::block_on(ex, recv_with_timeout(rx, 10ms)), -1);
+  // Loses: the value is there long before a generous deadline.
+  ASSERT_TRUE(tx.try_send(5));
+  EXPECT_EQ(*sluice::block_on(ex, recv_with_timeout(rx, 10s)), 5);
+}
+
+}  // namespace
