@@ -22,7 +22,12 @@ class recording_trace final : public sluice::executor_trace {
  public:
   void record(sluice::trace_event e, const void* t) noexcept override {
     std::string s = sluice::to_string(e);
-    if (t != nullptr) s += " " + name(t);
+    if (t != nullptr) {
+      // Two appends, not `" " + name(t)`: GCC 12 at -O3 reports a false
+      // -Wrestrict on that operator+ (libstdc++ inlined memcpy).
+      s += ' ';
+      s += name(t);
+    }
     events.push_back(s);
   }
   std::string name(const void* t) {
