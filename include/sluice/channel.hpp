@@ -213,7 +213,9 @@ class sending_ops {
     return detail::send_until(core(), std::move(value), to_time_point(deadline));
   }
   // co_await in a task: suspends the task until there is room; yields
-  // send_result<T> (ok or closed). Requires: the channel outlives the await.
+  // send_result<T> (ok or closed). A task cancelled while suspended here did
+  // not send: the value is destroyed with its frame. Requires: the channel
+  // outlives the await.
   [[nodiscard]] auto send_async(T value) noexcept {
     return send_awaiter<std::remove_reference_t<decltype(core())>>(core(), std::move(value));
   }
@@ -244,8 +246,10 @@ class receiving_ops {
   [[nodiscard]] recv_result<T> recv_until(const Deadline& deadline) noexcept {
     return detail::recv_until(core(), to_time_point(deadline));
   }
-  // co_await in a task: yields recv_result<T> (a value, or closed).
-  // Requires: the channel outlives the await.
+  // co_await in a task: yields recv_result<T> (a value, or closed). A value
+  // taken for the task always reaches it (a cancel lands at the task's next
+  // suspension); a task cancelled while suspended here took none, so the
+  // value stays in the channel. Requires: the channel outlives the await.
   [[nodiscard]] auto recv_async() noexcept {
     return recv_awaiter<std::remove_reference_t<decltype(core())>>(core());
   }

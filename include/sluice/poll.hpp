@@ -25,9 +25,10 @@
 // hands it over, that result exists only inside the awaiter, and nothing
 // can put it back where it came from. So:
 //   - A driver whose hook said ready resumes the coroutine; it must not
-//     destroy it instead. A cancellation requested meanwhile (before the
-//     poll, during it, or after it) takes effect at the task's next
-//     suspension, after the coroutine has received the result.
+//     destroy it instead. A driver may look at a cancellation request before
+//     it polls (and then not poll at all), but one that arrives during the
+//     poll or after it takes effect at the task's next suspension, after
+//     the coroutine has received the result.
 //   - A driver may destroy a suspended coroutine only while its hook has not
 //     said ready (never polled, or the last poll said pending). An awaiter
 //     destroyed then holds nothing taken: it unregisters its waker, passes on
