@@ -4,9 +4,13 @@
 // runtime symbols the compiler may call, and exercises the core types.
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include <sluice/channel.hpp>
 #include <sluice/detail/waiter_list.hpp>
+#include <sluice/detail/worker_port.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/frame_pool.hpp>
 #include <sluice/packet_buffer.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
@@ -43,6 +47,16 @@ void leave_critical(critical_state) noexcept {}
 }
 parker& current_parker() noexcept {
   return core_parker;
+}
+
+// The executor's part: this program drives it on its one core
+// (worker_threads::none), so no worker is ever started.
+worker_group* start_workers(unsigned, worker_entry, void*) noexcept {
+  return nullptr;
+}
+void join_workers(worker_group*) noexcept {}
+unsigned default_worker_count() noexcept {
+  return 1;
 }
 
 }  // namespace sluice::port
@@ -96,6 +110,16 @@ void __cxa_pure_virtual() {
 }
 }
 
+// There is no heap: the one allocation function the core may name (the
+// nothrow form, for hosted defaults such as task frames off the heap)
+// reports no memory; task frames and the run queue come from static storage.
+void* operator new(std::size_t, const std::nothrow_t&) noexcept {
+  return nullptr;
+}
+void operator delete(void*, const std::nothrow_t&) noexcept {}
+void operator delete(void*) noexcept {}
+void operator delete(void*, std::size_t) noexcept {}
+
 namespace {
 
 sluice::detail::waiter_list waiters;                         // constant-initialised
@@ -142,8 +166,50 @@ int run_packet_buffer() {
 
 }  // namespace
 
+namespace {
+
+alignas(sluice::frame_pool::block_alignment) std::byte
+    frame_storage[sluice::frame_pool::storage_for(256, 8)];
+constinit sluice::run_queue_slot run_queue[4];
+constinit sluice::static_channel<int, 2> pipe;
+
+sluice::task<int> produce(sluice::frame_pool&, int n) {
+  for (int i = 1; i <= n; ++i)
+    if (!co_await pipe.send_async(i)) co_return -1;
+  co_return n;
+}
+
+sluice::task<int> consume(sluice::frame_pool&, int n) {
+  int sum = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = co_await pipe.recv_async();
+    if (!r) co_return -1;
+    sum += *r;
+  }
+  co_return sum;
+}
+
+// The executor with no heap: headers and frames from a pool, the run queue
+// in static storage; two tasks pass values through a static channel.
+int run_executor() {
+  sluice::frame_pool pool{frame_storage, sizeof frame_storage, 256};
+  sluice::executor ex{{.max_tasks = 4,
+                       .pool = &pool,
+                       .threads = sluice::worker_threads::none,
+                       .run_queue = run_queue}};
+  auto c = ex.spawn(consume(pool, 5));
+  auto p = ex.spawn(produce(pool, 5));
+  if (!c || !p) return 1;
+  (void)ex.run_until_idle();
+  auto sum = c->join();
+  auto sent = p->join();
+  return sum && std::move(sum).value() == 15 && sent && std::move(sent).value() == 5 ? 0 : 1;
+}
+
+}  // namespace
+
 extern "C" [[noreturn]] void _start() {
-  volatile int result = run() + run_packet_buffer();
+  volatile int result = run() + run_packet_buffer() + run_executor();
   (void)result;
   for (;;) {
   }
