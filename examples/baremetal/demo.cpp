@@ -18,8 +18,12 @@
 //     commits a packet {sequence number, tick count} with try_alloc (never
 //     waiting in the handler); its commit wakes the logger task suspended
 //     in claim_async (the waker runs in the interrupt handler), which prints
-//     `log seq=N tick=N` and frees the packet. The logger pauses now and then
-//     so the buffer fills and packets are lost by the policy under test.
+//     `log seq=N tick=N` and frees the packet. The logger waits with no
+//     timeout, so a wake-up lost between the handler and the task hangs the
+//     run. It pauses now and then so the buffer fills and packets are lost by
+//     the policy under test. After the last packet the handler commits an
+//     end-of-run packet (retrying on later ticks while there is no room),
+//     on which the logger finishes.
 // After each run one line:
 //   summary mode=M sent=N received=N produced=N claimed=N dropped=N tasks=N
 //     sent / received   channel messages sent and received (every channel,
@@ -150,8 +154,9 @@ struct run_channels {
 constinit run_channels channels[2];
 
 // The counters are relaxed: each is read for the summary only after the
-// tasks that write it were joined (the join's acquire orders them), or, for
-// the handler's counters, after the logger that saw them last was joined.
+// tasks that write it were joined (the join's acquire orders them). The
+// handler's counters are final before it commits the end-of-run packet
+// (release), which the logger claims (acquire) before it is joined.
 struct run_state {
   const char* mode;
   run_channels* channels;
@@ -161,12 +166,12 @@ struct run_state {
   std::atomic<std::uint32_t> produced{0};
   std::atomic<std::uint32_t> refused{0};      // try_alloc found no room
   std::atomic<std::uint32_t> overwritten{0};  // drop callback calls
+  bool end_committed = false;                 // the handler's own
   std::uint32_t claimed = 0;                  // the logger's own
 
   [[nodiscard]] std::uint32_t dropped() const noexcept {
-    // Acquire [D1]: pairs with the release increments in the handler, so a
-    // logger that sees every packet accounted for also sees `produced`.
-    return refused.load(std::memory_order_acquire) + overwritten.load(std::memory_order_acquire);
+    // Relaxed: read after the logger was joined (see above).
+    return refused.load(std::memory_order_relaxed) + overwritten.load(std::memory_order_relaxed);
   }
 };
 
@@ -179,8 +184,8 @@ std::uint32_t buffer_storage[2][buffer_words];
 // Called by the buffer in the producer's context (the tick interrupt) once
 // per packet that drop_oldest discards.
 void count_overwritten(void* context, const std::uint32_t*, std::uint32_t) noexcept {
-  // Release [D1].
-  static_cast<run_state*>(context)->overwritten.fetch_add(1, std::memory_order_release);
+  // Relaxed: see run_state.
+  static_cast<run_state*>(context)->overwritten.fetch_add(1, std::memory_order_relaxed);
 }
 
 sluice::packet_buffer overwrite_buffer({.storage = buffer_storage[0],
@@ -201,6 +206,22 @@ std::atomic<run_state*> active_run{nullptr};
 // Ticks since the first start_tick (the handler is its only writer).
 std::atomic<std::uint32_t> ticks{0};
 
+// The sequence number of the packet that ends a run (not counted as produced).
+constexpr std::uint32_t end_of_run = 0xffff'ffff;
+
+// Allocates, fills and commits one packet; false when there is no room.
+bool put_packet(run_state& run, std::uint32_t seq, std::uint32_t tick) noexcept {
+  // Never waits: an interrupt handler must not.
+  auto packet = run.buffer->try_alloc(packet_words);
+  if (!packet) return false;
+  packet->payload()[0] = seq;
+  packet->payload()[1] = tick;
+  // Publishes the packet and wakes the logger if it waits in claim_async:
+  // its waker runs here, in the interrupt handler.
+  std::move(*packet).commit();
+  return true;
+}
+
 void on_tick() noexcept {
   // Relaxed: only this handler writes it; it is a label in the log.
   const std::uint32_t tick = ticks.load(std::memory_order_relaxed) + 1;
@@ -209,37 +230,30 @@ void on_tick() noexcept {
   if (run == nullptr) return;
   // Relaxed: the handler is the only producer, on one core at a time.
   const std::uint32_t seq = run->produced.load(std::memory_order_relaxed);
-  if (seq == packets_per_run) return;
-  run->produced.store(seq + 1, std::memory_order_relaxed);
-  // Never waits: an interrupt handler must not.
-  auto packet = run->buffer->try_alloc(packet_words);
-  if (!packet) {
-    // Release [D1].
-    run->refused.fetch_add(1, std::memory_order_release);
-    return;
+  if (seq < packets_per_run) {
+    run->produced.store(seq + 1, std::memory_order_relaxed);
+    if (!put_packet(*run, seq, tick)) run->refused.fetch_add(1, std::memory_order_relaxed);
+  } else if (!run->end_committed) {
+    // Every packet is out: tell the logger, on a later tick if there is no
+    // room now. Its commit also publishes this run's final counts.
+    run->end_committed = put_packet(*run, end_of_run, tick);
   }
-  packet->payload()[0] = seq;
-  packet->payload()[1] = tick;
-  // Publishes the packet and wakes the logger if it waits in claim_async:
-  // its waker runs here, in the interrupt handler.
-  std::move(*packet).commit();
 }
 
 // ---- tasks ------------------------------------------------------------------------
 // Each task's first parameter is the frame pool its frame comes from.
 
+// Waits with no timeout: every packet it gets after suspending came with a
+// wake from the tick handler, so a lost wake-up hangs the run (and fails it).
 sluice::task<bool> logger(sluice::frame_pool&, run_state& run) {
   std::uint32_t next_seq = 0;  // the lowest sequence number still to come
-  while (run.claimed + run.dropped() < packets_per_run) {
-    // A refused packet wakes nobody, so the wait for the next one also ends
-    // at a timeout, after which the counts are looked at again.
-    auto r = co_await sluice::with_timeout(milliseconds(20), run.buffer->claim_async());
-    if (!r) continue;
-    sluice::claimed_packet packet = std::move(r).value();
+  for (;;) {
+    sluice::claimed_packet packet = co_await run.buffer->claim_async();
     if (!packet) co_return fail("logger: claim_async completed without a packet");
     const std::uint32_t seq = packet.payload()[0];
     const std::uint32_t tick = packet.payload()[1];
     packet.reset();
+    if (seq == end_of_run) break;
     if (seq < next_seq || seq >= packets_per_run)
       co_return fail("logger: packet sequence numbers out of order");
     next_seq = seq + 1;
@@ -391,8 +405,9 @@ sluice::task<bool> run_scenario(sluice::frame_pool& pool, run_state& run) {
   if (sent != messages_per_run) co_return fail("sent is not the scenario's message count");
   if (produced != packets_per_run) co_return fail("produced is not the scenario's packet count");
   if (produced != run.claimed + dropped) co_return fail("produced != claimed + dropped");
-  if (c.committed != produced - run.refused.load(std::memory_order_relaxed) ||
-      c.claimed != run.claimed || c.dropped != run.overwritten.load(std::memory_order_relaxed))
+  // (The end-of-run packet is committed and claimed once more.)
+  if (c.committed != produced - run.refused.load(std::memory_order_relaxed) + 1 ||
+      c.claimed != run.claimed + 1 || c.dropped != run.overwritten.load(std::memory_order_relaxed))
     co_return fail("the packet buffer's counters disagree with the demo's");
   co_return true;
 }
