@@ -102,7 +102,8 @@ TEST_CASE(pbuf_overwrite_drops_the_oldest_and_reports_each) {
   std::uint32_t previous = 0;
   while (sluice::claimed_packet c = pb.try_claim()) {
     const std::uint32_t seq = c.payload()[0];
-    CHECK(claimed == 0 ? seq == drops.last_dropped + 1 : seq == previous + 1);  // the newest, in order
+    CHECK(claimed == 0 ? seq == drops.last_dropped + 1
+                       : seq == previous + 1);  // the newest, in order
     previous = seq;
     ++claimed;
   }

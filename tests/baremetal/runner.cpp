@@ -135,7 +135,9 @@ unsigned run_all() noexcept {
   unsigned failed = 0;
   for (test* t = first; t != nullptr; t = t->next) {
     failures.store(0, std::memory_order_relaxed);  // Relaxed: see `failures`.
+    const sluice::time_point start = sluice::port::now();
     t->body();
+    const std::uint64_t ms = (sluice::port::now().ns - start.ns) / 1'000'000;
     if (failures.load(std::memory_order_relaxed) == 0) {
       ++passed;
       write("ok   ");
@@ -144,7 +146,7 @@ unsigned run_all() noexcept {
       write("FAIL ");
     }
     write(t->name);
-    write("\n");
+    print(" ms=", ms);
   }
   char line[48];
   std::size_t n = 0;

@@ -56,7 +56,7 @@ TEST_CASE(parker_token_and_timeout) {
 // Core 0 unparks each other core's parker, many rounds: each unpark
 // reaches its core exactly once (a lost one leaves that core parked until
 // its deadline, which the check then reports).
-constexpr std::uint32_t unpark_rounds = 2000;
+constexpr std::uint32_t unpark_rounds = 200;
 
 struct unpark_state {
   sluice::parker* parkers[4] = {};
@@ -83,6 +83,7 @@ void unpark_core(unsigned core, void* context) noexcept {
         s.parkers[core]->park_until(deadline);
       }
       s.round[core].store(r, std::memory_order_release);
+      sluice::port::notify_all(s.round[core]);
     }
     return;
   }
@@ -93,10 +94,17 @@ void unpark_core(unsigned core, void* context) noexcept {
       s.go[c].store(r, std::memory_order_release);
       s.parkers[c]->unpark();
     }
-    for (unsigned c = 1; c < 4; ++c)
-      while (s.round[c].load(std::memory_order_acquire) < r &&
-             s.timeouts.load(std::memory_order_relaxed) == 0) {
+    for (unsigned c = 1; c < 4; ++c) {
+      // Waits with the port's wait (WFE) for the round; a timed-out core
+      // has stopped counting rounds, so the wait is bounded too.
+      const sluice::time_point deadline = sluice::port::now() + sluice::duration{3'000'000'000};
+      for (std::uint32_t seen = s.round[c].load(std::memory_order_acquire); seen < r;
+           seen = s.round[c].load(std::memory_order_acquire)) {
+        if (sluice::port::wait_until(s.round[c], seen, deadline) ==
+            sluice::port::wait_status::timed_out)
+          break;
       }
+    }
     if (s.timeouts.load(std::memory_order_relaxed) != 0) return;
   }
 }
