@@ -2,8 +2,7 @@
 // for QEMU's virt machine: four Cortex-A53 cores, no operating system.
 //
 //   wait/notify   WFE / SEV on the word; a timed wait arms this core's
-//                 virtual timer at the deadline (and the event stream bounds
-//                 every WFE, see core_init)
+//                 virtual timer at the deadline
 //   clock         the generic timer's virtual count (CNTVCT_EL0 / CNTFRQ_EL0)
 //   critical      DAIF: IRQ and FIQ masked on the calling core, nesting by
 //                 saving and restoring the previous mask
@@ -79,8 +78,11 @@ namespace sluice::port {
 // so extra events (other words' notifies, the event stream) only cost a loop.
 //
 // The deadline: the core's virtual timer is armed at it, and its interrupt
-// (taken between instructions, or waking the WFE) ends the wait; the event
-// stream (every ~1 ms) bounds the sleep when interrupts are masked.
+// (taken between instructions, or waking the WFE) ends the wait. With IRQs
+// masked (a wait inside a critical section) that interrupt cannot wake a
+// WFE, so a timed wait then polls the counter instead of sleeping. There is
+// deliberately no periodic event stream: it would hide a missing SEV (a lost
+// notify would cost a millisecond instead of hanging a test).
 wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t expected,
                        time_point deadline) noexcept {
   const std::uint64_t hz = virt::counter_hz();
@@ -91,6 +93,9 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
     asm volatile("msr cntv_cval_el0, %0\n\tmsr cntv_ctl_el0, %1\n\tisb" ::"r"(deadline_ticks),
                  "r"(ctl));
   }
+  std::uint64_t daif;
+  asm volatile("mrs %0, daif" : "=r"(daif));
+  const bool sleep = !armed || (daif & (1u << 7)) == 0;  // PSTATE.I clear
   wait_status status = wait_status::woken;
   for (;;) {
     // Acquire: pairs with the notifier's release store or RMW of `word`
@@ -100,7 +105,7 @@ wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t 
       status = wait_status::timed_out;
       break;
     }
-    wait_for_event();
+    if (sleep) wait_for_event();
   }
   if (armed) asm volatile("msr cntv_ctl_el0, xzr\n\tisb");
   return status;

@@ -48,12 +48,8 @@ void core_init() noexcept {
   reg(gicc_pmr) = 0xff;  // every priority passes
   reg(gicc_bpr) = 0;
   reg(gicc_ctlr) = 1;  // signal group 0 as IRQ
-  // The generic timer's event stream: an event every 2^16 counts (about 1 ms
-  // at QEMU's 62.5 MHz), so a WFE never sleeps past a deadline for long even
-  // with interrupts masked (CNTKCTL_EL1.EVNTEN, EVNTI = 15; EL0 access off).
-  const std::uint64_t cntkctl = (1u << 2) | (15u << 4);
-  asm volatile("msr cntkctl_el1, %0\n\tisb" ::"r"(cntkctl));
-  asm volatile("msr cntv_ctl_el0, xzr\n\tmsr cntp_ctl_el0, xzr\n\tisb");
+  // Both timers off; no event stream and no EL0 timer access (CNTKCTL_EL1).
+  asm volatile("msr cntkctl_el1, xzr\n\tmsr cntv_ctl_el0, xzr\n\tmsr cntp_ctl_el0, xzr\n\tisb");
   unmask_interrupts();
 }
 
