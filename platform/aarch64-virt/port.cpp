@@ -75,7 +75,7 @@ namespace sluice::port {
 // the WFE returns at once (or wakes). A notify from an interrupt handler on
 // this core is covered the same way, and also by the exception return,
 // which sets the event register. Every return is re-checked by the caller,
-// so extra events (other words' notifies, the event stream) only cost a loop.
+// so extra events (other words' notifies, interrupts) only cost a loop.
 //
 // The deadline: the core's virtual timer is armed at it, and its interrupt
 // (taken between instructions, or waking the WFE) ends the wait. With IRQs
@@ -138,7 +138,14 @@ void leave_critical(critical_state state) noexcept {
   virt::console_write(" at ");
   virt::console_write(file);
   virt::console_write(":");
-  virt::console_hex(static_cast<std::uint64_t>(line));
+  char digits[12];
+  std::size_t n = sizeof digits;
+  auto value = static_cast<unsigned>(line);
+  do {
+    digits[--n] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0 && n != 0);
+  virt::console_write(digits + n, sizeof digits - n);
   virt::console_write("\n");
   virt::exit(1);
 }

@@ -93,7 +93,7 @@ inline void uart_put(const char* text, std::size_t length) noexcept {
 
 // ---- start-up, exit, the console (startup.cpp, board.cpp) ---------------------------
 // Per-core set-up after the MMU: the GIC CPU interface, this core's timer
-// interrupts, the event stream; then unmasks IRQs.
+// interrupts, both timers off; then unmasks IRQs.
 void core_init() noexcept;
 // One line (or part) to the UART under the console lock; any context.
 void console_write(const char* text, std::size_t length) noexcept;
