@@ -21,7 +21,8 @@ void write(const char* text, std::size_t length) noexcept;
 unsigned core_count() noexcept;
 
 // Runs entry(core) on cores 1..core_count()-1 (returns at once on a single
-// core). Each entry never returns to the board.
+// core). The demo's entry runs an executor worker until the program ends;
+// should an entry return, the board parks that core.
 void start_cores(void (*entry)(unsigned core) noexcept) noexcept;
 
 // A periodic timer interrupt at `hz` calling on_tick() in interrupt context;

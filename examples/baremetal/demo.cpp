@@ -72,6 +72,8 @@ constexpr std::uint32_t packets_per_run = 96;
 constexpr std::uint32_t packet_words = 3;  // header word, sequence number, tick count
 constexpr std::uint32_t buffer_words = 32;
 constexpr std::uint32_t log_burst = 16;  // the logger pauses after this many packets
+// Long enough for about twice as many ticks as the buffer holds packets.
+constexpr std::int64_t log_pause_ms = 20;
 constexpr std::uint32_t tick_hz = 1000;
 constexpr std::uint32_t sleeps = 5;
 constexpr std::int64_t sleep_ms = 2;
@@ -260,7 +262,7 @@ sluice::task<bool> logger(sluice::frame_pool&, run_state& run) {
     ++run.claimed;
     line{}.text("log seq=").number(seq).text(" tick=").number(tick).put();
     // Pause so that the buffer fills and the policy has to act.
-    if (run.claimed % log_burst == 0) co_await sluice::sleep_for(milliseconds(10));
+    if (run.claimed % log_burst == 0) co_await sluice::sleep_for(milliseconds(log_pause_ms));
   }
   co_return true;
 }
