@@ -126,6 +126,16 @@ void console_hex(std::uint64_t value) noexcept {
   console_write(text, sizeof text);
 }
 
+void console_dec(std::uint64_t value) noexcept {
+  char digits[20];
+  std::size_t n = sizeof digits;
+  do {
+    digits[--n] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  console_write(digits + n, sizeof digits - n);
+}
+
 [[noreturn]] void run_secondary(unsigned core) noexcept {
   // Relaxed: counts only; start_cores waits for it.
   cores_up.fetch_add(1, std::memory_order_relaxed);

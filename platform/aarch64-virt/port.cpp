@@ -138,14 +138,7 @@ void leave_critical(critical_state state) noexcept {
   virt::console_write(" at ");
   virt::console_write(file);
   virt::console_write(":");
-  char digits[12];
-  std::size_t n = sizeof digits;
-  auto value = static_cast<unsigned>(line);
-  do {
-    digits[--n] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0 && n != 0);
-  virt::console_write(digits + n, sizeof digits - n);
+  virt::console_dec(static_cast<std::uint64_t>(line));
   virt::console_write("\n");
   virt::exit(1);
 }

@@ -108,7 +108,7 @@ extern "C" [[noreturn]] void a64_primary_main() {
   virt::console_write("boot: el=");
   virt::console_write(a64_boot_el == 2 ? "2 (runs at 1), psci=smc" : "1, psci=hvc");
   virt::console_write(" counter_hz=");
-  virt::console_hex(virt::counter_hz());
+  virt::console_dec(virt::counter_hz());
   virt::console_write("\n");
   for (auto* constructor = __init_array_start; constructor != __init_array_end; ++constructor)
     (*constructor)();

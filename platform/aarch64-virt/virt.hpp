@@ -99,6 +99,7 @@ void core_init() noexcept;
 void console_write(const char* text, std::size_t length) noexcept;
 void console_write(const char* text) noexcept;
 void console_hex(std::uint64_t value) noexcept;
+void console_dec(std::uint64_t value) noexcept;
 // Semihosting SYS_EXIT with `status` (QEMU run with -semihosting); if that
 // returns, PSCI SYSTEM_OFF.
 [[noreturn]] void exit(int status) noexcept;
