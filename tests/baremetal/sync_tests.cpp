@@ -210,3 +210,46 @@ TEST_CASE(interrupt_handler_wakes_parked_cores) {
 }
 
 }  // namespace
+
+namespace {
+
+// The critical section masks this core's interrupts and nests: the tick
+// (core 0, where tests run) does not advance inside it, and does after it.
+// A timed park inside it still ends at its deadline.
+atomic<std::uint32_t> masked_ticks{0};
+void count_tick() noexcept {
+  masked_ticks.fetch_add(1, std::memory_order_relaxed);  // Relaxed: a count
+}
+
+void spin_for(sluice::duration d) noexcept {
+  const sluice::time_point until = sluice::port::now() + d;
+  while (sluice::port::now() < until) {
+  }
+}
+
+TEST_CASE(critical_section_masks_the_tick_and_nests) {
+  board::start_tick(1000, &count_tick);
+  spin_for(sluice::duration{5'000'000});
+  CHECK(masked_ticks.load(std::memory_order_relaxed) > 0);  // the tick runs on this core
+  std::uint32_t before = 0;
+  std::uint32_t inside = 0;
+  {
+    sluice::critical_section outer;
+    {
+      sluice::critical_section inner;
+      before = masked_ticks.load(std::memory_order_relaxed);
+      spin_for(sluice::duration{5'000'000});
+    }
+    spin_for(sluice::duration{5'000'000});  // still masked after the inner one ended
+    const sluice::time_point deadline = sluice::port::now() + sluice::duration{3'000'000};
+    sluice::port::current_parker().park_until(deadline);
+    CHECK(sluice::port::now() >= deadline);
+    inside = masked_ticks.load(std::memory_order_relaxed);
+  }
+  CHECK_EQ(inside, before);
+  spin_for(sluice::duration{5'000'000});
+  CHECK(masked_ticks.load(std::memory_order_relaxed) > inside);
+  board::stop_tick();
+}
+
+}  // namespace
