@@ -190,6 +190,11 @@ void start_cores(void (*entry)(unsigned core) noexcept) noexcept {
   sluice::detail::backoff spin;
   while (cores_up.load(std::memory_order_relaxed) != virt::max_cores)
     spin.spin();
+  virt::console_write("boot: cores=");
+  virt::console_dec(virt::max_cores);
+  virt::console_write(" up at_us=");
+  virt::console_dec(virt::counter() / (virt::counter_hz() / 1'000'000));
+  virt::console_write("\n");
 }
 
 void start_tick(std::uint32_t hz, void (*on_tick)() noexcept) noexcept {

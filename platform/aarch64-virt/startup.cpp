@@ -109,6 +109,9 @@ extern "C" [[noreturn]] void a64_primary_main() {
   virt::console_write(a64_boot_el == 2 ? "2 (runs at 1), psci=smc" : "1, psci=hvc");
   virt::console_write(" counter_hz=");
   virt::console_dec(virt::counter_hz());
+  // The counter starts with the machine: the time from reset to here.
+  virt::console_write(" at_us=");
+  virt::console_dec(virt::counter() / (virt::counter_hz() / 1'000'000));
   virt::console_write("\n");
   for (auto* constructor = __init_array_start; constructor != __init_array_end; ++constructor)
     (*constructor)();
