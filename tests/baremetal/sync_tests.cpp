@@ -73,7 +73,7 @@ void unpark_core(unsigned core, void* context) noexcept {
     // Release: publishes parkers[core] to core 0.
     s.ready.fetch_add(1, std::memory_order_release);
     for (std::uint32_t r = 1; r <= unpark_rounds; ++r) {
-      const sluice::time_point deadline = sluice::port::now() + sluice::duration{2'000'000'000};
+      const sluice::time_point deadline = sluice::port::now() + sluice::duration{10'000'000'000};
       // Acquire: pairs with core 0's release store of go[core].
       while (s.go[core].load(std::memory_order_acquire) < r) {
         if (sluice::port::now() >= deadline) {
@@ -97,7 +97,7 @@ void unpark_core(unsigned core, void* context) noexcept {
     for (unsigned c = 1; c < 4; ++c) {
       // Waits with the port's wait (WFE) for the round; a timed-out core
       // has stopped counting rounds, so the wait is bounded too.
-      const sluice::time_point deadline = sluice::port::now() + sluice::duration{3'000'000'000};
+      const sluice::time_point deadline = sluice::port::now() + sluice::duration{10'000'000'000};
       for (std::uint32_t seen = s.round[c].load(std::memory_order_acquire); seen < r;
            seen = s.round[c].load(std::memory_order_acquire)) {
         if (sluice::port::wait_until(s.round[c], seen, deadline) ==
@@ -171,7 +171,7 @@ void irq_core(unsigned core, void* context) noexcept {
   sluice::parker& p = sluice::port::current_parker();
   std::uint32_t seen = s.ticks.load(std::memory_order_acquire);
   while (s.woken[core].load(std::memory_order_relaxed) < irq_rounds) {
-    const sluice::time_point deadline = sluice::port::now() + sluice::duration{2'000'000'000};
+    const sluice::time_point deadline = sluice::port::now() + sluice::duration{10'000'000'000};
     for (;;) {
       if (s.ticks.load(std::memory_order_acquire) != seen) break;
       sluice::detail::waiter w;
@@ -227,10 +227,18 @@ void spin_for(sluice::duration d) noexcept {
   }
 }
 
+// Spins until the tick count passes `count`; false if it did not within
+// 10 s (the tick is dead). No bound on how soon: only that it happens.
+bool tick_passes(std::uint32_t count) noexcept {
+  const sluice::time_point until = sluice::port::now() + sluice::duration{10'000'000'000};
+  while (masked_ticks.load(std::memory_order_relaxed) <= count)
+    if (sluice::port::now() >= until) return false;
+  return true;
+}
+
 TEST_CASE(critical_section_masks_the_tick_and_nests) {
   board::start_tick(1000, &count_tick);
-  spin_for(sluice::duration{5'000'000});
-  CHECK(masked_ticks.load(std::memory_order_relaxed) > 0);  // the tick runs on this core
+  CHECK(tick_passes(0));  // the tick runs on this core
   std::uint32_t before = 0;
   std::uint32_t inside = 0;
   {
@@ -247,8 +255,7 @@ TEST_CASE(critical_section_masks_the_tick_and_nests) {
     inside = masked_ticks.load(std::memory_order_relaxed);
   }
   CHECK_EQ(inside, before);
-  spin_for(sluice::duration{5'000'000});
-  CHECK(masked_ticks.load(std::memory_order_relaxed) > inside);
+  CHECK(tick_passes(inside));
   board::stop_tick();
 }
 
