@@ -260,3 +260,51 @@ TEST_CASE(critical_section_masks_the_tick_and_nests) {
 }
 
 }  // namespace
+
+namespace {
+
+// start_tick / stop_tick from another core: the tick still runs on core 0
+// (the board asks it through an SGI), and no tick runs after stop_tick
+// returned.
+struct remote_tick_state {
+  sluice::parker* core0 = nullptr;
+  atomic<std::uint32_t> ticks{0};
+  atomic<std::uint32_t> elsewhere{0};
+  std::uint32_t at_stop = 0;
+  std::uint32_t later = 0;
+  bool started = false;
+};
+remote_tick_state* remote = nullptr;
+
+void remote_tick() noexcept {
+  // Relaxed: counts, read after the rendezvous.
+  if (&sluice::port::current_parker() != remote->core0)
+    remote->elsewhere.fetch_add(1, std::memory_order_relaxed);
+  remote->ticks.fetch_add(1, std::memory_order_relaxed);
+}
+
+void remote_tick_core(unsigned core, void* context) noexcept {
+  auto& s = *static_cast<remote_tick_state*>(context);
+  if (core != 2) return;
+  board::start_tick(2000, &remote_tick);
+  const sluice::time_point until = sluice::port::now() + sluice::duration{10'000'000'000};
+  while (s.ticks.load(std::memory_order_relaxed) < 5 && sluice::port::now() < until) {
+  }
+  s.started = s.ticks.load(std::memory_order_relaxed) >= 5;
+  board::stop_tick();
+  s.at_stop = s.ticks.load(std::memory_order_relaxed);
+  spin_for(sluice::duration{5'000'000});
+  s.later = s.ticks.load(std::memory_order_relaxed);
+}
+
+TEST_CASE(tick_started_and_stopped_from_another_core) {
+  static remote_tick_state s;
+  s.core0 = &sluice::port::current_parker();
+  remote = &s;
+  runner::on_all_cores(&remote_tick_core, &s);
+  CHECK(s.started);
+  CHECK_EQ(s.elsewhere.load(std::memory_order_relaxed), 0u);
+  CHECK_EQ(s.later, s.at_stop);
+}
+
+}  // namespace
