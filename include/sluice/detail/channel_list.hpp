@@ -15,10 +15,23 @@
 // last slot of a block installs the next block (taken from the cache or
 // allocated beforehand, outside the claim) and moves tail_ past the gap; then
 // it writes the value and sets the slot's `written` bit.
-// Receive: claim head_.index (after checking against tail_.index that the
-// position is not beyond the last send); the receiver of a block's last slot
-// moves head_ to the next block; then wait for `written`, move the value out,
-// set `read`.
+// Receive: claim head_.index (after checking that the position is not beyond
+// the last send); the receiver of a block's last slot moves head_ to the next
+// block; then wait for `written`, move the value out, set the slot's read
+// mark.
+//
+// Cache lines, and who writes them (a receive that finds the channel empty
+// writes nothing and reads one line that senders write: tail_):
+//   tail_               senders' claims; read by receivers only when
+//                       head_.tail_seen does not show a value ahead of them
+//   head_               receivers' claims and tail_seen (the last tail_.index
+//                       a receiver read that showed values): while it shows
+//                       values ahead, receivers leave tail_ alone, so a sender
+//                       keeps tail_'s line while receivers drain behind it
+//   a block's slots     its senders (value, `written`); receivers only read
+//   a block's read marks  its receivers; senders never touch them (a sender
+//                       writing slot k+1 would otherwise fight the receiver
+//                       marking slot k read on the same line)
 // Freeing a block: it may go only when every slot is read. The receiver of
 // the block's last slot, after reading its own, looks at the other slots:
 // if all are read it retires the block to the spare cache; if some receiver
@@ -31,13 +44,14 @@
 // slot is written after its sender installed the next block, so no sender
 // touches a block once it is retired.
 //
-// Slot state (each slot is written once by its sender, then once by its
-// receiver, so plain stores suffice: no read-modify-write on the slot):
-//   value  name     stored by                  meaning
-//   0      empty    reset (recycling)          not written yet
-//   1      written  push, after constructing   the value is there
-//   3      read     pop, after moving it out   the slot is done
-// Initial: 0, also after recycling (reset() by the retiring thread).
+// Slot state and read mark (each written once by one thread, so plain stores
+// suffice: no read-modify-write per slot):
+//   word       value  name     stored by                  meaning
+//   state      0      empty    reset (recycling)          not written yet
+//   state      1      written  push, after constructing   the value is there
+//   read_mark  0      unread   reset (recycling)          a receiver may still use it
+//   read_mark  1      read     pop, after moving it out   the slot is done
+// Initial: both 0, also after recycling (reset() by the retiring thread).
 //
 // Trade (the same as the bounded flavour's): a receiver that claimed a slot
 // whose sender has not finished writing waits for it. That makes `empty`
@@ -60,15 +74,20 @@
 //        block.next -> acquire loads of them: the block is initialised
 //   [L2] written: the sender's release store -> the receiver's acquire
 //        load: the value is visible
-//   [L3] read: each receiver's release store -> the acquire load of the
+//   [L3] read mark: each receiver's release store -> the acquire load of the
 //        block's last receiver: every use of the block happens before it is
 //        retired
+//   [L6] head_.tail_seen: relaxed store and load; a hint that only ever holds
+//        a value tail_.index had. Tail only grows, so a value ahead of head
+//        means a sender has claimed head's position: the same fact the
+//        relaxed tail_ load would give (the value itself comes through [L2]).
+//        Empty is only ever concluded from tail_ itself, so [C1] holds.
 //   [L5] the deferred stack: release compare-exchange when pushing ->
 //        acquire exchange when taking it all: the pushed blocks' links are
 //        visible (pushes are read-modify-writes, so one release sequence).
 //        Push-only plus take-all has no ABA.
-//   [L4] the spare cache: release exchange when retiring -> acquire exchange
-//        when taking: the reset block is visible
+//   [L4] the spare cache: release compare-exchange into an empty entry when
+//        retiring -> acquire exchange when taking: the reset block is visible
 //   [A3]/[C1] head_/tail_ index compare-exchanges are seq_cst (the waiting
 //        layer relies on it; see channel_ops.hpp)
 #pragma once
@@ -107,8 +126,9 @@ class list_engine {
   ~list_engine() {
     static_assert(alignof(list_engine) >= contention_spacing,
                   "head_ and tail_ must sit on their own cache lines");
-    static_assert(sizeof(position) <= contention_spacing,
-                  "a position must fit in the space that separates head_ from tail_");
+    static_assert(
+        sizeof(position) <= contention_spacing && sizeof(receive_position) <= contention_spacing,
+        "a position must fit in the space that separates head_ from tail_");
     // Relaxed throughout: we are the only thread left.
     std::size_t head = head_.index.load(std::memory_order_relaxed) & ~flag;
     const std::size_t tail = tail_.index.load(std::memory_order_relaxed) & ~flag;
@@ -202,10 +222,17 @@ class list_engine {
       }
       std::size_t new_head = head + step;
       if ((head & flag) == 0) {
-        // Relaxed: tells empty from not-empty; the value comes through [L2].
-        const std::size_t tail = tail_.index.load(std::memory_order_relaxed);
-        if (head / step == tail / step) {
-          return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
+        // Relaxed [L6]: a tail_ value seen before; if it is ahead of head,
+        // tail_ need not be read (its line stays with the senders).
+        std::size_t tail = head_.tail_seen.load(std::memory_order_relaxed);
+        if (!is_ahead(tail, head)) {
+          // Relaxed: tells empty from not-empty; the value comes through [L2].
+          tail = tail_.index.load(std::memory_order_relaxed);
+          if (head / step == tail / step) {
+            return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
+          }
+          // Relaxed [L6]: a hint for the receivers after us.
+          head_.tail_seen.store(tail, std::memory_order_relaxed);
         }
         // tail_ is in a later block: this block is full, so readers may stop
         // checking tail_ until the next block.
@@ -231,7 +258,7 @@ class list_engine {
           release_block(current);
         } else {
           // Release [L3]: our use of the block is over.
-          s.state.store(read, std::memory_order_release);
+          current->read_marks[offset].store(1, std::memory_order_release);
         }
         return op_status::ok;
       }
@@ -276,8 +303,12 @@ class list_engine {
   static constexpr std::size_t step = 2;
   static constexpr std::size_t flag = 1;
   static constexpr std::uint32_t written = 1;
-  static constexpr std::uint32_t read = 3;
-  static constexpr std::size_t spare_count = 4;
+  // Blocks kept for reuse (about 1 KiB each for 8-byte values). Enough to
+  // cover a sender running a few blocks ahead of its receivers: with 4, a
+  // 1P1C stream freed and allocated a block nearly every 63 items, and the
+  // allocator (a free from the receiver's thread into the sender's arena,
+  // page faults, trims) took most of the time.
+  static constexpr std::size_t spare_count = 16;
 
   struct slot {
     atomic<std::uint32_t> state{0};
@@ -289,13 +320,17 @@ class list_engine {
     // Link in deferred_; owned by whoever holds the block (see [L5]).
     block* deferred_next = nullptr;
     slot slots[block_cap];
+    // Written by receivers only, on a line of their own (see Cache lines).
+    alignas(cache_line) atomic<std::uint8_t> read_marks[block_cap] = {};
 
     // Requires: the caller owns the block.
     void reset() noexcept {
-      // Relaxed: published by the release exchange in retire() [L4].
+      // Relaxed, all: published by the release exchange in retire() [L4].
       next.store(nullptr, std::memory_order_relaxed);
       for (slot& s : slots)
         s.state.store(0, std::memory_order_relaxed);
+      for (atomic<std::uint8_t>& mark : read_marks)
+        mark.store(0, std::memory_order_relaxed);
     }
   };
 
@@ -303,6 +338,23 @@ class list_engine {
     atomic<std::size_t> index{0};
     atomic<block*> segment{nullptr};
   };
+
+  struct receive_position {
+    atomic<std::size_t> index{0};
+    atomic<block*> segment{nullptr};
+    // [L6]: the last tail_.index a receiver read that showed values.
+    atomic<std::size_t> tail_seen{0};
+  };
+
+  // True when position `tail` is after position `head` (flags ignored).
+  // Positions count modulo 2^(N-1) (see Wrapping); a stale `tail` is at most
+  // as far behind `head` as the receivers have moved since it was seen, far
+  // less than half the range.
+  static bool is_ahead(std::size_t tail, std::size_t head) noexcept {
+    constexpr std::size_t mask = std::numeric_limits<std::size_t>::max() / step;
+    const std::size_t distance = (tail / step - head / step) & mask;
+    return distance != 0 && distance <= mask / 2;
+  }
 
   static block* wait_next(block& b) noexcept {
     backoff wait;
@@ -324,9 +376,9 @@ class list_engine {
   // caller's own).
   static bool all_read(block& b) noexcept {
     for (std::size_t i = 0; i + 1 < block_cap; ++i) {
-      // Acquire [L3]: pairs with the release store of `read` in pop: that
-      // receiver's use of the block happens before we retire it.
-      if (b.slots[i].state.load(std::memory_order_acquire) != read) return false;
+      // Acquire [L3]: pairs with the release store of the read mark in pop:
+      // that receiver's use of the block happens before we retire it.
+      if (b.read_marks[i].load(std::memory_order_acquire) == 0) return false;
     }
     return true;
   }
@@ -357,8 +409,12 @@ class list_engine {
                                               std::memory_order_relaxed));
   }
 
+  // Looks with plain loads first, so that a scan past empty (or, in
+  // retire, full) entries costs no read-modify-write.
   block* take_block() {
     for (atomic<block*>& spare : spares_) {
+      // Relaxed: only a guess; the exchange decides.
+      if (spare.load(std::memory_order_relaxed) == nullptr) continue;
       // Acquire [L4]: the block's reset is visible. An exchange has no ABA.
       if (block* b = spare.exchange(nullptr, std::memory_order_acquire)) return b;
     }
@@ -368,16 +424,19 @@ class list_engine {
   void retire(block* b) noexcept {
     b->reset();
     for (atomic<block*>& spare : spares_) {
-      // acq_rel [L4]: release publishes the reset; acquire takes ownership
-      // of whatever block we swap out, which we then try to place further on.
-      b = spare.exchange(b, std::memory_order_acq_rel);
-      if (b == nullptr) return;
+      // Relaxed: only a guess; the compare-exchange decides.
+      if (spare.load(std::memory_order_relaxed) != nullptr) continue;
+      block* empty = nullptr;
+      // Release [L4]: publishes the reset to the sender that takes it.
+      if (spare.compare_exchange_strong(empty, b, std::memory_order_release,
+                                        std::memory_order_relaxed))
+        return;
     }
     delete b;  // the cache is full
   }
 
   // Written by receivers.
-  alignas(contention_spacing) position head_;
+  alignas(contention_spacing) receive_position head_;
   // Written by senders (and close).
   alignas(contention_spacing) position tail_;
   // Touched once per block.
