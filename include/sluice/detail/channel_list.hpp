@@ -1,7 +1,7 @@
 // The unbounded flavour's engine: a linked list of blocks of slots, after
 // crossbeam-channel's list flavour (itself after Vyukov's and the
-// Michael-Scott queues), with blocks recycled through a small per-channel
-// cache so that steady state does not allocate.
+// Michael-Scott queues), with blocks recycled through a per-channel pool so
+// that steady state does not allocate.
 //
 // Positions. head_.index and tail_.index count positions in steps of
 // 2 (`step`), leaving bit 0 as a flag:
@@ -12,9 +12,10 @@
 // gap that marks "the next block is being installed": whoever sees it waits.
 //
 // Send: claim tail_.index with a compare-exchange; the sender that claims the
-// last slot of a block installs the next block (taken from the cache or
-// allocated beforehand, outside the claim) and moves tail_ past the gap; then
-// it writes the value and sets the slot's `written` bit.
+// last slot of a block installs the next block (taken from the pool, or
+// allocated beforehand, outside the claim, when the pool looked empty) and
+// moves tail_ past the gap; then it writes the value and sets the slot's
+// `written` bit.
 // Receive: claim head_.index (after checking that the position is not beyond
 // the last send); the receiver of a block's last slot moves head_ to the next
 // block; then wait for `written`, move the value out, set the slot's read
@@ -34,7 +35,7 @@
 //                       marking slot k read on the same line)
 // Freeing a block: it may go only when every slot is read. The receiver of
 // the block's last slot, after reading its own, looks at the other slots:
-// if all are read it retires the block to the spare cache; if some receiver
+// if all are read it retires the block to the pool; if some receiver
 // is still reading, it pushes the block on the `deferred_` stack instead and
 // moves on. Every later receiver of a block's last slot takes the whole
 // stack, retires the blocks that are now fully read and pushes back the
@@ -43,6 +44,17 @@
 // per block, on the stack, and only when a block had to wait). A block's last
 // slot is written after its sender installed the next block, so no sender
 // touches a block once it is retired.
+//
+// The pool: a stack of retired blocks, pushed by any receiver and popped
+// only by the installing sender, who is one thread at a time (while it
+// installs, tail_ sits on the gap and every other sender waits). One popper
+// makes the stack free of ABA: the top it read cannot leave the stack, nor
+// its link change, before its own compare-exchange. It keeps up to about
+// pool_bytes of blocks (the peak a backlog needed, within that bound); more
+// are freed. A sender that runs ahead of its receivers by many blocks, as a
+// descheduled receiver makes it, then reuses them instead of freeing and
+// allocating a block every lap (measured on x86-64, 1P1C: with a 4-block
+// cache most of the time went to the allocator).
 //
 // Slot state and read mark (each written once by one thread, so plain stores
 // suffice: no read-modify-write per slot):
@@ -86,8 +98,9 @@
 //        acquire exchange when taking it all: the pushed blocks' links are
 //        visible (pushes are read-modify-writes, so one release sequence).
 //        Push-only plus take-all has no ABA.
-//   [L4] the spare cache: release compare-exchange into an empty entry when
-//        retiring -> acquire exchange when taking: the reset block is visible
+//   [L4] the pool: release compare-exchange when pushing -> acquire load or
+//        compare-exchange when popping: the reset block and its link are
+//        visible (pushes are read-modify-writes, so one release sequence)
 //   [A3]/[C1] head_/tail_ index compare-exchanges are seq_cst (the waiting
 //        layer relies on it; see channel_ops.hpp)
 #pragma once
@@ -148,8 +161,11 @@ class list_engine {
     delete current;
     // Relaxed, both: the only thread left; every retire and defer happened
     // before the last handle let go of the channel.
-    for (atomic<block*>& spare : spares_)
-      delete spare.load(std::memory_order_relaxed);
+    for (block* b = pool_.load(std::memory_order_relaxed); b != nullptr;) {
+      block* next = b->pool_next;
+      delete b;
+      b = next;
+    }
     for (block* b = deferred_.load(std::memory_order_relaxed); b != nullptr;) {
       block* next = b->deferred_next;
       delete b;
@@ -176,12 +192,17 @@ class list_engine {
       }
       // About to take a block's last slot: have the next block ready before
       // claiming, so the install after the claim is short.
-      if (offset + 1 == block_cap && next_block == nullptr) next_block = take_block();
+      // Relaxed: only a guess; after the claim the pool is popped for real.
+      if (offset + 1 == block_cap && next_block == nullptr &&
+          pool_.load(std::memory_order_relaxed) == nullptr)
+        next_block = new block;
       // seq_cst [A3]/[C1]: claims position `tail`. Failure acquire [L1]: we
       // reload the block for the new index.
       if (tail_.index.compare_exchange_weak(tail, tail + step, std::memory_order_seq_cst,
                                             std::memory_order_acquire)) {
         if (offset + 1 == block_cap) {
+          // We are the installer: the one thread that may pop the pool now.
+          if (next_block == nullptr) next_block = take_pooled();
           // Release [L1]: publishes the (reset) next block.
           tail_.segment.store(next_block, std::memory_order_release);
           tail_.index.fetch_add(step, std::memory_order_release);  // past the gap
@@ -303,12 +324,8 @@ class list_engine {
   static constexpr std::size_t step = 2;
   static constexpr std::size_t flag = 1;
   static constexpr std::uint32_t written = 1;
-  // Blocks kept for reuse (about 1 KiB each for 8-byte values). Enough to
-  // cover a sender running a few blocks ahead of its receivers: with 4, a
-  // 1P1C stream freed and allocated a block nearly every 63 items, and the
-  // allocator (a free from the receiver's thread into the sender's arena,
-  // page faults, trims) took most of the time.
-  static constexpr std::size_t spare_count = 16;
+  // The most the pool keeps, in bytes (at least 16 blocks).
+  static constexpr std::size_t pool_bytes = std::size_t{1} << 22;
 
   struct slot {
     atomic<std::uint32_t> state{0};
@@ -319,13 +336,15 @@ class list_engine {
     atomic<block*> next{nullptr};
     // Link in deferred_; owned by whoever holds the block (see [L5]).
     block* deferred_next = nullptr;
+    // Link in pool_; written before the push that publishes it [L4].
+    block* pool_next = nullptr;
     slot slots[block_cap];
     // Written by receivers only, on a line of their own (see Cache lines).
     alignas(cache_line) atomic<std::uint8_t> read_marks[block_cap] = {};
 
     // Requires: the caller owns the block.
     void reset() noexcept {
-      // Relaxed, all: published by the release exchange in retire() [L4].
+      // Relaxed, all: published by the release push in retire() [L4].
       next.store(nullptr, std::memory_order_relaxed);
       for (slot& s : slots)
         s.state.store(0, std::memory_order_relaxed);
@@ -333,6 +352,10 @@ class list_engine {
         mark.store(0, std::memory_order_relaxed);
     }
   };
+
+  static constexpr std::size_t pool_limit = pool_bytes / sizeof(block) > 16
+                                                ? pool_bytes / sizeof(block)
+                                                : 16;
 
   struct position {
     atomic<std::size_t> index{0};
@@ -361,7 +384,7 @@ class list_engine {
     for (;;) {
       // Acquire [L1]: pairs with the installer's release store.
       if (block* next = b.next.load(std::memory_order_acquire)) return next;
-      wait.snooze();
+      wait.wait();
     }
   }
 
@@ -369,7 +392,7 @@ class list_engine {
     backoff wait;
     // Acquire [L2]: pairs with the sender's release store.
     while (s.state.load(std::memory_order_acquire) == 0)
-      wait.snooze();
+      wait.wait();
   }
 
   // True when slots 0 .. block_cap-2 of `b` are read (the last slot is the
@@ -409,38 +432,48 @@ class list_engine {
                                               std::memory_order_relaxed));
   }
 
-  // Looks with plain loads first, so that a scan past empty (or, in
-  // retire, full) entries costs no read-modify-write.
-  block* take_block() {
-    for (atomic<block*>& spare : spares_) {
-      // Relaxed: only a guess; the exchange decides.
-      if (spare.load(std::memory_order_relaxed) == nullptr) continue;
-      // Acquire [L4]: the block's reset is visible. An exchange has no ABA.
-      if (block* b = spare.exchange(nullptr, std::memory_order_acquire)) return b;
+  // Requires: the caller is installing a block (tail_ is on the gap), so
+  // no other thread pops the pool (see The pool).
+  block* take_pooled() {
+    // Acquire [L4]: the top block's reset and link are visible.
+    block* top = pool_.load(std::memory_order_acquire);
+    // Success acquire [L4]: as above, for the top we take; failure acquire:
+    // a new top pushed meanwhile, with its link.
+    while (top != nullptr &&
+           !pool_.compare_exchange_weak(top, top->pool_next, std::memory_order_acquire,
+                                        std::memory_order_acquire)) {
     }
-    return new block;
+    if (top == nullptr) return new block;  // emptied since the look before the claim
+    // Relaxed: a count for the bound only; the stack itself is exact.
+    pooled_.fetch_sub(1, std::memory_order_relaxed);
+    return top;
   }
 
   void retire(block* b) noexcept {
-    b->reset();
-    for (atomic<block*>& spare : spares_) {
-      // Relaxed: only a guess; the compare-exchange decides.
-      if (spare.load(std::memory_order_relaxed) != nullptr) continue;
-      block* empty = nullptr;
-      // Release [L4]: publishes the reset to the sender that takes it.
-      if (spare.compare_exchange_strong(empty, b, std::memory_order_release,
-                                        std::memory_order_relaxed))
-        return;
+    // Relaxed, both: the bound is approximate (concurrent retirers may pass
+    // it by one block each); ownership goes through pool_ [L4].
+    if (pooled_.load(std::memory_order_relaxed) >= pool_limit) {
+      delete b;
+      return;
     }
-    delete b;  // the cache is full
+    pooled_.fetch_add(1, std::memory_order_relaxed);
+    b->reset();
+    // Relaxed: only a first guess; the compare-exchange checks it.
+    block* top = pool_.load(std::memory_order_relaxed);
+    do {
+      b->pool_next = top;
+      // Release [L4]: publishes the reset and pool_next to the popper.
+    } while (
+        !pool_.compare_exchange_weak(top, b, std::memory_order_release, std::memory_order_relaxed));
   }
 
   // Written by receivers.
   alignas(contention_spacing) receive_position head_;
   // Written by senders (and close).
   alignas(contention_spacing) position tail_;
-  // Touched once per block.
-  alignas(contention_spacing) atomic<block*> spares_[spare_count] = {};
+  // Touched once per block: the pool (see The pool) and its size.
+  alignas(contention_spacing) atomic<block*> pool_{nullptr};
+  atomic<std::size_t> pooled_{0};
   // Blocks whose receivers had not all finished when the block was done.
   atomic<block*> deferred_{nullptr};
 };
