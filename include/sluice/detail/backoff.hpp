@@ -25,15 +25,36 @@ class backoff {
     if (step_ < snooze_limit) ++step_;
   }
 
+  // For waiting on another thread that is part-way through a short, bounded
+  // piece of work (a slot write it has claimed): the first poll_limit calls
+  // give one relax hint each, so the wait ends within one hint of the work
+  // (usually a cache-line round trip or two); after that it grows like
+  // snooze(), for a thread that was descheduled mid-way. (A relax hint can
+  // cost 40-140 ns on x86, so snooze()'s doubling overshoots a short wait by
+  // microseconds.)
+  void wait() noexcept {
+    if (polls_ < poll_limit) {
+      ++polls_;
+      cpu_relax();
+      return;
+    }
+    snooze();
+  }
+
   // True once snoozing long enough that parking is the better choice.
   [[nodiscard]] bool is_completed() const noexcept { return step_ >= snooze_limit; }
 
-  void reset() noexcept { step_ = 0; }
+  void reset() noexcept {
+    step_ = 0;
+    polls_ = 0;
+  }
 
  private:
   static constexpr std::uint32_t spin_limit = 6;
   static constexpr std::uint32_t snooze_limit = 10;
+  static constexpr std::uint32_t poll_limit = 64;
   std::uint32_t step_ = 0;
+  std::uint32_t polls_ = 0;
 };
 
 }  // namespace sluice::detail

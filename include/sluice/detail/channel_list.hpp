@@ -1,7 +1,7 @@
 // The unbounded flavour's engine: a linked list of blocks of slots, after
 // crossbeam-channel's list flavour (itself after Vyukov's and the
-// Michael-Scott queues), with blocks recycled through a small per-channel
-// cache so that steady state does not allocate.
+// Michael-Scott queues), with blocks recycled through a per-channel pool so
+// that steady state does not allocate.
 //
 // Positions. head_.index and tail_.index count positions in steps of
 // 2 (`step`), leaving bit 0 as a flag:
@@ -12,16 +12,30 @@
 // gap that marks "the next block is being installed": whoever sees it waits.
 //
 // Send: claim tail_.index with a compare-exchange; the sender that claims the
-// last slot of a block installs the next block (taken from the cache or
-// allocated beforehand, outside the claim) and moves tail_ past the gap; then
-// it writes the value and sets the slot's `written` bit.
-// Receive: claim head_.index (after checking against tail_.index that the
-// position is not beyond the last send); the receiver of a block's last slot
-// moves head_ to the next block; then wait for `written`, move the value out,
-// set `read`.
+// last slot of a block installs the next block (taken from the pool, or
+// allocated beforehand, outside the claim, when the pool looked empty) and
+// moves tail_ past the gap; then it writes the value and sets the slot's
+// `written` bit.
+// Receive: claim head_.index (after checking that the position is not beyond
+// the last send); the receiver of a block's last slot moves head_ to the next
+// block; then wait for `written`, move the value out, set the slot's read
+// mark.
+//
+// Cache lines, and who writes them (a receive that finds the channel empty
+// writes nothing and reads one line that senders write: tail_):
+//   tail_               senders' claims; read by receivers only when
+//                       head_.tail_seen does not show a value ahead of them
+//   head_               receivers' claims and tail_seen (the last tail_.index
+//                       a receiver read that showed values): while it shows
+//                       values ahead, receivers leave tail_ alone, so a sender
+//                       keeps tail_'s line while receivers drain behind it
+//   a block's slots     its senders (value, `written`); receivers only read
+//   a block's read marks  its receivers; senders never touch them (a sender
+//                       writing slot k+1 would otherwise fight the receiver
+//                       marking slot k read on the same line)
 // Freeing a block: it may go only when every slot is read. The receiver of
 // the block's last slot, after reading its own, looks at the other slots:
-// if all are read it retires the block to the spare cache; if some receiver
+// if all are read it retires the block to the pool; if some receiver
 // is still reading, it pushes the block on the `deferred_` stack instead and
 // moves on. Every later receiver of a block's last slot takes the whole
 // stack, retires the blocks that are now fully read and pushes back the
@@ -31,13 +45,25 @@
 // slot is written after its sender installed the next block, so no sender
 // touches a block once it is retired.
 //
-// Slot state (each slot is written once by its sender, then once by its
-// receiver, so plain stores suffice: no read-modify-write on the slot):
-//   value  name     stored by                  meaning
-//   0      empty    reset (recycling)          not written yet
-//   1      written  push, after constructing   the value is there
-//   3      read     pop, after moving it out   the slot is done
-// Initial: 0, also after recycling (reset() by the retiring thread).
+// The pool: a stack of retired blocks, pushed by any receiver and popped
+// only by the installing sender, who is one thread at a time (while it
+// installs, tail_ sits on the gap and every other sender waits). One popper
+// makes the stack free of ABA: the top it read cannot leave the stack, nor
+// its link change, before its own compare-exchange. It keeps up to about
+// pool_bytes of blocks (the peak a backlog needed, within that bound); more
+// are freed. A sender that runs ahead of its receivers by many blocks, as a
+// descheduled receiver makes it, then reuses them instead of freeing and
+// allocating a block every lap (measured on x86-64, 1P1C: with a 4-block
+// cache most of the time went to the allocator).
+//
+// Slot state and read mark (each written once by one thread, so plain stores
+// suffice: no read-modify-write per slot):
+//   word       value  name     stored by                  meaning
+//   state      0      empty    reset (recycling)          not written yet
+//   state      1      written  push, after constructing   the value is there
+//   read_mark  0      unread   reset (recycling)          a receiver may still use it
+//   read_mark  1      read     pop, after moving it out   the slot is done
+// Initial: both 0, also after recycling (reset() by the retiring thread).
 //
 // Trade (the same as the bounded flavour's): a receiver that claimed a slot
 // whose sender has not finished writing waits for it. That makes `empty`
@@ -60,15 +86,21 @@
 //        block.next -> acquire loads of them: the block is initialised
 //   [L2] written: the sender's release store -> the receiver's acquire
 //        load: the value is visible
-//   [L3] read: each receiver's release store -> the acquire load of the
+//   [L3] read mark: each receiver's release store -> the acquire load of the
 //        block's last receiver: every use of the block happens before it is
 //        retired
+//   [L6] head_.tail_seen: relaxed store and load; a hint that only ever holds
+//        a value tail_.index had. Tail only grows, so a value ahead of head
+//        means a sender has claimed head's position: the same fact the
+//        relaxed tail_ load would give (the value itself comes through [L2]).
+//        Empty is only ever concluded from tail_ itself, so [C1] holds.
 //   [L5] the deferred stack: release compare-exchange when pushing ->
 //        acquire exchange when taking it all: the pushed blocks' links are
 //        visible (pushes are read-modify-writes, so one release sequence).
 //        Push-only plus take-all has no ABA.
-//   [L4] the spare cache: release exchange when retiring -> acquire exchange
-//        when taking: the reset block is visible
+//   [L4] the pool: release compare-exchange when pushing -> acquire load or
+//        compare-exchange when popping: the reset block and its link are
+//        visible (pushes are read-modify-writes, so one release sequence)
 //   [A3]/[C1] head_/tail_ index compare-exchanges are seq_cst (the waiting
 //        layer relies on it; see channel_ops.hpp)
 #pragma once
@@ -107,8 +139,9 @@ class list_engine {
   ~list_engine() {
     static_assert(alignof(list_engine) >= contention_spacing,
                   "head_ and tail_ must sit on their own cache lines");
-    static_assert(sizeof(position) <= contention_spacing,
-                  "a position must fit in the space that separates head_ from tail_");
+    static_assert(
+        sizeof(position) <= contention_spacing && sizeof(receive_position) <= contention_spacing,
+        "a position must fit in the space that separates head_ from tail_");
     // Relaxed throughout: we are the only thread left.
     std::size_t head = head_.index.load(std::memory_order_relaxed) & ~flag;
     const std::size_t tail = tail_.index.load(std::memory_order_relaxed) & ~flag;
@@ -128,8 +161,11 @@ class list_engine {
     delete current;
     // Relaxed, both: the only thread left; every retire and defer happened
     // before the last handle let go of the channel.
-    for (atomic<block*>& spare : spares_)
-      delete spare.load(std::memory_order_relaxed);
+    for (block* b = pool_.load(std::memory_order_relaxed); b != nullptr;) {
+      block* next = b->pool_next;
+      delete b;
+      b = next;
+    }
     for (block* b = deferred_.load(std::memory_order_relaxed); b != nullptr;) {
       block* next = b->deferred_next;
       delete b;
@@ -156,12 +192,17 @@ class list_engine {
       }
       // About to take a block's last slot: have the next block ready before
       // claiming, so the install after the claim is short.
-      if (offset + 1 == block_cap && next_block == nullptr) next_block = take_block();
+      // Relaxed: only a guess; after the claim the pool is popped for real.
+      if (offset + 1 == block_cap && next_block == nullptr &&
+          pool_.load(std::memory_order_relaxed) == nullptr)
+        next_block = new block;
       // seq_cst [A3]/[C1]: claims position `tail`. Failure acquire [L1]: we
       // reload the block for the new index.
       if (tail_.index.compare_exchange_weak(tail, tail + step, std::memory_order_seq_cst,
                                             std::memory_order_acquire)) {
         if (offset + 1 == block_cap) {
+          // We are the installer: the one thread that may pop the pool now.
+          if (next_block == nullptr) next_block = take_pooled();
           // Release [L1]: publishes the (reset) next block.
           tail_.segment.store(next_block, std::memory_order_release);
           tail_.index.fetch_add(step, std::memory_order_release);  // past the gap
@@ -202,10 +243,17 @@ class list_engine {
       }
       std::size_t new_head = head + step;
       if ((head & flag) == 0) {
-        // Relaxed: tells empty from not-empty; the value comes through [L2].
-        const std::size_t tail = tail_.index.load(std::memory_order_relaxed);
-        if (head / step == tail / step) {
-          return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
+        // Relaxed [L6]: a tail_ value seen before; if it is ahead of head,
+        // tail_ need not be read (its line stays with the senders).
+        std::size_t tail = head_.tail_seen.load(std::memory_order_relaxed);
+        if (!is_ahead(tail, head)) {
+          // Relaxed: tells empty from not-empty; the value comes through [L2].
+          tail = tail_.index.load(std::memory_order_relaxed);
+          if (head / step == tail / step) {
+            return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
+          }
+          // Relaxed [L6]: a hint for the receivers after us.
+          head_.tail_seen.store(tail, std::memory_order_relaxed);
         }
         // tail_ is in a later block: this block is full, so readers may stop
         // checking tail_ until the next block.
@@ -231,7 +279,7 @@ class list_engine {
           release_block(current);
         } else {
           // Release [L3]: our use of the block is over.
-          s.state.store(read, std::memory_order_release);
+          current->read_marks[offset].store(1, std::memory_order_release);
         }
         return op_status::ok;
       }
@@ -276,8 +324,8 @@ class list_engine {
   static constexpr std::size_t step = 2;
   static constexpr std::size_t flag = 1;
   static constexpr std::uint32_t written = 1;
-  static constexpr std::uint32_t read = 3;
-  static constexpr std::size_t spare_count = 4;
+  // The most the pool keeps, in bytes (at least 16 blocks).
+  static constexpr std::size_t pool_bytes = std::size_t{1} << 22;
 
   struct slot {
     atomic<std::uint32_t> state{0};
@@ -288,28 +336,55 @@ class list_engine {
     atomic<block*> next{nullptr};
     // Link in deferred_; owned by whoever holds the block (see [L5]).
     block* deferred_next = nullptr;
+    // Link in pool_; written before the push that publishes it [L4].
+    block* pool_next = nullptr;
     slot slots[block_cap];
+    // Written by receivers only, on a line of their own (see Cache lines).
+    alignas(cache_line) atomic<std::uint8_t> read_marks[block_cap] = {};
 
     // Requires: the caller owns the block.
     void reset() noexcept {
-      // Relaxed: published by the release exchange in retire() [L4].
+      // Relaxed, all: published by the release push in retire() [L4].
       next.store(nullptr, std::memory_order_relaxed);
       for (slot& s : slots)
         s.state.store(0, std::memory_order_relaxed);
+      for (atomic<std::uint8_t>& mark : read_marks)
+        mark.store(0, std::memory_order_relaxed);
     }
   };
+
+  static constexpr std::size_t pool_limit = pool_bytes / sizeof(block) > 16
+                                                ? pool_bytes / sizeof(block)
+                                                : 16;
 
   struct position {
     atomic<std::size_t> index{0};
     atomic<block*> segment{nullptr};
   };
 
+  struct receive_position {
+    atomic<std::size_t> index{0};
+    atomic<block*> segment{nullptr};
+    // [L6]: the last tail_.index a receiver read that showed values.
+    atomic<std::size_t> tail_seen{0};
+  };
+
+  // True when position `tail` is after position `head` (flags ignored).
+  // Positions count modulo 2^(N-1) (see Wrapping); a stale `tail` is at most
+  // as far behind `head` as the receivers have moved since it was seen, far
+  // less than half the range.
+  static bool is_ahead(std::size_t tail, std::size_t head) noexcept {
+    constexpr std::size_t mask = std::numeric_limits<std::size_t>::max() / step;
+    const std::size_t distance = (tail / step - head / step) & mask;
+    return distance != 0 && distance <= mask / 2;
+  }
+
   static block* wait_next(block& b) noexcept {
     backoff wait;
     for (;;) {
       // Acquire [L1]: pairs with the installer's release store.
       if (block* next = b.next.load(std::memory_order_acquire)) return next;
-      wait.snooze();
+      wait.wait();
     }
   }
 
@@ -317,16 +392,16 @@ class list_engine {
     backoff wait;
     // Acquire [L2]: pairs with the sender's release store.
     while (s.state.load(std::memory_order_acquire) == 0)
-      wait.snooze();
+      wait.wait();
   }
 
   // True when slots 0 .. block_cap-2 of `b` are read (the last slot is the
   // caller's own).
   static bool all_read(block& b) noexcept {
     for (std::size_t i = 0; i + 1 < block_cap; ++i) {
-      // Acquire [L3]: pairs with the release store of `read` in pop: that
-      // receiver's use of the block happens before we retire it.
-      if (b.slots[i].state.load(std::memory_order_acquire) != read) return false;
+      // Acquire [L3]: pairs with the release store of the read mark in pop:
+      // that receiver's use of the block happens before we retire it.
+      if (b.read_marks[i].load(std::memory_order_acquire) == 0) return false;
     }
     return true;
   }
@@ -357,31 +432,48 @@ class list_engine {
                                               std::memory_order_relaxed));
   }
 
-  block* take_block() {
-    for (atomic<block*>& spare : spares_) {
-      // Acquire [L4]: the block's reset is visible. An exchange has no ABA.
-      if (block* b = spare.exchange(nullptr, std::memory_order_acquire)) return b;
+  // Requires: the caller is installing a block (tail_ is on the gap), so
+  // no other thread pops the pool (see The pool).
+  block* take_pooled() {
+    // Acquire [L4]: the top block's reset and link are visible.
+    block* top = pool_.load(std::memory_order_acquire);
+    // Success acquire [L4]: as above, for the top we take; failure acquire:
+    // a new top pushed meanwhile, with its link.
+    while (top != nullptr &&
+           !pool_.compare_exchange_weak(top, top->pool_next, std::memory_order_acquire,
+                                        std::memory_order_acquire)) {
     }
-    return new block;
+    if (top == nullptr) return new block;  // emptied since the look before the claim
+    // Relaxed: a count for the bound only; the stack itself is exact.
+    pooled_.fetch_sub(1, std::memory_order_relaxed);
+    return top;
   }
 
   void retire(block* b) noexcept {
-    b->reset();
-    for (atomic<block*>& spare : spares_) {
-      // acq_rel [L4]: release publishes the reset; acquire takes ownership
-      // of whatever block we swap out, which we then try to place further on.
-      b = spare.exchange(b, std::memory_order_acq_rel);
-      if (b == nullptr) return;
+    // Relaxed, both: the bound is approximate (concurrent retirers may pass
+    // it by one block each); ownership goes through pool_ [L4].
+    if (pooled_.load(std::memory_order_relaxed) >= pool_limit) {
+      delete b;
+      return;
     }
-    delete b;  // the cache is full
+    pooled_.fetch_add(1, std::memory_order_relaxed);
+    b->reset();
+    // Relaxed: only a first guess; the compare-exchange checks it.
+    block* top = pool_.load(std::memory_order_relaxed);
+    do {
+      b->pool_next = top;
+      // Release [L4]: publishes the reset and pool_next to the popper.
+    } while (
+        !pool_.compare_exchange_weak(top, b, std::memory_order_release, std::memory_order_relaxed));
   }
 
   // Written by receivers.
-  alignas(contention_spacing) position head_;
+  alignas(contention_spacing) receive_position head_;
   // Written by senders (and close).
   alignas(contention_spacing) position tail_;
-  // Touched once per block.
-  alignas(contention_spacing) atomic<block*> spares_[spare_count] = {};
+  // Touched once per block: the pool (see The pool) and its size.
+  alignas(contention_spacing) atomic<block*> pool_{nullptr};
+  atomic<std::size_t> pooled_{0};
   // Blocks whose receivers had not all finished when the block was done.
   atomic<block*> deferred_{nullptr};
 };
