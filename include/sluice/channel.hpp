@@ -34,7 +34,10 @@
 // Flavours: detail/channel_array.hpp (bounded, static), detail/channel_list.hpp
 // (unbounded); the operations common to all: detail/channel_ops.hpp.
 // channel<T>::bounded / unbounded allocate and are for hosted builds;
-// static_channel needs no heap.
+// static_channel needs no heap. An unbounded channel allocates blocks of 63
+// slots as its backlog grows and keeps the blocks it retires, up to about
+// 4 MiB, for reuse (so a steady state allocates nothing); they are freed when
+// the channel is.
 #pragma once
 
 #include <cstddef>
