@@ -16,6 +16,15 @@
 //         claim_unlocked() and panic_flush() (the consumer may read them).
 //   [PB3] lock: acquire in lock_spin() -> release in unlock(): everything
 //         done under the overwrite lock is seen by the next holder.
+//   [PB4] no lost wake-up: a notifier makes its condition true (a header
+//         store in commit, rd_idx in reclaim), runs the light side of the
+//         port's asymmetric fence and loads the waiter list's word
+//         (wake_waiters); a waiter enqueues (setting has_waiters), runs the
+//         heavy side (wait_fence) and re-checks the condition. The pair
+//         orders like two seq_cst fences ([AF1] in sluice/port.hpp), so
+//         either the re-check sees the condition or the notifier sees the
+//         waiter, and the notifier's hot path costs no fence where the port
+//         has a heavy side (hosted: membarrier).
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -23,6 +32,23 @@
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
+
+// Defaults for a port without an asymmetric fence: both sides are seq_cst
+// fences, which pair as [AF1] requires. A port that has a cheaper light side
+// (hosted: membarrier) defines both and replaces these.
+namespace sluice::port {
+
+[[gnu::weak]] void asymmetric_fence_light() noexcept {
+  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_heavy().
+  detail::fence(std::memory_order_seq_cst);
+}
+
+[[gnu::weak]] void asymmetric_fence_heavy() noexcept {
+  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_light().
+  detail::fence(std::memory_order_seq_cst);
+}
+
+}  // namespace sluice::port
 
 namespace sluice::detail {
 
@@ -100,6 +126,24 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   while (used > seen && !max_usage.compare_exchange_weak(seen, used, std::memory_order_relaxed,
                                                          std::memory_order_relaxed)) {
   }
+}
+
+void pbuf_core::wake_waiters(wake_after after) noexcept {
+  // [PB4] light side: the caller's condition store comes before the loads
+  // of the waiter words; pairs with the heavy side in wait_fence().
+  port::asymmetric_fence_light();
+  // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
+  // waiter whose re-check missed our condition is seen here (listed, or
+  // its list locked). notify_* re-check under their own [W1] fence.
+  if (after != wake_after::reclaim && data_waiters.approx_has_waiters()) data_waiters.notify_one();
+  if ((after == wake_after::reclaim || overwrite()) && space_waiters.approx_has_waiters())
+    space_waiters.notify_all();
+}
+
+void pbuf_core::wait_fence() noexcept {
+  // [PB4] heavy side, after the waiter's enqueue and before its re-check;
+  // pairs with the light side in wake_waiters().
+  port::asymmetric_fence_heavy();
 }
 
 void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
@@ -303,6 +347,7 @@ pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_sp
   waiter node;
   for (;;) {
     space_waiters.enqueue(node, self.make_waker());
+    wait_fence();  // [PB4]
     status = try_alloc(n, out);
     if (status != pbuf_status::no_room) {
       if (!space_waiters.cancel(node)) space_waiters.notify_one();
@@ -323,11 +368,9 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   const std::uint32_t v = h.load(std::memory_order_relaxed);
   // Release [PB2]: publishes every word of the packet to claim (E2).
   h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // Relaxed: a statistic.
-  committed.fetch_add(1, std::memory_order_relaxed);
-  data_waiters.notify_one();
-  // With overwrite, a committed oldest packet can be dropped: room.
-  if (overwrite()) space_waiters.notify_all();
+  // The consumer may wait for it; with overwrite, a committed oldest
+  // packet can be dropped, so a producer may wait for it too. [PB4]
+  wake_waiters(wake_after::commit);
 }
 
 void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
@@ -335,13 +378,13 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
   atomic_ref<std::uint32_t>(*packet).store((n << pbuf_hdr_bits) | pbuf_busy,
                                            std::memory_order_release);
   // The consumer may wait behind it; with overwrite, a producer may too.
-  data_waiters.notify_one();
-  if (overwrite()) space_waiters.notify_all();
+  wake_waiters(wake_after::commit);  // [PB4]
 }
 
 bool pbuf_core::put_word(std::uint32_t first) noexcept {
   pbuf_span p;
   if (try_alloc(1, p) != pbuf_status::ok) return false;
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -354,6 +397,7 @@ bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept 
   if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
   static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
   __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -365,6 +409,7 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   if (n == 0 || try_alloc(n, p) != pbuf_status::ok) return false;
   for (std::uint32_t i = 1; i < n; ++i)
     p.words[i] = data[i];
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((data[0] & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -390,7 +435,7 @@ bool pbuf_core::reclaim() noexcept {
   if (r == start) return false;
   // Release [PB1]: the freed words are zero and no longer read here.
   rd_idx.store(r, std::memory_order_release);
-  space_waiters.notify_all();
+  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
   return true;
 }
 
@@ -421,6 +466,8 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         return {};
       case pbuf_busy:  // skip
         t = advance(t, v >> pbuf_hdr_bits);
+        // Relaxed: consumer-owned (or under the lock [PB3]); observers and
+        // droppers under the lock read it, nothing is published through it.
         tmp_rd_idx.store(t, std::memory_order_relaxed);
         reclaim();  // passing skips makes room and wakes producers
         continue;
@@ -478,6 +525,7 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   waiter node;
   for (;;) {
     data_waiters.enqueue(node, self.make_waker());
+    wait_fence();  // [PB4]
     p = try_claim();
     if (p.words != nullptr) {
       if (!data_waiters.cancel(node)) data_waiters.notify_one();
@@ -513,11 +561,16 @@ std::uint32_t pbuf_core::panic_flush(void (*fn)(void*, const std::uint32_t*,
     if (state == pbuf_valid) {
       fn(fn_context, packet, n);
       ++count;
+      // Relaxed: this context owns the consumer side; the packet leaves the
+      // stream as padding (E4 without a claim).
       h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
     }
     t = advance(t, n);
   }
+  // Relaxed: consumer-owned from now on (see above); observers only read.
   tmp_rd_idx.store(t, std::memory_order_relaxed);
+  // Relaxed, no read-modify-write: the consumer side's own counter.
+  flushed.store(flushed.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
   return count;
 }
 
