@@ -83,9 +83,15 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
   return size * ((std::uint32_t{1} << 31) / size);
 }
 
-void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
-  for (std::uint32_t i = 0; i < n; ++i)
-    words[i] = 0;
+// Short packets inline; longer ones through memset.
+[[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
+  if (n <= 2) {
+    if (n == 0) return;
+    words[0] = 0;
+    if (n == 2) words[1] = 0;
+    return;
+  }
+  __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
 }
 
 }  // namespace
@@ -110,6 +116,11 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
 }
 
 std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
+  return length_of(packet);
+}
+
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
+    const std::uint32_t* packet) const noexcept {
   if (words != nullptr) return words(context, packet);
   if (get_wlen != nullptr)
     return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
@@ -128,7 +139,8 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   }
 }
 
-void pbuf_core::wake_waiters(wake_after after) noexcept {
+// Inlined into the hot paths (one call less per operation).
+[[gnu::always_inline]] inline void pbuf_core::wake_waiters(wake_after after) noexcept {
   // [PB4] light side: the caller's condition store comes before the loads
   // of the waiter words; pairs with the heavy side in wait_fence().
   port::asymmetric_fence_light();
@@ -153,7 +165,9 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 
 // ---------------------------------------------------------------- producers
 
-pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept {
+// Inlined into the hot paths (one call less per operation).
+[[gnu::always_inline]] inline pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
+                                                                       pbuf_span& out) noexcept {
   // Relaxed: the compare-and-swap below validates it.
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   // Acquire [PB1] (through rd_seen, stored with release after an acquire
@@ -418,7 +432,8 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
 
 // ----------------------------------------------------------------- consumer
 
-bool pbuf_core::reclaim() noexcept {
+// Inlined into the hot paths (one call less per operation).
+[[gnu::always_inline]] inline bool pbuf_core::reclaim() noexcept {
   // Relaxed: consumer-owned indices (no-overwrite) or under the lock.
   std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   const std::uint32_t start = r;
@@ -439,7 +454,8 @@ bool pbuf_core::reclaim() noexcept {
   return true;
 }
 
-pbuf_span pbuf_core::claim_unlocked() noexcept {
+// Inlined into the hot paths (one call less per operation).
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // A producer that found the buffer empty may have moved it to slot 0
@@ -475,7 +491,7 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         return {};
       default: {
         std::uint32_t* const packet = buf + slot(t);
-        const std::uint32_t n = words_of(packet);
+        const std::uint32_t n = length_of(packet);
         // Relaxed: after commit only the consumer (or a dropper under the
         // lock) writes the header (E3).
         h.store(v | pbuf_busy, std::memory_order_relaxed);
@@ -497,14 +513,15 @@ pbuf_span pbuf_core::try_claim() noexcept {
   return claim_unlocked();
 }
 
-void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
+// Inlined into the hot paths (one call less per operation).
+[[gnu::always_inline]] inline void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
   // Relaxed: the packet is claimed by the caller.
   const std::uint32_t v = h.load(std::memory_order_relaxed);
   SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
                 "packet buffer: free of a packet that is not claimed");
   (void)v;
-  const std::uint32_t n = words_of(packet);
+  const std::uint32_t n = length_of(packet);
   h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
   reclaim();
 }

@@ -236,6 +236,7 @@ struct alignas(cache_line) pbuf_core {
     return atomic_ref<std::uint32_t>(buf[slot(pos)]);
   }
   bool overwrite() const noexcept { return (flags & pbuf_flag_overwrite) != 0; }
+  std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
 
