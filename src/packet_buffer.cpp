@@ -25,6 +25,12 @@
 //         either the re-check sees the condition or the notifier sees the
 //         waiter, and the notifier's hot path costs no fence where the port
 //         has a heavy side (hosted: membarrier).
+//   [PB5] tmp_wr_idx with overwrite: lock-free producers reserve with a
+//         compare-and-swap (reserve_lock_free), so the lock holder changes it
+//         only by compare-and-swap as well (make_room_locked) and retries
+//         when a producer got in first; it moves rd_idx only after such a
+//         CAS, so a producer that sees the new rd_idx fails its own CAS on
+//         the old tmp_wr_idx.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -196,7 +202,9 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
         refresh();
         continue;
       }
-      if (used != 0) return pbuf_status::no_room;
+      // With overwrite, rd_idx is the lock holder's: make_room_locked moves
+      // an empty buffer to slot 0 there.
+      if (used != 0 || overwrite()) return pbuf_status::no_room;
       // Empty, but the padding leaves no room (a request near the full
       // size): move the empty buffer to the next slot 0. Only a producer
       // that finds it empty does this, so the consumer, which has nothing
@@ -217,7 +225,8 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
     }
     // Relaxed: the reservation publishes nothing; the words it covers are
     // zero already ([PB1]) and the packet is published by its header
-    // ([PB2]). Producers race only on the position itself.
+    // ([PB2]). Producers race only on the position itself (and, with
+    // overwrite, the lock holder's CAS in make_room_locked [PB5]).
     if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
                                          std::memory_order_relaxed)) {
       if ((flags & pbuf_flag_max_utilization) != 0) {
@@ -234,117 +243,117 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
   }
 }
 
-bool pbuf_core::fits_locked(std::uint32_t n, pbuf_span& out) noexcept {
-  // Relaxed loads and stores of the indices: the overwrite lock orders
-  // them ([PB3]); lock-free readers are observers.
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t used = distance(r, w);
-  const std::uint32_t tail = size - slot(w);
-  const std::uint32_t pad = n > tail ? tail : 0;
-  if (pad + n > size - used) return false;
-  tmp_wr_idx.store(advance(w, pad + n), std::memory_order_relaxed);
-  note_usage(used + pad + n);
-  if (pad != 0) write_skip(w, pad);
-  out = pbuf_span{buf + slot(advance(w, pad)), n};
-  return true;
+// Overwrite, under the lock: reserves `n` words if they fit, otherwise makes
+// room by one step: drops the oldest packet (returned in `victim`; the
+// caller runs the callback outside the lock), passes a skip, or steps over
+// a claimed packet. Lock-free producers (the fast path of reserve_overwrite)
+// move tmp_wr_idx meanwhile, so every change of it here is a
+// compare-and-swap [PB5], retried on failure; rd_idx, tmp_rd_idx (the
+// consumer claims under the lock too) and reclaiming are the lock holder's.
+room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+                                      pbuf_span& victim) noexcept {
+  for (;;) {
+    if (reserve_lock_free(n, out) == pbuf_status::ok) return room_step::reserved;
+    // Relaxed: written only under the lock [PB3].
+    const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+    const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+    // Relaxed: validated by the compare-and-swaps below [PB5].
+    std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+    if (r == w) {
+      // Empty, yet the wrap padding leaves no room: start over at slot 0;
+      // the free words are zero already.
+      if (slot(r) == 0) return room_step::no_room;
+      const std::uint32_t start = advance(r, size - slot(r));
+      // Relaxed CAS [PB5]: fails if a producer reserved since we read w.
+      if (!tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+                                              std::memory_order_relaxed))
+        continue;
+      // Relaxed: under the lock [PB3]; t == r == w, nothing to claim.
+      tmp_rd_idx.store(start, std::memory_order_relaxed);
+      rd_idx.store(start, std::memory_order_release);  // [PB1]
+      continue;
+    }
+    atomic_ref<std::uint32_t> h = header(r);
+    // Acquire [PB2]: the header may come from a lock-free commit, and a
+    // dropped packet's words go to the drop callback.
+    const std::uint32_t v = h.load(std::memory_order_acquire);
+    std::uint32_t* const packet = buf + slot(r);
+    switch (v & pbuf_hdr_mask) {
+      case 0:  // the oldest packet is not committed: it holds the rest back
+        return room_step::no_room;
+      case pbuf_busy:  // a skip at the unclaimed front
+        // Relaxed: under the lock [PB3]; the consumer claims under it too.
+        if (r == t) tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
+        reclaim();
+        continue;
+      case pbuf_valid: {  // committed and unclaimed (r == t): drop it (E7)
+        const std::uint32_t len = words_of(packet);
+        // Relaxed: under the lock; marking it claimed keeps every other
+        // dropper and the consumer off its words while the callback runs.
+        h.store(v | pbuf_busy, std::memory_order_relaxed);
+        // Relaxed: under the lock [PB3].
+        tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
+        victim = pbuf_span{packet, len};
+        return room_step::victim;
+      }
+      default:  // claimed: step over it below
+        break;
+    }
+    const std::uint32_t len = words_of(packet);
+    if (stepped + len > size) return room_step::no_room;  // met twice
+    // The free words before it become skips, its own words re-enter the
+    // stream ahead as a future skip (its header turns into one when it is
+    // freed).
+    const std::uint32_t lap = advance(r, size);
+    // Relaxed CAS [PB5]: takes the free words [w, lap) and the re-entered
+    // ones from the producers; fails if one reserved since we read w.
+    if (!tmp_wr_idx.compare_exchange_strong(w, advance(lap, len), std::memory_order_relaxed,
+                                            std::memory_order_relaxed))
+      continue;
+    for (std::uint32_t from = w; from != lap;) {
+      const std::uint32_t chunk =
+          size - slot(from) < distance(from, lap) ? size - slot(from) : distance(from, lap);
+      write_skip(from, chunk);
+      from = advance(from, chunk);
+    }
+    const std::uint32_t after = advance(r, len);
+    // Relaxed: under the lock [PB3].
+    if (distance(r, t) < len) tmp_rd_idx.store(after, std::memory_order_relaxed);
+    // Release [PB1], after the CAS above: a producer that sees the new
+    // rd_idx either sees the new tmp_wr_idx or fails its own CAS.
+    rd_idx.store(after, std::memory_order_release);
+    stepped += len;
+  }
 }
 
-namespace {
-
-enum class room_step : std::uint8_t { retry, no_room, victim };
-
-}  // namespace
-
 pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept {
+  // Room without dropping: lock-free, as without overwrite.
+  if (reserve_lock_free(n, out) == pbuf_status::ok) return pbuf_status::ok;
   // Words of claimed packets stepped over in this call: more than one lap
   // means a claimed packet was met twice; give up instead of looping.
   std::uint32_t stepped = 0;
+  pbuf_span victim;  // dropped, reported, not yet freed
   for (;;) {
-    pbuf_span victim;
-    room_step step = room_step::retry;
+    room_step step;
     {
       pbuf_lock_guard guard(*this);
-      if (fits_locked(n, out)) return pbuf_status::ok;
-      // Relaxed: under the lock [PB3].
-      const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-      const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-      const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-      if (r == w) {
-        // Empty, yet the wrap padding does not leave room: start over at
-        // slot 0 (the free words are zero already).
-        if (slot(r) == 0) return pbuf_status::no_room;
-        const std::uint32_t start = advance(r, size - slot(r));
-        tmp_wr_idx.store(start, std::memory_order_relaxed);
-        tmp_rd_idx.store(start, std::memory_order_relaxed);
-        rd_idx.store(start, std::memory_order_release);  // [PB1]
-        continue;
+      if (victim.words != nullptr) {
+        free_unlocked(victim.words);  // E8
+        victim = pbuf_span{};
       }
-      atomic_ref<std::uint32_t> h = header(r);
-      // Acquire [PB2]: the header may come from a lock-free commit, and a
-      // dropped packet's words go to the drop callback.
-      const std::uint32_t v = h.load(std::memory_order_acquire);
-      std::uint32_t* const packet = buf + slot(r);
-      switch (v & pbuf_hdr_mask) {
-        case 0:  // the oldest packet is not committed: it holds the rest back
-          step = room_step::no_room;
-          break;
-        case pbuf_busy: {  // a skip at the unclaimed front
-          if (r == t) {
-            tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
-          }
-          reclaim();
-          break;
-        }
-        case pbuf_valid | pbuf_busy: {  // claimed: step over it
-          const std::uint32_t len = words_of(packet);
-          if (stepped + len > size) {
-            step = room_step::no_room;
-            break;
-          }
-          // The free words before it become skips, its own words re-enter
-          // the stream ahead as a future skip (its header turns into one
-          // when it is freed).
-          const std::uint32_t lap = advance(r, size);
-          for (std::uint32_t from = w; from != lap;) {
-            const std::uint32_t chunk =
-                size - slot(from) < distance(from, lap) ? size - slot(from) : distance(from, lap);
-            write_skip(from, chunk);
-            from = advance(from, chunk);
-          }
-          const std::uint32_t after = advance(r, len);
-          tmp_wr_idx.store(advance(lap, len), std::memory_order_relaxed);
-          if (distance(r, t) < len) tmp_rd_idx.store(after, std::memory_order_relaxed);
-          rd_idx.store(after, std::memory_order_release);  // [PB1]
-          stepped += len;
-          break;
-        }
-        default: {  // committed and unclaimed (r == t): drop it (E7)
-          const std::uint32_t len = words_of(packet);
-          // Relaxed: under the lock; marking it claimed keeps every other
-          // dropper and the consumer off its words while the callback runs.
-          h.store(v | pbuf_busy, std::memory_order_relaxed);
-          tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
-          victim = pbuf_span{packet, len};
-          step = room_step::victim;
-          break;
-        }
-      }
+      step = make_room_locked(n, out, stepped, victim);
     }
+    if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
-    if (step == room_step::victim) {
-      // Outside the lock, contents intact.
-      if (drop != nullptr) {
-        drop(context, victim.words, victim.size);
-      } else if (notify_drop != nullptr) {
-        notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
-                    reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
-      }
-      // Relaxed: a statistic.
-      dropped.fetch_add(1, std::memory_order_relaxed);
-      pbuf_lock_guard guard(*this);
-      free_unlocked(victim.words);  // E8
+    // Outside the lock, contents intact.
+    if (drop != nullptr) {
+      drop(context, victim.words, victim.size);
+    } else if (notify_drop != nullptr) {
+      notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
+                  reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
     }
+    // Relaxed: a statistic.
+    dropped.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -464,6 +473,8 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
       r != t && distance(t, r) <= size) {
     t = r;
+    // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
+    // published through it.
     tmp_rd_idx.store(t, std::memory_order_relaxed);
   }
   for (;;) {
@@ -509,6 +520,12 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
 
 pbuf_span pbuf_core::try_claim() noexcept {
   if (!overwrite()) return claim_unlocked();
+  // Nothing allocated: answer without the lock (and the critical section).
+  // Relaxed: a snapshot; a claim that races with a reservation may miss it
+  // like any try does, and a waiting consumer's re-check is ordered by
+  // [PB4] (the producer's reservation precedes its light fence).
+  if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
+    return {};
   pbuf_lock_guard guard(*this);
   return claim_unlocked();
 }

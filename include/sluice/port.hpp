@@ -60,10 +60,10 @@ struct critical_state {
 critical_state enter_critical() noexcept;
 void leave_critical(critical_state state) noexcept;
 
-// An asymmetric pair of fences for a store-load (Dekker) handshake whose one
-// side is hot and the other rare: on one side `store A; light(); load B`, on
-// the other `store C; heavy(); load D`: then B sees C or D sees A, as if both
-// were seq_cst fences. light() may be a compiler barrier only where heavy()
+// [AF1] An asymmetric pair of fences for a store-load (Dekker) handshake
+// whose one side is hot and the other rare: on one side `store A; light();
+// load B`, on the other `store C; heavy(); load D`: then B sees C or D sees
+// A, as if both were seq_cst fences. light() may be a compiler barrier only where heavy()
 // makes every other thread of the program pass a full fence (Linux
 // membarrier); a port that defines neither gets two seq_cst fences (weak
 // defaults in src/packet_buffer.cpp). light() is safe from any context,

@@ -48,15 +48,24 @@
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
 //                 on tmp_wr_idx; commit is one atomic store on the header;
 //                 claim/free touch only consumer-owned indices.
-//   overwrite     reserving, dropping, claim and free run under `lock`
-//                 inside a sluice::critical_section (interrupt mask on bare
-//                 metal, signal mask hosted) so that an interrupt or signal
-//                 handler that produces cannot deadlock on the context it
-//                 interrupted (skipped with pbuf_flag_threads_only, when no
-//                 handler ever touches the buffer). Commit stays one atomic store. The drop
-//                 callback runs outside the lock: the victim is first marked
-//                 claimed (so that nobody reuses its words), the lock is
-//                 left, the callback runs, then the victim becomes a skip.
+//   overwrite     a reservation that fits is the same lock-free
+//                 compare-and-swap. Making room (dropping, stepping over a
+//                 claimed packet), claim and free run under `lock` inside a
+//                 sluice::critical_section (interrupt mask on bare metal,
+//                 signal mask hosted) so that an interrupt or signal handler
+//                 that produces cannot deadlock on the context it interrupted
+//                 (skipped with pbuf_flag_threads_only, when no handler ever
+//                 touches the buffer); the lock holder changes tmp_wr_idx
+//                 only by compare-and-swap, as producers may reserve beside
+//                 it. A claim that finds nothing allocated takes no lock.
+//                 Commit stays one atomic store. The drop callback runs
+//                 outside the lock: the victim is first marked claimed (so
+//                 that nobody reuses its words), the lock is left, the
+//                 callback runs, then the victim becomes a skip.
+//
+// Wake-ups: commit and reclaim check the waiter lists after the light side
+// of the port's asymmetric fence; a waiter pays the heavy side (membarrier
+// hosted) before its re-check. See [PB4] in src/packet_buffer.cpp.
 //
 // A claimed packet met by a dropper at rd_idx is stepped over: the free
 // words before it become skip packets, tmp_wr_idx and rd_idx move past it,
@@ -105,6 +114,13 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
+
+// The outcome of one room-making step under the overwrite lock.
+enum class room_step : std::uint8_t {
+  reserved,  // the words fit: reserved
+  no_room,   // the oldest is not committed, or a claimed packet met twice
+  victim,    // the oldest was taken for dropping: report it, then free it
+};
 
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
@@ -242,7 +258,8 @@ struct alignas(cache_line) pbuf_core {
 
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
-  bool fits_locked(std::uint32_t n, pbuf_span& out) noexcept;
+  room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+                             pbuf_span& victim) noexcept;
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
   pbuf_span claim_unlocked() noexcept;
