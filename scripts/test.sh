@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every test: GCC debug (with the freestanding cross-compile
-# checks), Clang debug, ASan+UBSan and TSan, and builds the release tree
-# (benchmark included) so it stays warning-free. Exits non-zero on any failure.
+# checks), Clang debug, ASan+UBSan and TSan; builds the release tree
+# (benchmark included) so it stays warning-free; then builds the bare-metal
+# images and boots each under QEMU (scripts/baremetal.sh). Exits non-zero on
+# any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -20,4 +22,6 @@ done
 echo "=== release: build (benchmark runner included)"
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
-echo "=== all test presets passed: ${presets[*]}"
+echo "=== bare metal: build and boot every port's images under QEMU"
+SLUICE_SKIP_SETUP=1 scripts/baremetal.sh
+echo "=== all test presets passed: ${presets[*]}; bare-metal images passed"

@@ -213,7 +213,9 @@ class sending_ops {
     return detail::send_until(core(), std::move(value), to_time_point(deadline));
   }
   // co_await in a task: suspends the task until there is room; yields
-  // send_result<T> (ok or closed). Requires: the channel outlives the await.
+  // send_result<T> (ok or closed). A task cancelled while suspended here did
+  // not send: the value is destroyed with its frame. Requires: the channel
+  // outlives the await.
   [[nodiscard]] auto send_async(T value) noexcept {
     return send_awaiter<std::remove_reference_t<decltype(core())>>(core(), std::move(value));
   }
@@ -244,8 +246,10 @@ class receiving_ops {
   [[nodiscard]] recv_result<T> recv_until(const Deadline& deadline) noexcept {
     return detail::recv_until(core(), to_time_point(deadline));
   }
-  // co_await in a task: yields recv_result<T> (a value, or closed).
-  // Requires: the channel outlives the await.
+  // co_await in a task: yields recv_result<T> (a value, or closed). A value
+  // taken for the task always reaches it (a cancel lands at the task's next
+  // suspension); a task cancelled while suspended here took none, so the
+  // value stays in the channel. Requires: the channel outlives the await.
   [[nodiscard]] auto recv_async() noexcept {
     return recv_awaiter<std::remove_reference_t<decltype(core())>>(core());
   }
@@ -287,84 +291,86 @@ struct channel {
   }
 };
 
+namespace detail {
+
+// The counted part of sender<T> and receiver<T>: a pointer to the shared
+// state, holding one of the counts of one side (Add takes one, Release gives
+// it back, the last one finishing that side), and the observers both ends
+// have. Copying takes a count; moving passes it on and leaves the source
+// empty (only destruction, assignment and valid() are allowed on it).
+template <class T, void (shared_channel<T>::*Add)() noexcept,
+          void (shared_channel<T>::*Release)() noexcept>
+class counted_handle {
+ public:
+  counted_handle() noexcept = default;
+  counted_handle(const counted_handle& other) noexcept : state_(other.state_) {
+    if (state_ != nullptr) (state_->*Add)();
+  }
+  counted_handle(counted_handle&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  counted_handle& operator=(counted_handle other) noexcept {
+    std::swap(state_, other.state_);
+    return *this;
+  }
+  ~counted_handle() {
+    if (state_ != nullptr) (state_->*Release)();
+  }
+
+  // Closes the channel for everyone; wakes every waiter.
+  void close() noexcept { detail::close(core_ref()); }
+  [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
+  // May be stale by the time it returns.
+  [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
+  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
+  [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
+  // False for a moved-from or default-constructed handle.
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+
+ protected:
+  // Adopts one count the caller holds.
+  explicit counted_handle(shared_channel<T>* state) noexcept : state_(state) {}
+  shared_channel<T>& core_ref() const noexcept {
+    SLUICE_ASSERT(state_ != nullptr, "operation on an empty (moved-from) sender or receiver");
+    return *state_;
+  }
+
+ private:
+  shared_channel<T>* state_ = nullptr;
+};
+
+template <class T>
+using sender_handle =
+    counted_handle<T, &shared_channel<T>::add_sender, &shared_channel<T>::release_sender>;
+template <class T>
+using receiver_handle =
+    counted_handle<T, &shared_channel<T>::add_receiver, &shared_channel<T>::release_receiver>;
+
+}  // namespace detail
+
 template <detail::channel_element T>
-class sender : public detail::sending_ops<sender<T>, T> {
+class sender : public detail::sender_handle<T>, public detail::sending_ops<sender<T>, T> {
  public:
   using value_type = T;
 
   sender() noexcept = default;
-  sender(const sender& other) noexcept : state_(other.state_) {
-    if (state_ != nullptr) state_->add_sender();
-  }
-  sender(sender&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
-  sender& operator=(sender other) noexcept {
-    std::swap(state_, other.state_);
-    return *this;
-  }
-  ~sender() {
-    if (state_ != nullptr) state_->release_sender();
-  }
-
-  // Closes the channel for everyone; wakes every waiter.
-  void close() noexcept { detail::close(core_ref()); }
-  [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
-  // May be stale by the time it returns.
-  [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
-  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
-  [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
-  // False for a moved-from or default-constructed handle.
-  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
  private:
   friend struct channel<T>;
   friend class detail::sending_ops<sender<T>, T>;
-  explicit sender(detail::shared_channel<T>* state) noexcept : state_(state) {}
-  detail::shared_channel<T>& core_ref() const noexcept {
-    SLUICE_ASSERT(state_ != nullptr, "operation on an empty (moved-from) sender");
-    return *state_;
-  }
-
-  detail::shared_channel<T>* state_ = nullptr;
+  explicit sender(detail::shared_channel<T>* state) noexcept : detail::sender_handle<T>(state) {}
 };
 
 template <detail::channel_element T>
-class receiver : public detail::receiving_ops<receiver<T>, T> {
+class receiver : public detail::receiver_handle<T>, public detail::receiving_ops<receiver<T>, T> {
  public:
   using value_type = T;
 
   receiver() noexcept = default;
-  receiver(const receiver& other) noexcept : state_(other.state_) {
-    if (state_ != nullptr) state_->add_receiver();
-  }
-  receiver(receiver&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
-  receiver& operator=(receiver other) noexcept {
-    std::swap(state_, other.state_);
-    return *this;
-  }
-  ~receiver() {
-    if (state_ != nullptr) state_->release_receiver();
-  }
-
-  // Closes the channel for everyone; wakes every waiter.
-  void close() noexcept { detail::close(core_ref()); }
-  [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
-  // May be stale by the time it returns.
-  [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
-  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
-  [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
-  // False for a moved-from or default-constructed handle.
-  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
  private:
   friend struct channel<T>;
   friend class detail::receiving_ops<receiver<T>, T>;
-  explicit receiver(detail::shared_channel<T>* state) noexcept : state_(state) {}
-  detail::shared_channel<T>& core_ref() const noexcept {
-    SLUICE_ASSERT(state_ != nullptr, "operation on an empty (moved-from) receiver");
-    return *state_;
-  }
-
-  detail::shared_channel<T>* state_ = nullptr;
+  explicit receiver(detail::shared_channel<T>* state) noexcept
+      : detail::receiver_handle<T>(state) {}
 };
 
 // A bounded channel with inline storage: constant-initialisable (a constinit

@@ -30,12 +30,19 @@
 //
 // Memory. Task headers come from config.pool, or from the heap when it is
 // null; task frames come from the pool when the coroutine takes a
-// frame_pool& first (see task.hpp). The run queue is allocated once, at
-// construction (channel<T>::bounded).
+// frame_pool& first (see task.hpp). The run queue is a bounded channel
+// engine of max_tasks slots: in config.run_queue when given (no heap at
+// all, for bare metal), else allocated once, at construction.
+//
+//   constinit sluice::run_queue_slot queue[64];       // bare metal: .bss
+//   sluice::executor ex{{.max_tasks = 64, .pool = &pool,
+//                        .threads = sluice::worker_threads::none, .run_queue = queue}};
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 #include <sluice/channel.hpp>
@@ -121,22 +128,28 @@ enum class worker_threads : std::uint8_t {
   none,   // the caller drives: run_worker() on each core, or run_until_idle()
 };
 
+// One slot of an executor's run queue (a cache line), for run_queue storage.
+using run_queue_slot = detail::array_slot<detail::task_header*>;
+
 struct executor_config {
   unsigned workers = 0;                // 0: port::default_worker_count()
   std::uint32_t max_tasks = 1u << 14;  // live tasks at most (run queue capacity)
   frame_pool* pool = nullptr;          // task headers; null: the heap
   worker_threads threads = worker_threads::start;
   executor_trace* trace = nullptr;
+  // max_tasks slots for the run queue, which must outlive the executor and
+  // serve no other; null: allocated from the heap.
+  run_queue_slot* run_queue = nullptr;
 };
 
 class executor final : private detail::task_scheduler {
  public:
   explicit executor(const executor_config& config = {}) noexcept
-      : max_tasks_(config.max_tasks), pool_(config.pool), trace_(config.trace) {
-    SLUICE_ASSERT(config.max_tasks >= 1, "executor max_tasks must be at least 1");
-    auto [tx, rx] = channel<detail::task_header*>::bounded(config.max_tasks);
-    tx_ = std::move(tx);
-    rx_ = std::move(rx);
+      : queue_memory_(config),
+        queue_(queue_memory_.slots, config.max_tasks),
+        max_tasks_(config.max_tasks),
+        pool_(config.pool),
+        trace_(config.trace) {
     if (config.threads == worker_threads::start) {
       const unsigned n = config.workers != 0 ? config.workers : port::default_worker_count();
       workers_ = port::start_workers(n, &worker_entry, this);
@@ -189,7 +202,7 @@ class executor final : private detail::task_scheduler {
     std::size_t runs = 0;
     for (;;) {
       fire_due_timers();
-      recv_result<detail::task_header*> r = rx_.try_recv();
+      recv_result<detail::task_header*> r = detail::try_recv(queue_);
       if (!r) return runs;
       run(*r.value());
       ++runs;
@@ -205,7 +218,7 @@ class executor final : private detail::task_scheduler {
     // run them (a caller on other cores still may): run what is queued.
     if (workers_ == nullptr) (void)run_until_idle();
     wait_until_no_task();
-    tx_.close();
+    detail::close(queue_);
     port::join_workers(std::exchange(workers_, nullptr));
   }
 
@@ -219,7 +232,7 @@ class executor final : private detail::task_scheduler {
   // --- task_scheduler --------------------------------------------------------
   void schedule(detail::task_header& t) noexcept override {
     record(trace_event::schedule, &t);
-    send_result<detail::task_header*> r = tx_.try_send(&t);
+    send_result<detail::task_header*> r = detail::try_send(queue_, &t);
     // Cannot fail: at most max_tasks live tasks, each queued at most once,
     // and the queue is closed only after the last task completed.
     SLUICE_ASSERT(static_cast<bool>(r), "executor run queue full or closed on a push");
@@ -247,14 +260,14 @@ class executor final : private detail::task_scheduler {
   // Takes the next task into `out`, waiting (parked) while there is none,
   // until the earliest timer is due (`out` stays null). False on shutdown.
   bool take(detail::task_header*& out) noexcept {
-    if (recv_result<detail::task_header*> r = rx_.try_recv()) {
+    if (recv_result<detail::task_header*> r = detail::try_recv(queue_)) {
       out = r.value();
       return true;
     } else if (r.error() == recv_error::closed) {
       return false;
     }
     record(trace_event::park, nullptr);
-    recv_result<detail::task_header*> r = rx_.recv_until(timers_.next_deadline());
+    recv_result<detail::task_header*> r = detail::recv_until(queue_, timers_.next_deadline());
     record(trace_event::unpark, nullptr);
     if (r) {
       out = r.value();
@@ -346,8 +359,47 @@ class executor final : private detail::task_scheduler {
     }
   }
 
-  sender<detail::task_header*> tx_;
-  receiver<detail::task_header*> rx_;
+  // The run queue's slots: the caller's, or a heap block this owns. Declared
+  // before queue_, so it is freed after the engine is destroyed.
+  struct queue_memory {
+    explicit queue_memory(const executor_config& config) noexcept {
+      SLUICE_ASSERT(config.max_tasks >= 1, "executor max_tasks must be at least 1");
+      if (config.run_queue != nullptr) {
+        slots = config.run_queue;
+        return;
+      }
+      // The slots are cache-line aligned: over-allocate and align by hand
+      // (the plain nothrow operator new is the one allocation function a
+      // bare-metal runtime is asked for; see frame_pool.hpp).
+      const std::size_t bytes = sizeof(run_queue_slot) * config.max_tasks + alignof(run_queue_slot);
+      block = ::operator new(bytes, std::nothrow);
+      SLUICE_ASSERT(block != nullptr,
+                    "executor: no memory for a run queue of max_tasks slots (lower max_tasks or "
+                    "pass run_queue storage)");
+      const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(block);
+      const std::uintptr_t aligned =
+          (at + alignof(run_queue_slot) - 1) & ~std::uintptr_t{alignof(run_queue_slot) - 1};
+      slots = reinterpret_cast<run_queue_slot*>(aligned);
+      for (std::uint32_t i = 0; i < config.max_tasks; ++i)
+        ::new (static_cast<void*>(slots + i)) run_queue_slot();
+    }
+    ~queue_memory() {
+      static_assert(std::is_trivially_destructible_v<run_queue_slot>);
+      // run_queue_slot is trivially destructible (an atomic word and raw
+      // storage of a pointer): nothing to destroy but the block.
+      if (block != nullptr) ::operator delete(block, std::nothrow);
+    }
+    queue_memory(const queue_memory&) = delete;
+    queue_memory& operator=(const queue_memory&) = delete;
+
+    run_queue_slot* slots = nullptr;
+    void* block = nullptr;
+  };
+  using run_queue = detail::channel_core<
+      detail::array_engine<detail::task_header*, detail::span_slots<detail::task_header*>>>;
+
+  queue_memory queue_memory_;
+  run_queue queue_;
   detail::timer_queue timers_;
   std::uint32_t max_tasks_;
   frame_pool* pool_;

@@ -18,6 +18,33 @@
 //   set_poll_hook(h)  stores h until the driver runs it
 // A driver must not resume a coroutine that has a hook until the hook says
 // ready, and must clear the hook before resuming.
+//
+// Ready is final. A poll that says ready may already have done the part of
+// the operation that cannot be undone: a receive has taken its value out of
+// the channel, a claim its packet out of the buffer. Until await_resume
+// hands it over, that result exists only inside the awaiter, and nothing
+// can put it back where it came from. So:
+//   - A driver whose hook said ready resumes the coroutine; it must not
+//     destroy it instead. A driver may look at a cancellation request before
+//     it polls (and then not poll at all), but one that arrives during the
+//     poll or after it takes effect at the task's next suspension, after
+//     the coroutine has received the result.
+//   - A driver may destroy a suspended coroutine only while its hook has not
+//     said ready (never polled, or the last poll said pending). An awaiter
+//     destroyed then holds nothing taken: it unregisters its waker, passes on
+//     a notification it consumed, and leaves the value where it was.
+// Together: every value is delivered once, through await_resume, or stays in
+// its channel, where another receiver gets it or the channel destroys it
+// once when it is dropped. (The same holds for await_suspend: when its poll
+// says ready, it returns false and the coroutine resumes at once.) The
+// channel's awaiters check the rule in their destructors (SLUICE_ASSERT): one
+// destroyed after saying ready but before await_resume names the driver's
+// mistake instead of losing the value silently.
+//
+// The drivers in sluice follow it: the executor's run_task decides between
+// polling and cancelling once, when a run begins, and always resumes after a
+// ready hook (detail/task_header.hpp); the test driver resumes in the same
+// step as the ready poll (tests/support/test_driver.hpp).
 #pragma once
 
 #include <concepts>

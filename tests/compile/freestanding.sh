@@ -42,7 +42,8 @@ for target in arm a64; do
   if [ "$target" = arm ]; then cc=("${arm[@]}"); else cc=("${a64[@]}"); fi
   if ! "${cc[@]}" "${common[@]}" -nostdlib -static -Wl,-e,_start -Wl,--gc-sections \
       -ffunction-sections -fdata-sections \
-      "$root/tests/compile/freestanding_main.cpp" "${engines[@]/#/$root/}" \
+      "$root/tests/compile/freestanding_main.cpp" "$root/platform/baremetal/runtime.cpp" \
+      "${engines[@]/#/$root/}" \
       -o "$out/freestanding_main.$target.elf"; then
     echo "FAIL: freestanding program does not link for $target"
     fail=1

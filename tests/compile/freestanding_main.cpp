@@ -4,9 +4,13 @@
 // runtime symbols the compiler may call, and exercises the core types.
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include <sluice/channel.hpp>
 #include <sluice/detail/waiter_list.hpp>
+#include <sluice/detail/worker_port.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/frame_pool.hpp>
 #include <sluice/packet_buffer.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
@@ -45,56 +49,20 @@ parker& current_parker() noexcept {
   return core_parker;
 }
 
+// The executor's part: this program drives it on its one core
+// (worker_threads::none), so no worker is ever started.
+worker_group* start_workers(unsigned, worker_entry, void*) noexcept {
+  return nullptr;
+}
+void join_workers(worker_group*) noexcept {}
+unsigned default_worker_count() noexcept {
+  return 1;
+}
+
 }  // namespace sluice::port
 
-// Runtime symbols the compiler may emit calls to.
-extern "C" {
-void* memset(void* dest, int value, std::size_t n) {
-  auto* d = static_cast<unsigned char*>(dest);
-  while (n-- != 0)
-    *d++ = static_cast<unsigned char>(value);
-  return dest;
-}
-void* memcpy(void* dest, const void* src, std::size_t n) {
-  auto* d = static_cast<unsigned char*>(dest);
-  const auto* s = static_cast<const unsigned char*>(src);
-  while (n-- != 0)
-    *d++ = *s++;
-  return dest;
-}
-void* memmove(void* dest, const void* src, std::size_t n) {
-  auto* d = static_cast<unsigned char*>(dest);
-  const auto* s = static_cast<const unsigned char*>(src);
-  if (d < s) {
-    while (n-- != 0)
-      *d++ = *s++;
-  } else {
-    while (n-- != 0)
-      d[n] = s[n];
-  }
-  return dest;
-}
-int memcmp(const void* a, const void* b, std::size_t n) {
-  const auto* x = static_cast<const unsigned char*>(a);
-  const auto* y = static_cast<const unsigned char*>(b);
-  for (; n != 0; --n, ++x, ++y)
-    if (*x != *y) return *x < *y ? -1 : 1;
-  return 0;
-}
-// Static objects with destructors register them; a program that never
-// exits runs none of them.
-void* __dso_handle = nullptr;
-int __cxa_atexit(void (*)(void*), void*, void*) {
-  return 0;
-}
-int __aeabi_atexit(void*, void (*)(void*), void*) {
-  return 0;
-}
-void __cxa_pure_virtual() {
-  for (;;) {
-  }
-}
-}
+// The runtime symbols the compiler may call come from
+// platform/baremetal/runtime.cpp, linked beside this file.
 
 namespace {
 
@@ -142,8 +110,50 @@ int run_packet_buffer() {
 
 }  // namespace
 
+namespace {
+
+alignas(sluice::frame_pool::block_alignment) std::byte
+    frame_storage[sluice::frame_pool::storage_for(256, 8)];
+constinit sluice::run_queue_slot run_queue[4];
+constinit sluice::static_channel<int, 2> pipe;
+
+sluice::task<int> produce(sluice::frame_pool&, int n) {
+  for (int i = 1; i <= n; ++i)
+    if (!co_await pipe.send_async(i)) co_return -1;
+  co_return n;
+}
+
+sluice::task<int> consume(sluice::frame_pool&, int n) {
+  int sum = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = co_await pipe.recv_async();
+    if (!r) co_return -1;
+    sum += *r;
+  }
+  co_return sum;
+}
+
+// The executor with no heap: headers and frames from a pool, the run queue
+// in static storage; two tasks pass values through a static channel.
+int run_executor() {
+  sluice::frame_pool pool{frame_storage, sizeof frame_storage, 256};
+  sluice::executor ex{{.max_tasks = 4,
+                       .pool = &pool,
+                       .threads = sluice::worker_threads::none,
+                       .run_queue = run_queue}};
+  auto c = ex.spawn(consume(pool, 5));
+  auto p = ex.spawn(produce(pool, 5));
+  if (!c || !p) return 1;
+  (void)ex.run_until_idle();
+  auto sum = c->join();
+  auto sent = p->join();
+  return sum && std::move(sum).value() == 15 && sent && std::move(sent).value() == 5 ? 0 : 1;
+}
+
+}  // namespace
+
 extern "C" [[noreturn]] void _start() {
-  volatile int result = run() + run_packet_buffer();
+  volatile int result = run() + run_packet_buffer() + run_executor();
   (void)result;
   for (;;) {
   }

@@ -7,6 +7,8 @@
 #include <new>
 
 #include <sluice/channel.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/frame_pool.hpp>
 
 namespace {
 thread_local long allocations = 0;
@@ -33,6 +35,28 @@ void* operator new(std::size_t size, std::align_val_t align) {
 }
 void* operator new[](std::size_t size, std::align_val_t align) {
   return counted_alloc(size, static_cast<std::size_t>(align));
+}
+// The nothrow forms too: the default ones call the replaced forms above,
+// but a sanitizer runtime supplies its own, which would bypass the count.
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_alloc(size, 0);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_alloc(size, 0);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
 }
 void operator delete(void* p) noexcept {
   std::free(p);
@@ -101,3 +125,67 @@ TEST(ChannelAllocation, CounterSeesAllocations) {
 }
 
 }  // namespace
+
+namespace {
+
+sluice::task<int> pooled_step(sluice::frame_pool&, int v) {
+  co_await sluice::yield();
+  co_return v + 1;
+}
+
+// Awaits a child task (its frame from the pool too) and a channel.
+sluice::task<int> pooled_parent(sluice::frame_pool& pool, int v) {
+  const int child = co_await pooled_step(pool, v);
+  co_return child * 2;
+}
+
+}  // namespace
+
+// The bare-metal configuration: task headers and frames from a frame_pool,
+// the run queue in caller storage. Nothing touches the heap, from
+// construction to destruction.
+TEST(ExecutorAllocation, PoolAndRunQueueStorageNeverAllocate) {
+  alignas(sluice::frame_pool::block_alignment) static std::byte
+      storage[sluice::frame_pool::storage_for(512, 16)];
+  static sluice::run_queue_slot queue[8];
+  // The hosted port makes this thread's parker on first use (a bare-metal
+  // port's are static): make it before counting.
+  (void)sluice::port::current_parker();
+  const long before = allocations;
+  {
+    sluice::frame_pool pool{storage, sizeof storage, 512};
+    sluice::executor ex{{.max_tasks = 8,
+                         .pool = &pool,
+                         .threads = sluice::worker_threads::none,
+                         .run_queue = queue}};
+    long sum = 0;
+    for (int round = 0; round < 3; ++round) {
+      auto a = ex.spawn(pooled_parent(pool, 1));
+      auto b = ex.spawn(pooled_step(pool, 10));
+      ASSERT_TRUE(a.has_value());
+      ASSERT_TRUE(b.has_value());
+      EXPECT_GT(ex.run_until_idle(), 0u);
+      sum += *a->join() + *b->join();
+    }
+    EXPECT_EQ(sum, 3 * (4 + 11));
+    EXPECT_EQ(pool.approx_in_use(), 0u);
+  }
+  EXPECT_EQ(allocations - before, 0);
+}
+
+// Without storage the run queue is the one allocation the executor makes
+// at construction (the pool still serves every task).
+TEST(ExecutorAllocation, HeapRunQueueIsOneAllocationAtConstruction) {
+  alignas(sluice::frame_pool::block_alignment) static std::byte
+      storage[sluice::frame_pool::storage_for(512, 4)];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  (void)sluice::port::current_parker();  // as above
+  const long before = allocations;
+  sluice::executor ex{{.max_tasks = 4, .pool = &pool, .threads = sluice::worker_threads::none}};
+  EXPECT_EQ(allocations - before, 1);
+  auto a = ex.spawn(pooled_step(pool, 1));
+  ASSERT_TRUE(a.has_value());
+  ex.run_until_idle();
+  EXPECT_EQ(*a->join(), 2);
+  EXPECT_EQ(allocations - before, 1);
+}

@@ -128,6 +128,31 @@ class inline_slots {
   array_slot<T> slots_[Capacity];
 };
 
+// Slots in storage the caller owns, capacity chosen at run time: no heap
+// (the executor's run queue on bare metal).
+template <class T>
+class span_slots {
+ public:
+  // Requires: `storage` holds `capacity` default-constructed slots, outlives
+  // the engine, and nothing else uses it.
+  span_slots(array_slot<T>* storage, std::size_t capacity) noexcept
+      : geometry_(ring_geometry::of(capacity)), slots_(storage) {
+    SLUICE_ASSERT(storage != nullptr, "bounded channel storage is null");
+    SLUICE_ASSERT(capacity >= 1, "bounded channel capacity must be at least 1");
+    SLUICE_ASSERT(capacity <= std::numeric_limits<std::size_t>::max() / 8,
+                  "bounded channel capacity too large for the lap encoding");
+  }
+  span_slots(const span_slots&) = delete;
+  span_slots& operator=(const span_slots&) = delete;
+
+  [[nodiscard]] array_slot<T>& operator[](std::size_t i) noexcept { return slots_[i]; }
+  [[nodiscard]] ring_geometry geometry() const noexcept { return geometry_; }
+
+ private:
+  ring_geometry geometry_;
+  array_slot<T>* slots_;
+};
+
 template <class T, class Slots>
 class array_engine {
  public:

@@ -118,6 +118,7 @@ class list_engine {
       if (offset < block_cap) {
         current->slots[offset].value.destroy();
       } else {
+        // Relaxed: the only thread left (see above).
         block* next = current->next.load(std::memory_order_relaxed);
         delete current;
         current = next;
@@ -125,6 +126,8 @@ class list_engine {
       head += step;
     }
     delete current;
+    // Relaxed, both: the only thread left; every retire and defer happened
+    // before the last handle let go of the channel.
     for (atomic<block*>& spare : spares_)
       delete spare.load(std::memory_order_relaxed);
     for (block* b = deferred_.load(std::memory_order_relaxed); b != nullptr;) {
@@ -172,6 +175,10 @@ class list_engine {
         result = op_status::ok;
         break;
       }
+      // Acquire [L1]: the failed CAS reloaded `tail` with acquire; this
+      // pairs with the installer's release store of tail_.segment, so the
+      // block is the index's or a later one (and then the CAS fails: the
+      // index has moved on).
       current = tail_.segment.load(std::memory_order_acquire);
       wait.spin();
     }
@@ -228,6 +235,8 @@ class list_engine {
         }
         return op_status::ok;
       }
+      // Acquire [L1]: as in push; pairs with the release store of
+      // head_.segment by the receiver that moved head_ to a new block.
       current = head_.segment.load(std::memory_order_acquire);
       wait.spin();
     }

@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 #include <sluice/detail/backoff.hpp>
 #include <sluice/detail/channel_common.hpp>
@@ -210,18 +211,37 @@ void close_and_discard(Core& core) noexcept {
 // The awaitable forms: pollable awaiters (see <sluice/poll.hpp>) that register
 // the task's waker in the same waiter lists as blocked threads.
 //
+// Where a value is at every moment (the "ready is final" rule of poll.hpp):
+//   send  until a poll or await_ready pushes it, the value is the awaiter's;
+//         an awaiter destroyed before that (its task was cancelled while
+//         suspended) destroys it with the frame: it was never sent, and the
+//         task that would have been told is gone. Once pushed it is the
+//         channel's; await_resume says ok (or, closed, hands it back).
+//   recv  a poll that says ready has popped the value into the awaiter, and
+//         the driver must resume the coroutine, whose await_resume hands it
+//         over: so a value leaves the channel only into the task's hands. A
+//         task destroyed while suspended had popped nothing; the value stays
+//         in the channel for another receiver, or is destroyed, once, with
+//         the channel.
+// An awaiter destroyed after saying ready but before await_resume means its
+// driver broke that rule: checked below (the value cannot go back to the
+// front of the channel: a push would go to the back, and may find the
+// channel full or closed).
+//
 // Requires: the channel (handle) outlives the awaiter.
 template <class Core>
 class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
  public:
   using value_type = core_value_t<Core>;
 
-  send_awaiter(Core& core, value_type&& value) noexcept : core_(&core), value_(std::move(value)) {}
+  send_awaiter(Core& core, value_type&& value) noexcept
+      : core_(&core), waiting_(core.senders_waiting()), value_(std::move(value)) {}
   send_awaiter(const send_awaiter&) = delete;
   send_awaiter& operator=(const send_awaiter&) = delete;
   ~send_awaiter() {
-    // A notification consumed but never used is passed on.
-    if (listed_ && !core_->senders_waiting().cancel(node_)) core_->senders_waiting().notify_one();
+    SLUICE_ASSERT(status_ == op_status::would_block,
+                  "a send awaiter was destroyed after it completed but before await_resume "
+                  "(a driver destroyed a coroutine whose poll hook said ready)");
   }
 
   bool try_complete() noexcept {
@@ -232,34 +252,20 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
   }
 
   poll_status poll(const waker& task) noexcept {
-    waiter_list& list = core_->senders_waiting();
-    if (listed_) {
-      listed_ = false;
-      // Notified or not, we retry right now, which uses any notification.
-      (void)list.cancel(node_);
-    }
-    if (try_complete()) return poll_status::ready;
-    list.enqueue(node_, task.clone());
-    listed_ = true;
-    if (try_complete()) {
-      listed_ = false;
-      if (!list.cancel(node_)) list.notify_one();
-      return poll_status::ready;
-    }
-    return poll_status::pending;
+    return waiting_.poll(task, [this]() noexcept { return try_complete(); });
   }
 
   send_result<value_type> await_resume() noexcept {
-    if (status_ == op_status::ok) return send_result<value_type>::ok();
+    if (std::exchange(status_, op_status::would_block) == op_status::ok)
+      return send_result<value_type>::ok();
     return send_result<value_type>::failed(send_error::closed, std::move(value_));
   }
 
  private:
   Core* core_;
+  polled_waiter waiting_;  // for room
   value_type value_;
-  op_status status_ = op_status::would_block;
-  bool listed_ = false;
-  waiter node_;
+  op_status status_ = op_status::would_block;  // ok / closed: completed, not yet resumed
 };
 
 template <class Core>
@@ -267,13 +273,14 @@ class [[nodiscard]] recv_awaiter : public pollable_awaiter<recv_awaiter<Core>> {
  public:
   using value_type = core_value_t<Core>;
 
-  explicit recv_awaiter(Core& core) noexcept : core_(&core) {}
+  explicit recv_awaiter(Core& core) noexcept : core_(&core), waiting_(core.receivers_waiting()) {}
   recv_awaiter(const recv_awaiter&) = delete;
   recv_awaiter& operator=(const recv_awaiter&) = delete;
   ~recv_awaiter() {
-    if (listed_ && !core_->receivers_waiting().cancel(node_))
-      core_->receivers_waiting().notify_one();
-    if (status_ == op_status::ok) slot_.destroy();  // received but never resumed
+    SLUICE_ASSERT(status_ != op_status::ok,
+                  "a recv awaiter was destroyed holding a received value that await_resume "
+                  "never took (a driver destroyed a coroutine whose poll hook said ready)");
+    if (status_ == op_status::ok) slot_.destroy();  // unchecked builds: not leaked, at least
   }
 
   bool try_complete() noexcept {
@@ -282,20 +289,7 @@ class [[nodiscard]] recv_awaiter : public pollable_awaiter<recv_awaiter<Core>> {
   }
 
   poll_status poll(const waker& task) noexcept {
-    waiter_list& list = core_->receivers_waiting();
-    if (listed_) {
-      listed_ = false;
-      (void)list.cancel(node_);  // retried below either way
-    }
-    if (try_complete()) return poll_status::ready;
-    list.enqueue(node_, task.clone());
-    listed_ = true;
-    if (try_complete()) {
-      listed_ = false;
-      if (!list.cancel(node_)) list.notify_one();
-      return poll_status::ready;
-    }
-    return poll_status::pending;
+    return waiting_.poll(task, [this]() noexcept { return try_complete(); });
   }
 
   recv_result<value_type> await_resume() noexcept {
@@ -305,10 +299,9 @@ class [[nodiscard]] recv_awaiter : public pollable_awaiter<recv_awaiter<Core>> {
 
  private:
   Core* core_;
+  polled_waiter waiting_;  // for a value
   raw_storage<value_type> slot_;
-  op_status status_ = op_status::would_block;
-  bool listed_ = false;
-  waiter node_;
+  op_status status_ = op_status::would_block;  // ok: slot_ holds the value popped
 };
 
 // Range-for over a receiving end: each step blocks in recv(); the range ends

@@ -168,6 +168,11 @@ inline void run_task(task_header& t) noexcept {
     // an awaiter that keeps it clones it.
     const borrowed_waker self(raw_waker_for(t));
     ctx.current_waker = &self.get();
+    // Cancellation is not looked at between the hook and the resume: a hook
+    // that said ready has taken its result (a value out of a channel), which
+    // only the coroutine's await_resume can hand on ("ready is final" in
+    // poll.hpp). A cancel() that came before or during the poll is seen by
+    // end_run (E7) when the coroutine next suspends.
     bool resume = true;
     if (ctx.hook) {
       if (ctx.hook(self.get()) == poll_status::pending) {

@@ -56,6 +56,11 @@
 // [T3] The result written into the task before complete is visible to
 //      whoever loads `complete` with acquire (join).
 //
+// Cancellation is decided only by begin_run (E4: the task is not polled at
+// all) and end_run (E7: after the coroutine suspended). A cancel during a run
+// (E10) therefore never comes between a poll hook that said ready and the
+// resume of its coroutine, which poll.hpp requires ("ready is final").
+//
 // No wake is lost: wake and end_run are both CAS on this one word, so they
 // are totally ordered; either the wake sees running (E2, and end_run then
 // sees notified: E6) or it sees idle after E5 and pushes (E1).

@@ -41,6 +41,8 @@ class timer_node {
   timer_node(const timer_node&) = delete;
   timer_node& operator=(const timer_node&) = delete;
   ~timer_node() {
+    // Relaxed: the owner's own last store (disarm), or fire_expired's that
+    // has_fired() or disarm() already acquired [Q1].
     SLUICE_ASSERT(state_.load(std::memory_order_relaxed) != armed,
                   "timer_node destroyed while armed (missing disarm)");
   }
@@ -73,6 +75,7 @@ class timer_queue {
 
   // Arms `node` to wake `w` at `deadline`. Requires: not armed.
   void arm(timer_node& node, time_point deadline, waker w) noexcept {
+    // Relaxed: an unarmed node is its owner's; no worker stores to it.
     SLUICE_ASSERT(node.state_.load(std::memory_order_relaxed) != timer_node::armed,
                   "timer armed twice");
     node.deadline_ = deadline;
@@ -107,10 +110,13 @@ class timer_queue {
   bool disarm(timer_node& node) noexcept {
     // Acquire [Q1]: a firing seen here is complete.
     if (node.state_.load(std::memory_order_acquire) != timer_node::armed) {
+      // Relaxed: the firing worker's [Q1] store was its last touch of the node.
       node.state_.store(timer_node::idle, std::memory_order_relaxed);
       return false;
     }
     lock();
+    // Relaxed: fire_expired stores `fired` only under the lock, so the
+    // acquire in lock() [Q2] already ordered any such store before this.
     const bool was_armed = node.state_.load(std::memory_order_relaxed) == timer_node::armed;
     if (was_armed) {
       unlink(node);

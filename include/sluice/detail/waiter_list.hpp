@@ -53,6 +53,7 @@
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 #include <sluice/detail/backoff.hpp>
+#include <sluice/poll.hpp>
 #include <sluice/waker.hpp>
 
 namespace sluice::detail {
@@ -65,6 +66,8 @@ class waiter {
   waiter(const waiter&) = delete;
   waiter& operator=(const waiter&) = delete;
   ~waiter() {
+    // Relaxed: the owner's own last store (cancel), or a notifier's that
+    // is_notified() or cancel() already acquired [W2].
     SLUICE_ASSERT(state_.load(std::memory_order_relaxed) != listed,
                   "waiter destroyed while still in a waiter_list (missing cancel)");
   }
@@ -101,6 +104,7 @@ class waiter_list {
   // fence: the caller re-checks its condition right after this returns.
   // Requires: `w` is not listed; thread or task context.
   void enqueue(waiter& w, waker wk) noexcept {
+    // Relaxed: an unlisted node is its owner's; no notifier stores to it.
     SLUICE_ASSERT(w.state_.load(std::memory_order_relaxed) != waiter::listed,
                   "waiter enqueued twice");
     lock();
@@ -131,10 +135,13 @@ class waiter_list {
   [[nodiscard]] bool cancel(waiter& w) noexcept {
     // Acquire [W2]: a notification seen here is complete.
     if (w.state_.load(std::memory_order_acquire) != waiter::listed) {
+      // Relaxed: the notifier's [W2] store was its last touch of the node.
       w.state_.store(waiter::idle, std::memory_order_relaxed);
       return false;
     }
     lock();
+    // Relaxed: notifiers store `notified` only while holding the lock, so
+    // the acquire in lock() [W4] already ordered any such store before this.
     const bool was_listed = w.state_.load(std::memory_order_relaxed) == waiter::listed;
     if (was_listed) unlink(w);
     waker dropped = std::move(w.waker_);
@@ -203,6 +210,7 @@ class waiter_list {
         } else {
           next = s + pending_one;
         }
+        // Release [W3] (see above); relaxed on failure: we re-decide on `s`.
         if (word_.compare_exchange_weak(s, next, std::memory_order_release,
                                         std::memory_order_relaxed))
           return;
@@ -236,6 +244,7 @@ class waiter_list {
           return;
       } else {
         spin.spin();
+        // Relaxed: only watches for the lock to look free; the CAS orders.
         s = word_.load(std::memory_order_relaxed);
       }
     }
@@ -300,6 +309,55 @@ class waiter_list {
   atomic<std::uint32_t> word_{0};
   waiter* head_ = nullptr;
   waiter* tail_ = nullptr;
+};
+
+// A task's place in a waiter_list while it awaits a condition there: the
+// blocking pattern above, driven by polls instead of a parker (see
+// <sluice/poll.hpp>). Lives in the awaiter, so in the coroutine frame.
+//
+// Every notification this list sends stands for one unit of the condition
+// (a value, a free slot), so one that a withdrawing waiter consumed but will
+// not use is passed on with notify_one().
+class polled_waiter {
+ public:
+  explicit polled_waiter(waiter_list& list) noexcept : list_(&list) {}
+  polled_waiter(const polled_waiter&) = delete;
+  polled_waiter& operator=(const polled_waiter&) = delete;
+  // A suspended coroutine destroyed: leave the list, passing on what we got.
+  ~polled_waiter() { withdraw(); }
+
+  // One poll: `attempt` (true: the operation completed, with success or a
+  // final error); if it did not, list `task` (cloned) and attempt again
+  // after enqueue's [W1] fence. pending only when both attempts failed, with
+  // the waker listed.
+  template <class Attempt>
+  [[nodiscard]] poll_status poll(const waker& task, Attempt&& attempt) noexcept {
+    if (listed_) {
+      listed_ = false;
+      // Notified or not, the attempt below retries now, which uses any
+      // notification we consumed.
+      (void)list_->cancel(node_);
+    }
+    if (attempt()) return poll_status::ready;
+    list_->enqueue(node_, task.clone());
+    listed_ = true;
+    if (attempt()) {
+      withdraw();
+      return poll_status::ready;
+    }
+    return poll_status::pending;
+  }
+
+ private:
+  void withdraw() noexcept {
+    if (!listed_) return;
+    listed_ = false;
+    if (!list_->cancel(node_)) list_->notify_one();  // consumed, not used: pass it on
+  }
+
+  waiter_list* list_;
+  waiter node_;
+  bool listed_ = false;
 };
 
 }  // namespace sluice::detail
