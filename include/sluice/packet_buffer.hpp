@@ -57,12 +57,14 @@ enum class overflow_policy : std::uint8_t {
 
 enum class utilization_tracking : std::uint8_t { off, track_max };
 
-// Who uses the buffer. drop_oldest takes a short lock; with `any` it is
-// taken inside the port's critical section (interrupts masked on bare metal,
-// signals blocked hosted: two system calls per operation) so that a handler
-// that interrupts a holder cannot deadlock. `threads_only` promises that no
-// interrupt or signal handler ever calls the buffer and skips that cost.
-// reject_new takes no lock either way.
+// Who uses the buffer. drop_oldest takes a short lock to make room (drop,
+// step over a claimed packet), to claim and to free; an allocation that
+// fits, commit and a claim of an empty buffer take none. With `any` the lock
+// is taken inside the port's critical section (interrupts masked on bare
+// metal, signals blocked hosted: two system calls each time) so that a
+// handler that interrupts a holder cannot deadlock. `threads_only` promises
+// that no interrupt or signal handler ever calls the buffer and skips that
+// cost. reject_new takes no lock either way.
 enum class buffer_contexts : std::uint8_t { any, threads_only };
 
 struct packet_buffer_config {
