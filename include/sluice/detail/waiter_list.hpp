@@ -223,10 +223,16 @@ class waiter_list {
         if (request == pending_all) {
           while (wake_front()) {
           }
+          unlock();
         } else {
-          wake_front();
+          // The one wake runs after the lock is released: waking may be a
+          // system call (a parked thread), and enqueuers and cancellers
+          // would spin on the lock through it. The waker has already left
+          // the node, so the node's owner may go on (or free it) first.
+          waker wk = take_front();
+          unlock();
+          std::move(wk).wake();
         }
-        unlock();
         return;
       }
     }
@@ -293,16 +299,23 @@ class waiter_list {
     w.next_ = w.prev_ = nullptr;
   }
 
-  // Requires: locked. Returns false if the list was empty.
-  bool wake_front() noexcept {
+  // Requires: locked. Unlists the front waiter, marks it notified and
+  // returns its waker (empty if the list was empty), for the caller to wake.
+  waker take_front() noexcept {
     waiter* w = head_;
-    if (w == nullptr) return false;
+    if (w == nullptr) return waker{};
     unlink(*w);
     waker wk = std::move(w->waker_);
     // Release [W2] pairs with the acquire in waiter::is_notified() and
     // cancel(): the waker has left the node, so the waiter may free it.
     w->state_.store(waiter::notified, std::memory_order_release);
-    std::move(wk).wake();
+    return wk;
+  }
+
+  // Requires: locked. Returns false if the list was empty.
+  bool wake_front() noexcept {
+    if (head_ == nullptr) return false;
+    take_front().wake();
     return true;
   }
 
