@@ -145,8 +145,7 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   }
 }
 
-// Inlined into the hot paths (one call less per operation).
-[[gnu::always_inline]] inline void pbuf_core::wake_waiters(wake_after after) noexcept {
+void pbuf_core::wake_waiters(wake_after after) noexcept {
   // [PB4] light side: the caller's condition store comes before the loads
   // of the waiter words; pairs with the heavy side in wait_fence().
   port::asymmetric_fence_light();
@@ -171,9 +170,7 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 
 // ---------------------------------------------------------------- producers
 
-// Inlined into the hot paths (one call less per operation).
-[[gnu::always_inline]] inline pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
-                                                                       pbuf_span& out) noexcept {
+pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept {
   // Relaxed: the compare-and-swap below validates it.
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   // Acquire [PB1] (through rd_seen, stored with release after an acquire
@@ -441,8 +438,7 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
 
 // ----------------------------------------------------------------- consumer
 
-// Inlined into the hot paths (one call less per operation).
-[[gnu::always_inline]] inline bool pbuf_core::reclaim() noexcept {
+bool pbuf_core::reclaim() noexcept {
   // Relaxed: consumer-owned indices (no-overwrite) or under the lock.
   std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   const std::uint32_t start = r;
@@ -463,8 +459,7 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   return true;
 }
 
-// Inlined into the hot paths (one call less per operation).
-[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_unlocked() noexcept {
+pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // A producer that found the buffer empty may have moved it to slot 0
@@ -530,8 +525,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
   return claim_unlocked();
 }
 
-// Inlined into the hot paths (one call less per operation).
-[[gnu::always_inline]] inline void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
+void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
   // Relaxed: the packet is claimed by the caller.
   const std::uint32_t v = h.load(std::memory_order_relaxed);
