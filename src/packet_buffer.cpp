@@ -16,6 +16,21 @@
 //         claim_unlocked() and panic_flush() (the consumer may read them).
 //   [PB3] lock: acquire in lock_spin() -> release in unlock(): everything
 //         done under the overwrite lock is seen by the next holder.
+//   [PB4] no lost wake-up: a notifier makes its condition true (a header
+//         store in commit, rd_idx in reclaim), runs the light side of the
+//         port's asymmetric fence and loads the waiter list's word
+//         (wake_waiters); a waiter enqueues (setting has_waiters), runs the
+//         heavy side (wait_fence) and re-checks the condition. The pair
+//         orders like two seq_cst fences ([AF1] in sluice/port.hpp), so
+//         either the re-check sees the condition or the notifier sees the
+//         waiter, and the notifier's hot path costs no fence where the port
+//         has a heavy side (hosted: membarrier).
+//   [PB5] tmp_wr_idx with overwrite: lock-free producers reserve with a
+//         compare-and-swap (reserve_lock_free), so the lock holder changes it
+//         only by compare-and-swap as well (make_room_locked) and retries
+//         when a producer got in first; it moves rd_idx only after such a
+//         CAS, so a producer that sees the new rd_idx fails its own CAS on
+//         the old tmp_wr_idx.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -23,6 +38,23 @@
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
+
+// Defaults for a port without an asymmetric fence: both sides are seq_cst
+// fences, which pair as [AF1] requires. A port that has a cheaper light side
+// (hosted: membarrier) defines both and replaces these.
+namespace sluice::port {
+
+[[gnu::weak]] void asymmetric_fence_light() noexcept {
+  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_heavy().
+  detail::fence(std::memory_order_seq_cst);
+}
+
+[[gnu::weak]] void asymmetric_fence_heavy() noexcept {
+  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_light().
+  detail::fence(std::memory_order_seq_cst);
+}
+
+}  // namespace sluice::port
 
 namespace sluice::detail {
 
@@ -57,9 +89,15 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
   return size * ((std::uint32_t{1} << 31) / size);
 }
 
-void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
-  for (std::uint32_t i = 0; i < n; ++i)
-    words[i] = 0;
+// Short packets inline; longer ones through memset.
+[[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
+  if (n <= 2) {
+    if (n == 0) return;
+    words[0] = 0;
+    if (n == 2) words[1] = 0;
+    return;
+  }
+  __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
 }
 
 }  // namespace
@@ -84,6 +122,11 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
 }
 
 std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
+  return length_of(packet);
+}
+
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
+    const std::uint32_t* packet) const noexcept {
   if (words != nullptr) return words(context, packet);
   if (get_wlen != nullptr)
     return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
@@ -100,6 +143,24 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   while (used > seen && !max_usage.compare_exchange_weak(seen, used, std::memory_order_relaxed,
                                                          std::memory_order_relaxed)) {
   }
+}
+
+void pbuf_core::wake_waiters(wake_after after) noexcept {
+  // [PB4] light side: the caller's condition store comes before the loads
+  // of the waiter words; pairs with the heavy side in wait_fence().
+  port::asymmetric_fence_light();
+  // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
+  // waiter whose re-check missed our condition is seen here (listed, or
+  // its list locked). notify_* re-check under their own [W1] fence.
+  if (after != wake_after::reclaim && data_waiters.approx_has_waiters()) data_waiters.notify_one();
+  if ((after == wake_after::reclaim || overwrite()) && space_waiters.approx_has_waiters())
+    space_waiters.notify_all();
+}
+
+void pbuf_core::wait_fence() noexcept {
+  // [PB4] heavy side, after the waiter's enqueue and before its re-check;
+  // pairs with the light side in wake_waiters().
+  port::asymmetric_fence_heavy();
 }
 
 void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
@@ -138,7 +199,9 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
         refresh();
         continue;
       }
-      if (used != 0) return pbuf_status::no_room;
+      // With overwrite, rd_idx is the lock holder's: make_room_locked moves
+      // an empty buffer to slot 0 there.
+      if (used != 0 || overwrite()) return pbuf_status::no_room;
       // Empty, but the padding leaves no room (a request near the full
       // size): move the empty buffer to the next slot 0. Only a producer
       // that finds it empty does this, so the consumer, which has nothing
@@ -159,7 +222,8 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
     }
     // Relaxed: the reservation publishes nothing; the words it covers are
     // zero already ([PB1]) and the packet is published by its header
-    // ([PB2]). Producers race only on the position itself.
+    // ([PB2]). Producers race only on the position itself (and, with
+    // overwrite, the lock holder's CAS in make_room_locked [PB5]).
     if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
                                          std::memory_order_relaxed)) {
       if ((flags & pbuf_flag_max_utilization) != 0) {
@@ -176,117 +240,117 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
   }
 }
 
-bool pbuf_core::fits_locked(std::uint32_t n, pbuf_span& out) noexcept {
-  // Relaxed loads and stores of the indices: the overwrite lock orders
-  // them ([PB3]); lock-free readers are observers.
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t used = distance(r, w);
-  const std::uint32_t tail = size - slot(w);
-  const std::uint32_t pad = n > tail ? tail : 0;
-  if (pad + n > size - used) return false;
-  tmp_wr_idx.store(advance(w, pad + n), std::memory_order_relaxed);
-  note_usage(used + pad + n);
-  if (pad != 0) write_skip(w, pad);
-  out = pbuf_span{buf + slot(advance(w, pad)), n};
-  return true;
+// Overwrite, under the lock: reserves `n` words if they fit, otherwise makes
+// room by one step: drops the oldest packet (returned in `victim`; the
+// caller runs the callback outside the lock), passes a skip, or steps over
+// a claimed packet. Lock-free producers (the fast path of reserve_overwrite)
+// move tmp_wr_idx meanwhile, so every change of it here is a
+// compare-and-swap [PB5], retried on failure; rd_idx, tmp_rd_idx (the
+// consumer claims under the lock too) and reclaiming are the lock holder's.
+room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+                                      pbuf_span& victim) noexcept {
+  for (;;) {
+    if (reserve_lock_free(n, out) == pbuf_status::ok) return room_step::reserved;
+    // Relaxed: written only under the lock [PB3].
+    const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+    const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+    // Relaxed: validated by the compare-and-swaps below [PB5].
+    std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+    if (r == w) {
+      // Empty, yet the wrap padding leaves no room: start over at slot 0;
+      // the free words are zero already.
+      if (slot(r) == 0) return room_step::no_room;
+      const std::uint32_t start = advance(r, size - slot(r));
+      // Relaxed CAS [PB5]: fails if a producer reserved since we read w.
+      if (!tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+                                              std::memory_order_relaxed))
+        continue;
+      // Relaxed: under the lock [PB3]; t == r == w, nothing to claim.
+      tmp_rd_idx.store(start, std::memory_order_relaxed);
+      rd_idx.store(start, std::memory_order_release);  // [PB1]
+      continue;
+    }
+    atomic_ref<std::uint32_t> h = header(r);
+    // Acquire [PB2]: the header may come from a lock-free commit, and a
+    // dropped packet's words go to the drop callback.
+    const std::uint32_t v = h.load(std::memory_order_acquire);
+    std::uint32_t* const packet = buf + slot(r);
+    switch (v & pbuf_hdr_mask) {
+      case 0:  // the oldest packet is not committed: it holds the rest back
+        return room_step::no_room;
+      case pbuf_busy:  // a skip at the unclaimed front
+        // Relaxed: under the lock [PB3]; the consumer claims under it too.
+        if (r == t) tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
+        reclaim();
+        continue;
+      case pbuf_valid: {  // committed and unclaimed (r == t): drop it (E7)
+        const std::uint32_t len = words_of(packet);
+        // Relaxed: under the lock; marking it claimed keeps every other
+        // dropper and the consumer off its words while the callback runs.
+        h.store(v | pbuf_busy, std::memory_order_relaxed);
+        // Relaxed: under the lock [PB3].
+        tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
+        victim = pbuf_span{packet, len};
+        return room_step::victim;
+      }
+      default:  // claimed: step over it below
+        break;
+    }
+    const std::uint32_t len = words_of(packet);
+    if (stepped + len > size) return room_step::no_room;  // met twice
+    // The free words before it become skips, its own words re-enter the
+    // stream ahead as a future skip (its header turns into one when it is
+    // freed).
+    const std::uint32_t lap = advance(r, size);
+    // Relaxed CAS [PB5]: takes the free words [w, lap) and the re-entered
+    // ones from the producers; fails if one reserved since we read w.
+    if (!tmp_wr_idx.compare_exchange_strong(w, advance(lap, len), std::memory_order_relaxed,
+                                            std::memory_order_relaxed))
+      continue;
+    for (std::uint32_t from = w; from != lap;) {
+      const std::uint32_t chunk =
+          size - slot(from) < distance(from, lap) ? size - slot(from) : distance(from, lap);
+      write_skip(from, chunk);
+      from = advance(from, chunk);
+    }
+    const std::uint32_t after = advance(r, len);
+    // Relaxed: under the lock [PB3].
+    if (distance(r, t) < len) tmp_rd_idx.store(after, std::memory_order_relaxed);
+    // Release [PB1], after the CAS above: a producer that sees the new
+    // rd_idx either sees the new tmp_wr_idx or fails its own CAS.
+    rd_idx.store(after, std::memory_order_release);
+    stepped += len;
+  }
 }
 
-namespace {
-
-enum class room_step : std::uint8_t { retry, no_room, victim };
-
-}  // namespace
-
 pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept {
+  // Room without dropping: lock-free, as without overwrite.
+  if (reserve_lock_free(n, out) == pbuf_status::ok) return pbuf_status::ok;
   // Words of claimed packets stepped over in this call: more than one lap
   // means a claimed packet was met twice; give up instead of looping.
   std::uint32_t stepped = 0;
+  pbuf_span victim;  // dropped, reported, not yet freed
   for (;;) {
-    pbuf_span victim;
-    room_step step = room_step::retry;
+    room_step step;
     {
       pbuf_lock_guard guard(*this);
-      if (fits_locked(n, out)) return pbuf_status::ok;
-      // Relaxed: under the lock [PB3].
-      const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-      const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-      const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-      if (r == w) {
-        // Empty, yet the wrap padding does not leave room: start over at
-        // slot 0 (the free words are zero already).
-        if (slot(r) == 0) return pbuf_status::no_room;
-        const std::uint32_t start = advance(r, size - slot(r));
-        tmp_wr_idx.store(start, std::memory_order_relaxed);
-        tmp_rd_idx.store(start, std::memory_order_relaxed);
-        rd_idx.store(start, std::memory_order_release);  // [PB1]
-        continue;
+      if (victim.words != nullptr) {
+        free_unlocked(victim.words);  // E8
+        victim = pbuf_span{};
       }
-      atomic_ref<std::uint32_t> h = header(r);
-      // Acquire [PB2]: the header may come from a lock-free commit, and a
-      // dropped packet's words go to the drop callback.
-      const std::uint32_t v = h.load(std::memory_order_acquire);
-      std::uint32_t* const packet = buf + slot(r);
-      switch (v & pbuf_hdr_mask) {
-        case 0:  // the oldest packet is not committed: it holds the rest back
-          step = room_step::no_room;
-          break;
-        case pbuf_busy: {  // a skip at the unclaimed front
-          if (r == t) {
-            tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
-          }
-          reclaim();
-          break;
-        }
-        case pbuf_valid | pbuf_busy: {  // claimed: step over it
-          const std::uint32_t len = words_of(packet);
-          if (stepped + len > size) {
-            step = room_step::no_room;
-            break;
-          }
-          // The free words before it become skips, its own words re-enter
-          // the stream ahead as a future skip (its header turns into one
-          // when it is freed).
-          const std::uint32_t lap = advance(r, size);
-          for (std::uint32_t from = w; from != lap;) {
-            const std::uint32_t chunk =
-                size - slot(from) < distance(from, lap) ? size - slot(from) : distance(from, lap);
-            write_skip(from, chunk);
-            from = advance(from, chunk);
-          }
-          const std::uint32_t after = advance(r, len);
-          tmp_wr_idx.store(advance(lap, len), std::memory_order_relaxed);
-          if (distance(r, t) < len) tmp_rd_idx.store(after, std::memory_order_relaxed);
-          rd_idx.store(after, std::memory_order_release);  // [PB1]
-          stepped += len;
-          break;
-        }
-        default: {  // committed and unclaimed (r == t): drop it (E7)
-          const std::uint32_t len = words_of(packet);
-          // Relaxed: under the lock; marking it claimed keeps every other
-          // dropper and the consumer off its words while the callback runs.
-          h.store(v | pbuf_busy, std::memory_order_relaxed);
-          tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
-          victim = pbuf_span{packet, len};
-          step = room_step::victim;
-          break;
-        }
-      }
+      step = make_room_locked(n, out, stepped, victim);
     }
+    if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
-    if (step == room_step::victim) {
-      // Outside the lock, contents intact.
-      if (drop != nullptr) {
-        drop(context, victim.words, victim.size);
-      } else if (notify_drop != nullptr) {
-        notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
-                    reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
-      }
-      // Relaxed: a statistic.
-      dropped.fetch_add(1, std::memory_order_relaxed);
-      pbuf_lock_guard guard(*this);
-      free_unlocked(victim.words);  // E8
+    // Outside the lock, contents intact.
+    if (drop != nullptr) {
+      drop(context, victim.words, victim.size);
+    } else if (notify_drop != nullptr) {
+      notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
+                  reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
     }
+    // Relaxed: a statistic.
+    dropped.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -303,6 +367,7 @@ pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_sp
   waiter node;
   for (;;) {
     space_waiters.enqueue(node, self.make_waker());
+    wait_fence();  // [PB4]
     status = try_alloc(n, out);
     if (status != pbuf_status::no_room) {
       if (!space_waiters.cancel(node)) space_waiters.notify_one();
@@ -323,11 +388,9 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   const std::uint32_t v = h.load(std::memory_order_relaxed);
   // Release [PB2]: publishes every word of the packet to claim (E2).
   h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // Relaxed: a statistic.
-  committed.fetch_add(1, std::memory_order_relaxed);
-  data_waiters.notify_one();
-  // With overwrite, a committed oldest packet can be dropped: room.
-  if (overwrite()) space_waiters.notify_all();
+  // The consumer may wait for it; with overwrite, a committed oldest
+  // packet can be dropped, so a producer may wait for it too. [PB4]
+  wake_waiters(wake_after::commit);
 }
 
 void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
@@ -335,13 +398,13 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
   atomic_ref<std::uint32_t>(*packet).store((n << pbuf_hdr_bits) | pbuf_busy,
                                            std::memory_order_release);
   // The consumer may wait behind it; with overwrite, a producer may too.
-  data_waiters.notify_one();
-  if (overwrite()) space_waiters.notify_all();
+  wake_waiters(wake_after::commit);  // [PB4]
 }
 
 bool pbuf_core::put_word(std::uint32_t first) noexcept {
   pbuf_span p;
   if (try_alloc(1, p) != pbuf_status::ok) return false;
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -354,6 +417,7 @@ bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept 
   if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
   static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
   __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -365,6 +429,7 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   if (n == 0 || try_alloc(n, p) != pbuf_status::ok) return false;
   for (std::uint32_t i = 1; i < n; ++i)
     p.words[i] = data[i];
+  // Relaxed: the producer's own word until commit publishes it ([PB2]).
   atomic_ref<std::uint32_t>(*p.words).store((data[0] & ~pbuf_hdr_mask) | pbuf_valid,
                                             std::memory_order_relaxed);
   commit(p.words);
@@ -390,7 +455,7 @@ bool pbuf_core::reclaim() noexcept {
   if (r == start) return false;
   // Release [PB1]: the freed words are zero and no longer read here.
   rd_idx.store(r, std::memory_order_release);
-  space_waiters.notify_all();
+  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
   return true;
 }
 
@@ -403,6 +468,8 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
   if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
       r != t && distance(t, r) <= size) {
     t = r;
+    // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
+    // published through it.
     tmp_rd_idx.store(t, std::memory_order_relaxed);
   }
   for (;;) {
@@ -421,6 +488,8 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         return {};
       case pbuf_busy:  // skip
         t = advance(t, v >> pbuf_hdr_bits);
+        // Relaxed: consumer-owned (or under the lock [PB3]); observers and
+        // droppers under the lock read it, nothing is published through it.
         tmp_rd_idx.store(t, std::memory_order_relaxed);
         reclaim();  // passing skips makes room and wakes producers
         continue;
@@ -428,7 +497,7 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         return {};
       default: {
         std::uint32_t* const packet = buf + slot(t);
-        const std::uint32_t n = words_of(packet);
+        const std::uint32_t n = length_of(packet);
         // Relaxed: after commit only the consumer (or a dropper under the
         // lock) writes the header (E3).
         h.store(v | pbuf_busy, std::memory_order_relaxed);
@@ -446,6 +515,12 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
 
 pbuf_span pbuf_core::try_claim() noexcept {
   if (!overwrite()) return claim_unlocked();
+  // Nothing allocated: answer without the lock (and the critical section).
+  // Relaxed: a snapshot; a claim that races with a reservation may miss it
+  // like any try does, and a waiting consumer's re-check is ordered by
+  // [PB4] (the producer's reservation precedes its light fence).
+  if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
+    return {};
   pbuf_lock_guard guard(*this);
   return claim_unlocked();
 }
@@ -457,7 +532,7 @@ void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
                 "packet buffer: free of a packet that is not claimed");
   (void)v;
-  const std::uint32_t n = words_of(packet);
+  const std::uint32_t n = length_of(packet);
   h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
   reclaim();
 }
@@ -478,6 +553,7 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   waiter node;
   for (;;) {
     data_waiters.enqueue(node, self.make_waker());
+    wait_fence();  // [PB4]
     p = try_claim();
     if (p.words != nullptr) {
       if (!data_waiters.cancel(node)) data_waiters.notify_one();
@@ -513,11 +589,16 @@ std::uint32_t pbuf_core::panic_flush(void (*fn)(void*, const std::uint32_t*,
     if (state == pbuf_valid) {
       fn(fn_context, packet, n);
       ++count;
+      // Relaxed: this context owns the consumer side; the packet leaves the
+      // stream as padding (E4 without a claim).
       h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
     }
     t = advance(t, n);
   }
+  // Relaxed: consumer-owned from now on (see above); observers only read.
   tmp_rd_idx.store(t, std::memory_order_relaxed);
+  // Relaxed, no read-modify-write: the consumer side's own counter.
+  flushed.store(flushed.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
   return count;
 }
 

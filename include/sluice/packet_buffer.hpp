@@ -57,12 +57,14 @@ enum class overflow_policy : std::uint8_t {
 
 enum class utilization_tracking : std::uint8_t { off, track_max };
 
-// Who uses the buffer. drop_oldest takes a short lock; with `any` it is
-// taken inside the port's critical section (interrupts masked on bare metal,
-// signals blocked hosted: two system calls per operation) so that a handler
-// that interrupts a holder cannot deadlock. `threads_only` promises that no
-// interrupt or signal handler ever calls the buffer and skips that cost.
-// reject_new takes no lock either way.
+// Who uses the buffer. drop_oldest takes a short lock to make room (drop,
+// step over a claimed packet), to claim and to free; an allocation that
+// fits, commit and a claim of an empty buffer take none. With `any` the lock
+// is taken inside the port's critical section (interrupts masked on bare
+// metal, signals blocked hosted: two system calls each time) so that a
+// handler that interrupts a holder cannot deadlock. `threads_only` promises
+// that no interrupt or signal handler ever calls the buffer and skips that
+// cost. reject_new takes no lock either way.
 enum class buffer_contexts : std::uint8_t { any, threads_only };
 
 struct packet_buffer_config {
@@ -80,8 +82,12 @@ struct packet_buffer_config {
   void* context = nullptr;
 };
 
+// Wrapping counts. A commit is counted when its packet leaves the buffer
+// (claimed, dropped or drained by panic_flush), so `committed` does not yet
+// include committed packets still waiting to be claimed: counting at commit
+// would cost every producer a read-modify-write on a shared cache line.
 struct packet_buffer_counters {
-  std::uint32_t committed;  // wrapping counts
+  std::uint32_t committed;  // claimed + dropped + flushed
   std::uint32_t claimed;
   std::uint32_t dropped;
 };
@@ -115,6 +121,7 @@ class allocated_packet {
         .store(bits << detail::pbuf_hdr_bits, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint32_t user_bits() const noexcept {
+    // Relaxed: the producer's own word until commit (set_user_bits wrote it).
     return detail::atomic_ref<std::uint32_t>(*span_.words).load(std::memory_order_relaxed) >>
            detail::pbuf_hdr_bits;
   }
@@ -177,8 +184,10 @@ class claimed_packet {
 };
 
 // `co_await pb.claim_async()`: suspends the consumer task until a packet is
-// committed. Producers pay nothing extra for it: commit always calls the
-// waiter list's notify, which is a fence and a load when nobody waits.
+// committed. Producers pay nearly nothing for it: commit runs the light side
+// of the port's asymmetric fence and loads the waiter word ([PB4] in
+// src/packet_buffer.cpp); the heavy side is paid here, when the task is
+// about to suspend.
 class claim_awaiter : public pollable_awaiter<claim_awaiter> {
  public:
   explicit claim_awaiter(detail::pbuf_core& core) noexcept : core_(core) {}
@@ -203,6 +212,7 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
     if (try_complete()) return poll_status::ready;
     core_.data_waiters.enqueue(node_, w.clone());
     listed_ = true;
+    detail::pbuf_core::wait_fence();  // [PB4]: before the re-check
     if (try_complete()) {
       listed_ = false;
       (void)core_.data_waiters.cancel(node_);
@@ -296,10 +306,10 @@ class packet_buffer {
   }
   [[nodiscard]] bool is_pending() const noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
-    // Relaxed: statistics.
-    return {core_.committed.load(std::memory_order_relaxed),
-            core_.claimed.load(std::memory_order_relaxed),
-            core_.dropped.load(std::memory_order_relaxed)};
+    // Relaxed: statistics, each read alone (the sum may mix moments).
+    const std::uint32_t claimed = core_.claimed.load(std::memory_order_relaxed);
+    const std::uint32_t dropped = core_.dropped.load(std::memory_order_relaxed);
+    return {claimed + dropped + core_.flushed.load(std::memory_order_relaxed), claimed, dropped};
   }
 
  private:

@@ -8,7 +8,8 @@
 //                                          Cortex-M: WFI)
 //   a monotonic clock                     now()
 //   a critical section                    (interrupt mask on a single-core
-//                                          MCU; nothing hosted)
+//                                          MCU; signal mask hosted)
+//   an asymmetric fence pair (optional)   hosted: membarrier
 //   a panic hook                          broken preconditions end here
 //   the calling context's parker          per thread (hosted) or per core
 //
@@ -58,6 +59,18 @@ struct critical_state {
 // (threads still preempt). Nests.
 critical_state enter_critical() noexcept;
 void leave_critical(critical_state state) noexcept;
+
+// [AF1] An asymmetric pair of fences for a store-load (Dekker) handshake
+// whose one side is hot and the other rare: on one side `store A; light();
+// load B`, on the other `store C; heavy(); load D`: then B sees C or D sees
+// A, as if both were seq_cst fences. light() may be a compiler barrier only where heavy()
+// makes every other thread of the program pass a full fence (Linux
+// membarrier); a port that defines neither gets two seq_cst fences (weak
+// defaults in src/packet_buffer.cpp). light() is safe from any context,
+// including a signal or interrupt handler; heavy() only from a thread that may
+// block.
+void asymmetric_fence_light() noexcept;
+void asymmetric_fence_heavy() noexcept;
 
 // Reports a broken precondition or an impossible state and never returns.
 [[noreturn]] void panic(const char* message, const char* file, int line) noexcept;

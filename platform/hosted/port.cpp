@@ -2,9 +2,11 @@
 // (async-signal-safe, with a timeout, unlike std::atomic::wait), the clock is
 // CLOCK_MONOTONIC, a critical section blocks the thread's signals (the hosted
 // stand-in for masking interrupts: a signal handler must not run while the
-// code it interrupted holds a lock it may want), and each thread's parker
+// code it interrupted holds a lock it may want), the heavy side of the
+// asymmetric fence is membarrier(2), and each thread's parker
 // lives on the heap for as long as the thread or a waker needs it.
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -91,6 +93,77 @@ critical_state enter_critical() noexcept {
 
 void leave_critical(critical_state) noexcept {
   if (--critical_depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
+}
+
+namespace {
+
+// Whether asymmetric_fence_heavy() is a process-wide membarrier.
+//   value  name         set by                          invariant
+//   0      unknown      initial                         light() fences
+//   1      membarrier   the first heavy(), registered   light() is a compiler barrier;
+//                                                       every heavy() is a membarrier
+//   2      unavailable  the first heavy(), refused      light() and heavy() fence
+// Edges: 0 -> 1 or 0 -> 2 once (compare-and-swap); never left after.
+constexpr std::uint32_t membarrier_unknown = 0;
+constexpr std::uint32_t membarrier_ready = 1;
+constexpr std::uint32_t membarrier_unavailable = 2;
+detail::atomic<std::uint32_t> membarrier_state{membarrier_unknown};
+
+}  // namespace
+
+void asymmetric_fence_light() noexcept {
+  // Relaxed: the state only chooses the fence. Seeing `ready` means that
+  // every heavy() from now on (and any that could pair with this call, whose
+  // own load saw `ready` or which set it) is a membarrier, which runs a full
+  // fence on this thread somewhere in program order ([AF1]); seeing anything
+  // else, this side fences as a seq_cst fence would.
+  if (membarrier_state.load(std::memory_order_relaxed) == membarrier_ready) {
+    // [AF1] compiler barrier: keeps the caller's store before its load; the
+    // CPU's store-load order is supplied by the membarrier in heavy().
+    detail::signal_fence(std::memory_order_seq_cst);
+  } else {
+    // [AF1] seq_cst fence: pairs with the fence or membarrier in heavy().
+    detail::fence(std::memory_order_seq_cst);
+  }
+}
+
+namespace {
+
+// Leaves `unknown` (see the table above); returns the state.
+std::uint32_t settle_membarrier() noexcept {
+  // Relaxed: a choice of fence, see the state table.
+  std::uint32_t state = membarrier_state.load(std::memory_order_relaxed);
+  if (state != membarrier_unknown) return state;
+  const std::uint32_t next =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+          ? membarrier_ready
+          : membarrier_unavailable;
+  // Relaxed: the value is a fact about the kernel; a losing thread takes
+  // the winner's.
+  if (membarrier_state.compare_exchange_strong(state, next, std::memory_order_relaxed,
+                                               std::memory_order_relaxed))
+    state = next;
+  return state;
+}
+
+// Registers at start-up, so that light() is cheap from the first call on
+// (until then it fences, which is correct as well).
+[[maybe_unused]] const std::uint32_t membarrier_at_start = settle_membarrier();
+
+}  // namespace
+
+void asymmetric_fence_heavy() noexcept {
+  if (settle_membarrier() == membarrier_ready) {
+    // [AF1] membarrier: every running thread of the process passes a full
+    // fence before this returns, so a light() side whose store this load
+    // misses has not yet issued its own load (and will see our store).
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      panic("membarrier failed after registration", __FILE__, __LINE__);
+    }
+    return;
+  }
+  // [AF1] seq_cst fence: pairs with the seq_cst fence in light().
+  detail::fence(std::memory_order_seq_cst);
 }
 
 void panic(const char* message, const char* file, int line) noexcept {

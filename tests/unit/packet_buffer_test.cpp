@@ -215,6 +215,17 @@ TEST_P(PacketBufferTest, PendingAndCounters) {
   EXPECT_EQ(k.dropped, 0u);
 }
 
+TEST_P(PacketBufferTest, CommitsAreCountedWhenTheyLeaveTheBuffer) {
+  put(2, 1);
+  put(2, 2);
+  EXPECT_EQ(pb.counters().committed, 0u) << "committed packets still waiting are not counted";
+  EXPECT_EQ(take(), 1);
+  const auto k = pb.counters();
+  EXPECT_EQ(k.committed, 1u);
+  EXPECT_EQ(k.claimed, 1u);
+  EXPECT_EQ(k.committed, k.claimed + k.dropped);
+}
+
 TEST_P(PacketBufferTest, ClaimedPacketsCanBeFreedInAnyOrder) {
   put(2, 1);
   put(2, 2);

@@ -48,15 +48,24 @@
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
 //                 on tmp_wr_idx; commit is one atomic store on the header;
 //                 claim/free touch only consumer-owned indices.
-//   overwrite     reserving, dropping, claim and free run under `lock`
-//                 inside a sluice::critical_section (interrupt mask on bare
-//                 metal, signal mask hosted) so that an interrupt or signal
-//                 handler that produces cannot deadlock on the context it
-//                 interrupted (skipped with pbuf_flag_threads_only, when no
-//                 handler ever touches the buffer). Commit stays one atomic store. The drop
-//                 callback runs outside the lock: the victim is first marked
-//                 claimed (so that nobody reuses its words), the lock is
-//                 left, the callback runs, then the victim becomes a skip.
+//   overwrite     a reservation that fits is the same lock-free
+//                 compare-and-swap. Making room (dropping, stepping over a
+//                 claimed packet), claim and free run under `lock` inside a
+//                 sluice::critical_section (interrupt mask on bare metal,
+//                 signal mask hosted) so that an interrupt or signal handler
+//                 that produces cannot deadlock on the context it interrupted
+//                 (skipped with pbuf_flag_threads_only, when no handler ever
+//                 touches the buffer); the lock holder changes tmp_wr_idx
+//                 only by compare-and-swap, as producers may reserve beside
+//                 it. A claim that finds nothing allocated takes no lock.
+//                 Commit stays one atomic store. The drop callback runs
+//                 outside the lock: the victim is first marked claimed (so
+//                 that nobody reuses its words), the lock is left, the
+//                 callback runs, then the victim becomes a skip.
+//
+// Wake-ups: commit and reclaim check the waiter lists after the light side
+// of the port's asymmetric fence; a waiter pays the heavy side (membarrier
+// hosted) before its re-check. See [PB4] in src/packet_buffer.cpp.
 //
 // A claimed packet met by a dropper at rd_idx is stepped over: the free
 // words before it become skip packets, tmp_wr_idx and rd_idx move past it,
@@ -106,6 +115,20 @@ inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
+// The outcome of one room-making step under the overwrite lock.
+enum class room_step : std::uint8_t {
+  reserved,  // the words fit: reserved
+  no_room,   // the oldest is not committed, or a claimed packet met twice
+  victim,    // the oldest was taken for dropping: report it, then free it
+};
+
+// What a notifier just did, hence whom it may have to wake.
+enum class wake_after : std::uint8_t {
+  commit,   // a header became committed or skip: the consumer; with
+            // overwrite, producers too (the oldest may now be dropped)
+  reclaim,  // rd_idx moved: producers waiting for room
+};
+
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
 using pbuf_drop_fn = void (*)(void* context, const std::uint32_t* packet,
                               std::uint32_t words) noexcept;
@@ -148,18 +171,21 @@ struct alignas(cache_line) pbuf_core {
 
   // ---- written by producers ----
   alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space
-  atomic<std::uint32_t> rd_seen{0};    // producers' copy of rd_idx, refreshed when short of room
-  atomic<std::uint32_t> committed{0};  // counters, wrapping (observers)
+  atomic<std::uint32_t> rd_seen{0};  // producers' copy of rd_idx, refreshed when short of room
   atomic<std::uint32_t> max_usage{0};
-  atomic<std::uint32_t> lock{0};  // overwrite policy only
-  atomic<std::uint32_t> dropped{0};
+  atomic<std::uint32_t> lock{0};     // overwrite policy only
+  atomic<std::uint32_t> dropped{0};  // counter, wrapping (observers)
 
   // ---- written by the consumer ----
   alignas(cache_line) atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim
   atomic<std::uint32_t> rd_idx{0};                          // oldest word not yet freed
   atomic<std::uint32_t> wr_idx{0};  // end of the committed prefix claim has reached
+  // Counters, wrapping (observers). Commits are counted where they leave
+  // the buffer (claimed + flushed + dropped): a count kept by producers
+  // would cost each commit a read-modify-write on a shared line.
   atomic<std::uint32_t> claimed{0};
-  std::uint32_t wr_seen = 0;  // the consumer's copy of tmp_wr_idx
+  atomic<std::uint32_t> flushed{0};  // by panic_flush
+  std::uint32_t wr_seen = 0;         // the consumer's copy of tmp_wr_idx
 
   // ---- waiting (touched only by a notify's check while nobody waits) ----
   alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc
@@ -206,6 +232,11 @@ struct alignas(cache_line) pbuf_core {
   // The length of the packet at `packet` through the configured callback.
   [[nodiscard]] std::uint32_t words_of(const std::uint32_t* packet) const noexcept;
 
+  // The waiting side of [PB4] (src/packet_buffer.cpp): call right after
+  // enqueueing on space_waiters or data_waiters, before re-checking.
+  // Requires: thread or task context (not a signal or interrupt handler).
+  static void wait_fence() noexcept;
+
  private:
   std::uint32_t slot(std::uint32_t pos) const noexcept {
     return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
@@ -221,10 +252,14 @@ struct alignas(cache_line) pbuf_core {
     return atomic_ref<std::uint32_t>(buf[slot(pos)]);
   }
   bool overwrite() const noexcept { return (flags & pbuf_flag_overwrite) != 0; }
+  std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
+  // The notifying side of [PB4]: after the condition store.
+  void wake_waiters(wake_after after) noexcept;
 
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
-  bool fits_locked(std::uint32_t n, pbuf_span& out) noexcept;
+  room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+                             pbuf_span& victim) noexcept;
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
   pbuf_span claim_unlocked() noexcept;

@@ -92,7 +92,6 @@ struct mpsc_pbuf_buffer {
   /* Written by producers. */
   MPSC_PBUF_SLUICE_LINE uint32_t tmp_wr_idx; /* end of allocated space */
   uint32_t sluice_rd_seen;
-  uint32_t sluice_committed;
   uint32_t max_usage; /* words */
   uint32_t lock;      /* overwrite mode's lock word */
   uint32_t sluice_dropped;
@@ -101,6 +100,7 @@ struct mpsc_pbuf_buffer {
   uint32_t rd_idx;                           /* oldest word not yet freed */
   uint32_t wr_idx;                           /* end of the committed data found so far */
   uint32_t sluice_claimed;
+  uint32_t sluice_flushed;
   uint32_t sluice_wr_seen;
   /* Waiting producers and consumer. */
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
