@@ -193,7 +193,15 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
   explicit claim_awaiter(detail::pbuf_core& core) noexcept : core_(core) {}
   claim_awaiter(const claim_awaiter&) = delete;
   claim_awaiter& operator=(const claim_awaiter&) = delete;
+  // A packet claimed by a ready poll leaves the buffer only through
+  // await_resume ("ready is final", poll.hpp): an awaiter destroyed holding
+  // one means its driver broke that rule, and the packet would be freed
+  // undelivered, so debug builds report it.
   ~claim_awaiter() {
+    SLUICE_ASSERT(
+        !packet_,
+        "a claim awaiter was destroyed holding a claimed packet, after a ready poll and "
+        "before await_resume (a driver destroyed a coroutine whose poll hook said ready)");
     if (listed_) (void)core_.data_waiters.cancel(node_);
   }
 

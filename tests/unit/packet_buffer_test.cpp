@@ -504,3 +504,30 @@ TEST(PacketBufferThreadsOnly, OverwriteWithoutCriticalSectionDropsOldest) {
 }
 
 }  // namespace
+
+namespace {
+
+// A driver that breaks "ready is final" (poll.hpp): polls a claim awaiter,
+// gets ready, and destroys it instead of resuming. The claimed packet must
+// not be freed undelivered without a word.
+void claim_ready_then_destroy() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto p = pb.try_alloc(2);
+  if (!p) std::abort();
+  p->payload()[0] = 7;
+  std::move(*p).commit();
+  sluice::waker w = sluice::port::current_parker().make_waker();
+  auto awaiter = pb.claim_async();
+  if (awaiter.poll(w) != sluice::poll_status::ready) std::abort();
+}
+
+TEST(PacketBufferDeathTest, ClaimAwaiterDestroyedAfterAReadyPollIsReported) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(claim_ready_then_destroy(), "claim awaiter was destroyed holding a claimed packet");
+}
+
+}  // namespace
