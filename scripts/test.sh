@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test: GCC debug (with the freestanding cross-compile
 # checks), Clang debug, ASan+UBSan and TSan; builds the release tree
-# (benchmark included) so it stays warning-free; then builds the bare-metal
+# (benchmark included) so it stays warning-free and runs the packet buffer's
+# release stress (millions of packets); then builds the bare-metal
 # images and boots each under QEMU (scripts/baremetal.sh). Exits non-zero on
 # any failure.
 set -euo pipefail
@@ -22,6 +23,8 @@ done
 echo "=== release: build (benchmark runner included)"
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
+echo "=== release: packet buffer stress, millions of packets per policy"
+build/release/tests/sluice_stress_tests --gtest_filter='PacketBufferStress.*'
 echo "=== bare metal: build and boot every port's images under QEMU"
 SLUICE_SKIP_SETUP=1 scripts/baremetal.sh
 echo "=== all test presets passed: ${presets[*]}; bare-metal images passed"
