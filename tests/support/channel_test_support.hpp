@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include <sluice/channel.hpp>
@@ -72,6 +73,19 @@ struct static_flavour {
   template <class T>
   static static_holder<T, capacity> make() {
     return {};
+  }
+};
+
+// Every flavour, for typed test suites, with readable names:
+//   TYPED_TEST_SUITE(Suite, sluice::test::all_flavours, sluice::test::flavour_names);
+using all_flavours = ::testing::Types<bounded_flavour, unbounded_flavour, static_flavour>;
+
+struct flavour_names {
+  template <class T>
+  static std::string GetName(int) {
+    if constexpr (std::is_same_v<T, bounded_flavour>) return "bounded";
+    if constexpr (std::is_same_v<T, unbounded_flavour>) return "unbounded";
+    return "static";
   }
 };
 

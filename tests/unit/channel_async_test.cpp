@@ -49,20 +49,7 @@ task<int> sum_until_closed(Rx& rx) {
 template <class Flavour>
 class ChannelAsync : public ::testing::Test {};
 
-using Flavours = ::testing::Types<sluice::test::bounded_flavour, sluice::test::unbounded_flavour,
-                                  sluice::test::static_flavour>;
-
-class FlavourNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    if constexpr (std::is_same_v<T, sluice::test::bounded_flavour>) return "bounded";
-    if constexpr (std::is_same_v<T, sluice::test::unbounded_flavour>) return "unbounded";
-    return "static";
-  }
-};
-
-TYPED_TEST_SUITE(ChannelAsync, Flavours, FlavourNames);
+TYPED_TEST_SUITE(ChannelAsync, sluice::test::all_flavours, sluice::test::flavour_names);
 
 TYPED_TEST(ChannelAsync, CompletesWithoutSuspendingWhenReady) {
   auto ch = TypeParam::template make<int>();

@@ -24,20 +24,7 @@ using sluice::test::watchdog;
 template <class Flavour>
 class ChannelBattery : public ::testing::Test {};
 
-using Flavours = ::testing::Types<sluice::test::bounded_flavour, sluice::test::unbounded_flavour,
-                                  sluice::test::static_flavour>;
-
-class FlavourNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    if constexpr (std::is_same_v<T, sluice::test::bounded_flavour>) return "bounded";
-    if constexpr (std::is_same_v<T, sluice::test::unbounded_flavour>) return "unbounded";
-    return "static";
-  }
-};
-
-TYPED_TEST_SUITE(ChannelBattery, Flavours, FlavourNames);
+TYPED_TEST_SUITE(ChannelBattery, sluice::test::all_flavours, sluice::test::flavour_names);
 
 TYPED_TEST(ChannelBattery, TrySendThenTryRecvIsFifo) {
   auto ch = TypeParam::template make<int>();

@@ -27,15 +27,7 @@ class ChannelHandles : public ::testing::Test {};
 using HeapFlavours =
     ::testing::Types<sluice::test::bounded_flavour, sluice::test::unbounded_flavour>;
 
-class HeapFlavourNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    return std::is_same_v<T, sluice::test::bounded_flavour> ? "bounded" : "unbounded";
-  }
-};
-
-TYPED_TEST_SUITE(ChannelHandles, HeapFlavours, HeapFlavourNames);
+TYPED_TEST_SUITE(ChannelHandles, HeapFlavours, sluice::test::flavour_names);
 
 TYPED_TEST(ChannelHandles, LastSenderGoneClosesAfterDrain) {
   auto ch = TypeParam::template make<int>();
