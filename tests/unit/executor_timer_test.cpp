@@ -135,6 +135,47 @@ TEST(ExecutorCombinators, WhenAnyGivesTheFirstAndCancelsTheRest) {
   EXPECT_EQ(losers_done.load(), 2);
 }
 
+task<int> first_of_with_one_unspawnable() {
+  // With max_tasks = 3 (this task and two children), the third child
+  // cannot be spawned: it must be passed over, not reported as first.
+  auto [index, r] = co_await sluice::when_any(after(1ms, 7), loser(), loser());
+  co_return r ? static_cast<int>(index) * 100 + *std::move(r) : -1;
+}
+
+TEST(ExecutorCombinators, WhenAnyPassesOverAChildThatCouldNotBeSpawned) {
+  abort_watchdog dog{60s, "when_any with a child refused"};
+  losers_done = 0;
+  {
+    sluice::executor ex{{.workers = 2, .max_tasks = 3}};
+    EXPECT_EQ(*sluice::block_on(ex, first_of_with_one_unspawnable()), 7);
+  }
+  EXPECT_EQ(losers_done.load(), 1);  // the one loser that was spawned
+}
+
+task<int> waits_on_two_losers() {
+  auto [index, r] = co_await sluice::when_any(loser(), loser());
+  co_return static_cast<int>(index);
+}
+
+// A when_any that is cancelled while it waits cancels its children itself:
+// they do not run on (or hold their slots) until the executor shuts down.
+TEST(ExecutorCombinators, CancellingAWhenAnyCancelsItsChildren) {
+  abort_watchdog dog{20s, "cancelled when_any: children left running"};
+  losers_done = 0;
+  sluice::executor ex{{.workers = 2}};
+  auto h = ex.spawn(waits_on_two_losers());
+  ASSERT_TRUE(h.has_value());
+  // Wait until both children are live (parent + 2), then cancel the parent.
+  while (ex.approx_live_tasks() < 3)
+    std::this_thread::sleep_for(1ms);
+  (void)h->cancel();
+  EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
+  // The children were cancelled by the parent's end, not by shutdown: wait
+  // (bounded by the watchdog) until both are gone while the executor runs.
+  while (losers_done.load() != 2)
+    std::this_thread::sleep_for(1ms);
+}
+
 task<long> producer(sluice::sender<int> tx, int n) {
   for (int i = 1; i <= n; ++i) {
     auto r = co_await tx.send_async(i);

@@ -6,8 +6,11 @@
 //   auto [index, r] = co_await sluice::when_any(std::move(tasks)); // first to finish
 //
 // A child that cannot be spawned (no memory, too many tasks, shut down) is
-// reported as cancelled. when_any cancels the children that did not finish
-// first; their frames are destroyed when a worker next takes them.
+// reported as cancelled; when_any passes over such a child and reports it
+// only if no child could be spawned. when_any cancels the children that did
+// not finish first; their frames are destroyed when a worker next takes
+// them. A when_all or when_any that is itself cancelled (or destroyed)
+// while it waits cancels every child still running: none outlives it.
 #pragma once
 
 #include <cstddef>
@@ -33,13 +36,34 @@ join_handle<T> spawn_or_empty(executor& ex, task<T>&& t) {
   return std::move(r).value();
 }
 
+// Requests cancellation of the task behind `h`, if any.
+template <class T>
+void cancel_if_valid(join_handle<T>& h) noexcept {
+  if (h.valid()) (void)h.cancel();
+}
+
+// Runs `f` when the scope ends, however it ends (a cancelled task's frame
+// is destroyed at its suspension point).
+template <class F>
+class at_scope_exit {
+ public:
+  explicit at_scope_exit(F f) noexcept : f_(std::move(f)) {}
+  at_scope_exit(const at_scope_exit&) = delete;
+  at_scope_exit& operator=(const at_scope_exit&) = delete;
+  ~at_scope_exit() { f_(); }
+
+ private:
+  F f_;
+};
+
 template <class T>
 task<join_result<T>> join_or_cancelled(join_handle<T> h) {
   if (!h.valid()) co_return join_result<T>{join_error::cancelled};
   co_return co_await h;
 }
 
-// Ready when any of the handles' tasks has completed.
+// Ready when any of the valid handles' tasks has completed. Requires: at
+// least one handle is valid.
 template <class T>
 class any_completed : public pollable_awaiter<any_completed<T>> {
  public:
@@ -52,7 +76,7 @@ class any_completed : public pollable_awaiter<any_completed<T>> {
   bool try_complete() noexcept {
     for (std::size_t i = 0; i < handles_->size(); ++i) {
       join_handle<T>& h = (*handles_)[i];
-      if (!h.valid() || h.is_finished()) {
+      if (h.valid() && h.is_finished()) {
         index_ = i;
         return true;
       }
@@ -63,7 +87,7 @@ class any_completed : public pollable_awaiter<any_completed<T>> {
     cancel_all();
     if (try_complete()) return poll_status::ready;
     for (std::size_t i = 0; i < handles_->size(); ++i)
-      (*handles_)[i].cell()->joiners().enqueue(waiters_[i], w.clone());
+      if ((*handles_)[i].valid()) (*handles_)[i].cell()->joiners().enqueue(waiters_[i], w.clone());
     listed_ = true;
     if (try_complete()) {
       cancel_all();
@@ -79,7 +103,7 @@ class any_completed : public pollable_awaiter<any_completed<T>> {
     // Completion notifies every joiner, so a notification consumed here
     // needs no passing on.
     for (std::size_t i = 0; i < handles_->size(); ++i)
-      (void)(*handles_)[i].cell()->joiners().cancel(waiters_[i]);
+      if ((*handles_)[i].valid()) (void)(*handles_)[i].cell()->joiners().cancel(waiters_[i]);
     listed_ = false;
   }
 
@@ -96,6 +120,10 @@ template <class... Ts>
 task<std::tuple<join_result<Ts>...>> when_all(task<Ts>... tasks) {
   executor& ex = co_await current_executor();
   std::tuple<join_handle<Ts>...> handles{detail::spawn_or_empty(ex, std::move(tasks))...};
+  // Joined handles are empty; the rest are cancelled if this task ends first.
+  const detail::at_scope_exit cancel_rest{[&handles]() noexcept {
+    std::apply([](join_handle<Ts>&... h) noexcept { (detail::cancel_if_valid(h), ...); }, handles);
+  }};
   co_return co_await std::apply(
       [](join_handle<Ts>&... h) -> task<std::tuple<join_result<Ts>...>> {
         co_return std::tuple<join_result<Ts>...>{
@@ -114,9 +142,20 @@ task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks
   handles.reserve(tasks.size());
   for (task<T>& t : tasks)
     handles.push_back(detail::spawn_or_empty(ex, std::move(t)));
+  // Every child but the first to finish (whose handle is moved out below) is
+  // cancelled when this task ends, whether it ends normally or cancelled.
+  const detail::at_scope_exit cancel_rest{[&handles]() noexcept {
+    for (join_handle<T>& h : handles)
+      detail::cancel_if_valid(h);
+  }};
+  bool any_spawned = false;
+  for (const join_handle<T>& h : handles)
+    any_spawned = any_spawned || h.valid();
+  if (!any_spawned)
+    co_return std::pair<std::size_t, join_result<T>>{0, join_result<T>{join_error::cancelled}};
   const std::size_t first = co_await detail::any_completed<T>{handles};
   for (std::size_t i = 0; i < handles.size(); ++i)
-    if (i != first && handles[i].valid()) (void)handles[i].cancel();
+    if (i != first) detail::cancel_if_valid(handles[i]);
   join_result<T> r = co_await detail::join_or_cancelled(std::move(handles[first]));
   co_return std::pair<std::size_t, join_result<T>>{first, std::move(r)};
 }
