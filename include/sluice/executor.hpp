@@ -26,7 +26,9 @@
 // worker next takes it), waits until none is left, then closes the run
 // queue so that every worker returns, and joins them. Every join reports
 // the value or `cancelled`; every frame is destroyed once. A task that never
-// suspends keeps shutdown waiting.
+// suspends keeps shutdown waiting. With worker_threads::none, shutdown also
+// waits until every caller of run_worker / run_until_idle has returned, so
+// the executor may be destroyed as soon as it returns.
 //
 // Memory. Task headers come from config.pool, or from the heap when it is
 // null; task frames come from the pool when the coroutine takes a
@@ -186,7 +188,9 @@ class executor final : private detail::task_scheduler {
   }
 
   // Runs worker duties on the calling thread (or core) until shutdown.
+  // Requires: entered before shutdown() begins.
   void run_worker() noexcept {
+    const driver_scope driving(*this);
     for (;;) {
       fire_due_timers();
       detail::task_header* next = nullptr;
@@ -199,6 +203,7 @@ class executor final : private detail::task_scheduler {
   // due timers too); returns how many runs it made. For executors built
   // with worker_threads::none and for tests.
   std::size_t run_until_idle() noexcept {
+    const driver_scope driving(*this);
     std::size_t runs = 0;
     for (;;) {
       fire_due_timers();
@@ -220,6 +225,7 @@ class executor final : private detail::task_scheduler {
     wait_until_no_task();
     detail::close(queue_);
     port::join_workers(std::exchange(workers_, nullptr));
+    wait_until_no_driver();
   }
 
   // Live (spawned, not yet completed) tasks; may be stale.
@@ -274,6 +280,44 @@ class executor final : private detail::task_scheduler {
       return true;
     }
     return r.error() != recv_error::closed;
+  }
+
+  // Counts the callers inside run_worker / run_until_idle, so that shutdown
+  // (and so the destructor) returns only after the last of them left: a
+  // worker on another core completes the last task (live_ reaches 0) and
+  // still touches done_, the timers and the queue before it returns.
+  class driver_scope {
+   public:
+    explicit driver_scope(executor& ex) noexcept : ex_(ex) {
+      // Relaxed: the count only has to reach shutdown's wait; the caller
+      // was already allowed to use the executor.
+      ex_.drivers_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~driver_scope() {
+      // Release [X3]: every use of the executor by this driver happens
+      // before shutdown sees the count drop (acquire in
+      // wait_until_no_driver), after which the executor may be destroyed.
+      // The driver touches nothing of it after this.
+      ex_.drivers_.fetch_sub(1, std::memory_order_release);
+    }
+    driver_scope(const driver_scope&) = delete;
+    driver_scope& operator=(const driver_scope&) = delete;
+
+   private:
+    executor& ex_;
+  };
+
+  // Waits (a 1 ms timed wait per round, no notify: the last driver must not
+  // touch the executor after its decrement) until no caller is inside
+  // run_worker or run_until_idle. After the queue is closed each returns as
+  // soon as its current step ends.
+  void wait_until_no_driver() noexcept {
+    for (;;) {
+      // Acquire [X3].
+      const std::uint32_t n = drivers_.load(std::memory_order_acquire);
+      if (n == 0) return;
+      (void)port::wait_until(drivers_, n, deadline_after(duration{1'000'000}));
+    }
   }
 
   void record(trace_event e, const void* task) noexcept {
@@ -406,6 +450,7 @@ class executor final : private detail::task_scheduler {
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;
   detail::atomic<std::uint32_t> live_{0};
+  detail::atomic<std::uint32_t> drivers_{0};
   detail::waiter_list done_;
   detail::atomic<std::uint32_t> locked_{0};
   detail::task_header* live_head_ = nullptr;

@@ -343,3 +343,60 @@ TEST(ExecutorStress, ShutdownWithTasksInEveryState) {
 }
 
 }  // namespace
+
+namespace {
+
+// Counts the workers' parks, so a test knows its own threads are inside
+// run_worker (they park there before anything is queued).
+class park_counter final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void*) noexcept override {
+    // Relaxed: a counter the test polls; it orders nothing.
+    if (e == sluice::trace_event::park) parks.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::atomic<int> parks{0};
+};
+
+task<int> yields_then_ends(int n) {
+  for (int i = 0; i < n; ++i)
+    co_await sluice::yield();
+  co_return n;
+}
+
+}  // namespace
+
+// Workers the caller drives (worker_threads::none, run_worker on its own
+// threads, as cores do on bare metal) while the executor is destroyed with
+// tasks still running: the destructor must return only after every worker
+// has left run_worker, or a worker completing the last task touches freed
+// memory (ASan reports it). Each round's workers must also all return.
+TEST(ExecutorStress, DestroyedWhileCallerDrivenWorkersFinishTheLastTasks) {
+  abort_watchdog dog{120s, "destroy with caller-driven workers"};
+#if defined(SLUICE_SANITIZED)
+  const int rounds = 40;
+#else
+  const int rounds = 200;
+#endif
+  for (int round = 0; round < rounds; ++round) {
+    park_counter trace;
+    auto ex = std::make_unique<sluice::executor>(sluice::executor_config{
+        .max_tasks = 64, .threads = sluice::worker_threads::none, .trace = &trace});
+    std::atomic<int> returned{0};
+    std::vector<std::thread> workers;
+    sluice::executor* raw = ex.get();
+    for (int w = 0; w < 2; ++w)
+      workers.emplace_back([raw, &returned] {
+        raw->run_worker();
+        returned.fetch_add(1);
+      });
+    // Relaxed: see park_counter.
+    while (trace.parks.load(std::memory_order_relaxed) < 2)
+      std::this_thread::yield();
+    for (int t = 0; t < 16; ++t)
+      ASSERT_TRUE(ex->spawn(yields_then_ends(t % 4)).has_value());
+    ex.reset();  // shutdown: cancels what is left, waits for tasks and workers
+    EXPECT_EQ(returned.load(), 2) << "round " << round;
+    for (std::thread& t : workers)
+      t.join();
+  }
+}
