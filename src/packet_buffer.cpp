@@ -187,7 +187,13 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
     const std::uint32_t used = distance(r, w);
     if (used > size) {
       // One of the two is stale: w from before the consumer's last move,
-      // or the copy of r from long ago.
+      // or the copy of r from long ago. With overwrite, a lock holder that
+      // steps over a claimed packet moves tmp_wr_idx past rd_idx + size
+      // before it moves rd_idx: retrying here could spin as long as that
+      // holder is preempted, so after one fresh look the locked path
+      // decides (no_room sends the caller there).
+      if (fresh && overwrite()) return pbuf_status::no_room;
+      // Relaxed: a fresher guess; the reservation's compare-and-swap checks it.
       if (fresh) w = tmp_wr_idx.load(std::memory_order_relaxed);
       refresh();
       continue;
@@ -217,6 +223,11 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
         rd_seen.store(start, std::memory_order_release);
         w = start;
         r = start;
+        // A producer that reserved at `start` before the store above may
+        // have committed and woken a consumer that then looked at the old
+        // position, found nothing and waits: wake it again now that the
+        // consumer can follow rd_idx ([PB4]).
+        wake_waiters(wake_after::commit);
       }
       continue;
     }
@@ -534,7 +545,12 @@ void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   (void)v;
   const std::uint32_t n = length_of(packet);
   h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
-  reclaim();
+  // Freed at the front, reclaim moves rd_idx and wakes producers. Freed
+  // elsewhere (a packet that an overwrite stepped over, or one of several
+  // claimed), the new skip still helps a waiter: a producer whose
+  // overwrite met this claimed packet can now pass it, and a consumer
+  // waiting behind its stepped-over copy can now claim what follows.
+  if (!reclaim()) wake_waiters(wake_after::commit);  // [PB4]
 }
 
 void pbuf_core::free(const std::uint32_t* packet) noexcept {

@@ -531,3 +531,38 @@ TEST(PacketBufferDeathTest, ClaimAwaiterDestroyedAfterAReadyPollIsReported) {
 }
 
 }  // namespace
+
+namespace {
+
+// Overwrite: a full-size allocation cannot step over the packet the
+// consumer holds and waits. When the consumer frees it, the waiting
+// producer must be woken, not left until an unrelated commit. (The case of
+// a packet freed after an overwrite stepped over it, away from the front,
+// is covered by the same wake in free_unlocked; no test here forces that
+// interleaving.)
+TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer) {
+  std::uint32_t words[8] = {};
+  sluice::packet_buffer pb({.storage = words,
+                            .size_words = 8,
+                            .policy = overflow_policy::drop_oldest,
+                            .contexts = sluice::buffer_contexts::threads_only});
+  auto a = pb.try_alloc(4);
+  ASSERT_TRUE(a);
+  std::move(*a).commit();
+  sluice::claimed_packet held = pb.try_claim();
+  ASSERT_TRUE(held);
+  ASSERT_FALSE(pb.try_alloc(8));  // the claimed packet is in the way
+  std::atomic<bool> got{false};
+  std::thread producer([&] {
+    // No deadline worth the name: only the free below can let it through.
+    auto r = pb.alloc_for(8, 60s);
+    got = static_cast<bool>(r);
+    if (r) std::move(*r).abandon();
+  });
+  std::this_thread::sleep_for(10ms);
+  held = sluice::claimed_packet{};  // free
+  producer.join();
+  EXPECT_TRUE(got.load());
+}
+
+}  // namespace
