@@ -45,7 +45,7 @@
 // slot is written after its sender installed the next block, so no sender
 // touches a block once it is retired.
 //
-// The pool: a stack of retired blocks, pushed by any receiver and popped
+// The pool: a stack of retired blocks, pushed by whoever retires one and popped
 // only by the installing sender, who is one thread at a time (while it
 // installs, tail_ sits on the gap and every other sender waits). One popper
 // makes the stack free of ABA: the top it read cannot leave the stack, nor
@@ -245,15 +245,20 @@ class list_engine {
       if ((head & flag) == 0) {
         // Relaxed [L6]: a tail_ value seen before; if it is ahead of head,
         // tail_ need not be read (its line stays with the senders).
-        std::size_t tail = head_.tail_seen.load(std::memory_order_relaxed);
-        if (!is_ahead(tail, head)) {
+        // Only with 64-bit positions: with 32 bits, a receiver preempted
+        // between its read of tail_ and this store while the others take
+        // 2^30 positions could leave a value that looks ahead again after
+        // the wrap, and the receivers would claim past tail_. 2^62
+        // positions do not wrap in any run.
+        std::size_t tail = tail_seen_usable ? head_.tail_seen.load(std::memory_order_relaxed) : 0;
+        if (!tail_seen_usable || !is_ahead(tail, head)) {
           // Relaxed: tells empty from not-empty; the value comes through [L2].
           tail = tail_.index.load(std::memory_order_relaxed);
           if (head / step == tail / step) {
             return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
           }
           // Relaxed [L6]: a hint for the receivers after us.
-          head_.tail_seen.store(tail, std::memory_order_relaxed);
+          if (tail_seen_usable) head_.tail_seen.store(tail, std::memory_order_relaxed);
         }
         // tail_ is in a later block: this block is full, so readers may stop
         // checking tail_ until the next block.
@@ -368,6 +373,8 @@ class list_engine {
     // [L6]: the last tail_.index a receiver read that showed values.
     atomic<std::size_t> tail_seen{0};
   };
+
+  static constexpr bool tail_seen_usable = sizeof(std::size_t) >= 8;
 
   // True when position `tail` is after position `head` (flags ignored).
   // Positions count modulo 2^(N-1) (see Wrapping); a stale `tail` is at most

@@ -73,7 +73,7 @@ class waiter {
   }
 
   // True once a notifier has taken this waiter off its list. Acquire [W2]
-  // pairs with the release store in waiter_list::wake_front, so the waiter
+  // pairs with the release store in waiter_list::take_front, so the waiter
   // sees what the notifier wrote before notifying.
   [[nodiscard]] bool is_notified() const noexcept {
     return state_.load(std::memory_order_acquire) == notified;
