@@ -37,8 +37,7 @@
 // static_channel needs no heap. An unbounded channel allocates blocks of 63
 // slots as its backlog grows and keeps the blocks it retires, up to about
 // 4 MiB (at least 16 blocks, so more for very large T), for reuse (so a
-// steady state allocates nothing); they are freed when
-// the channel is.
+// steady state allocates nothing); they are freed when the channel is.
 #pragma once
 
 #include <cstddef>
