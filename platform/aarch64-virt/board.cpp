@@ -56,7 +56,12 @@ sluice::detail::atomic<void (*)() noexcept> tick_fn{nullptr};
 sluice::detail::atomic<std::uint64_t> tick_period{0};  // counts; 0: stopped
 sluice::detail::atomic<std::uint32_t> tick_requests{0};
 sluice::detail::atomic<std::uint32_t> tick_applied{0};
-std::uint64_t tick_next = 0;  // core 0 only
+// Core 0 only: the request as applied. The timer handler reads these, not
+// the request fields above, which another core may be rewriting for a
+// request not applied yet.
+std::uint64_t tick_next = 0;
+std::uint64_t applied_period = 0;
+void (*applied_fn)() noexcept = nullptr;
 
 void apply_tick_request() noexcept {
   // Acquire [B2]: pairs with the release increment in request_tick; the
@@ -64,6 +69,9 @@ void apply_tick_request() noexcept {
   const std::uint32_t request = tick_requests.load(std::memory_order_acquire);
   // Relaxed: published by [B2].
   const std::uint64_t period = tick_period.load(std::memory_order_relaxed);
+  // Relaxed: published by [B2].
+  applied_fn = tick_fn.load(std::memory_order_relaxed);
+  applied_period = period;
   if (period == 0) {
     asm volatile("msr cntp_ctl_el0, xzr\n\tisb");
   } else {
@@ -148,10 +156,12 @@ void console_dec(std::uint64_t value) noexcept {
 void on_physical_timer() noexcept {
   // Next deadline from the previous one: no drift; if we fell behind, the
   // timer fires again at once and catches up.
-  tick_next += tick_period.load(std::memory_order_relaxed);  // Relaxed: written on this core [B2]
+  // The applied period and function: written on this core only, with this
+  // interrupt masked (apply_tick_request), so no atomics.
+  if (applied_period == 0) return;  // stopped; a late interrupt
+  tick_next += applied_period;
   asm volatile("msr cntp_cval_el0, %0\n\tisb" ::"r"(tick_next));
-  // Relaxed: published by [B2] and applied on this core.
-  if (void (*fn)() noexcept = tick_fn.load(std::memory_order_relaxed)) fn();
+  if (applied_fn != nullptr) applied_fn();
 }
 
 void on_tick_control() noexcept {
