@@ -13,12 +13,36 @@
 // signal or interrupt handler (the ring push is lock-free, the receivers'
 // notification never blocks). spawn refuses a task beyond max_tasks.
 //
-// Idle workers. A worker takes the next task with the channel's blocking
-// receive: it parks on its parker through the channel's waiter list, which
-// each push notifies once (notify_one: one new task wakes at most one
-// sleeper; nothing spins while idle). The wait ends at the earliest timer
-// deadline, so expiries need no extra thread; every worker fires due timers
-// before it takes its next task.
+// Next-task slot. A task woken or spawned on a worker's own thread or core
+// (by the task that worker runs, or by a handler interrupting it) goes to
+// that worker's one-task slot instead of the run queue, and the worker runs
+// it as soon as its current run ends: a task that wakes or spawns another
+// hands over with hot caches and no queue traffic (ping-pong over a
+// channel, spawn-and-join chains). A task woken while it runs (a yield)
+// always goes to the back of the run queue. The slot must not starve
+// anything:
+//
+//   event                                slot      slot after  and then
+//   wake or spawn on worker W            empty     t           notify one parked worker [X4]
+//   wake or spawn on worker W            p         t           p goes on the run queue
+//   W ends a run, slot runs in a row<8   t         empty       W runs t
+//   W ends its 8th slot run in a row     t         t           W takes the run queue's head
+//                                                              first (or t if it is empty)
+//   any worker about to park             t         empty       it runs t (steals) [X4]
+//
+// So the run queue is looked at at least every 8 runs, and a task in a slot
+// waits for at most its worker's current run: if that run is long, a parked
+// worker was woken when the slot filled, and steals the task before it
+// parks again (stealing only then, and not while spinning, keeps a chain of
+// wakes on one worker instead of bouncing it between cores).
+//
+// Idle workers. A worker looks at its slot, then the run queue, then spins
+// on the run queue for a while (channel_ops.hpp, Spinning), then steals from
+// any worker's slot, then parks on its parker through the run queue's
+// waiter list, which each push notifies once (notify_one: one new task wakes
+// at most one sleeper; nothing spins while idle for longer than the spin).
+// The wait ends at the earliest timer deadline, so expiries need no extra
+// thread; every worker fires due timers before it takes its next task.
 //
 // Shutdown (shutdown() or the destructor) cancels: it stops accepting
 // spawns, requests cancellation of every live task (a running task sees it
@@ -166,21 +190,12 @@ class executor final : private detail::task_scheduler {
   template <class T>
   spawn_result<T> spawn(task<T> t) noexcept {
     if (!t.valid()) return spawn_error::no_memory;  // its frame allocation failed
-    // Relaxed: a counter whose only job is the bound; the live list's lock
-    // orders everything else.
-    if (live_.fetch_add(1, std::memory_order_relaxed) >= max_tasks_) {
-      live_.fetch_sub(1, std::memory_order_relaxed);
-      return spawn_error::too_many_tasks;
-    }
     detail::task_cell<T>* cell = detail::task_cell<T>::create(t, *this, pool_);
-    if (cell == nullptr) {
-      task_gone();
-      return spawn_error::no_memory;
-    }
-    if (!link(*cell)) {
+    if (cell == nullptr) return spawn_error::no_memory;
+    spawn_error refused{};
+    if (!link(*cell, refused)) {
       cell->discard_unstarted();
-      task_gone();
-      return spawn_error::shut_down;
+      return refused;
     }
     record(trace_event::spawn, cell);
     schedule(*cell);  // the initial state is `scheduled`
@@ -191,10 +206,11 @@ class executor final : private detail::task_scheduler {
   // Requires: entered before shutdown() begins.
   void run_worker() noexcept {
     const driver_scope driving(*this);
+    worker_local self(*this);
     for (;;) {
       fire_due_timers();
       detail::task_header* next = nullptr;
-      if (!take(next)) return;  // shut down
+      if (!take(self, next)) return;  // shut down
       if (next != nullptr) run(*next);
     }
   }
@@ -236,26 +252,55 @@ class executor final : private detail::task_scheduler {
 
  private:
   // --- task_scheduler --------------------------------------------------------
+  // Any context: the slot exchange and the queue push are lock-free.
   void schedule(detail::task_header& t) noexcept override {
     record(trace_event::schedule, &t);
-    send_result<detail::task_header*> r = detail::try_send(queue_, &t);
-    // Cannot fail: at most max_tasks live tasks, each queued at most once,
-    // and the queue is closed only after the last task completed.
-    SLUICE_ASSERT(static_cast<bool>(r), "executor run queue full or closed on a push");
+    auto* local =
+        detail::executor_slots ? static_cast<worker_local*>(port::current_worker()) : nullptr;
+    if (local == nullptr || local->owner != this) return push(t);
+    // seq_cst [X4]: the exchange and the waiter check in the notify below
+    // pair with a parking worker's enqueue ([W1] fence) and its look at the
+    // slots: it sees t, or this notify sees it waiting. Release also
+    // publishes t's header to whoever takes it (acquire in take_slot).
+    detail::task_header* displaced = local->next.exchange(&t, std::memory_order_seq_cst);
+    if (displaced == nullptr) {
+      queue_.receivers_waiting().notify_one_after_seq_cst_rmw();  // [X4]
+    } else {
+      push(*displaced);
+    }
+  }
+  void reschedule(detail::task_header& t) noexcept override {
+    record(trace_event::schedule, &t);
+    push(t);
   }
   void task_completed(detail::task_header& t) noexcept override {
     record(trace_event::complete, &t);
     unlink(t);
-    task_gone();
   }
   detail::timer_queue& timers() noexcept override { return timers_; }
   executor* owner() noexcept override { return this; }
 
   static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
 
-  // Reads the clock only when some timer is armed.
+  // Reads the clock only when some timer is armed. The expired sleepers go
+  // to the run queue in deadline order, not to this worker's slot.
   void fire_due_timers() noexcept {
-    if (timers_.approx_size() != 0) (void)timers_.fire_expired(port::now());
+    if (timers_.approx_size() == 0) return;
+    if constexpr (detail::executor_slots) {
+      void*& current = port::current_worker();
+      void* const self = std::exchange(current, nullptr);
+      (void)timers_.fire_expired(port::now());
+      current = self;
+    } else {
+      (void)timers_.fire_expired(port::now());
+    }
+  }
+
+  void push(detail::task_header& t) noexcept {
+    send_result<detail::task_header*> r = detail::try_send(queue_, &t);
+    // Cannot fail: at most max_tasks live tasks, each queued at most once,
+    // and the queue is closed only after the last task completed.
+    SLUICE_ASSERT(static_cast<bool>(r), "executor run queue full or closed on a push");
   }
 
   void run(detail::task_header& t) noexcept {
@@ -263,23 +308,93 @@ class executor final : private detail::task_scheduler {
     detail::run_task(t);
   }
 
+  // A worker's own state, on its stack for as long as run_worker runs:
+  // registered in the executor's list (for thieves) and in
+  // port::current_worker() (for schedule on its thread or core).
+  struct alignas(detail::cache_line) worker_local {
+    explicit worker_local(executor& ex) noexcept : owner(&ex) {
+      if constexpr (!detail::executor_slots) return;
+      outer = port::current_worker();
+      ex.lock();
+      link = ex.workers_head_;
+      ex.workers_head_ = this;
+      ex.unlock();
+      port::current_worker() = this;
+    }
+    ~worker_local() {
+      if constexpr (!detail::executor_slots) return;
+      port::current_worker() = outer;
+      owner->lock();
+      worker_local** at = &owner->workers_head_;
+      while (*at != this)
+        at = &(*at)->link;
+      *at = link;
+      owner->unlock();
+      // Relaxed: a check; the queue was closed after the last task ended.
+      SLUICE_ASSERT(next.load(std::memory_order_relaxed) == nullptr,
+                    "an executor worker left with a task in its slot");
+    }
+    worker_local(const worker_local&) = delete;
+    worker_local& operator=(const worker_local&) = delete;
+
+    // The next-task slot (see the table at the top), only ever exchanged.
+    detail::atomic<detail::task_header*> next{nullptr};
+    executor* owner;
+    void* outer = nullptr;         // port::current_worker() before this
+    worker_local* link = nullptr;  // the executor's list of workers (its lock)
+    unsigned slot_runs = 0;        // slot runs in a row; the worker's own
+  };
+
+  static constexpr unsigned slot_runs_in_a_row = 8;
+
+  static detail::task_header* take_slot(worker_local& w) noexcept {
+    // Relaxed: an empty slot costs a load, no write; the exchange decides.
+    if (w.next.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    // Acquire [X4]: pairs with the release of schedule's exchange.
+    return w.next.exchange(nullptr, std::memory_order_acquire);
+  }
+
+  // A task from any worker's slot (a worker about to park), or null.
+  detail::task_header* steal() noexcept {
+    detail::task_header* t = nullptr;
+    lock();
+    for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
+      t = take_slot(*w);
+    unlock();
+    return t;
+  }
+
   // Takes the next task into `out`, waiting (parked) while there is none,
   // until the earliest timer is due (`out` stays null). False on shutdown.
-  bool take(detail::task_header*& out) noexcept {
-    if (recv_result<detail::task_header*> r = detail::try_recv(queue_)) {
-      out = r.value();
-      return true;
-    } else if (r.error() == recv_error::closed) {
-      return false;
-    }
-    record(trace_event::park, nullptr);
-    recv_result<detail::task_header*> r = detail::recv_until(queue_, timers_.next_deadline());
-    record(trace_event::unpark, nullptr);
-    if (r) {
-      out = r.value();
+  bool take(worker_local& self, detail::task_header*& out) noexcept {
+    constexpr bool slots = detail::executor_slots;
+    if (slots && self.slot_runs < slot_runs_in_a_row && (out = take_slot(self)) != nullptr) {
+      ++self.slot_runs;
       return true;
     }
-    return r.error() != recv_error::closed;
+    self.slot_runs = 0;
+    // Nobody ever waits to send on the run queue (push is try_send), so a
+    // pop notifies no sender.
+    detail::raw_storage<detail::task_header*> popped;
+    detail::op_status status = queue_.pop(popped);
+    if (slots && status == detail::op_status::would_block && (out = take_slot(self)) != nullptr)
+      return true;  // the slot was passed over for the queue, which is empty
+    if (status == detail::op_status::would_block) {
+      record(trace_event::park, nullptr);
+      const bool got = detail::wait_until(
+          queue_.receivers_waiting(), timers_.next_deadline(),
+          [&]() noexcept {
+            status = queue_.pop(popped);
+            return status != detail::op_status::would_block;
+          },
+          [&]() noexcept { return slots && (out = steal()) != nullptr; });
+      record(trace_event::unpark, nullptr);
+      if (!got || out != nullptr) return true;  // a timer is due, or a task was stolen
+    }
+    if (status == detail::op_status::closed) return false;
+    out = popped.get();
+    popped.destroy();
+    return true;
   }
 
   // Counts the callers inside run_worker / run_until_idle, so that shutdown
@@ -324,7 +439,7 @@ class executor final : private detail::task_scheduler {
     if (trace_ != nullptr) trace_->record(e, task);
   }
 
-  // --- the live list (spawn, completion, shutdown) ---------------------------
+  // --- the live list (spawn, completion, shutdown) and the workers' list ----
   // A short spin lock: spawners and workers only, never handlers.
   void lock() noexcept {
     detail::backoff spin;
@@ -340,11 +455,19 @@ class executor final : private detail::task_scheduler {
     locked_.store(0, std::memory_order_release);
   }
 
-  // False once shutdown began.
-  bool link(detail::task_header& t) noexcept {
+  // Counts and links a new task; false (and why in `refused`) if it may not
+  // start. The count changes only under the lock, so a load and a store do
+  // (one atomic read-modify-write per spawn and per completion: the lock's).
+  [[nodiscard]] bool link(detail::task_header& t, spawn_error& refused) noexcept {
     lock();
-    const bool ok = accepting_;
-    if (ok) {
+    // Relaxed: written only under the lock.
+    const std::uint32_t live = live_.load(std::memory_order_relaxed);
+    const bool ok = accepting_ && live < max_tasks_;
+    if (!ok) {
+      refused = accepting_ ? spawn_error::too_many_tasks : spawn_error::shut_down;
+    } else {
+      // Relaxed: the bound; shutdown waits for the count to fall ([X2]).
+      live_.store(live + 1, std::memory_order_relaxed);
       t.live_prev = nullptr;
       t.live_next = live_head_;
       if (live_head_ != nullptr) live_head_->live_prev = &t;
@@ -362,7 +485,13 @@ class executor final : private detail::task_scheduler {
     }
     if (t.live_next != nullptr) t.live_next->live_prev = t.live_prev;
     t.live_prev = t.live_next = nullptr;
+    // Relaxed: written only under the lock.
+    const std::uint32_t left = live_.load(std::memory_order_relaxed) - 1;
+    // Release [X2]: a completed task's effects happen before shutdown sees
+    // the count reach zero (acquire in wait_until_no_task).
+    live_.store(left, std::memory_order_release);
     unlock();
+    if (left == 0) done_.notify_all();
   }
   // True if this call stopped it.
   bool stop_accepting() noexcept {
@@ -379,12 +508,6 @@ class executor final : private detail::task_scheduler {
     for (detail::task_header* t = live_head_; t != nullptr; t = t->live_next)
       (void)t->cancel();
     unlock();
-  }
-
-  void task_gone() noexcept {
-    // Release [X2]: a completed task's effects happen before shutdown sees
-    // the count reach zero (acquire in wait_until_no_task).
-    if (live_.fetch_sub(1, std::memory_order_release) == 1) done_.notify_all();
   }
 
   void wait_until_no_task() noexcept {
@@ -442,6 +565,8 @@ class executor final : private detail::task_scheduler {
   using run_queue = detail::channel_core<
       detail::array_engine<detail::task_header*, detail::span_slots<detail::task_header*>>>;
 
+  // Read-mostly (every spawn and run reads them), apart from the lines that
+  // spawns and completions write.
   queue_memory queue_memory_;
   run_queue queue_;
   detail::timer_queue timers_;
@@ -449,11 +574,13 @@ class executor final : private detail::task_scheduler {
   frame_pool* pool_;
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;
-  detail::atomic<std::uint32_t> live_{0};
   detail::atomic<std::uint32_t> drivers_{0};
   detail::waiter_list done_;
-  detail::atomic<std::uint32_t> locked_{0};
+  // Written by every spawn and completion, under the lock.
+  alignas(detail::cache_line) detail::atomic<std::uint32_t> locked_{0};
+  detail::atomic<std::uint32_t> live_{0};
   detail::task_header* live_head_ = nullptr;
+  worker_local* workers_head_ = nullptr;
   bool accepting_ = true;
 };
 

@@ -157,4 +157,9 @@ unsigned default_worker_count() noexcept {
   return virt::max_cores;
 }
 
+void*& current_worker() noexcept {
+  static constinit void* core_workers[virt::max_cores] = {};
+  return core_workers[virt::core_index()];
+}
+
 }  // namespace sluice::port

@@ -40,6 +40,14 @@ void join_workers(worker_group* group) noexcept {
   delete group;
 }
 
+namespace {
+thread_local void* this_thread_worker = nullptr;
+}  // namespace
+
+void*& current_worker() noexcept {
+  return this_thread_worker;
+}
+
 unsigned default_worker_count() noexcept {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;

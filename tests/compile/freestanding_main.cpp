@@ -58,6 +58,10 @@ void join_workers(worker_group*) noexcept {}
 unsigned default_worker_count() noexcept {
   return 1;
 }
+void*& current_worker() noexcept {
+  static constinit void* the_worker = nullptr;
+  return the_worker;
+}
 
 }  // namespace sluice::port
 

@@ -105,6 +105,17 @@ void on_sigusr1(int) {
   }
 }
 
+// Records the thread of the worker it runs on, then holds that worker until
+// `holding` reaches `workers`, so that each of `workers` tasks reports a
+// different worker.
+task<void> report_worker(std::atomic<pthread_t>& out, std::atomic<int>& holding, int workers) {
+  out.store(pthread_self());
+  holding.fetch_add(1);
+  while (holding.load() < workers)
+    sched_yield();
+  co_return;
+}
+
 TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
   const int tasks = 2000 / sanitizer_scale;
   const int tokens_each = 5;
@@ -115,6 +126,17 @@ TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
   std::vector<sluice::join_handle<void>> handles;
   {
     sluice::executor ex{{.workers = 2}};
+    // The signal handler runs on a waker thread and on both workers (where
+    // a wake goes to the interrupted worker's next-task slot).
+    std::atomic<pthread_t> worker_threads[2]{};
+    {
+      std::atomic<int> holding{0};
+      auto w0 = ex.spawn(report_worker(worker_threads[0], holding, 2));
+      auto w1 = ex.spawn(report_worker(worker_threads[1], holding, 2));
+      ASSERT_TRUE(w0.has_value() && w1.has_value());
+      ASSERT_TRUE(w0->join().has_value());
+      ASSERT_TRUE(w1->join().has_value());
+    }
     for (int i = 0; i < tasks; ++i) {
       auto h = ex.spawn(token_eater(slots[static_cast<std::size_t>(i)], tokens_each, finished));
       ASSERT_TRUE(h.has_value());
@@ -160,13 +182,17 @@ TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
         }
       });
     }
-    // The signaller interrupts waker thread 0 in the middle of its wakes.
+    // The signaller interrupts waker thread 0 in the middle of its wakes,
+    // and the workers in the middle of their runs.
     threads.emplace_back([&] {
       while (!target_ready.load())
         sched_yield();
-      while (signal_done.load(std::memory_order_acquire) < sig_jobs.size() &&
-             !stop_signals.load()) {
-        pthread_kill(target.load(), SIGUSR1);
+      const pthread_t targets[3] = {target.load(), worker_threads[0].load(),
+                                    worker_threads[1].load()};
+      for (unsigned k = 0;
+           signal_done.load(std::memory_order_acquire) < sig_jobs.size() && !stop_signals.load();
+           ++k) {
+        pthread_kill(targets[k % 3], SIGUSR1);
         std::this_thread::sleep_for(20us);
       }
     });

@@ -72,9 +72,12 @@ inline constexpr unsigned spin_clock_stride = 64;
 
 // Calls `attempt` until it returns true (the operation completed, with
 // success or a final error) or `deadline` passes (returns false). Thread
-// context only: parks the caller's parker.
-template <class Attempt>
-[[nodiscard]] bool wait_until(waiter_list& list, time_point deadline, Attempt&& attempt) noexcept {
+// context only: parks the caller's parker. Once the spin is over, every look
+// before and after enqueueing (so also the re-check after the [W1] fence)
+// tries `attempt`, then `last_resort` (the executor steals a task there).
+template <class Attempt, class LastResort>
+[[nodiscard]] bool wait_until(waiter_list& list, time_point deadline, Attempt&& attempt,
+                              LastResort&& last_resort) noexcept {
   static_assert((spin_clock_stride & (spin_clock_stride - 1)) == 0);
   time_point spin_end = time_point::max();
   for (unsigned step = 0; step < spin_checks_before_park; ++step) {
@@ -93,14 +96,15 @@ template <class Attempt>
   const auto expired = [deadline] {
     return deadline != time_point::max() && port::now() >= deadline;
   };
+  const auto look = [&]() noexcept { return attempt() || last_resort(); };
   parker& self = port::current_parker();
   waiter node;
   for (;;) {
-    if (attempt()) return true;
+    if (look()) return true;
     if (expired()) return false;
     list.enqueue(node, self.make_waker());
     // Re-check after the [W1] fence in enqueue.
-    if (attempt()) {
+    if (look()) {
       if (!list.cancel(node)) list.notify_one();  // pass on what we consumed
       return true;
     }
@@ -108,10 +112,15 @@ template <class Attempt>
       self.park_until(deadline);
     if (list.cancel(node)) {
       // Not notified: the deadline passed. One last look, then time out.
-      return attempt();
+      return look();
     }
     // Notified: loop and use it by retrying.
   }
+}
+
+template <class Attempt>
+[[nodiscard]] bool wait_until(waiter_list& list, time_point deadline, Attempt&& attempt) noexcept {
+  return wait_until(list, deadline, attempt, []() noexcept { return false; });
 }
 
 template <class Core>

@@ -10,6 +10,16 @@ namespace sluice::detail {
 // prefetcher of x86 would otherwise pair them.
 inline constexpr std::size_t cache_line = 64;
 
+// The executor's per-worker next-task slots (executor.hpp). A port whose
+// executor has one worker (a single core) may build with
+// SLUICE_EXECUTOR_SLOTS=0: a slot saves it no traffic between cores, and
+// every wake then goes through the run queue, in less code.
+#if !defined(SLUICE_EXECUTOR_SLOTS) || SLUICE_EXECUTOR_SLOTS
+inline constexpr bool executor_slots = true;
+#else
+inline constexpr bool executor_slots = false;
+#endif
+
 #if defined(NDEBUG) && !defined(SLUICE_DEBUG_CHECKS)
 inline constexpr bool debug_checks = false;
 #else

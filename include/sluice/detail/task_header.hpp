@@ -53,6 +53,11 @@ class task_scheduler {
   // interrupt handler); must not fail: the task is scheduled exactly once
   // per push decision.
   virtual void schedule(task_header& t) noexcept = 0;
+  // Puts `t`, which was woken while it ran (a yield, or a wake from
+  // elsewhere during the poll), back after the tasks already waiting: a
+  // scheduler with a faster path for fresh wakes must not use it here, or a
+  // yield would not let the others run. Called by the worker that ran `t`.
+  virtual void reschedule(task_header& t) noexcept { schedule(t); }
   // `t` completed (finished or cancelled); called once per task, by the
   // worker that completed it, before the scheduler's reference is dropped.
   virtual void task_completed(task_header& t) noexcept = 0;
@@ -188,7 +193,7 @@ inline void run_task(task_header& t) noexcept {
       return;
     }
     a = t.state_.end_run();
-    if (a == task_action::push) t.scheduler_->schedule(t);
+    if (a == task_action::push) t.scheduler_->reschedule(t);
     if (a != task_action::cancel) return;
   }
   // Cancelled: destroying the root frame destroys the whole chain (each

@@ -1,8 +1,8 @@
-// The executor's part of the port contract: how workers start. Hosted, a
-// worker is a thread (platform/hosted/workers.cpp); on bare metal the
-// secondary cores call executor::run_worker() themselves and these
-// functions are not needed (an executor built with worker_threads::none
-// never calls them).
+// The executor's part of the port contract: how workers start, and where a
+// worker keeps its own state. Hosted, a worker is a thread
+// (platform/hosted/workers.cpp); on bare metal the secondary cores call
+// executor::run_worker() themselves and the start/join functions are not
+// needed (an executor built with worker_threads::none never calls them).
 #pragma once
 
 namespace sluice::port {
@@ -23,5 +23,12 @@ void join_workers(worker_group* group) noexcept;
 
 // The number of workers an executor starts by default: the cores available.
 [[nodiscard]] unsigned default_worker_count() noexcept;
+
+// One pointer of storage for the calling thread (hosted) or core (bare
+// metal), null until set. executor::run_worker keeps its worker's state
+// there for as long as it runs, so that a task woken on that thread or core
+// can go to the worker's next-task slot. Read from any context, including a
+// signal or interrupt handler on that thread or core.
+[[nodiscard]] void*& current_worker() noexcept;
 
 }  // namespace sluice::port
