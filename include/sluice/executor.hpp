@@ -74,7 +74,7 @@
 #include <sluice/channel.hpp>
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
-#include <sluice/detail/backoff.hpp>
+#include <sluice/detail/spin_lock.hpp>
 #include <sluice/detail/task_header.hpp>
 #include <sluice/detail/timer_queue.hpp>
 #include <sluice/detail/waiter_list.hpp>
@@ -315,21 +315,21 @@ class executor final : private detail::task_scheduler {
     explicit worker_local(executor& ex) noexcept : owner(&ex) {
       if constexpr (!detail::executor_slots) return;
       outer = port::current_worker();
-      ex.lock();
+      ex.lock_.lock();
       link = ex.workers_head_;
       ex.workers_head_ = this;
-      ex.unlock();
+      ex.lock_.unlock();
       port::current_worker() = this;
     }
     ~worker_local() {
       if constexpr (!detail::executor_slots) return;
       port::current_worker() = outer;
-      owner->lock();
+      owner->lock_.lock();
       worker_local** at = &owner->workers_head_;
       while (*at != this)
         at = &(*at)->link;
       *at = link;
-      owner->unlock();
+      owner->lock_.unlock();
       // Relaxed: a check; the queue was closed after the last task ended.
       SLUICE_ASSERT(next.load(std::memory_order_relaxed) == nullptr,
                     "an executor worker left with a task in its slot");
@@ -357,10 +357,10 @@ class executor final : private detail::task_scheduler {
   // A task from any worker's slot (a worker about to park), or null.
   detail::task_header* steal() noexcept {
     detail::task_header* t = nullptr;
-    lock();
+    lock_.lock();
     for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
       t = take_slot(*w);
-    unlock();
+    lock_.unlock();
     return t;
   }
 
@@ -440,26 +440,13 @@ class executor final : private detail::task_scheduler {
   }
 
   // --- the live list (spawn, completion, shutdown) and the workers' list ----
-  // A short spin lock: spawners and workers only, never handlers.
-  void lock() noexcept {
-    detail::backoff spin;
-    // Acquire [X1]: pairs with the release in unlock().
-    while (locked_.exchange(1, std::memory_order_acquire) != 0) {
-      // Relaxed: wait for it to look free before trying again.
-      while (locked_.load(std::memory_order_relaxed) != 0)
-        spin.spin();
-    }
-  }
-  void unlock() noexcept {
-    // Release [X1].
-    locked_.store(0, std::memory_order_release);
-  }
+  // Under lock_, a spin lock: spawners and workers only, never handlers.
 
   // Counts and links a new task; false (and why in `refused`) if it may not
   // start. The count changes only under the lock, so a load and a store do
   // (one atomic read-modify-write per spawn and per completion: the lock's).
   [[nodiscard]] bool link(detail::task_header& t, spawn_error& refused) noexcept {
-    lock();
+    lock_.lock();
     // Relaxed: written only under the lock.
     const std::uint32_t live = live_.load(std::memory_order_relaxed);
     const bool ok = accepting_ && live < max_tasks_;
@@ -473,11 +460,11 @@ class executor final : private detail::task_scheduler {
       if (live_head_ != nullptr) live_head_->live_prev = &t;
       live_head_ = &t;
     }
-    unlock();
+    lock_.unlock();
     return ok;
   }
   void unlink(detail::task_header& t) noexcept {
-    lock();
+    lock_.lock();
     if (t.live_prev != nullptr) {
       t.live_prev->live_next = t.live_next;
     } else {
@@ -490,24 +477,24 @@ class executor final : private detail::task_scheduler {
     // Release [X2]: a completed task's effects happen before shutdown sees
     // the count reach zero (acquire in wait_until_no_task).
     live_.store(left, std::memory_order_release);
-    unlock();
+    lock_.unlock();
     if (left == 0) done_.notify_all();
   }
   // True if this call stopped it.
   bool stop_accepting() noexcept {
-    lock();
+    lock_.lock();
     const bool was = accepting_;
     accepting_ = false;
-    unlock();
+    lock_.unlock();
     return was;
   }
   void cancel_all() noexcept {
-    lock();
+    lock_.lock();
     // A task in the list has not run task_completed (which unlinks under
     // this lock), so it is alive; cancel never blocks.
     for (detail::task_header* t = live_head_; t != nullptr; t = t->live_next)
       (void)t->cancel();
-    unlock();
+    lock_.unlock();
   }
 
   void wait_until_no_task() noexcept {
@@ -577,7 +564,7 @@ class executor final : private detail::task_scheduler {
   detail::atomic<std::uint32_t> drivers_{0};
   detail::waiter_list done_;
   // Written by every spawn and completion, under the lock.
-  alignas(detail::cache_line) detail::atomic<std::uint32_t> locked_{0};
+  alignas(detail::cache_line) detail::spin_lock lock_;  // [SL1] guards what follows
   detail::atomic<std::uint32_t> live_{0};
   detail::task_header* live_head_ = nullptr;
   worker_local* workers_head_ = nullptr;

@@ -29,12 +29,13 @@
 #          allocated_packet, claim_awaiter              -> packet buffer
 #        contains channel, array_engine, list_engine,
 #          send_awaiter, recv_awaiter                   -> channel (also the
-#                                    executor's run queue, a channel engine)
+#                                    executor's run queue, a channel engine,
+#                                    where not inlined into the executor)
 #        contains executor, task, frame_pool, timer,
 #          join_, value_slot, promise, allocat, spawn,
 #          current_executor                             -> executor
 #        other sluice:: (waker, parker, waiter_list,
-#          backoff, poll, result, time)                 -> shared (all parts)
+#          backoff, spin_lock, poll, result, time)      -> shared (all parts)
 #        std:: (instantiated by the headers)            -> shared
 #   3. the rest: from port.cpp -> port; from the demo -> demo.
 # sluice's total is executor + channel + packet buffer + shared; the bar is

@@ -27,7 +27,7 @@
 
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
-#include <sluice/detail/backoff.hpp>
+#include <sluice/detail/spin_lock.hpp>
 #include <sluice/time.hpp>
 #include <sluice/waker.hpp>
 
@@ -80,7 +80,7 @@ class timer_queue {
                   "timer armed twice");
     node.deadline_ = deadline;
     node.waker_ = std::move(w);
-    lock();
+    lock_.lock();
     timer_node* after = tail_;
     while (after != nullptr && after->deadline_ > deadline)
       after = after->prev_;
@@ -102,7 +102,7 @@ class timer_queue {
     // misses it sees the timer on its next pass (this arming worker makes
     // one before it sleeps).
     count_.fetch_add(1, std::memory_order_relaxed);
-    unlock();
+    lock_.unlock();
   }
 
   // Takes `node` out if still armed. Returns true if it was (it will not
@@ -114,9 +114,9 @@ class timer_queue {
       node.state_.store(timer_node::idle, std::memory_order_relaxed);
       return false;
     }
-    lock();
+    lock_.lock();
     // Relaxed: fire_expired stores `fired` only under the lock, so the
-    // acquire in lock() [Q2] already ordered any such store before this.
+    // acquire of lock_ [SL1] already ordered any such store before this.
     const bool was_armed = node.state_.load(std::memory_order_relaxed) == timer_node::armed;
     if (was_armed) {
       unlink(node);
@@ -125,7 +125,7 @@ class timer_queue {
     waker dropped = std::move(node.waker_);
     // Relaxed: the node is ours again; the lock orders it against firing.
     node.state_.store(timer_node::idle, std::memory_order_relaxed);
-    unlock();
+    lock_.unlock();
     return was_armed;
   }
 
@@ -140,7 +140,7 @@ class timer_queue {
       constexpr int batch = 16;
       waker due[batch];
       int n = 0;
-      lock();
+      lock_.lock();
       while (n < batch && head_ != nullptr && head_->deadline_ <= now) {
         timer_node* node = head_;
         unlink(*node);
@@ -150,7 +150,7 @@ class timer_queue {
         node->state_.store(timer_node::fired, std::memory_order_release);
       }
       const bool more = head_ != nullptr && head_->deadline_ <= now;
-      unlock();
+      lock_.unlock();
       for (int i = 0; i < n; ++i)
         std::move(due[i]).wake();
       fired_count += static_cast<std::uint32_t>(n);
@@ -161,9 +161,9 @@ class timer_queue {
   // The earliest armed deadline, or time_point::max() if none.
   [[nodiscard]] time_point next_deadline() noexcept {
     if (count_.load(std::memory_order_relaxed) == 0) return time_point::max();  // Relaxed: hint
-    lock();
+    lock_.lock();
     const time_point t = head_ != nullptr ? head_->deadline_ : time_point::max();
-    unlock();
+    lock_.unlock();
     return t;
   }
 
@@ -172,20 +172,6 @@ class timer_queue {
   }
 
  private:
-  void lock() noexcept {
-    backoff spin;
-    // Acquire [Q2]: pairs with the release in unlock(); we see the list as
-    // the last holder left it.
-    while (locked_.exchange(1, std::memory_order_acquire) != 0) {
-      // Relaxed: spin on a plain load until it looks free.
-      while (locked_.load(std::memory_order_relaxed) != 0)
-        spin.spin();
-    }
-  }
-  void unlock() noexcept {
-    // Release [Q2].
-    locked_.store(0, std::memory_order_release);
-  }
   void unlink(timer_node& node) noexcept {
     if (node.prev_ != nullptr) {
       node.prev_->next_ = node.next_;
@@ -200,7 +186,7 @@ class timer_queue {
     node.prev_ = node.next_ = nullptr;
   }
 
-  atomic<std::uint32_t> locked_{0};
+  spin_lock lock_;  // [SL1] guards the list (head_, tail_, the nodes' links and states)
   atomic<std::uint32_t> count_{0};
   timer_node* head_ = nullptr;
   timer_node* tail_ = nullptr;
