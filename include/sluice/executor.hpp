@@ -173,7 +173,6 @@ class executor final : private detail::task_scheduler {
   explicit executor(const executor_config& config = {}) noexcept
       : queue_memory_(config),
         queue_(queue_memory_.slots, config.max_tasks),
-        max_tasks_(config.max_tasks),
         pool_(config.pool),
         trace_(config.trace) {
     if (config.threads == worker_threads::start) {
@@ -449,7 +448,8 @@ class executor final : private detail::task_scheduler {
     lock_.lock();
     // Relaxed: written only under the lock.
     const std::uint32_t live = live_.load(std::memory_order_relaxed);
-    const bool ok = accepting_ && live < max_tasks_;
+    // The run queue holds max_tasks: each live task is on it at most once.
+    const bool ok = accepting_ && live < queue_.capacity();
     if (!ok) {
       refused = accepting_ ? spawn_error::too_many_tasks : spawn_error::shut_down;
     } else {
@@ -557,7 +557,6 @@ class executor final : private detail::task_scheduler {
   queue_memory queue_memory_;
   run_queue queue_;
   detail::timer_queue timers_;
-  std::uint32_t max_tasks_;
   frame_pool* pool_;
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;

@@ -63,7 +63,6 @@ struct task_context {
   poll_hook hook;                        // left by the awaiter the chain is suspended on
   std::coroutine_handle<> innermost;     // what a ready hook (or a first run) resumes
   task_header* header = nullptr;         // the spawned task (null under other drivers)
-  bool finished = false;                 // the root coroutine reached its final suspend
 };
 
 #if defined(__cpp_exceptions)
@@ -164,8 +163,7 @@ class promise_base {
         if (p.context_ != nullptr) p.context_->innermost = p.continuation_;
         return p.continuation_;
       }
-      if (p.context_ != nullptr) p.context_->finished = true;
-      return std::noop_coroutine();
+      return std::noop_coroutine();  // the root: its driver sees done()
     }
     void await_resume() noexcept {}
   };

@@ -128,6 +128,8 @@ class task_header {
   [[nodiscard]] task_context& context() noexcept { return context_; }
   [[nodiscard]] waiter_list& joiners() noexcept { return joiners_; }
   [[nodiscard]] task_scheduler& scheduler() noexcept { return *scheduler_; }
+  // The root coroutine's frame; null once it is destroyed.
+  [[nodiscard]] void* frame_address() const noexcept { return frame_.address(); }
   [[nodiscard]] std::uint32_t approx_refs() const noexcept {
     // Relaxed: an observer.
     return refs_.load(std::memory_order_relaxed);
@@ -188,7 +190,7 @@ inline void run_task(task_header& t) noexcept {
     }
     if (resume) ctx.innermost.resume();
     ctx.current_waker = nullptr;
-    if (ctx.finished) {
+    if (t.frame_.done()) {  // the root coroutine is at its final suspend
       t.finish(task_outcome::finished);
       return;
     }
@@ -224,12 +226,13 @@ class task_cell final : public task_header {
 
  private:
   task_cell(task_scheduler& scheduler, handle_type frame) noexcept
-      : task_header(table, scheduler, frame), frame_(frame) {}
+      : task_header(table, scheduler, frame) {}
 
   static void take_result(task_header& t) noexcept {
     auto& self = static_cast<task_cell&>(t);
-    self.result_.move_from(self.frame_.promise().result());
-    self.exception_.move_from(self.frame_.promise().exception());
+    auto& promise = handle_type::from_address(self.frame_address()).promise();
+    self.result_.move_from(promise.result());
+    self.exception_.move_from(promise.exception());
   }
   static void destroy(task_header& t) noexcept {
     auto* self = static_cast<task_cell*>(&t);
@@ -238,7 +241,6 @@ class task_cell final : public task_header {
   }
   static constexpr task_vtable table{&take_result, &destroy};
 
-  handle_type frame_;  // typed copy of the header's frame, for take_result
   value_slot<T> result_;
   exception_slot exception_;
 };
