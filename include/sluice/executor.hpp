@@ -498,19 +498,11 @@ class executor final : private detail::task_scheduler {
   }
 
   void wait_until_no_task() noexcept {
-    parker& p = port::current_parker();
-    // Acquire [X2].
-    while (live_.load(std::memory_order_acquire) != 0) {
-      detail::waiter w;
-      done_.enqueue(w, p.make_waker());
-      if (live_.load(std::memory_order_acquire) == 0) {
-        (void)done_.cancel(w);
-        break;
-      }
-      while (!w.is_notified())
-        p.park();
-      (void)done_.cancel(w);
-    }
+    const bool none = detail::wait_until(done_, time_point::max(), [this]() noexcept {
+      // Acquire [X2].
+      return live_.load(std::memory_order_acquire) == 0;
+    });
+    SLUICE_ASSERT(none, "shutdown: a wait without a deadline ended with tasks left");
   }
 
   // The run queue's slots: the caller's, or a heap block this owns. Declared

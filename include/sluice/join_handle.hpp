@@ -13,7 +13,8 @@
 // Waiting: the handle waits on the task's joiner list (detail/waiter_list):
 // the worker that completes the task stores `complete` with release, then
 // notifies every joiner; a joiner enqueues, re-checks with acquire, and
-// sleeps (thread: its parker; task: its waker).
+// sleeps (a thread: detail::wait_until, which spins briefly first, then
+// parks; a task: suspended, woken through its waker).
 #pragma once
 
 #include <cstdint>
@@ -21,11 +22,10 @@
 #include <utility>
 
 #include <sluice/detail/assert.hpp>
+#include <sluice/detail/blocking_wait.hpp>
 #include <sluice/detail/task_header.hpp>
 #include <sluice/detail/waiter_list.hpp>
-#include <sluice/parker.hpp>
 #include <sluice/poll.hpp>
-#include <sluice/port.hpp>
 #include <sluice/task.hpp>
 
 namespace sluice {
@@ -122,20 +122,10 @@ class join_handle {
   join_result<T> join() {
     SLUICE_ASSERT(cell_ != nullptr, "join() on an empty join_handle");
     detail::task_header& t = *cell_;
-    while (!t.state().is_complete()) {
-      detail::waiter w;
-      parker& p = port::current_parker();
-      t.joiners().enqueue(w, p.make_waker());
-      if (t.state().is_complete()) {
-        // Complete after all; a notification that raced us is not needed
-        // (completion notifies every joiner), so it is not passed on.
-        (void)t.joiners().cancel(w);
-        break;
-      }
-      while (!w.is_notified())
-        p.park();
-      (void)t.joiners().cancel(w);  // resets the node; it was notified
-    }
+    const bool complete = detail::wait_until(t.joiners(), time_point::max(), [&t]() noexcept {
+      return t.state().is_complete();  // acquires the completion
+    });
+    SLUICE_ASSERT(complete, "join: a wait without a deadline ended without completion");
     return take();
   }
 
