@@ -186,6 +186,8 @@ class list_engine {
       if (offset == block_cap) {
         // Another sender is installing the next block.
         wait.snooze();
+        // Acquire, both [L1]: as the first reads, for the block installed
+        // meanwhile.
         tail = tail_.index.load(std::memory_order_acquire);
         current = tail_.segment.load(std::memory_order_acquire);
         continue;
@@ -237,6 +239,8 @@ class list_engine {
       if (offset == block_cap) {
         // Another receiver is moving head_ to the next block.
         wait.snooze();
+        // Acquire, both [L1]: as the first reads, for the block head_
+        // moved to meanwhile.
         head = head_.index.load(std::memory_order_acquire);
         current = head_.segment.load(std::memory_order_acquire);
         continue;

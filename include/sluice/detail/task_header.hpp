@@ -96,8 +96,9 @@ class task_header {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
-    // acq_rel [H1]: every holder's uses of the task happen before the last
-    // release destroys it.
+    // acq_rel [H1], paired with itself: each release publishes its holder's
+    // uses of the task; the last one acquires all the earlier ones (the
+    // decrements form one release sequence) before it destroys the task.
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) vtable_->destroy(*this);
   }
   // Any context. No allocation, no lock: a CAS, and a push if it decides so.

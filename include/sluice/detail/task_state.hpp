@@ -187,7 +187,8 @@ class task_state {
   }
   // `was_complete` tells a cancel that came too late (E11 from complete).
   [[nodiscard]] task_action cancel(bool& was_complete) noexcept {
-    // Release [T1]: as a wake.
+    // Release [T1]: as a wake, the canceller's writes happen before the
+    // run that begins after the request (acquire in begin_run).
     return apply(
         [&was_complete](std::uint32_t s) {
           was_complete = (s & task_bits::complete) != 0;
