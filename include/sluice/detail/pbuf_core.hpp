@@ -50,18 +50,33 @@
 //                 claim/free touch only consumer-owned indices.
 //   overwrite     a reservation that fits is the same lock-free
 //                 compare-and-swap. Making room (dropping, stepping over a
-//                 claimed packet), claim and free run under `lock` inside a
-//                 sluice::critical_section (interrupt mask on bare metal,
-//                 signal mask hosted) so that an interrupt or signal handler
-//                 that produces cannot deadlock on the context it interrupted
-//                 (skipped with pbuf_flag_threads_only, when no handler ever
-//                 touches the buffer); the lock holder changes tmp_wr_idx
-//                 only by compare-and-swap, as producers may reserve beside
-//                 it. A claim that finds nothing allocated takes no lock.
-//                 Commit stays one atomic store. The drop callback runs
-//                 outside the lock: the victim is first marked claimed (so
-//                 that nobody reuses its words), the lock is left, the
-//                 callback runs, then the victim becomes a skip.
+//                 claimed packet), claim and free run under `lock`; the
+//                 lock holder changes tmp_wr_idx only by compare-and-swap,
+//                 as producers may reserve beside it. A claim that finds
+//                 nothing allocated takes no lock. Commit stays one atomic
+//                 store. The drop callback runs outside the lock: the
+//                 victim is first marked claimed (so that nobody reuses its
+//                 words), the lock is left, the callback runs, then the
+//                 victim becomes a skip (one release store, no lock: it is
+//                 the dropper's alone while it reads claimed).
+//
+// The overwrite lock and handlers. `lock` reads 0 (free), pbuf_lock_dropper
+// or pbuf_lock_consumer (who holds it):
+//   holder    takes it                        while waiting for the lock
+//   dropper   inside a sluice::critical_section  held by a dropper: spins;
+//             (interrupt mask on bare metal,     held by the consumer: gives
+//             signal mask hosted; skipped with   up after a short spin
+//             pbuf_flag_threads_only)            (allocation: no_room)
+//   consumer  outside any critical section    spins (a dropper holds it
+//             (claim, free: no system call)    masked, so it is running)
+// A handler that produces and needs room either interrupted a context that
+// holds no lock, or the consumer (it gives up, never spins forever), never a
+// dropper (masked). The consumer never waits for anything while holding
+// the lock. After unlocking, the consumer wakes producers waiting for room
+// ([PB4]: a dropper that gave up and then waits has the released lock as
+// its condition). Who masks does not change the mutual exclusion: every
+// change of rd_idx, tmp_rd_idx or of a header at the front is made by the
+// lock holder, except a victim's own E8 store (above).
 //
 // Wake-ups: commit and reclaim check the waiter lists after the light side
 // of the port's asymmetric fence; a waiter pays the heavy side (membarrier
@@ -114,6 +129,13 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
+
+// Who holds the overwrite lock (its value; 0: free).
+inline constexpr std::uint32_t pbuf_lock_dropper = 1;
+inline constexpr std::uint32_t pbuf_lock_consumer = 2;
+// How many relax hints a dropper waits on a lock the consumer holds before
+// it gives up (tens of microseconds).
+inline constexpr std::uint32_t pbuf_lock_patience = 1024;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
@@ -265,9 +287,11 @@ struct alignas(cache_line) pbuf_core {
   pbuf_span claim_unlocked() noexcept;
   void free_unlocked(const std::uint32_t* packet) noexcept;
   bool reclaim() noexcept;
-  void lock_spin() noexcept;
+  // Takes the overwrite lock as `holder`; false only for a dropper that gave
+  // up on a lock the consumer holds (see the header comment).
+  [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
   void unlock() noexcept;
-  friend class pbuf_lock_guard;
+  void unlock_consumer() noexcept;  // unlock, then wake producers waiting for room
 };
 
 }  // namespace sluice::detail
