@@ -86,11 +86,11 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
   return size * ((std::uint32_t{1} << 31) / size);
 }
 
-// Packets of up to 16 words inline (the stores are relaxed atomics so that
+// Packets of up to 4 words inline (the stores are relaxed atomics so that
 // the loop stays a loop rather than a call to memset); longer ones through
 // memset.
 [[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
-  if (n > 16) {
+  if (n > 4) {
     __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
     return;
   }
@@ -196,8 +196,9 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
                 distance(rd_idx.load(std::memory_order_relaxed), advance(w, pad + n));
             note_usage(now > size ? size : now);
           }
+          // After padding the packet starts at slot 0.
           if (pad != 0) write_skip(w, pad);
-          out = pbuf_span{buf + slot(advance(w, pad)), n};
+          out = pbuf_span{buf + (pad != 0 ? 0 : size - tail), n};
           return pbuf_status::ok;
         }
         continue;
@@ -242,9 +243,12 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
     }
     // Short of room, or a stale pair: refresh our copy of rd_idx. Acquire
     // [PB1]: the words up to r + size are free and zero. Release [PB1]
-    // into rd_seen, for the next producer (read with acquire above).
+    // into rd_seen, for the next producer (read with acquire above); not
+    // when it did not move (a producer that waits on a full buffer would
+    // only take the producers' line away from the others).
+    const std::uint32_t seen = r;
     r = rd_idx.load(std::memory_order_acquire);
-    rd_seen.store(r, std::memory_order_release);
+    if (r != seen) rd_seen.store(r, std::memory_order_release);
     fresh = true;
   }
 }
@@ -463,12 +467,13 @@ bool pbuf_core::reclaim() noexcept {
   const std::uint32_t start = r;
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   while (r != t) {
+    std::uint32_t* const words = buf + slot(r);
     // Acquire [PB2]: a skip may come from a dropper's E8 outside the lock
     // (reserve_overwrite): its callback's reads come before our zeroing.
-    const std::uint32_t v = header(r).load(std::memory_order_acquire);
+    const std::uint32_t v = atomic_ref<std::uint32_t>(*words).load(std::memory_order_acquire);
     if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
     const std::uint32_t len = v >> pbuf_hdr_bits;
-    zero_words(buf + slot(r), len);  // E9
+    zero_words(words, len);  // E9
     r = advance(r, len);
   }
   if (r == start) return false;
@@ -499,7 +504,8 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
       wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
       if (t == wr_seen) return {};
     }
-    atomic_ref<std::uint32_t> h = header(t);
+    std::uint32_t* const packet = buf + slot(t);
+    atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);
     switch (v & pbuf_hdr_mask) {
@@ -515,7 +521,6 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
       case pbuf_valid | pbuf_busy:  // a claimed packet stepped over, still held
         return {};
       default: {
-        std::uint32_t* const packet = buf + slot(t);
         const std::uint32_t n = length_of(packet);
         // Relaxed: after commit only the consumer (or a dropper under the
         // lock) writes the header (E3).
