@@ -538,7 +538,12 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
 }
 
 pbuf_span pbuf_core::try_claim() noexcept {
-  if (!overwrite()) return claim_unlocked();
+  return overwrite() ? claim_locked() : claim_unlocked();
+}
+
+// Apart from try_claim (and free_locked from free) so that the
+// no-overwrite path stays a test and a jump.
+[[gnu::noinline]] pbuf_span pbuf_core::claim_locked() noexcept {
   // Nothing allocated: answer without the lock. Relaxed: a snapshot; a
   // claim that races with a reservation may miss it like any try does, and
   // a waiting consumer's re-check is ordered by [PB4] (the producer's
@@ -569,10 +574,14 @@ void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
 }
 
 void pbuf_core::free(const std::uint32_t* packet) noexcept {
-  if (!overwrite()) {
+  if (overwrite()) {
+    free_locked(packet);
+  } else {
     free_unlocked(packet);
-    return;
   }
+}
+
+[[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
   (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   free_unlocked(packet);
   unlock_consumer();

@@ -285,7 +285,9 @@ struct alignas(cache_line) pbuf_core {
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
   pbuf_span claim_unlocked() noexcept;
+  pbuf_span claim_locked() noexcept;  // overwrite: claim_unlocked under the lock
   void free_unlocked(const std::uint32_t* packet) noexcept;
+  void free_locked(const std::uint32_t* packet) noexcept;
   bool reclaim() noexcept;
   // Takes the overwrite lock as `holder`; false only for a dropper that gave
   // up on a lock the consumer holds (see the header comment).
