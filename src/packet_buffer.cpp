@@ -150,7 +150,15 @@ void pbuf_core::wake_waiters(wake_after after) noexcept {
   port::asymmetric_fence_light();
   // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
   // waiter whose re-check missed our condition is seen here (listed, or
-  // its list locked). notify_* re-check under their own [W1] fence.
+  // its list locked). The notifying is apart so that this check, on every
+  // commit and free, stays short.
+  if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
+    notify_waiters(after);
+}
+
+[[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
+  // After wake_waiters' light fence [PB4]; notify_* re-check under their
+  // own [W1] fence.
   if (after != wake_after::reclaim && data_waiters.approx_has_waiters()) data_waiters.notify_one();
   if ((after == wake_after::reclaim || overwrite()) && space_waiters.approx_has_waiters())
     space_waiters.notify_all();
@@ -558,11 +566,10 @@ pbuf_span pbuf_core::try_claim() noexcept {
 
 void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
-  // Relaxed: the packet is claimed by the caller.
-  const std::uint32_t v = h.load(std::memory_order_relaxed);
-  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+  // Relaxed: the packet is claimed by the caller. (Loaded inside the check,
+  // so that builds without debug checks do not load it.)
+  SLUICE_ASSERT((h.load(std::memory_order_relaxed) & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
                 "packet buffer: free of a packet that is not claimed");
-  (void)v;
   const std::uint32_t n = length_of(packet);
   h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
   // Freed at the front, reclaim moves rd_idx and wakes producers. Freed

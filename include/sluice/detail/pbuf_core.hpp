@@ -277,6 +277,7 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
+  void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
 
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
