@@ -62,21 +62,34 @@
 //
 // The overwrite lock and handlers. `lock` reads 0 (free), pbuf_lock_dropper
 // or pbuf_lock_consumer (who holds it):
-//   holder    takes it                        while waiting for the lock
-//   dropper   inside a sluice::critical_section  held by a dropper: spins;
-//             (interrupt mask on bare metal,     held by the consumer: gives
-//             signal mask hosted; skipped with   up after a short spin
-//             pbuf_flag_threads_only)            (allocation: no_room)
-//   consumer  outside any critical section    spins (a dropper holds it
-//             (claim, free: no system call)    masked, so it is running)
-// A handler that produces and needs room either interrupted a context that
-// holds no lock, or the consumer (it gives up, never spins forever), never a
+//   holder    takes it                          waiting for it, finds it held
+//   dropper   inside a sluice::critical_section by a dropper: spins; by the
+//             (interrupt mask on bare metal,    consumer: gives up after a
+//             signal mask hosted; none with     short spin (the allocation
+//             pbuf_flag_threads_only)           says no_room)
+//   consumer  outside any critical section      by a dropper: spins (the
+//             (claim, free: no system call)     holder is masked, so running)
+// A handler that produces and needs room interrupted either a context that
+// holds no lock, or the consumer (then it gives up: no deadlock), never a
 // dropper (masked). The consumer never waits for anything while holding
 // the lock. After unlocking, the consumer wakes producers waiting for room
 // ([PB4]: a dropper that gave up and then waits has the released lock as
 // its condition). Who masks does not change the mutual exclusion: every
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
-// lock holder, except a victim's own E8 store (above).
+// lock holder, except a victim's own E8 store (above). The price: a handler
+// that interrupts the consumer inside claim or free, on a buffer that must
+// drop to fit it, fails to allocate instead of being held off until the
+// consumer is done.
+//
+// Why the consumer still takes the lock: a claim and a drop could decide
+// the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
+// header read while it held), but both sides also reclaim: zero the words
+// behind rd_idx and move it, and producers reuse words as soon as rd_idx
+// passes them. Two reclaimers need one owner per range, decided before the
+// zeroing; a compare-and-swap on a skip header cannot decide it (a stale
+// reader meets the same header value one lap later), and a dropper may not
+// wait for the consumer (it may have interrupted it). Without such an
+// owner a late zeroing can erase a new packet.
 //
 // Wake-ups: commit and reclaim check the waiter lists after the light side
 // of the port's asymmetric fence; a waiter pays the heavy side (membarrier
