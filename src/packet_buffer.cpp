@@ -34,7 +34,7 @@
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
-#include <sluice/detail/cpu_relax.hpp>
+#include <sluice/detail/backoff.hpp>
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
@@ -668,6 +668,9 @@ bool pbuf_core::is_pending() const noexcept {
 // -------------------------------------------------------------------- lock
 
 bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
+  // Backing off keeps the waiters' loads from taking the producers' line
+  // (which holds the lock word) away from those reserving beside them.
+  backoff spin;
   std::uint32_t polls = 0;
   for (;;) {
     std::uint32_t seen = 0;
@@ -684,7 +687,7 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
       // few hundred nanoseconds) it gives up.
       if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer && ++polls > pbuf_lock_patience)
         return false;
-      cpu_relax();
+      spin.spin();
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }

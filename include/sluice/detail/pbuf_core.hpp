@@ -146,9 +146,10 @@ enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 // Who holds the overwrite lock (its value; 0: free).
 inline constexpr std::uint32_t pbuf_lock_dropper = 1;
 inline constexpr std::uint32_t pbuf_lock_consumer = 2;
-// How many relax hints a dropper waits on a lock the consumer holds before
-// it gives up (tens of microseconds).
-inline constexpr std::uint32_t pbuf_lock_patience = 1024;
+// How many back-off steps (backoff::spin, up to 64 relax hints each) a
+// dropper waits on a lock the consumer holds before it gives up (tens of
+// microseconds).
+inline constexpr std::uint32_t pbuf_lock_patience = 16;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
