@@ -14,7 +14,7 @@
 //   [PB2] header word: release store in commit / put_* / write_skip /
 //         abandon (the packet's words are written) -> acquire load in
 //         claim_unlocked() and panic_flush() (the consumer may read them).
-//   [PB3] lock: acquire in lock_spin() -> release in unlock(): everything
+//   [PB3] lock: acquire in lock_as() -> release in unlock(): everything
 //         done under the overwrite lock is seen by the next holder.
 //   [PB4] no lost wake-up: a notifier makes its condition true (a header
 //         store in commit, rd_idx in reclaim), runs the light side of the
@@ -58,27 +58,24 @@ namespace sluice::port {
 
 namespace sluice::detail {
 
-// Enters the port's critical section, then takes the overwrite lock. The
-// critical section comes first so that nothing on this core (an interrupt,
-// a signal handler) can run while we hold the lock and spin on it forever.
-// A buffer configured for thread producers only skips the critical section
-// (no handler can interrupt a holder and then spin on the lock).
-class pbuf_lock_guard {
+// The port's critical section around a dropper's turn with the overwrite
+// lock, so that nothing on this core (an interrupt, a signal handler) can
+// run while it holds the lock and spin on it. A buffer configured for
+// thread producers only skips it (no handler can interrupt a holder). The
+// consumer takes the lock outside any critical section (see lock_as()).
+class pbuf_critical_guard {
  public:
-  explicit pbuf_lock_guard(pbuf_core& core) noexcept
-      : core_(core), masked_((core.flags & pbuf_flag_threads_only) == 0) {
+  explicit pbuf_critical_guard(const pbuf_core& core) noexcept
+      : masked_((core.flags & pbuf_flag_threads_only) == 0) {
     if (masked_) state_ = port::enter_critical();
-    core_.lock_spin();
   }
-  ~pbuf_lock_guard() {
-    core_.unlock();
+  ~pbuf_critical_guard() {
     if (masked_) port::leave_critical(state_);
   }
-  pbuf_lock_guard(const pbuf_lock_guard&) = delete;
-  pbuf_lock_guard& operator=(const pbuf_lock_guard&) = delete;
+  pbuf_critical_guard(const pbuf_critical_guard&) = delete;
+  pbuf_critical_guard& operator=(const pbuf_critical_guard&) = delete;
 
  private:
-  pbuf_core& core_;
   bool masked_;
   port::critical_state state_{};
 };
@@ -89,15 +86,17 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
   return size * ((std::uint32_t{1} << 31) / size);
 }
 
-// Short packets inline; longer ones through memset.
+// Packets of up to 4 words inline (the stores are relaxed atomics so that
+// the loop stays a loop rather than a call to memset); longer ones through
+// memset.
 [[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
-  if (n <= 2) {
-    if (n == 0) return;
-    words[0] = 0;
-    if (n == 2) words[1] = 0;
+  if (n > 4) {
+    __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
     return;
   }
-  __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
+  // Relaxed: the caller owns the words; rd_idx's release store publishes them.
+  for (std::uint32_t i = 0; i < n; ++i)
+    atomic_ref<std::uint32_t>(words[i]).store(0, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -118,7 +117,7 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   words = config.words;
   context = config.context;
   // Free words read zero (see the index invariants).
-  zero_words(buf, size);
+  __builtin_memset(buf, 0, std::size_t{size} * sizeof(std::uint32_t));
 }
 
 std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
@@ -151,7 +150,15 @@ void pbuf_core::wake_waiters(wake_after after) noexcept {
   port::asymmetric_fence_light();
   // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
   // waiter whose re-check missed our condition is seen here (listed, or
-  // its list locked). notify_* re-check under their own [W1] fence.
+  // its list locked). The notifying is apart so that this check, on every
+  // commit and free, stays short.
+  if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
+    notify_waiters(after);
+}
+
+[[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
+  // After wake_waiters' light fence [PB4]; notify_* re-check under their
+  // own [W1] fence.
   if (after != wake_after::reclaim && data_waiters.approx_has_waiters()) data_waiters.notify_one();
   if ((after == wake_after::reclaim || overwrite()) && space_waiters.approx_has_waiters())
     space_waiters.notify_all();
@@ -178,76 +185,79 @@ pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexce
   // copy only understates the room; it is refreshed before giving up.
   std::uint32_t r = rd_seen.load(std::memory_order_acquire);
   bool fresh = false;
-  const auto refresh = [&] {
-    r = rd_idx.load(std::memory_order_acquire);   // [PB1]
-    rd_seen.store(r, std::memory_order_release);  // [PB1], for the next producer
-    fresh = true;
-  };
   for (;;) {
     const std::uint32_t used = distance(r, w);
-    if (used > size) {
+    if (used <= size) {
+      const std::uint32_t tail = size - slot(w);
+      const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
+      if (pad + n <= size - used) {
+        // Relaxed: the reservation publishes nothing; the words it covers
+        // are zero already ([PB1]) and the packet is published by its
+        // header ([PB2]). Producers race only on the position itself (and,
+        // with overwrite, the lock holder's CAS in make_room_locked [PB5]).
+        if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
+                                             std::memory_order_relaxed)) {
+          if ((flags & pbuf_flag_max_utilization) != 0) {
+            // Our copy of r may be old: measure against the current one.
+            // Relaxed: a statistic.
+            const std::uint32_t now =
+                distance(rd_idx.load(std::memory_order_relaxed), advance(w, pad + n));
+            note_usage(now > size ? size : now);
+          }
+          // After padding the packet starts at slot 0.
+          if (pad != 0) write_skip(w, pad);
+          out = pbuf_span{buf + (pad != 0 ? 0 : size - tail), n};
+          return pbuf_status::ok;
+        }
+        continue;
+      }
+      if (fresh) {
+        // With overwrite, rd_idx is the lock holder's: make_room_locked
+        // moves an empty buffer to slot 0 there.
+        if (used != 0 || overwrite()) return pbuf_status::no_room;
+        // Empty, but the padding leaves no room (a request near the full
+        // size): move the empty buffer to the next slot 0. Only a producer
+        // that finds it empty does this, so the consumer, which has nothing
+        // claimed then, never has to. Relaxed CAS: it succeeds only if
+        // nothing was reserved since we saw w; the words skipped are free.
+        const std::uint32_t start = advance(w, tail);
+        if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+                                               std::memory_order_relaxed)) {
+          // rd_idx == w and only moves when something is reserved, so the
+          // store cannot lose a consumer's update. Release [PB1]. The
+          // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
+          rd_idx.store(start, std::memory_order_release);
+          rd_seen.store(start, std::memory_order_release);
+          w = start;
+          r = start;
+          // A producer that reserved at `start` before the store above may
+          // have committed and woken a consumer that then looked at the old
+          // position, found nothing and waits: wake it again now that the
+          // consumer can follow rd_idx ([PB4]).
+          wake_waiters(wake_after::commit);
+        }
+        continue;
+      }
+    } else if (fresh) {
       // One of the two is stale: w from before the consumer's last move,
       // or the copy of r from long ago. With overwrite, a lock holder that
       // steps over a claimed packet moves tmp_wr_idx past rd_idx + size
       // before it moves rd_idx: retrying here could spin as long as that
       // holder is preempted, so after one fresh look the locked path
       // decides (no_room sends the caller there).
-      if (fresh && overwrite()) return pbuf_status::no_room;
+      if (overwrite()) return pbuf_status::no_room;
       // Relaxed: a fresher guess; the reservation's compare-and-swap checks it.
-      if (fresh) w = tmp_wr_idx.load(std::memory_order_relaxed);
-      refresh();
-      continue;
+      w = tmp_wr_idx.load(std::memory_order_relaxed);
     }
-    const std::uint32_t tail = size - slot(w);
-    const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
-    if (pad + n > size - used) {
-      if (!fresh) {
-        refresh();
-        continue;
-      }
-      // With overwrite, rd_idx is the lock holder's: make_room_locked moves
-      // an empty buffer to slot 0 there.
-      if (used != 0 || overwrite()) return pbuf_status::no_room;
-      // Empty, but the padding leaves no room (a request near the full
-      // size): move the empty buffer to the next slot 0. Only a producer
-      // that finds it empty does this, so the consumer, which has nothing
-      // claimed then, never has to. Relaxed CAS: it succeeds only if
-      // nothing was reserved since we saw w; the words skipped are free.
-      const std::uint32_t start = advance(w, tail);
-      if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
-                                             std::memory_order_relaxed)) {
-        // rd_idx == w and only moves when something is reserved, so the
-        // store cannot lose a consumer's update. Release [PB1]. The
-        // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
-        rd_idx.store(start, std::memory_order_release);
-        rd_seen.store(start, std::memory_order_release);
-        w = start;
-        r = start;
-        // A producer that reserved at `start` before the store above may
-        // have committed and woken a consumer that then looked at the old
-        // position, found nothing and waits: wake it again now that the
-        // consumer can follow rd_idx ([PB4]).
-        wake_waiters(wake_after::commit);
-      }
-      continue;
-    }
-    // Relaxed: the reservation publishes nothing; the words it covers are
-    // zero already ([PB1]) and the packet is published by its header
-    // ([PB2]). Producers race only on the position itself (and, with
-    // overwrite, the lock holder's CAS in make_room_locked [PB5]).
-    if (tmp_wr_idx.compare_exchange_weak(w, advance(w, pad + n), std::memory_order_relaxed,
-                                         std::memory_order_relaxed)) {
-      if ((flags & pbuf_flag_max_utilization) != 0) {
-        // Our copy of r may be old: measure against the current one.
-        // Relaxed: a statistic.
-        const std::uint32_t now =
-            distance(rd_idx.load(std::memory_order_relaxed), advance(w, pad + n));
-        note_usage(now > size ? size : now);
-      }
-      if (pad != 0) write_skip(w, pad);
-      out = pbuf_span{buf + slot(advance(w, pad)), n};
-      return pbuf_status::ok;
-    }
+    // Short of room, or a stale pair: refresh our copy of rd_idx. Acquire
+    // [PB1]: the words up to r + size are free and zero. Release [PB1]
+    // into rd_seen, for the next producer (read with acquire above); not
+    // when it did not move (a producer that waits on a full buffer would
+    // only take the producers' line away from the others).
+    const std::uint32_t seen = r;
+    r = rd_idx.load(std::memory_order_acquire);
+    if (r != seen) rd_seen.store(r, std::memory_order_release);
+    fresh = true;
   }
 }
 
@@ -289,10 +299,10 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     switch (v & pbuf_hdr_mask) {
       case 0:  // the oldest packet is not committed: it holds the rest back
         return room_step::no_room;
-      case pbuf_busy:  // a skip at the unclaimed front
+      case pbuf_busy:  // a skip: at the unclaimed front, or a victim freed (E8)
         // Relaxed: under the lock [PB3]; the consumer claims under it too.
         if (r == t) tmp_rd_idx.store(advance(t, v >> pbuf_hdr_bits), std::memory_order_relaxed);
-        reclaim();
+        (void)reclaim();
         continue;
       case pbuf_valid: {  // committed and unclaimed (r == t): drop it (E7)
         const std::uint32_t len = words_of(packet);
@@ -340,16 +350,17 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
   // Words of claimed packets stepped over in this call: more than one lap
   // means a claimed packet was met twice; give up instead of looping.
   std::uint32_t stepped = 0;
-  pbuf_span victim;  // dropped, reported, not yet freed
   for (;;) {
-    room_step step;
+    room_step step = room_step::no_room;
+    pbuf_span victim;  // dropped: reported below, then freed (E8)
     {
-      pbuf_lock_guard guard(*this);
-      if (victim.words != nullptr) {
-        free_unlocked(victim.words);  // E8
-        victim = pbuf_span{};
+      const pbuf_critical_guard masked(*this);
+      // No lock: the consumer holds it (we may have interrupted it); the
+      // caller retries or waits, and the consumer wakes it after unlocking.
+      if (lock_as(pbuf_lock_dropper)) {
+        step = make_room_locked(n, out, stepped, victim);
+        unlock();
       }
-      step = make_room_locked(n, out, stepped, victim);
     }
     if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
@@ -362,6 +373,15 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
     }
     // Relaxed: a statistic.
     dropped.fetch_add(1, std::memory_order_relaxed);
+    // E8, without the lock: the victim is ours while it reads claimed, and
+    // its words are reclaimed (zeroed) only once it reads skip. Release
+    // [PB2]: the callback's reads come before that zeroing (the acquire in
+    // reclaim()). The next round's make_room_locked reclaims it.
+    atomic_ref<std::uint32_t>(*victim.words)
+        .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
+    // A waiting producer can pass it now, a consumer waiting behind a
+    // stepped-over copy of it can claim what follows. [PB4]
+    wake_waiters(wake_after::commit);
   }
 }
 
@@ -455,12 +475,13 @@ bool pbuf_core::reclaim() noexcept {
   const std::uint32_t start = r;
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   while (r != t) {
-    // Relaxed: the skip was written by this consumer (free) or under the
-    // lock (drop end), or was read with acquire when claim passed it.
-    const std::uint32_t v = header(r).load(std::memory_order_relaxed);
+    std::uint32_t* const words = buf + slot(r);
+    // Acquire [PB2]: a skip may come from a dropper's E8 outside the lock
+    // (reserve_overwrite): its callback's reads come before our zeroing.
+    const std::uint32_t v = atomic_ref<std::uint32_t>(*words).load(std::memory_order_acquire);
     if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
     const std::uint32_t len = v >> pbuf_hdr_bits;
-    zero_words(buf + slot(r), len);  // E9
+    zero_words(words, len);  // E9
     r = advance(r, len);
   }
   if (r == start) return false;
@@ -491,7 +512,8 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
       wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
       if (t == wr_seen) return {};
     }
-    atomic_ref<std::uint32_t> h = header(t);
+    std::uint32_t* const packet = buf + slot(t);
+    atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);
     switch (v & pbuf_hdr_mask) {
@@ -502,12 +524,11 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         // Relaxed: consumer-owned (or under the lock [PB3]); observers and
         // droppers under the lock read it, nothing is published through it.
         tmp_rd_idx.store(t, std::memory_order_relaxed);
-        reclaim();  // passing skips makes room and wakes producers
+        (void)reclaim();  // passing skips makes room and wakes producers
         continue;
       case pbuf_valid | pbuf_busy:  // a claimed packet stepped over, still held
         return {};
       default: {
-        std::uint32_t* const packet = buf + slot(t);
         const std::uint32_t n = length_of(packet);
         // Relaxed: after commit only the consumer (or a dropper under the
         // lock) writes the header (E3).
@@ -525,24 +546,30 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
 }
 
 pbuf_span pbuf_core::try_claim() noexcept {
-  if (!overwrite()) return claim_unlocked();
-  // Nothing allocated: answer without the lock (and the critical section).
-  // Relaxed: a snapshot; a claim that races with a reservation may miss it
-  // like any try does, and a waiting consumer's re-check is ordered by
-  // [PB4] (the producer's reservation precedes its light fence).
+  return overwrite() ? claim_locked() : claim_unlocked();
+}
+
+// Apart from try_claim (and free_locked from free) so that the
+// no-overwrite path stays a test and a jump.
+[[gnu::noinline]] pbuf_span pbuf_core::claim_locked() noexcept {
+  // Nothing allocated: answer without the lock. Relaxed: a snapshot; a
+  // claim that races with a reservation may miss it like any try does, and
+  // a waiting consumer's re-check is ordered by [PB4] (the producer's
+  // reservation precedes its light fence).
   if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
     return {};
-  pbuf_lock_guard guard(*this);
-  return claim_unlocked();
+  (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
+  const pbuf_span p = claim_unlocked();
+  unlock_consumer();
+  return p;
 }
 
 void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
-  // Relaxed: the packet is claimed by the caller.
-  const std::uint32_t v = h.load(std::memory_order_relaxed);
-  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+  // Relaxed: the packet is claimed by the caller. (Loaded inside the check,
+  // so that builds without debug checks do not load it.)
+  SLUICE_ASSERT((h.load(std::memory_order_relaxed) & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
                 "packet buffer: free of a packet that is not claimed");
-  (void)v;
   const std::uint32_t n = length_of(packet);
   h.store((n << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);  // E4
   // Freed at the front, reclaim moves rd_idx and wakes producers. Freed
@@ -554,12 +581,17 @@ void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
 }
 
 void pbuf_core::free(const std::uint32_t* packet) noexcept {
-  if (!overwrite()) {
+  if (overwrite()) {
+    free_locked(packet);
+  } else {
     free_unlocked(packet);
-    return;
   }
-  pbuf_lock_guard guard(*this);
+}
+
+[[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
+  (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   free_unlocked(packet);
+  unlock_consumer();
 }
 
 pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
@@ -635,23 +667,43 @@ bool pbuf_core::is_pending() const noexcept {
 
 // -------------------------------------------------------------------- lock
 
-void pbuf_core::lock_spin() noexcept {
+bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
+  // Backing off keeps the waiters' loads from taking the producers' line
+  // (which holds the lock word) away from those reserving beside them.
   backoff spin;
+  std::uint32_t polls = 0;
   for (;;) {
-    std::uint32_t expected = 0;
+    std::uint32_t seen = 0;
     // Acquire [PB3] pairs with the release in unlock().
-    if (lock.compare_exchange_weak(expected, 1, std::memory_order_acquire,
+    if (lock.compare_exchange_weak(seen, holder, std::memory_order_acquire,
                                    std::memory_order_relaxed))
-      return;
-    // Relaxed: waiting for the holder; the CAS above orders.
-    while (lock.load(std::memory_order_relaxed) != 0)
+      return true;
+    while (seen != 0) {
+      // Held by a dropper: it holds it inside a critical section (or every
+      // user is a thread), so it is running and done soon. Held by the
+      // consumer, which holds it outside any critical section: a dropper
+      // may be a handler that interrupted it and would wait forever, so
+      // after a short wait (a consumer on another core is done within a
+      // few hundred nanoseconds) it gives up.
+      if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer && ++polls > pbuf_lock_patience)
+        return false;
       spin.spin();
+      // Relaxed: waiting for the holder; the compare-and-swap orders.
+      seen = lock.load(std::memory_order_relaxed);
+    }
   }
 }
 
 void pbuf_core::unlock() noexcept {
   // Release [PB3]: the next holder sees our index and header changes.
   lock.store(0, std::memory_order_release);
+}
+
+void pbuf_core::unlock_consumer() noexcept {
+  unlock();
+  // [PB4]: a dropper that gave up on the lock (lock_as) may wait for room;
+  // the released lock is its condition.
+  wake_waiters(wake_after::reclaim);
 }
 
 }  // namespace sluice::detail

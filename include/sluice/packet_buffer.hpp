@@ -59,12 +59,15 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 
 // Who uses the buffer. drop_oldest takes a short lock to make room (drop,
 // step over a claimed packet), to claim and to free; an allocation that
-// fits, commit and a claim of an empty buffer take none. With `any` the lock
-// is taken inside the port's critical section (interrupts masked on bare
-// metal, signals blocked hosted: two system calls each time) so that a
-// handler that interrupts a holder cannot deadlock. `threads_only` promises
-// that no interrupt or signal handler ever calls the buffer and skips that
-// cost. reject_new takes no lock either way.
+// fits, commit and a claim of an empty buffer take none. With `any` a
+// producer that makes room takes the lock inside the port's critical
+// section (interrupts masked on bare metal, signals blocked hosted: two
+// system calls each time) so that a handler that interrupts it cannot
+// deadlock; the consumer takes it without one, and a producer in a handler
+// that interrupted the consumer while it holds the lock gives up (no_room)
+// instead of waiting for it. `threads_only` promises that no interrupt or
+// signal handler ever calls the buffer and skips the critical section.
+// reject_new takes no lock either way.
 enum class buffer_contexts : std::uint8_t { any, threads_only };
 
 struct packet_buffer_config {

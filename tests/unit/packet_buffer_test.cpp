@@ -3,6 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -563,6 +565,160 @@ TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer)
   held = sluice::claimed_packet{};  // free
   producer.join();
   EXPECT_TRUE(got.load());
+}
+
+}  // namespace
+
+namespace {
+
+// A producer that runs inside the consumer's claim or free (as a signal or
+// interrupt handler that interrupts the consumer would): the packet_words
+// callback, which claim and free call while they hold the overwrite lock,
+// plays that producer here. The consumer holds the lock outside any
+// critical section, so a producer that needs room must give up (no_room)
+// instead of waiting for it forever, and must leave the buffer as it was.
+struct nested_producer {
+  sluice::packet_buffer* pb = nullptr;
+  drop_log drops;
+  bool armed = false;
+  int runs = 0;
+  bool got_room = false;
+  alloc_error error = alloc_error::too_large;
+
+  static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
+    auto& self = *static_cast<nested_producer*>(context);
+    if (self.armed) {
+      self.armed = false;
+      ++self.runs;
+      auto a = self.pb->try_alloc(4);  // needs a drop: the buffer is full
+      self.got_room = static_cast<bool>(a);
+      if (a) {
+        a->set_user_bits(4);
+        std::move(*a).abandon();
+      } else {
+        self.error = a.error();
+      }
+    }
+    // Relaxed: single-threaded; the length is in the user bits.
+    return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+               .load(std::memory_order_relaxed) >>
+           2;
+  }
+  static void dropped(void* context, const std::uint32_t* packet, std::uint32_t words) noexcept {
+    drop_log::record(&static_cast<nested_producer*>(context)->drops, packet, words);
+  }
+};
+
+TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfWaiting) {
+  std::uint32_t storage[16] = {};
+  nested_producer nest;
+  sluice::packet_buffer pb({.storage = storage,
+                            .size_words = 16,
+                            .policy = overflow_policy::drop_oldest,
+                            .on_drop = &nested_producer::dropped,
+                            .packet_words = &nested_producer::words,
+                            .context = &nest});
+  nest.pb = &pb;
+  for (std::uint32_t i = 0; i < 4; ++i) {  // 4 packets of 4 words: full
+    auto a = pb.try_alloc(4);
+    ASSERT_TRUE(a);
+    a->set_user_bits(4);
+    a->payload()[0] = 100 + i;
+    std::move(*a).commit();
+  }
+  nest.armed = true;
+  sluice::claimed_packet c = pb.try_claim();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.payload()[0], 100u);
+  ASSERT_EQ(nest.runs, 1);
+  EXPECT_FALSE(nest.got_room) << "a producer nested in claim took the consumer's lock";
+  EXPECT_EQ(nest.error, alloc_error::no_room);
+  EXPECT_TRUE(nest.drops.packets.empty());
+
+  nest.armed = true;
+  c.reset();  // free: the nested producer runs again, under the consumer's lock
+  ASSERT_EQ(nest.runs, 2);
+  EXPECT_FALSE(nest.got_room) << "a producer nested in free took the consumer's lock";
+  EXPECT_EQ(nest.error, alloc_error::no_room);
+  EXPECT_TRUE(nest.drops.packets.empty());
+
+  // Outside the consumer, the same buffer drops as usual: 8 words need 101.
+  auto a = pb.try_alloc(8);
+  ASSERT_TRUE(a);
+  a->set_user_bits(8);
+  a->payload()[0] = 200;
+  std::move(*a).commit();
+  ASSERT_EQ(nest.drops.packets.size(), 1u);
+  EXPECT_EQ(nest.drops.packets[0][0], 101u);
+  std::vector<std::uint32_t> got;
+  for (sluice::claimed_packet p; (p = pb.try_claim());)
+    got.push_back(p.payload()[0]);
+  EXPECT_EQ(got, (std::vector<std::uint32_t>{102, 103, 200}));
+  EXPECT_EQ(pb.counters().dropped, 1u);
+}
+
+// A producer on another thread that needs a drop while the consumer holds
+// the overwrite lock (here: for 50 ms, inside its packet_words callback)
+// gives up on the lock and waits for room; the consumer's unlock must wake
+// it. It waits without a deadline, so a lost wake-up is a hang, which the
+// watchdog below turns into a failure.
+struct slow_consumer {
+  std::atomic<bool> stall{false};
+  std::atomic<bool> inside{false};
+  static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
+    auto& self = *static_cast<slow_consumer*>(context);
+    if (self.stall.exchange(false)) {
+      self.inside = true;
+      std::this_thread::sleep_for(50ms);
+    }
+    // Relaxed: the length is in the user bits; the caller owns the packet.
+    return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+               .load(std::memory_order_relaxed) >>
+           2;
+  }
+};
+
+TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock) {
+  std::uint32_t storage[16] = {};
+  slow_consumer consumer;
+  sluice::packet_buffer pb({.storage = storage,
+                            .size_words = 16,
+                            .policy = overflow_policy::drop_oldest,
+                            .packet_words = &slow_consumer::words,
+                            .context = &consumer});
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    auto a = pb.try_alloc(4);
+    ASSERT_TRUE(a);
+    a->set_user_bits(4);
+    std::move(*a).commit();
+  }
+  consumer.stall = true;
+  std::atomic<bool> done{false};
+  std::atomic<bool> got{false};
+  std::thread producer([&] {
+    while (!consumer.inside.load())
+      std::this_thread::yield();
+    auto r = pb.alloc_until(4, sluice::time_point::max());
+    got = static_cast<bool>(r);
+    if (r) {
+      r->set_user_bits(4);
+      std::move(*r).commit();
+    }
+    done = true;
+  });
+  // Holds the lock for 50 ms; the packet stays claimed until the end, so
+  // the producer's room comes from a drop, not from this free.
+  sluice::claimed_packet c = pb.try_claim();
+  EXPECT_TRUE(c);
+  for (int i = 0; i < 300 && !done.load(); ++i)
+    std::this_thread::sleep_for(100ms);
+  if (!done.load()) {
+    std::fprintf(stderr, "a producer waiting for room was not woken by the consumer's unlock\n");
+    std::abort();
+  }
+  producer.join();
+  EXPECT_TRUE(got.load());
+  EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
 }
 
 }  // namespace

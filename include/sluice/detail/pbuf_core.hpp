@@ -50,18 +50,46 @@
 //                 claim/free touch only consumer-owned indices.
 //   overwrite     a reservation that fits is the same lock-free
 //                 compare-and-swap. Making room (dropping, stepping over a
-//                 claimed packet), claim and free run under `lock` inside a
-//                 sluice::critical_section (interrupt mask on bare metal,
-//                 signal mask hosted) so that an interrupt or signal handler
-//                 that produces cannot deadlock on the context it interrupted
-//                 (skipped with pbuf_flag_threads_only, when no handler ever
-//                 touches the buffer); the lock holder changes tmp_wr_idx
-//                 only by compare-and-swap, as producers may reserve beside
-//                 it. A claim that finds nothing allocated takes no lock.
-//                 Commit stays one atomic store. The drop callback runs
-//                 outside the lock: the victim is first marked claimed (so
-//                 that nobody reuses its words), the lock is left, the
-//                 callback runs, then the victim becomes a skip.
+//                 claimed packet), claim and free run under `lock`; the
+//                 lock holder changes tmp_wr_idx only by compare-and-swap,
+//                 as producers may reserve beside it. A claim that finds
+//                 nothing allocated takes no lock. Commit stays one atomic
+//                 store. The drop callback runs outside the lock: the
+//                 victim is first marked claimed (so that nobody reuses its
+//                 words), the lock is left, the callback runs, then the
+//                 victim becomes a skip (one release store, no lock: it is
+//                 the dropper's alone while it reads claimed).
+//
+// The overwrite lock and handlers. `lock` reads 0 (free), pbuf_lock_dropper
+// or pbuf_lock_consumer (who holds it):
+//   holder    takes it                          waiting for it, finds it held
+//   dropper   inside a sluice::critical_section by a dropper: spins; by the
+//             (interrupt mask on bare metal,    consumer: gives up after a
+//             signal mask hosted; none with     short spin (the allocation
+//             pbuf_flag_threads_only)           says no_room)
+//   consumer  outside any critical section      by a dropper: spins (the
+//             (claim, free: no system call)     holder is masked, so running)
+// A handler that produces and needs room interrupted either a context that
+// holds no lock, or the consumer (then it gives up: no deadlock), never a
+// dropper (masked). The consumer never waits for anything while holding
+// the lock. After unlocking, the consumer wakes producers waiting for room
+// ([PB4]: a dropper that gave up and then waits has the released lock as
+// its condition). Who masks does not change the mutual exclusion: every
+// change of rd_idx, tmp_rd_idx or of a header at the front is made by the
+// lock holder, except a victim's own E8 store (above). The price: a handler
+// that interrupts the consumer inside claim or free, on a buffer that must
+// drop to fit it, fails to allocate instead of being held off until the
+// consumer is done.
+//
+// Why the consumer still takes the lock: a claim and a drop could decide
+// the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
+// header read while it held), but both sides also reclaim: zero the words
+// behind rd_idx and move it, and producers reuse words as soon as rd_idx
+// passes them. Two reclaimers need one owner per range, decided before the
+// zeroing; a compare-and-swap on a skip header cannot decide it (a stale
+// reader meets the same header value one lap later), and a dropper may not
+// wait for the consumer (it may have interrupted it). Without such an
+// owner a late zeroing can erase a new packet.
 //
 // Wake-ups: commit and reclaim check the waiter lists after the light side
 // of the port's asymmetric fence; a waiter pays the heavy side (membarrier
@@ -114,6 +142,14 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
+
+// Who holds the overwrite lock (its value; 0: free).
+inline constexpr std::uint32_t pbuf_lock_dropper = 1;
+inline constexpr std::uint32_t pbuf_lock_consumer = 2;
+// How many back-off steps (backoff::spin, up to 64 relax hints each) a
+// dropper waits on a lock the consumer holds before it gives up (tens of
+// microseconds).
+inline constexpr std::uint32_t pbuf_lock_patience = 16;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
@@ -255,6 +291,7 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
+  void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
 
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
@@ -263,11 +300,15 @@ struct alignas(cache_line) pbuf_core {
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
   pbuf_span claim_unlocked() noexcept;
+  pbuf_span claim_locked() noexcept;  // overwrite: claim_unlocked under the lock
   void free_unlocked(const std::uint32_t* packet) noexcept;
+  void free_locked(const std::uint32_t* packet) noexcept;
   bool reclaim() noexcept;
-  void lock_spin() noexcept;
+  // Takes the overwrite lock as `holder`; false only for a dropper that gave
+  // up on a lock the consumer holds (see the header comment).
+  [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
   void unlock() noexcept;
-  friend class pbuf_lock_guard;
+  void unlock_consumer() noexcept;  // unlock, then wake producers waiting for room
 };
 
 }  // namespace sluice::detail
