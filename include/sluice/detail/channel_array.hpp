@@ -89,45 +89,6 @@ struct ring_geometry {
   }
 };
 
-// Slots on the heap, capacity chosen at run time (hosted).
-template <class T>
-class heap_slots {
- public:
-  explicit heap_slots(std::size_t capacity)
-      : geometry_(ring_geometry::of(capacity)), slots_(new array_slot<T>[capacity]) {
-    // Requires: capacity >= 1 and small enough for the lap encoding.
-    SLUICE_ASSERT(capacity >= 1, "bounded channel capacity must be at least 1");
-    SLUICE_ASSERT(capacity <= std::numeric_limits<std::size_t>::max() / 8,
-                  "bounded channel capacity too large for the lap encoding");
-  }
-  ~heap_slots() { delete[] slots_; }
-  heap_slots(const heap_slots&) = delete;
-  heap_slots& operator=(const heap_slots&) = delete;
-
-  [[nodiscard]] array_slot<T>& operator[](std::size_t i) noexcept { return slots_[i]; }
-  [[nodiscard]] ring_geometry geometry() const noexcept { return geometry_; }
-
- private:
-  ring_geometry geometry_;
-  array_slot<T>* slots_;
-};
-
-// Slots inline, capacity fixed at compile time: no heap, constant-initialised.
-template <class T, std::size_t Capacity>
-class inline_slots {
-  static_assert(Capacity >= 1, "a static channel needs a capacity of at least 1");
-
- public:
-  constexpr inline_slots() noexcept = default;
-  [[nodiscard]] array_slot<T>& operator[](std::size_t i) noexcept { return slots_[i]; }
-  [[nodiscard]] static constexpr ring_geometry geometry() noexcept {
-    return ring_geometry::of(Capacity);
-  }
-
- private:
-  array_slot<T> slots_[Capacity];
-};
-
 // Slots in storage the caller owns, capacity chosen at run time: no heap
 // (the executor's run queue on bare metal).
 template <class T>
@@ -148,9 +109,40 @@ class span_slots {
   [[nodiscard]] array_slot<T>& operator[](std::size_t i) noexcept { return slots_[i]; }
   [[nodiscard]] ring_geometry geometry() const noexcept { return geometry_; }
 
+ protected:
+  [[nodiscard]] array_slot<T>* data() const noexcept { return slots_; }
+
  private:
   ring_geometry geometry_;
   array_slot<T>* slots_;
+};
+
+// Slots on the heap, capacity chosen at run time (hosted): span_slots over
+// an array this owns.
+template <class T>
+class heap_slots : public span_slots<T> {
+ public:
+  explicit heap_slots(std::size_t capacity)
+      : span_slots<T>(new array_slot<T>[capacity], capacity) {}
+  ~heap_slots() { delete[] this->data(); }
+  heap_slots(const heap_slots&) = delete;
+  heap_slots& operator=(const heap_slots&) = delete;
+};
+
+// Slots inline, capacity fixed at compile time: no heap, constant-initialised.
+template <class T, std::size_t Capacity>
+class inline_slots {
+  static_assert(Capacity >= 1, "a static channel needs a capacity of at least 1");
+
+ public:
+  constexpr inline_slots() noexcept = default;
+  [[nodiscard]] array_slot<T>& operator[](std::size_t i) noexcept { return slots_[i]; }
+  [[nodiscard]] static constexpr ring_geometry geometry() noexcept {
+    return ring_geometry::of(Capacity);
+  }
+
+ private:
+  array_slot<T> slots_[Capacity];
 };
 
 template <class T, class Slots>
