@@ -281,6 +281,15 @@ class executor final : private detail::task_scheduler {
 
   static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
 
+  // A task armed a timer earlier than any other: a worker parked until a
+  // later deadline (or none) must wait for this one instead. Wakes one; it
+  // sees the new deadline in its last look before parking again (take).
+  // [X5] notify_one's seq_cst fence pairs with the parked worker's enqueue
+  // fence: it is woken, or its look reads the timer list after arm's unlock.
+  static void earliest_timer_moved(void* self) noexcept {
+    static_cast<executor*>(self)->queue_.receivers_waiting().notify_one();
+  }
+
   // Reads the clock only when some timer is armed. The expired sleepers go
   // to the run queue in deadline order, not to this worker's slot.
   void fire_due_timers() noexcept {
@@ -380,15 +389,21 @@ class executor final : private detail::task_scheduler {
       return true;  // the slot was passed over for the queue, which is empty
     if (status == detail::op_status::would_block) {
       record(trace_event::park, nullptr);
-      const bool got = detail::wait_until(
-          queue_.receivers_waiting(), timers_.next_deadline(),
+      const time_point deadline = timers_.next_deadline();
+      (void)detail::wait_until(
+          queue_.receivers_waiting(), deadline,
           [&]() noexcept {
             status = queue_.pop(popped);
             return status != detail::op_status::would_block;
           },
-          [&]() noexcept { return slots && (out = steal()) != nullptr; });
+          [&]() noexcept {
+            if (slots && (out = steal()) != nullptr) return true;
+            return timers_.next_deadline() < deadline;  // [X5] a sooner timer
+          });
       record(trace_event::unpark, nullptr);
-      if (!got || out != nullptr) return true;  // a timer is due, or a task was stolen
+      // Nothing popped: the deadline passed, a sooner timer was armed, or a
+      // task was stolen into `out`.
+      if (status == detail::op_status::would_block) return true;
     }
     if (status == detail::op_status::closed) return false;
     out = popped.get();
@@ -548,7 +563,7 @@ class executor final : private detail::task_scheduler {
   // spawns and completions write.
   queue_memory queue_memory_;
   run_queue queue_;
-  detail::timer_queue timers_;
+  detail::timer_queue timers_{&executor::earliest_timer_moved, this};
   frame_pool* pool_;
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;

@@ -77,6 +77,39 @@ TEST(ExecutorTimers, SleepCancelledBeforeItFires) {
   // queue (destroyed at the end of this scope) if a node were left in it.
 }
 
+task<int> sleeper(std::atomic<bool>& woke) {
+  co_await sluice::sleep_for(10ms);
+  woke.store(true);
+  co_return 1;
+}
+
+// Spawns `sleeper` (into this worker's slot), yields so that it runs and
+// arms its timer here, then holds this worker without suspending until the
+// sleeper ran: only the other worker, parked with no deadline when the timer
+// was armed, can fire it. Gives up after 5 s (returns false).
+task<bool> arm_then_hold_the_worker(std::atomic<bool>& woke) {
+  sluice::executor& ex = co_await sluice::current_executor();
+  auto s = ex.spawn(sleeper(woke));
+  if (!s) co_return false;
+  co_await sluice::yield();
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (!woke.load() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
+  const bool in_time = woke.load();
+  // Read before awaiting `s`, in a statement of its own: once this task
+  // suspends, this worker is free and fires the timer itself.
+  const int value = *co_await *s;
+  co_return in_time&& value == 1;
+}
+
+TEST(ExecutorTimers, AnEarlierTimerWakesAWorkerParkedWithoutADeadline) {
+  abort_watchdog dog{60s, "timer armed while the other worker is parked"};
+  sluice::executor ex{{.workers = 2}};
+  std::this_thread::sleep_for(50ms);  // both workers parked, no timer armed
+  std::atomic<bool> woke{false};
+  EXPECT_TRUE(*sluice::block_on(ex, arm_then_hold_the_worker(woke)));
+}
+
 task<int> joins_with_timeout(sluice::join_handle<int>& other, sluice::duration d) {
   auto r = co_await sluice::with_timeout(d, other);
   if (!r) co_return -1;

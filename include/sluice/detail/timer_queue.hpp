@@ -68,7 +68,13 @@ class timer_node {
 
 class timer_queue {
  public:
+  // Called (outside the lock) when an arm makes its timer the earliest:
+  // whoever waits until the old earliest deadline must look again.
+  using earliest_moved_fn = void (*)(void* context) noexcept;
+
   constexpr timer_queue() noexcept = default;
+  constexpr timer_queue(earliest_moved_fn on_earliest, void* context) noexcept
+      : on_earliest_(on_earliest), context_(context) {}
   timer_queue(const timer_queue&) = delete;
   timer_queue& operator=(const timer_queue&) = delete;
   ~timer_queue() { SLUICE_ASSERT(head_ == nullptr, "timer_queue destroyed with armed timers"); }
@@ -102,7 +108,9 @@ class timer_queue {
     // misses it sees the timer on its next pass (this arming worker makes
     // one before it sleeps).
     count_.fetch_add(1, std::memory_order_relaxed);
+    const bool earliest = head_ == &node;
     lock_.unlock();
+    if (earliest && on_earliest_ != nullptr) on_earliest_(context_);
   }
 
   // Takes `node` out if still armed. Returns true if it was (it will not
@@ -186,6 +194,8 @@ class timer_queue {
     node.prev_ = node.next_ = nullptr;
   }
 
+  earliest_moved_fn on_earliest_ = nullptr;
+  void* context_ = nullptr;
   spin_lock lock_;  // [SL1] guards the list (head_, tail_, the nodes' links and states)
   atomic<std::uint32_t> count_{0};
   timer_node* head_ = nullptr;
