@@ -62,14 +62,19 @@ namespace sluice::detail {
 // lock, so that nothing on this core (an interrupt, a signal handler) can
 // run while it holds the lock and spin on it. A buffer configured for
 // thread producers only skips it (no handler can interrupt a holder). The
-// consumer takes the lock outside any critical section (see lock_as()).
+// consumer masks only where that is cheap (pbuf_consumer_masks, config.hpp;
+// see lock_as()).
 class pbuf_critical_guard {
  public:
-  explicit pbuf_critical_guard(const pbuf_core& core) noexcept
-      : masked_((core.flags & pbuf_flag_threads_only) == 0) {
+  enum holder : bool { dropper, consumer };
+  // Out of line: one copy for every holder (code size on small parts).
+  [[gnu::noinline]] explicit pbuf_critical_guard(const pbuf_core& core,
+                                                 holder who = dropper) noexcept
+      : masked_((who == dropper || pbuf_consumer_masks) &&
+                (core.flags & pbuf_flag_threads_only) == 0) {
     if (masked_) state_ = port::enter_critical();
   }
-  ~pbuf_critical_guard() {
+  [[gnu::noinline]] ~pbuf_critical_guard() {
     if (masked_) port::leave_critical(state_);
   }
   pbuf_critical_guard(const pbuf_critical_guard&) = delete;
@@ -558,6 +563,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
   // reservation precedes its light fence).
   if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
     return {};
+  const pbuf_critical_guard masked(*this, pbuf_critical_guard::consumer);
   (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   const pbuf_span p = claim_unlocked();
   unlock_consumer();
@@ -589,6 +595,7 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
+  const pbuf_critical_guard masked(*this, pbuf_critical_guard::consumer);
   (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   free_unlocked(packet);
   unlock_consumer();
@@ -681,10 +688,10 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
     while (seen != 0) {
       // Held by a dropper: it holds it inside a critical section (or every
       // user is a thread), so it is running and done soon. Held by the
-      // consumer, which holds it outside any critical section: a dropper
-      // may be a handler that interrupted it and would wait forever, so
-      // after a short wait (a consumer on another core is done within a
-      // few hundred nanoseconds) it gives up.
+      // consumer, which may hold it outside any critical section (hosted):
+      // a dropper may be a handler that interrupted it and would wait
+      // forever, so after a short wait (a consumer on another core is done
+      // within a few hundred nanoseconds) it gives up.
       if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer && ++polls > pbuf_lock_patience)
         return false;
       spin.spin();

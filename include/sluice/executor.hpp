@@ -397,7 +397,8 @@ class executor final : private detail::task_scheduler {
             return status != detail::op_status::would_block;
           },
           [&]() noexcept {
-            if (slots && (out = steal()) != nullptr) return true;
+            if (!slots) return false;  // one worker: it armed any new timer itself
+            if ((out = steal()) != nullptr) return true;
             return timers_.next_deadline() < deadline;  // [X5] a sooner timer
           });
       record(trace_event::unpark, nullptr);
@@ -563,7 +564,10 @@ class executor final : private detail::task_scheduler {
   // spawns and completions write.
   queue_memory queue_memory_;
   run_queue queue_;
-  detail::timer_queue timers_{&executor::earliest_timer_moved, this};
+  // With one worker (no slots) the worker that arms a timer parks next and
+  // sees it then: no wake needed.
+  detail::timer_queue timers_{detail::executor_slots ? &executor::earliest_timer_moved : nullptr,
+                              this};
   frame_pool* pool_;
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;

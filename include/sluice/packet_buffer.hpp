@@ -63,9 +63,10 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // producer that makes room takes the lock inside the port's critical
 // section (interrupts masked on bare metal, signals blocked hosted: two
 // system calls each time) so that a handler that interrupts it cannot
-// deadlock; the consumer takes it without one, and a producer in a handler
-// that interrupted the consumer while it holds the lock gives up (no_room)
-// instead of waiting for it. `threads_only` promises that no interrupt or
+// deadlock; hosted, the consumer takes it without one, and a producer in a
+// signal handler that interrupted the consumer while it holds the lock
+// gives up (no_room) instead of waiting for it (bare-metal ports mask for
+// the consumer too: SLUICE_PBUF_CONSUMER_MASKS, a couple of instructions). `threads_only` promises that no interrupt or
 // signal handler ever calls the buffer and skips the critical section.
 // reject_new takes no lock either way.
 enum class buffer_contexts : std::uint8_t { any, threads_only };

@@ -13,11 +13,26 @@ inline constexpr std::size_t cache_line = 64;
 // The executor's per-worker next-task slots (executor.hpp). A port whose
 // executor has one worker (a single core) may build with
 // SLUICE_EXECUTOR_SLOTS=0: a slot saves it no traffic between cores, and
-// every wake then goes through the run queue, in less code.
+// every wake then goes through the run queue, in less code. It also leaves
+// out waking a parked worker for a newly armed earlier timer (the one
+// worker armed it, and sees it when it next parks).
 #if !defined(SLUICE_EXECUTOR_SLOTS) || SLUICE_EXECUTOR_SLOTS
 inline constexpr bool executor_slots = true;
 #else
 inline constexpr bool executor_slots = false;
+#endif
+
+// Whether the packet buffer's consumer masks interrupts around its short
+// hold of the overwrite lock (claim and free with drop_oldest). A port
+// whose critical section costs a few instructions (bare metal) builds with
+// SLUICE_PBUF_CONSUMER_MASKS=1, so that an interrupt producer never meets
+// the lock held by the consumer it interrupted. Hosted, masking signals is
+// two system calls: the consumer does not mask, and a handler producer
+// that interrupted it and must drop to fit gets no_room (pbuf_core.hpp).
+#if defined(SLUICE_PBUF_CONSUMER_MASKS) && SLUICE_PBUF_CONSUMER_MASKS
+inline constexpr bool pbuf_consumer_masks = true;
+#else
+inline constexpr bool pbuf_consumer_masks = false;
 #endif
 
 #if defined(NDEBUG) && !defined(SLUICE_DEBUG_CHECKS)

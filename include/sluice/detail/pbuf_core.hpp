@@ -67,8 +67,10 @@
 //             (interrupt mask on bare metal,    consumer: gives up after a
 //             signal mask hosted; none with     short spin (the allocation
 //             pbuf_flag_threads_only)           says no_room)
-//   consumer  outside any critical section      by a dropper: spins (the
-//             (claim, free: no system call)     holder is masked, so running)
+//   consumer  hosted: outside any critical      by a dropper: spins (the
+//             section (claim, free: no system   holder is masked, so running)
+//             call); bare metal: masked
+//             (SLUICE_PBUF_CONSUMER_MASKS)
 // A handler that produces and needs room interrupted either a context that
 // holds no lock, or the consumer (then it gives up: no deadlock), never a
 // dropper (masked). The consumer never waits for anything while holding
@@ -76,10 +78,10 @@
 // ([PB4]: a dropper that gave up and then waits has the released lock as
 // its condition). Who masks does not change the mutual exclusion: every
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
-// lock holder, except a victim's own E8 store (above). The price: a handler
-// that interrupts the consumer inside claim or free, on a buffer that must
-// drop to fit it, fails to allocate instead of being held off until the
-// consumer is done.
+// lock holder, except a victim's own E8 store (above). The price, hosted
+// only: a handler that interrupts the consumer inside claim or free, on a
+// buffer that must drop to fit it, fails to allocate instead of being held
+// off until the consumer is done.
 //
 // Why the consumer still takes the lock: a claim and a drop could decide
 // the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
