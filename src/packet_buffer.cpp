@@ -58,23 +58,21 @@ namespace sluice::port {
 
 namespace sluice::detail {
 
-// The port's critical section around a dropper's turn with the overwrite
-// lock, so that nothing on this core (an interrupt, a signal handler) can
-// run while it holds the lock and spin on it. A buffer configured for
-// thread producers only skips it (no handler can interrupt a holder). The
-// consumer masks only where that is cheap (pbuf_consumer_masks, config.hpp;
-// see lock_as()).
+// The port's critical section around a turn with the overwrite lock, so
+// that nothing on this core (an interrupt, a signal handler) can run while
+// the holder holds it and spin on it. A buffer configured for thread
+// producers only skips it (no handler can interrupt a holder). Droppers
+// always take it; the consumer only where that is cheap (Masks =
+// pbuf_consumer_masks, config.hpp; else it compiles to nothing; see
+// lock_as()).
+template <bool Masks>
 class pbuf_critical_guard {
  public:
-  enum holder : bool { dropper, consumer };
-  // Out of line: one copy for every holder (code size on small parts).
-  [[gnu::noinline]] explicit pbuf_critical_guard(const pbuf_core& core,
-                                                 holder who = dropper) noexcept
-      : masked_((who == dropper || pbuf_consumer_masks) &&
-                (core.flags & pbuf_flag_threads_only) == 0) {
+  explicit pbuf_critical_guard(const pbuf_core& core) noexcept
+      : masked_(Masks && (core.flags & pbuf_flag_threads_only) == 0) {
     if (masked_) state_ = port::enter_critical();
   }
-  [[gnu::noinline]] ~pbuf_critical_guard() {
+  ~pbuf_critical_guard() {
     if (masked_) port::leave_critical(state_);
   }
   pbuf_critical_guard(const pbuf_critical_guard&) = delete;
@@ -84,6 +82,8 @@ class pbuf_critical_guard {
   bool masked_;
   port::critical_state state_{};
 };
+using dropper_guard = pbuf_critical_guard<true>;
+using consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
 
 namespace {
 
@@ -359,7 +359,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
     room_step step = room_step::no_room;
     pbuf_span victim;  // dropped: reported below, then freed (E8)
     {
-      const pbuf_critical_guard masked(*this);
+      const dropper_guard masked(*this);
       // No lock: the consumer holds it (we may have interrupted it); the
       // caller retries or waits, and the consumer wakes it after unlocking.
       if (lock_as(pbuf_lock_dropper)) {
@@ -563,7 +563,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
   // reservation precedes its light fence).
   if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
     return {};
-  const pbuf_critical_guard masked(*this, pbuf_critical_guard::consumer);
+  const consumer_guard masked(*this);
   (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   const pbuf_span p = claim_unlocked();
   unlock_consumer();
@@ -595,7 +595,7 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
-  const pbuf_critical_guard masked(*this, pbuf_critical_guard::consumer);
+  const consumer_guard masked(*this);
   (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
   free_unlocked(packet);
   unlock_consumer();
