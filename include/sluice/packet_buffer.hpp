@@ -66,9 +66,10 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // deadlock; hosted, the consumer takes it without one, and a producer in a
 // signal handler that interrupted the consumer while it holds the lock
 // gives up (no_room) instead of waiting for it (bare-metal ports mask for
-// the consumer too: SLUICE_PBUF_CONSUMER_MASKS, a couple of instructions). `threads_only` promises that no interrupt or
-// signal handler ever calls the buffer and skips the critical section.
-// reject_new takes no lock either way.
+// the consumer too: SLUICE_PBUF_CONSUMER_MASKS, a couple of instructions).
+// `threads_only` promises that no interrupt or signal handler ever calls the
+// buffer and skips the critical section. reject_new takes no lock either
+// way.
 enum class buffer_contexts : std::uint8_t { any, threads_only };
 
 struct packet_buffer_config {
