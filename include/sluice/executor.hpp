@@ -14,13 +14,12 @@
 // notification never blocks). spawn refuses a task beyond max_tasks.
 //
 // Next-task slot. A task woken or spawned on a worker's own thread or core
-// (by the task that worker runs, or by a handler interrupting it) goes to
-// that worker's one-task slot instead of the run queue, and the worker runs
-// it as soon as its current run ends: a task that wakes or spawns another
-// hands over with hot caches and no queue traffic (ping-pong over a
-// channel, spawn-and-join chains). A task woken while it runs (a yield)
-// always goes to the back of the run queue. The slot must not starve
-// anything:
+// (by the task that worker runs; or woken by a handler interrupting it, as
+// spawn is for threads and tasks only) goes to that worker's one-task slot instead of the run
+// queue, and the worker runs it as soon as its current run ends: a task that wakes or spawns
+// another hands over with hot caches and no queue traffic (ping-pong over a channel, spawn-and-join
+// chains). A task woken while it runs (a yield) always goes to the back of the run queue. The slot
+// must not starve anything:
 //
 //   event                                slot      slot after  and then
 //   wake or spawn on worker W            empty     t           notify one parked worker [X4]
@@ -234,13 +233,24 @@ class executor final : private detail::task_scheduler {
   void shutdown() noexcept {
     if (!stop_accepting()) return;
     cancel_all();
-    // Without started workers the cancellations may have nobody else to
-    // run them (a caller on other cores still may): run what is queued.
-    if (workers_ == nullptr) (void)run_until_idle();
+    if (workers_ == nullptr) {
+      // Without started workers the cancellations may have nobody else to
+      // run them (callers of run_worker on other cores still may): run what
+      // is queued, and keep doing so while tasks are left, since a wake
+      // that was between its decision and its push when cancel_all looked
+      // pushes later.
+      (void)run_until_idle();
+      while (!detail::wait_until(done_, deadline_after(duration{1'000'000}), [this]() noexcept {
+        // Acquire [X2].
+        return live_.load(std::memory_order_acquire) == 0;
+      }))
+        (void)run_until_idle();
+    }
     wait_until_no_task();
     detail::close(queue_);
     port::join_workers(std::exchange(workers_, nullptr));
-    wait_until_no_driver();
+    wait_until_zero(drivers_);
+    wait_until_zero(foreign_pushes_);
   }
 
   // Live (spawned, not yet completed) tasks; may be stale.
@@ -256,7 +266,19 @@ class executor final : private detail::task_scheduler {
     record(trace_event::schedule, &t);
     auto* local =
         detail::executor_slots ? static_cast<worker_local*>(port::current_worker()) : nullptr;
-    if (local == nullptr || local->owner != this) return push(t);
+    if (local == nullptr || local->owner != this) {
+      // Not from one of this executor's drivers: the task may be popped,
+      // completed, and shutdown return while this push still notifies, so
+      // shutdown also waits for the count [X6]. Relaxed: the increment is
+      // sequenced before the push, which the completion (and so shutdown's
+      // acquire of the task count) happens after.
+      foreign_pushes_.fetch_add(1, std::memory_order_relaxed);
+      push(t);
+      // Release [X6]: this push's last touch of the executor happens before
+      // shutdown sees the count fall (acquire in wait_until_zero).
+      foreign_pushes_.fetch_sub(1, std::memory_order_release);
+      return;
+    }
     // seq_cst [X4]: the exchange and the waiter check in the notify below
     // pair with a parking worker's enqueue ([W1] fence) and its look at the
     // slots: it sees t, or this notify sees it waiting. Release also
@@ -426,7 +448,7 @@ class executor final : private detail::task_scheduler {
     ~driver_scope() {
       // Release [X3]: every use of the executor by this driver happens
       // before shutdown sees the count drop (acquire in
-      // wait_until_no_driver), after which the executor may be destroyed.
+      // wait_until_zero), after which the executor may be destroyed.
       // The driver touches nothing of it after this.
       ex_.drivers_.fetch_sub(1, std::memory_order_release);
     }
@@ -437,16 +459,17 @@ class executor final : private detail::task_scheduler {
     executor& ex_;
   };
 
-  // Waits (a 1 ms timed wait per round, no notify: the last driver must not
-  // touch the executor after its decrement) until no caller is inside
-  // run_worker or run_until_idle. After the queue is closed each returns as
-  // soon as its current step ends.
-  void wait_until_no_driver() noexcept {
+  // Waits (a 1 ms timed wait per round, no notify: the last one out must
+  // not touch the executor after its decrement) until `count` is zero:
+  // drivers_ (callers inside run_worker or run_until_idle, which return as
+  // soon as their current step ends once the queue is closed) or
+  // foreign_pushes_ (wakes from other threads still inside their push).
+  static void wait_until_zero(const detail::atomic<std::uint32_t>& count) noexcept {
     for (;;) {
-      // Acquire [X3].
-      const std::uint32_t n = drivers_.load(std::memory_order_acquire);
+      // Acquire [X3] / [X6].
+      const std::uint32_t n = count.load(std::memory_order_acquire);
       if (n == 0) return;
-      (void)port::wait_until(drivers_, n, deadline_after(duration{1'000'000}));
+      (void)port::wait_until(count, n, deadline_after(duration{1'000'000}));
     }
   }
 
@@ -572,6 +595,9 @@ class executor final : private detail::task_scheduler {
   executor_trace* trace_;
   port::worker_group* workers_ = nullptr;
   detail::atomic<std::uint32_t> drivers_{0};
+  // Written by every wake from outside the drivers (a thread spawning, a
+  // channel fed by a thread): a line of its own.
+  alignas(detail::cache_line) detail::atomic<std::uint32_t> foreign_pushes_{0};  // [X6]
   detail::waiter_list done_;
   // Written by every spawn and completion, under the lock.
   alignas(detail::cache_line) detail::spin_lock lock_;  // [SL1] guards what follows

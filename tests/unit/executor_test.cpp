@@ -6,11 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "executor_test_support.hpp"
 #include "manual_scheduler.hpp"
 
 namespace {
@@ -124,6 +127,41 @@ TEST(Executor, PoolExhaustionIsAnErrorNotACrash) {
   ex.run_until_idle();
   EXPECT_EQ(*a->join() + *b->join(), 3);
   EXPECT_EQ(pool.approx_in_use(), 0u);
+}
+
+// Holds one thread inside schedule(), between the wake's decision and its
+// push, for 50 ms.
+class slow_schedule_on final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void*) noexcept override {
+    if (e == sluice::trace_event::schedule && std::this_thread::get_id() == slow.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::atomic<std::thread::id> slow{};
+};
+
+TEST(Executor, ShutdownWithoutWorkersRunsAWakeThatPushedAfterItsCancel) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(60), "shutdown waiting for a late push"};
+  slow_schedule_on tr;
+  sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
+  sluice::test::manual_event e;
+  auto waits = [](sluice::test::manual_event& e) -> task<int> {
+    co_await e;
+    co_return 1;
+  };
+  auto h = ex.spawn(waits(e));
+  ASSERT_TRUE(h.has_value());
+  ex.run_until_idle();  // suspended on `e`
+  std::thread waker([&] {
+    tr.slow = std::this_thread::get_id();
+    e.set();  // decides to push, then sits in the trace for 50 ms
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // cancel_all finds the task scheduled (no push of its own) and the run
+  // queue empty; the push lands later, and shutdown must still run it.
+  ex.shutdown();
+  waker.join();
+  EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
 }
 
 TEST(Executor, ShutdownCancelsQueuedAndWaitingTasksAndRefusesNewOnes) {
