@@ -139,21 +139,25 @@ TEST(ExecutorSlot, AYieldOnAWorkerGoesBehindTheQueuedTasks) {
   EXPECT_EQ(log, (std::vector<std::string>{"a", "c", "a after yield"}));
 }
 
-// A worker's slot is its own: a task of one executor woken on a worker of
-// another goes to its own executor's run queue.
-task<int> wake_across(sluice::executor& other, std::atomic<bool>& flag) {
-  auto h = other.spawn(set_flag(flag));
-  if (!h) co_return -1;
-  co_return *co_await *h;
+// A worker's slot is its own: a task of one executor spawned on a worker of
+// another goes to its own executor's run queue and runs on that executor's
+// worker, not on the spawning worker's thread.
+task<std::thread::id> thread_of() {
+  co_return std::this_thread::get_id();
+}
+
+task<bool> spawn_across(sluice::executor& other) {
+  auto h = other.spawn(thread_of());
+  if (!h) co_return false;
+  const std::thread::id ran_on = *co_await *h;
+  co_return ran_on != std::this_thread::get_id();
 }
 
 TEST(ExecutorSlot, ASpawnOnAnotherExecutorsWorkerUsesItsOwnQueue) {
   abort_watchdog dog{60s, "spawn across executors"};
   sluice::executor first{{.workers = 1}};
   sluice::executor second{{.workers = 1}};
-  std::atomic<bool> flag{false};
-  EXPECT_EQ(*sluice::block_on(first, wake_across(second, flag)), 1);
-  EXPECT_TRUE(flag.load());
+  EXPECT_TRUE(*sluice::block_on(first, spawn_across(second)));
 }
 
 }  // namespace

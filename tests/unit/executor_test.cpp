@@ -66,15 +66,17 @@ TEST(Executor, SingleThreadedTraceOfSpawnYieldAndComplete) {
             (trace_t{"spawn a", "schedule a", "run a", "schedule a", "run a", "complete a"}));
 }
 
+// Waits for `e`, then returns 1.
+task<int> await_event(sluice::test::manual_event& e) {
+  co_await e;
+  co_return 1;
+}
+
 TEST(Executor, ManyWakesQueueOnceAndWakeAfterCompletionIsIgnored) {
   recording_trace tr;
   sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
   sluice::test::manual_event e;
-  auto body = [](sluice::test::manual_event& e) -> task<int> {
-    co_await e;
-    co_return 1;
-  };
-  auto h = ex.spawn(body(e));
+  auto h = ex.spawn(await_event(e));
   ASSERT_TRUE(h.has_value());
   ex.run_until_idle();
   sluice::waker kept = e.stored_waker().clone();
@@ -145,11 +147,7 @@ TEST(Executor, ShutdownWithoutWorkersRunsAWakeThatPushedAfterItsCancel) {
   slow_schedule_on tr;
   sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
   sluice::test::manual_event e;
-  auto waits = [](sluice::test::manual_event& e) -> task<int> {
-    co_await e;
-    co_return 1;
-  };
-  auto h = ex.spawn(waits(e));
+  auto h = ex.spawn(await_event(e));
   ASSERT_TRUE(h.has_value());
   ex.run_until_idle();  // suspended on `e`
   std::thread waker([&] {
@@ -167,11 +165,7 @@ TEST(Executor, ShutdownWithoutWorkersRunsAWakeThatPushedAfterItsCancel) {
 TEST(Executor, ShutdownCancelsQueuedAndWaitingTasksAndRefusesNewOnes) {
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   sluice::test::manual_event never;
-  auto waits = [](sluice::test::manual_event& e) -> task<int> {
-    co_await e;
-    co_return 1;
-  };
-  auto waiting = ex.spawn(waits(never));
+  auto waiting = ex.spawn(await_event(never));
   ex.run_until_idle();
   auto queued = ex.spawn(value(2));
   ex.shutdown();

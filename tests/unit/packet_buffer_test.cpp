@@ -571,6 +571,27 @@ TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer)
 
 namespace {
 
+// A packet_words callback's answer for packets whose user bits hold their
+// length (set_user_bits(n) below).
+std::uint32_t length_in_user_bits(const std::uint32_t* packet) noexcept {
+  // Relaxed: the caller (claim or free) owns the packet.
+  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+             .load(std::memory_order_relaxed) >>
+         2;
+}
+
+// Fills a 16-word buffer with 4 committed packets of 4 words, payloads
+// first, first + 1, ...
+void fill_with_four_packets(sluice::packet_buffer& pb, std::uint32_t first) {
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    auto a = pb.try_alloc(4);
+    ASSERT_TRUE(a);
+    a->set_user_bits(4);
+    a->payload()[0] = first + i;
+    std::move(*a).commit();
+  }
+}
+
 // A producer that runs inside the consumer's claim or free (as a signal or
 // interrupt handler that interrupts the consumer would): the packet_words
 // callback, which claim and free call while they hold the overwrite lock,
@@ -599,10 +620,7 @@ struct nested_producer {
         self.error = a.error();
       }
     }
-    // Relaxed: single-threaded; the length is in the user bits.
-    return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-               .load(std::memory_order_relaxed) >>
-           2;
+    return length_in_user_bits(packet);
   }
   static void dropped(void* context, const std::uint32_t* packet, std::uint32_t words) noexcept {
     drop_log::record(&static_cast<nested_producer*>(context)->drops, packet, words);
@@ -619,13 +637,8 @@ TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfW
                             .packet_words = &nested_producer::words,
                             .context = &nest});
   nest.pb = &pb;
-  for (std::uint32_t i = 0; i < 4; ++i) {  // 4 packets of 4 words: full
-    auto a = pb.try_alloc(4);
-    ASSERT_TRUE(a);
-    a->set_user_bits(4);
-    a->payload()[0] = 100 + i;
-    std::move(*a).commit();
-  }
+  fill_with_four_packets(pb, 100);  // full
+  if (HasFatalFailure()) return;
   nest.armed = true;
   sluice::claimed_packet c = pb.try_claim();
   ASSERT_TRUE(c);
@@ -671,10 +684,7 @@ struct slow_consumer {
       self.inside = true;
       std::this_thread::sleep_for(50ms);
     }
-    // Relaxed: the length is in the user bits; the caller owns the packet.
-    return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-               .load(std::memory_order_relaxed) >>
-           2;
+    return length_in_user_bits(packet);
   }
 };
 
@@ -686,12 +696,8 @@ TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock
                             .policy = overflow_policy::drop_oldest,
                             .packet_words = &slow_consumer::words,
                             .context = &consumer});
-  for (std::uint32_t i = 0; i < 4; ++i) {
-    auto a = pb.try_alloc(4);
-    ASSERT_TRUE(a);
-    a->set_user_bits(4);
-    std::move(*a).commit();
-  }
+  fill_with_four_packets(pb, 0);
+  if (HasFatalFailure()) return;
   consumer.stall = true;
   std::atomic<bool> done{false};
   std::atomic<bool> got{false};
