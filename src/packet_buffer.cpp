@@ -692,7 +692,9 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
       // a dropper may be a handler that interrupted it and would wait
       // forever, so after a short wait (a consumer on another core is done
       // within a few hundred nanoseconds) it gives up.
-      if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer && ++polls > pbuf_lock_patience)
+      // With threads_only no handler can have interrupted it: wait.
+      if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer &&
+          (flags & pbuf_flag_threads_only) == 0 && ++polls > pbuf_lock_patience)
         return false;
       spin.spin();
       // Relaxed: waiting for the holder; the compare-and-swap orders.

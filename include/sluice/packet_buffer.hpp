@@ -67,6 +67,10 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // signal handler that interrupted the consumer while it holds the lock
 // gives up (no_room) instead of waiting for it (bare-metal ports mask for
 // the consumer too: SLUICE_PBUF_CONSUMER_MASKS, a couple of instructions).
+// As it cannot tell a handler from a thread, any producer that finds the
+// consumer holding the lock past a short spin (a consumer thread preempted
+// inside claim) gives up the same way; a timed allocation then waits, and
+// the consumer's unlock wakes it. With `threads_only` producers wait.
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either
 // way.

@@ -727,4 +727,34 @@ TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock
   EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
 }
 
+// With threads_only no handler can have interrupted the consumer, so a
+// producer that needs a drop waits for the consumer's lock instead of
+// giving up: an untimed try_alloc made while the consumer holds it for 50 ms
+// succeeds.
+TEST(PacketBufferNesting, ThreadsOnlyProducerWaitsForTheConsumersLock) {
+  std::uint32_t storage[16] = {};
+  slow_consumer consumer;
+  sluice::packet_buffer pb({.storage = storage,
+                            .size_words = 16,
+                            .policy = overflow_policy::drop_oldest,
+                            .contexts = sluice::buffer_contexts::threads_only,
+                            .packet_words = &slow_consumer::words,
+                            .context = &consumer});
+  fill_with_four_packets(pb, 0);
+  if (HasFatalFailure()) return;
+  consumer.stall = true;
+  std::atomic<bool> got{false};
+  std::thread producer([&] {
+    while (!consumer.inside.load())
+      std::this_thread::yield();
+    auto r = pb.try_alloc(4);  // the consumer holds the lock now
+    got = static_cast<bool>(r);
+    if (r) std::move(*r).abandon();
+  });
+  sluice::claimed_packet c = pb.try_claim();
+  EXPECT_TRUE(c);
+  producer.join();
+  EXPECT_TRUE(got.load()) << "a threads_only producer gave up on the consumer's lock";
+}
+
 }  // namespace

@@ -66,7 +66,8 @@
 //   dropper   inside a sluice::critical_section by a dropper: spins; by the
 //             (interrupt mask on bare metal,    consumer: gives up after a
 //             signal mask hosted; none with     short spin (the allocation
-//             pbuf_flag_threads_only)           says no_room)
+//             pbuf_flag_threads_only)           says no_room); spins with
+//                                               pbuf_flag_threads_only
 //   consumer  hosted: outside any critical      by a dropper: spins (the
 //             section (claim, free: no system   holder is masked, so running)
 //             call); bare metal: masked
