@@ -17,7 +17,13 @@ for preset in "${presets[@]}"; do
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
   echo "=== $preset: test"
-  ctest --preset "$preset" -j "$jobs"
+  if ! ctest --preset "$preset" -j "$jobs"; then
+    # Repeat what the failures printed last, where a log's tail shows it.
+    echo "=== $preset: FAILED; what the failing tests reported:"
+    grep -h -E -A3 "Failure$|FAILED|Expected|Which is|Value of|watchdog|ERROR: |Sanitizer|Assertion .* failed" \
+      "build/$preset/Testing/Temporary/LastTest.log" | tail -n 80 || true
+    exit 1
+  fi
 done
 
 echo "=== release: build (benchmark runner included)"
