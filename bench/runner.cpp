@@ -2,6 +2,9 @@
 // implementations within every round, and reports medians and same-round ratios to sluice
 // as a table, a CSV file and a PNG plot.
 #include <fnmatch.h>
+#if __has_include(<malloc.h>)
+#include <malloc.h>  // mallopt (glibc)
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +48,10 @@ Runs sluice and its peers side by side and reports medians and same-round ratios
                     e.g. --threads 1,2,4,8,16 on a 16-core machine)
   --out DIR         where the CSV and PNG go (default out/bench)
   --no-plot         skip the PNG
+  --glibc-trim      keep glibc's default of giving freed heap back to the kernel at once
+                    (by default the runner keeps it, for every implementation alike: a
+                    sample that frees 100,000 tasks would otherwise make the next one
+                    page-fault all of that memory in again)
   --list            list suites, cases and implementations, then exit
   --help            this text
 
@@ -65,6 +72,7 @@ struct options {
   bool duration_given = false;
   bool quick = false;
   bool plot = true;
+  bool glibc_trim = false;
   bool list = false;
   std::vector<int> threads{1, 2, 4};
   std::string out = "out/bench";
@@ -137,6 +145,8 @@ options parse(int argc, char** argv) {
       o.out = value();
     } else if (a == "--no-plot") {
       o.plot = false;
+    } else if (a == "--glibc-trim") {
+      o.glibc_trim = true;
     } else if (a == "--list") {
       o.list = true;
     } else {
@@ -376,8 +386,27 @@ void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, in
 
 }  // namespace
 
+// glibc gives the top of a heap back to the kernel as soon as 128 KiB of it
+// are free (M_TRIM_THRESHOLD), and a heap of a thread's own arena likewise.
+// The executor cases allocate and free up to 100,000 task frames per sample;
+// with trimming on, every sample pays for faulting the same memory in again,
+// which measures the kernel rather than the runtimes. Off by default, for
+// the whole process (every implementation alike); the header line says so.
+const char* keep_freed_heap(bool trim) {
+#if defined(__GLIBC__)
+  if (trim) return "glibc default (freed heap trimmed)";
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+  return "glibc, freed heap kept (M_TRIM_THRESHOLD 1 GiB, M_TOP_PAD 64 MiB)";
+#else
+  (void)trim;
+  return "default";
+#endif
+}
+
 int main(int argc, char** argv) {
   options opt = parse(argc, argv);
+  const char* const heap = keep_freed_heap(opt.glibc_trim);
 
   sb::suite_options sopt;
   sopt.threads = opt.threads;
@@ -436,9 +465,9 @@ int main(int argc, char** argv) {
     cpu_list += (cpu_list.empty() ? "" : ",") + std::to_string(c);
   std::printf(
       "sluice_bench %s: %zu case(s), %d round(s), %ld ms per sample, threads pinned "
-      "round-robin over CPUs %s; load average %s\n",
+      "round-robin over CPUs %s; load average %s; malloc: %s\n",
       stem.c_str(), cases.size(), opt.rounds, opt.duration_ms, cpu_list.c_str(),
-      load_average().c_str());
+      load_average().c_str(), heap);
   std::fflush(stdout);
 
   const std::string mkdir = "mkdir -p '" + opt.out + "'";

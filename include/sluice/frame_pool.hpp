@@ -167,6 +167,36 @@ inline void* allocate_on_heap(std::size_t bytes) noexcept {
   return prefix + 1;
 }
 
+// A heap block with room in front of the frame for the task header that a
+// spawn makes (task_header.hpp): one allocation per spawned task instead of
+// two. Layout, `room` bytes before the frame's prefix:
+//
+//   [header's prefix][task header (task_cell<T>)][frame's prefix][frame]
+//   ^ the block                                   ^ block + room
+//
+// Until a spawn places a header there, the frame's prefix frees the whole
+// block (free_heap_block_before<room>). A spawn that does turns the frame's
+// free into nothing (keep_heap_block) and gives the header the block's own
+// prefix, so the block goes with the header's last reference, which always
+// comes after the frame's destruction (task_header::finish).
+template <std::size_t Room>
+void free_heap_block_before(allocation_prefix* prefix) noexcept {
+  ::operator delete(static_cast<void*>(reinterpret_cast<std::byte*>(prefix) - Room), std::nothrow);
+}
+inline void keep_heap_block(allocation_prefix*) noexcept {}
+
+// Hosted only. `Room` is a multiple of the prefix's alignment. Null when out
+// of memory.
+template <std::size_t Room>
+void* allocate_on_heap_with_room(std::size_t bytes) noexcept {
+  static_assert(Room % alignof(allocation_prefix) == 0);
+  void* block = ::operator new(Room + bytes + sizeof(allocation_prefix), std::nothrow);
+  if (block == nullptr) return nullptr;
+  auto* prefix = ::new (static_cast<std::byte*>(block) + Room)
+      allocation_prefix{nullptr, &free_heap_block_before<Room>};
+  return prefix + 1;
+}
+
 // From `pool`, or from the heap when it is null (hosted only).
 inline void* allocate_from(frame_pool* pool, std::size_t bytes) noexcept {
   return pool != nullptr ? allocate_in(*pool, bytes) : allocate_on_heap(bytes);

@@ -33,6 +33,7 @@
 #endif
 
 #include <sluice/detail/assert.hpp>
+#include <sluice/detail/config.hpp>
 #include <sluice/frame_pool.hpp>
 #include <sluice/poll.hpp>
 #include <sluice/waker.hpp>
@@ -187,8 +188,8 @@ class promise_base {
   [[nodiscard]] exception_slot& exception() noexcept { return exception_; }
 
   // Frames: from a pool if the coroutine's first parameter is one, else
-  // from the heap. Null on failure (see get_return_object_on_allocation_failure).
-  static void* operator new(std::size_t bytes) noexcept { return allocate_on_heap(bytes); }
+  // from the heap (the heap form is promise<T>'s: it knows the room to
+  // keep). Null on failure (see get_return_object_on_allocation_failure).
   template <class... Args>
   static void* operator new(std::size_t bytes, frame_pool& pool, Args&...) noexcept {
     return allocate_in(pool, bytes);
@@ -201,9 +202,29 @@ class promise_base {
   exception_slot exception_;
 };
 
+// The room a heap frame of task<T> keeps in front of it for the header a
+// spawn makes (allocate_on_heap_with_room in frame_pool.hpp; hosted builds,
+// see heap_header_room in detail/config.hpp): the header's
+// prefix, at most task_header_bytes of task_header (task_header.hpp checks
+// it), the result and the exception, rounded up. A task that is awaited
+// and never spawned leaves the room unused.
+inline constexpr std::size_t task_header_bytes = 128;
+template <class T>
+inline constexpr std::size_t header_room = (sizeof(allocation_prefix) + task_header_bytes +
+                                            alignof(value_slot<T>) + sizeof(value_slot<T>) +
+                                            sizeof(exception_slot) + alignof(allocation_prefix) -
+                                            1) /
+                                           alignof(allocation_prefix) * alignof(allocation_prefix);
+
 template <class T>
 class promise : public promise_base {
  public:
+  using promise_base::operator new;  // the pool form
+  static void* operator new(std::size_t bytes) noexcept {
+    if constexpr (heap_header_room) return allocate_on_heap_with_room<header_room<T>>(bytes);
+    return allocate_on_heap(bytes);
+  }
+
   task<T> get_return_object() noexcept;
   static task<T> get_return_object_on_allocation_failure() noexcept;
 
@@ -220,6 +241,12 @@ class promise : public promise_base {
 template <>
 class promise<void> : public promise_base {
  public:
+  using promise_base::operator new;  // the pool form
+  static void* operator new(std::size_t bytes) noexcept {
+    if constexpr (heap_header_room) return allocate_on_heap_with_room<header_room<void>>(bytes);
+    return allocate_on_heap(bytes);
+  }
+
   task<void> get_return_object() noexcept;
   static task<void> get_return_object_on_allocation_failure() noexcept;
 

@@ -189,3 +189,40 @@ TEST(ExecutorAllocation, HeapRunQueueIsOneAllocationAtConstruction) {
   EXPECT_EQ(*a->join(), 2);
   EXPECT_EQ(allocations - before, 1);
 }
+
+sluice::task<int> heap_step(int v) {
+  co_return v + 1;
+}
+sluice::task<long> heap_parent(int v) {
+  // An awaited (never spawned) task: its frame is one allocation too.
+  co_return 2L * co_await heap_step(v);
+}
+
+// A heap frame keeps room for the header a spawn makes: one allocation per
+// spawned task (the frame), freed with the task's last reference whichever
+// goes last, the frame or the join handle.
+TEST(ExecutorAllocation, HeapSpawnIsOneAllocationPerTask) {
+  static sluice::run_queue_slot queue[8];
+  (void)sluice::port::current_parker();  // as above
+  sluice::executor ex{
+      {.max_tasks = 8, .threads = sluice::worker_threads::none, .run_queue = queue}};
+  long before = allocations;
+  auto a = ex.spawn(heap_step(1));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(allocations - before, 1) << "frame and header in one block";
+  before = allocations;
+  auto b = ex.spawn(heap_parent(2));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(ex.run_until_idle(), 2u);
+  EXPECT_EQ(allocations - before, 2) << "the awaited task's frame";
+  EXPECT_EQ(*a->join(), 2);
+  EXPECT_EQ(*b->join(), 6);
+  // Detached before it ran: the handle's reference goes first, then the
+  // run destroys the frame and drops the last reference, which frees the
+  // block (ASan would report a use after free in the wrong order).
+  auto c = ex.spawn(heap_step(3));
+  ASSERT_TRUE(c.has_value());
+  c->detach();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+}

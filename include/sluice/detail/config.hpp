@@ -35,6 +35,18 @@ inline constexpr bool pbuf_consumer_masks = true;
 inline constexpr bool pbuf_consumer_masks = false;
 #endif
 
+// Whether a task frame from the heap keeps room in front of it for the
+// header that a spawn makes (task.hpp, frame_pool.hpp): one allocation per
+// spawned task instead of two. Hosted builds do. A freestanding build, whose
+// tasks come from a frame_pool as a rule, leaves that code out (on a
+// Cortex-M it is a few dozen bytes); SLUICE_HEAP_HEADER_ROOM=1 or =0
+// decides either way.
+#if defined(SLUICE_HEAP_HEADER_ROOM)
+inline constexpr bool heap_header_room = SLUICE_HEAP_HEADER_ROOM != 0;
+#else
+inline constexpr bool heap_header_room = __STDC_HOSTED__ != 0;
+#endif
+
 #if defined(NDEBUG) && !defined(SLUICE_DEBUG_CHECKS)
 inline constexpr bool debug_checks = false;
 #else

@@ -31,6 +31,7 @@
 
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
+#include <sluice/detail/config.hpp>
 #include <sluice/detail/task_state.hpp>
 #include <sluice/detail/timer_queue.hpp>
 #include <sluice/detail/waiter_list.hpp>
@@ -211,12 +212,21 @@ class task_cell final : public task_header {
  public:
   using handle_type = typename task<T>::handle_type;
 
-  // Allocates a cell for `t` from `pool` (heap if null) and takes the
-  // frame. Null (and `t` left untouched) when there is no memory.
+  // Makes the cell for `t` and takes the frame: in the room a heap frame
+  // keeps in front of it (frame_pool.hpp, allocate_on_heap_with_room) when
+  // `pool` is null, else from `pool`, or from the heap for a frame from a
+  // frame_pool. Null (and `t` left untouched) when there is no memory.
   static task_cell* create(task<T>& t, task_scheduler& scheduler, frame_pool* pool) noexcept {
-    void* memory = allocate_from(pool, sizeof(task_cell));
-    if (memory == nullptr) return nullptr;
     handle_type frame = t.release();
+    void* memory = nullptr;
+    if constexpr (heap_header_room) {
+      if (pool == nullptr) memory = room_before(frame);
+    }
+    if (memory == nullptr) memory = allocate_from(pool, sizeof(task_cell));
+    if (memory == nullptr) {
+      t = task<T>(frame);  // untouched
+      return nullptr;
+    }
     auto* cell = ::new (memory) task_cell(scheduler, frame);
     frame.promise().attach(&cell->context());
     return cell;
@@ -228,6 +238,26 @@ class task_cell final : public task_header {
  private:
   task_cell(task_scheduler& scheduler, handle_type frame) noexcept
       : task_header(table, scheduler, frame) {}
+
+  // The room in front of a heap frame, now the cell's (see create), or
+  // null for a frame from a frame_pool. A coroutine frame's address is the
+  // pointer its operator new returned (GCC and Clang).
+  static void* room_before(handle_type frame) noexcept {
+    constexpr std::size_t room = header_room<T>;
+    static_assert(sizeof(allocation_prefix) + sizeof(task_cell) <= room &&
+                      alignof(task_cell) <= alignof(allocation_prefix),
+                  "task_header_bytes (task.hpp) is too small for the task header");
+    auto* frame_prefix = static_cast<allocation_prefix*>(frame.address()) - 1;
+    if (frame_prefix->pool != nullptr) return nullptr;
+    SLUICE_ASSERT(frame_prefix->free_fn == &free_heap_block_before<room>,
+                  "a task frame from the heap without room for its header");
+    // The frame's destruction must no longer free the block; the cell's
+    // last reference does, through the block's own prefix.
+    frame_prefix->free_fn = &keep_heap_block;
+    auto* block_prefix = ::new (reinterpret_cast<std::byte*>(frame_prefix) - room)
+        allocation_prefix{nullptr, &free_heap_block};
+    return block_prefix + 1;
+  }
 
   static void take_result(task_header& t) noexcept {
     auto& self = static_cast<task_cell&>(t);
