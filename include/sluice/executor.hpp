@@ -15,33 +15,62 @@
 //
 // Next-task slot. A task woken or spawned on a worker's own thread or core
 // (by the task that worker runs; or woken by a handler interrupting it, as
-// spawn is for threads and tasks only) goes to that worker's one-task slot instead of the run
-// queue, and the worker runs it as soon as its current run ends: a task that wakes or spawns
-// another hands over with hot caches and no queue traffic (ping-pong over a channel, spawn-and-join
-// chains). A task woken while it runs (a yield) always goes to the back of the run queue. The slot
-// must not starve anything:
+// spawn is for threads and tasks only) goes to that worker's one-task slot
+// instead of the run queue, and the worker runs it as soon as its current
+// run ends: a task that wakes or spawns another hands over with hot caches
+// and no queue traffic (ping-pong over a channel, spawn-and-join chains).
 //
-//   event                                slot      slot after  and then
-//   wake or spawn on worker W            empty     t           notify one parked worker [X4]
-//   wake or spawn on worker W            p         t           p goes on the run queue
-//   W ends a run, slot runs in a row<8   t         empty       W runs t
-//   W ends its 8th slot run in a row     t         t           W takes the run queue's head
-//                                                              first (or t if it is empty)
-//   any worker about to park             t         empty       it runs t (steals) [X4]
+// Worker queue. A task woken while it runs (a yield, or a wake during its
+// poll) goes to the back of the worker's own FIFO (detail/local_queue.hpp,
+// 256 tasks; the run queue when that is full), which only that worker
+// pushes to: a task that yields stays on its worker and in its cache, and
+// two busy workers share no queue line. Other workers steal from it.
 //
-// So the run queue is looked at at least every 8 runs, and a task in a slot
-// waits for at most its worker's current run: if that run is long, a parked
-// worker was woken when the slot filled, and steals the task before it
-// parks again (stealing only then, and not while spinning, keeps a chain of
-// wakes on one worker instead of bouncing it between cores).
+// Neither may starve anything:
 //
-// Idle workers. A worker looks at its slot, then the run queue, then spins
-// on the run queue for a while (channel_ops.hpp, Spinning), then steals from
-// any worker's slot, then parks on its parker through the run queue's
-// waiter list, which each push notifies once (notify_one: one new task wakes
-// at most one sleeper; nothing spins while idle for longer than the spin).
-// The wait ends at the earliest timer deadline, so expiries need no extra
-// thread; every worker fires due timers before it takes its next task.
+//   event                                 where t goes / what W runs next
+//   wake or spawn of t on worker W        W's slot; an empty slot notifies
+//                                         one parked worker [X4]; a task
+//                                         already there goes to the run queue
+//   t woken while it ran on W (yield)     the back of W's FIFO, then notify
+//                                         one parked worker [X7]; W's next
+//                                         pick looks at the run queue first
+//   W ends a run, < 8 slot runs in a row  the slot's task
+//   W's pick after a yield (unless its    the run queue's head, else its
+//     last pick was one of these), or     FIFO's
+//     its 16th since it last was
+//   any other pick                        its FIFO's head, else the run
+//                                         queue's
+//   nothing in either                     the slot's task (passed over),
+//                                         else one stolen from any FIFO
+//   spinning idle                         the run queue's head, else (every
+//                                         4th step) a task stolen from any
+//                                         FIFO
+//   about to park                         the run queue's head, else a task
+//                                         stolen from any FIFO [X7], else
+//                                         from any slot [X4]
+//
+// So the run queue is looked at at least every 8 * 16 runs, a task that
+// yields runs again only after the run queue's head (unless the pick before
+// was also the run queue's) and the tasks ahead of it in its FIFO, a task
+// in a FIFO waits behind at most the tasks ahead of it there and as many
+// run queue tasks (every other pick at most) (and while its
+// worker is in a long run, a parked worker was woken to steal it), and a
+// task in a slot waits for at most its worker's current run: if that run
+// is long, a parked worker was woken when the slot filled, and steals the
+// task before it parks again (stealing from slots only then, and not while
+// spinning, keeps a chain of wakes on one worker instead of bouncing it
+// between cores). A handler's wake never touches a FIFO (one producer: its
+// worker), only the slot, which is exchanged.
+//
+// Idle workers. A worker looks at its slot, its FIFO and the run queue,
+// steals from the FIFOs, then spins on the run queue and the FIFOs for a
+// while (blocking_wait.hpp, Spinning), then steals from any worker's slot,
+// then parks on its parker through the run queue's waiter list, which each
+// push notifies once (notify_one: one new task wakes at most one sleeper;
+// nothing spins while idle for longer than the spin). The wait ends at the
+// earliest timer deadline, so expiries need no extra thread; every worker
+// fires due timers before it takes its next task.
 //
 // Shutdown (shutdown() or the destructor) cancels: it stops accepting
 // spawns, requests cancellation of every live task (a running task sees it
@@ -73,6 +102,7 @@
 #include <sluice/channel.hpp>
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
+#include <sluice/detail/local_queue.hpp>
 #include <sluice/detail/spin_lock.hpp>
 #include <sluice/detail/task_header.hpp>
 #include <sluice/detail/timer_queue.hpp>
@@ -291,9 +321,25 @@ class executor final : private detail::task_scheduler {
       push(*displaced);
     }
   }
+  // Only ever called by the worker that ran `t`, never from a handler: the
+  // FIFO's one producer.
   void reschedule(detail::task_header& t) noexcept override {
     record(trace_event::schedule, &t);
-    push(t);
+    auto* local =
+        detail::executor_slots ? static_cast<worker_local*>(port::current_worker()) : nullptr;
+    if (local == nullptr || local->owner != this) {
+      push(t);
+      return;
+    }
+    local->after_yield = true;  // the next pick looks at the run queue first
+    if (!local->fifo.push(&t)) {
+      push(t);
+      return;
+    }
+    // [X7] notify_one's seq_cst fence, after the FIFO's tail store, pairs
+    // with a parking worker's enqueue fence ([W1]): it is woken, or its
+    // look after enqueueing steals t.
+    queue_.receivers_waiting().notify_one();
   }
   void task_completed(detail::task_header& t) noexcept override {
     record(trace_event::complete, &t);
@@ -339,6 +385,13 @@ class executor final : private detail::task_scheduler {
     detail::run_task(t);
   }
 
+  // A worker's FIFO where slots are left out (one core): never holds a task.
+  struct no_fifo {
+    static bool push(detail::task_header*) noexcept { return false; }
+    static detail::task_header* pop() noexcept { return nullptr; }
+    static bool approx_empty() noexcept { return true; }
+  };
+
   // A worker's own state, on its stack for as long as run_worker runs:
   // registered in the executor's list (for thieves) and in
   // port::current_worker() (for schedule on its thread or core).
@@ -346,37 +399,49 @@ class executor final : private detail::task_scheduler {
     explicit worker_local(executor& ex) noexcept : owner(&ex) {
       if constexpr (!detail::executor_slots) return;
       outer = port::current_worker();
-      ex.lock_.lock();
+      ex.workers_lock_.lock();
       link = ex.workers_head_;
       ex.workers_head_ = this;
-      ex.lock_.unlock();
+      ex.workers_lock_.unlock();
       port::current_worker() = this;
     }
     ~worker_local() {
       if constexpr (!detail::executor_slots) return;
       port::current_worker() = outer;
-      owner->lock_.lock();
+      owner->workers_lock_.lock();
       worker_local** at = &owner->workers_head_;
       while (*at != this)
         at = &(*at)->link;
       *at = link;
-      owner->lock_.unlock();
+      owner->workers_lock_.unlock();
       // Relaxed: a check; the queue was closed after the last task ended.
       SLUICE_ASSERT(next.load(std::memory_order_relaxed) == nullptr,
                     "an executor worker left with a task in its slot");
+      SLUICE_ASSERT(fifo.approx_empty(), "an executor worker left with tasks in its queue");
     }
     worker_local(const worker_local&) = delete;
     worker_local& operator=(const worker_local&) = delete;
 
-    // The next-task slot (see the table at the top), only ever exchanged.
-    detail::atomic<detail::task_header*> next{nullptr};
+    // Read by thieves walking the list: apart from what the worker writes
+    // on every run, or each look of a spinning thief would take that line.
     executor* owner;
     void* outer = nullptr;         // port::current_worker() before this
-    worker_local* link = nullptr;  // the executor's list of workers (its lock)
+    worker_local* link = nullptr;  // the executor's list of workers (workers_lock_)
+    // The next-task slot (see the table at the top), only ever exchanged.
+    alignas(detail::cache_line) detail::atomic<detail::task_header*> next{nullptr};
     unsigned slot_runs = 0;        // slot runs in a row; the worker's own
+    unsigned picks = 0;            // picks from the queues; the worker's own
+    bool after_yield = false;      // a run ended in reschedule; the worker's own
+    bool queue_was_first = false;  // the last pick looked there first; the worker's own
+    // The worker's FIFO (see the table at the top); empty when slots are
+    // left out (one core).
+    [[no_unique_address]] std::conditional_t<detail::executor_slots,
+                                             detail::local_queue<detail::task_header, 256>, no_fifo>
+        fifo;
   };
 
   static constexpr unsigned slot_runs_in_a_row = 8;
+  static constexpr unsigned picks_per_run_queue_look = 16;
 
   static detail::task_header* take_slot(worker_local& w) noexcept {
     // Relaxed: an empty slot costs a load, no write; the exchange decides.
@@ -386,12 +451,22 @@ class executor final : private detail::task_scheduler {
   }
 
   // A task from any worker's slot (a worker about to park), or null.
-  detail::task_header* steal() noexcept {
+  detail::task_header* steal_from_slots() noexcept {
     detail::task_header* t = nullptr;
-    lock_.lock();
+    workers_lock_.lock();
     for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
       t = take_slot(*w);
-    lock_.unlock();
+    workers_lock_.unlock();
+    return t;
+  }
+  // The oldest task of any worker's FIFO, or null.
+  detail::task_header* steal_from_fifos() noexcept {
+    if constexpr (!detail::executor_slots) return nullptr;
+    detail::task_header* t = nullptr;
+    workers_lock_.lock();  // a worker's FIFO lives as long as it is listed
+    for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
+      t = w->fifo.pop();
+    workers_lock_.unlock();
     return t;
   }
 
@@ -407,22 +482,38 @@ class executor final : private detail::task_scheduler {
     // Nobody ever waits to send on the run queue (push is try_send), so a
     // pop notifies no sender.
     detail::raw_storage<detail::task_header*> popped;
-    detail::op_status status = queue_.pop(popped);
-    if (slots && status == detail::op_status::would_block && (out = take_slot(self)) != nullptr)
-      return true;  // the slot was passed over for the queue, which is empty
+    detail::op_status status = detail::op_status::would_block;
+    // After a yield the run queue goes first, but not twice in a row: a
+    // stream of queued tasks that yield must not hold up the FIFO.
+    const bool queue_first = (std::exchange(self.after_yield, false) && !self.queue_was_first) ||
+                             ++self.picks % picks_per_run_queue_look == 0;
+    self.queue_was_first = queue_first;
+    if (queue_first) status = queue_.pop(popped);
+    if (status == detail::op_status::would_block && (out = self.fifo.pop()) != nullptr) return true;
+    if (!queue_first) status = queue_.pop(popped);
+    if (slots && status == detail::op_status::would_block) {
+      // The slot was passed over for the queues, which are empty; else a
+      // task from another worker's FIFO.
+      if ((out = take_slot(self)) != nullptr || (out = steal_from_fifos()) != nullptr) return true;
+    }
     if (status == detail::op_status::would_block) {
       record(trace_event::park, nullptr);
       const time_point deadline = timers_.next_deadline();
+      unsigned spins = 0;
       (void)detail::wait_until(
           queue_.receivers_waiting(), deadline,
           [&]() noexcept {
             status = queue_.pop(popped);
-            return status != detail::op_status::would_block;
+            if (status != detail::op_status::would_block) return true;
+            // Spinning: the FIFOs every 4th step (their lock is shared by
+            // every idle worker; the look below always steals).
+            return slots && ++spins % 4 == 0 && (out = steal_from_fifos()) != nullptr;
           },
           [&]() noexcept {
             if (!slots) return false;  // one worker: it armed any new timer itself
-            if ((out = steal()) != nullptr) return true;
-            return timers_.next_deadline() < deadline;  // [X5] a sooner timer
+            if ((out = steal_from_fifos()) != nullptr) return true;  // [X7]
+            if ((out = steal_from_slots()) != nullptr) return true;  // [X4]
+            return timers_.next_deadline() < deadline;               // [X5] a sooner timer
           });
       record(trace_event::unpark, nullptr);
       // Nothing popped: the deadline passed, a sooner timer was armed, or a
@@ -478,8 +569,9 @@ class executor final : private detail::task_scheduler {
     if (trace_ != nullptr) trace_->record(e, task);
   }
 
-  // --- the live list (spawn, completion, shutdown) and the workers' list ----
+  // --- the live list (spawn, completion, shutdown) ------------------------
   // Under lock_, a spin lock: spawners and workers only, never handlers.
+  // (The workers' list is under workers_lock_, likewise never in a handler.)
 
   // Counts and links a new task; false (and why in `refused`) if it may not
   // start. The count changes only under the lock, so a load and a store do
@@ -596,8 +688,11 @@ class executor final : private detail::task_scheduler {
   alignas(detail::cache_line) detail::spin_lock lock_;  // [SL1] guards what follows
   detail::atomic<std::uint32_t> live_{0};
   detail::task_header* live_head_ = nullptr;
-  worker_local* workers_head_ = nullptr;
   bool accepting_ = true;
+  // Taken by idle workers that steal, and when a worker starts or leaves:
+  // apart from the spawns' lock. [SL1] guards what follows.
+  alignas(detail::cache_line) detail::spin_lock workers_lock_;
+  worker_local* workers_head_ = nullptr;
 };
 
 // co_await sluice::current_executor() -> executor&: the executor running

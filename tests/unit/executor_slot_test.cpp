@@ -1,16 +1,19 @@
-// The workers' next-task slots (executor.hpp, "Next-task slot"): a task
-// woken or spawned on a worker goes to that worker's slot, and nothing may
-// starve because of it.
+// The workers' next-task slots and FIFOs (executor.hpp, "Next-task slot"
+// and "Worker queue"): a task woken or spawned on a worker goes to that
+// worker's slot, a task that yields to that worker's FIFO, and nothing may
+// starve because of either.
 #include <sluice/channel.hpp>
 #include <sluice/executor.hpp>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "executor_test_support.hpp"
@@ -158,6 +161,127 @@ TEST(ExecutorSlot, ASpawnOnAnotherExecutorsWorkerUsesItsOwnQueue) {
   sluice::executor first{{.workers = 1}};
   sluice::executor second{{.workers = 1}};
   EXPECT_TRUE(*sluice::block_on(first, spawn_across(second)));
+}
+
+// Spawns `then_spin_until` (which lands in this worker's slot and, run next
+// on this worker, blocks it until `flag` is set), then yields: the rest of
+// this task, which sets the flag, waits in this worker's FIFO, where only
+// another worker, stealing, can take it.
+task<int> spin_until_flag(std::atomic<bool>& flag) {
+  while (!flag.load())
+    std::this_thread::yield();
+  co_return 1;
+}
+task<int> spawn_spinner_then_yield(std::atomic<bool>& flag) {
+  sluice::executor& ex = co_await sluice::current_executor();
+  auto h = ex.spawn(spin_until_flag(flag));
+  if (!h) co_return -1;
+  co_await sluice::yield();
+  flag.store(true);
+  co_return *co_await *h;
+}
+
+TEST(ExecutorFifo, AYieldedTaskIsStolenWhileItsWorkerIsBlocked) {
+  abort_watchdog dog{60s, "a yielded task stuck behind a blocked worker"};
+  sluice::executor ex{{.workers = 2}};
+  for (int round = 0; round < 50; ++round) {
+    std::atomic<bool> flag{false};
+    auto h = ex.spawn(spawn_spinner_then_yield(flag));
+    ASSERT_TRUE(h.has_value());
+    EXPECT_EQ(*h->join(), 1);
+  }
+}
+
+task<int> yield_times(int n, std::atomic<long>& yields) {
+  for (int i = 0; i < n; ++i) {
+    co_await sluice::yield();
+    yields.fetch_add(1, std::memory_order_relaxed);
+  }
+  co_return n;
+}
+task<long> spawn_yielders(int tasks, int each, std::atomic<long>& yields) {
+  sluice::executor& ex = co_await sluice::current_executor();
+  std::vector<sluice::join_handle<int>> hs;
+  for (int t = 0; t < tasks; ++t) {
+    auto h = ex.spawn(yield_times(each, yields));
+    if (!h) co_return -1;
+    hs.push_back(std::move(h).value());
+  }
+  long sum = 0;
+  for (auto& h : hs)
+    sum += *co_await h;
+  co_return sum;
+}
+
+// More yielding tasks than a FIFO holds (256), spawned on a worker: the
+// overflow goes to the run queue, and every yield and task completes,
+// with one worker and with two.
+TEST(ExecutorFifo, MoreYieldingTasksThanAFifoHoldsAllComplete) {
+  abort_watchdog dog{60s, "FIFO overflow"};
+  for (unsigned workers : {1u, 2u}) {
+    sluice::executor ex{{.workers = workers}};
+    std::atomic<long> yields{0};
+    sluice::join_result<long> r = sluice::block_on(ex, spawn_yielders(600, 20, yields));
+    ASSERT_TRUE(r.has_value());
+    const long sum = std::move(r).value();
+    EXPECT_EQ(sum, 600L * 20);
+    EXPECT_EQ(yields.load(), 600L * 20);
+  }
+}
+
+// A yield lets the run queue's head go first, but queued tasks that yield
+// in turn must not hold the yielder up: with one worker and a run queue
+// full of tasks that each yield, the yielder runs again after at most one
+// of them.
+struct run_log {
+  std::mutex m;
+  std::vector<std::string> entries;
+  void add(std::string e) {
+    const std::lock_guard<std::mutex> lock(m);
+    entries.push_back(std::move(e));
+  }
+};
+task<int> yield_once_logged(run_log& log) {
+  log.add("g");
+  co_await sluice::yield();
+  log.add("g");
+  co_return 0;
+}
+task<int> yield_when_queued(run_log& log, std::atomic<int>& spawned, std::atomic<bool>& done) {
+  while (spawned.load() < 10)  // the run queue fills meanwhile
+    std::this_thread::yield();
+  log.add("X yields");
+  co_await sluice::yield();
+  log.add("X again");
+  done.store(true);
+  co_return 0;
+}
+
+TEST(ExecutorFifo, QueuedTasksThatYieldDoNotHoldUpAYieldedTask) {
+  abort_watchdog dog{60s, "a yielded task held up"};
+  sluice::executor ex{{.workers = 1}};
+  run_log log;
+  std::atomic<int> spawned{0};
+  std::atomic<bool> done{false};
+  auto x = ex.spawn(yield_when_queued(log, spawned, done));
+  ASSERT_TRUE(x.has_value());
+  std::vector<sluice::join_handle<int>> hs;
+  while (!done.load() && hs.size() < 2000) {
+    auto h = ex.spawn(yield_once_logged(log));
+    ASSERT_TRUE(h.has_value());
+    hs.push_back(std::move(h).value());
+    spawned.store(static_cast<int>(hs.size()));
+  }
+  EXPECT_EQ(*x->join(), 0);
+  for (auto& h : hs)
+    EXPECT_EQ(*h.join(), 0);
+  const auto& e = log.entries;
+  const auto yielded = std::find(e.begin(), e.end(), "X yields");
+  const auto again = std::find(e.begin(), e.end(), "X again");
+  ASSERT_NE(yielded, e.end());
+  ASSERT_NE(again, e.end());
+  EXPECT_LE(again - yielded, 2) << "runs of other tasks between the yield and the resume: "
+                                << (again - yielded - 1);
 }
 
 }  // namespace
