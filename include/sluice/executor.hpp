@@ -472,7 +472,9 @@ class executor final : private detail::task_scheduler {
 
   // Takes the next task into `out`, waiting (parked) while there is none,
   // until the earliest timer is due (`out` stays null). False on shutdown.
-  bool take(worker_local& self, detail::task_header*& out) noexcept {
+  // Inlined into run_worker, its one caller (a Cortex-M image is
+  // smaller that way).
+  [[gnu::always_inline]] bool take(worker_local& self, detail::task_header*& out) noexcept {
     constexpr bool slots = detail::executor_slots;
     if (slots && self.slot_runs < slot_runs_in_a_row && (out = take_slot(self)) != nullptr) {
       ++self.slot_runs;
@@ -483,18 +485,23 @@ class executor final : private detail::task_scheduler {
     // pop notifies no sender.
     detail::raw_storage<detail::task_header*> popped;
     detail::op_status status = detail::op_status::would_block;
-    // After a yield the run queue goes first, but not twice in a row: a
-    // stream of queued tasks that yield must not hold up the FIFO.
-    const bool queue_first = (std::exchange(self.after_yield, false) && !self.queue_was_first) ||
-                             ++self.picks % picks_per_run_queue_look == 0;
-    self.queue_was_first = queue_first;
-    if (queue_first) status = queue_.pop(popped);
-    if (status == detail::op_status::would_block && (out = self.fifo.pop()) != nullptr) return true;
-    if (!queue_first) status = queue_.pop(popped);
-    if (slots && status == detail::op_status::would_block) {
+    if constexpr (!slots) {
+      status = queue_.pop(popped);  // one core: the run queue is all there is
+    } else {
+      // After a yield the run queue goes first, but not twice in a row: a
+      // stream of queued tasks that yield must not hold up the FIFO.
+      const bool queue_first = (std::exchange(self.after_yield, false) && !self.queue_was_first) ||
+                               ++self.picks % picks_per_run_queue_look == 0;
+      self.queue_was_first = queue_first;
+      if (queue_first) status = queue_.pop(popped);
+      if (status == detail::op_status::would_block && (out = self.fifo.pop()) != nullptr)
+        return true;
+      if (!queue_first) status = queue_.pop(popped);
       // The slot was passed over for the queues, which are empty; else a
       // task from another worker's FIFO.
-      if ((out = take_slot(self)) != nullptr || (out = steal_from_fifos()) != nullptr) return true;
+      if (status == detail::op_status::would_block &&
+          ((out = take_slot(self)) != nullptr || (out = steal_from_fifos()) != nullptr))
+        return true;
     }
     if (status == detail::op_status::would_block) {
       record(trace_event::park, nullptr);
