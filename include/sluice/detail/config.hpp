@@ -10,10 +10,10 @@ namespace sluice::detail {
 // prefetcher of x86 would otherwise pair them.
 inline constexpr std::size_t cache_line = 64;
 
-// The executor's per-worker next-task slots (executor.hpp). A port whose
-// executor has one worker (a single core) may build with
-// SLUICE_EXECUTOR_SLOTS=0: a slot saves it no traffic between cores, and
-// every wake then goes through the run queue, in less code. It also leaves
+// The executor's per-worker next-task slots and FIFOs (executor.hpp). A
+// port whose executor has one worker (a single core) may build with
+// SLUICE_EXECUTOR_SLOTS=0: they save it no traffic between cores, and every
+// wake then goes through the run queue, in less code. It also leaves
 // out waking a parked worker for a newly armed earlier timer (the one
 // worker armed it, and sees it when it next parks).
 #if !defined(SLUICE_EXECUTOR_SLOTS) || SLUICE_EXECUTOR_SLOTS
