@@ -691,10 +691,11 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
       // consumer, which may hold it outside any critical section (hosted):
       // a dropper may be a handler that interrupted it and would wait
       // forever, so after a short wait (a consumer on another core is done
-      // within a few hundred nanoseconds) it gives up.
-      // With threads_only no handler can have interrupted it: wait.
+      // within a few hundred nanoseconds) it gives up. Where the consumer
+      // masks too (pbuf_consumer_masks), or with threads_only, no handler
+      // can have interrupted it: wait.
       if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer &&
-          (flags & pbuf_flag_threads_only) == 0 && ++polls > pbuf_lock_patience)
+          consumer_may_be_interrupted() && ++polls > pbuf_lock_patience)
         return false;
       spin.spin();
       // Relaxed: waiting for the holder; the compare-and-swap orders.
@@ -711,8 +712,9 @@ void pbuf_core::unlock() noexcept {
 void pbuf_core::unlock_consumer() noexcept {
   unlock();
   // [PB4]: a dropper that gave up on the lock (lock_as) may wait for room;
-  // the released lock is its condition.
-  wake_waiters(wake_after::reclaim);
+  // the released lock is its condition. None gives up where the consumer
+  // cannot be interrupted while it holds the lock.
+  if (consumer_may_be_interrupted()) wake_waiters(wake_after::reclaim);
 }
 
 }  // namespace sluice::detail

@@ -450,22 +450,16 @@ class executor final : private detail::task_scheduler {
     return w.next.exchange(nullptr, std::memory_order_acquire);
   }
 
-  // A task from any worker's slot (a worker about to park), or null.
-  detail::task_header* steal_from_slots() noexcept {
-    detail::task_header* t = nullptr;
-    workers_lock_.lock();
-    for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
-      t = take_slot(*w);
-    workers_lock_.unlock();
-    return t;
-  }
-  // The oldest task of any worker's FIFO, or null.
-  detail::task_header* steal_from_fifos() noexcept {
+  // A task from any worker's FIFO (the oldest there), else, with
+  // `slots_too` (a worker about to park), from any worker's slot; or null.
+  detail::task_header* steal(bool slots_too) noexcept {
     if constexpr (!detail::executor_slots) return nullptr;
     detail::task_header* t = nullptr;
-    workers_lock_.lock();  // a worker's FIFO lives as long as it is listed
+    workers_lock_.lock();  // a worker's FIFO and slot live as long as it is listed
     for (worker_local* w = workers_head_; w != nullptr && t == nullptr; w = w->link)
       t = w->fifo.pop();
+    for (worker_local* w = workers_head_; slots_too && w != nullptr && t == nullptr; w = w->link)
+      t = take_slot(*w);
     workers_lock_.unlock();
     return t;
   }
@@ -500,7 +494,7 @@ class executor final : private detail::task_scheduler {
       // The slot was passed over for the queues, which are empty; else a
       // task from another worker's FIFO.
       if (status == detail::op_status::would_block &&
-          ((out = take_slot(self)) != nullptr || (out = steal_from_fifos()) != nullptr))
+          ((out = take_slot(self)) != nullptr || (out = steal(false)) != nullptr))
         return true;
     }
     if (status == detail::op_status::would_block) {
@@ -514,13 +508,12 @@ class executor final : private detail::task_scheduler {
             if (status != detail::op_status::would_block) return true;
             // Spinning: the FIFOs every 4th step (their lock is shared by
             // every idle worker; the look below always steals).
-            return slots && ++spins % 4 == 0 && (out = steal_from_fifos()) != nullptr;
+            return slots && ++spins % 4 == 0 && (out = steal(false)) != nullptr;
           },
           [&]() noexcept {
             if (!slots) return false;  // one worker: it armed any new timer itself
-            if ((out = steal_from_fifos()) != nullptr) return true;  // [X7]
-            if ((out = steal_from_slots()) != nullptr) return true;  // [X4]
-            return timers_.next_deadline() < deadline;               // [X5] a sooner timer
+            if ((out = steal(true)) != nullptr) return true;  // [X7], [X4]
+            return timers_.next_deadline() < deadline;        // [X5] a sooner timer
           });
       record(trace_event::unpark, nullptr);
       // Nothing popped: the deadline passed, a sooner timer was armed, or a

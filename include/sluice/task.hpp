@@ -216,14 +216,18 @@ inline constexpr std::size_t header_room = (sizeof(allocation_prefix) + task_hea
                                             1) /
                                            alignof(allocation_prefix) * alignof(allocation_prefix);
 
+// A heap frame for a task<T>: with that room where heap_header_room says so.
+template <class T>
+void* allocate_task_frame(std::size_t bytes) noexcept {
+  if constexpr (heap_header_room) return allocate_on_heap_with_room<header_room<T>>(bytes);
+  return allocate_on_heap(bytes);
+}
+
 template <class T>
 class promise : public promise_base {
  public:
   using promise_base::operator new;  // the pool form
-  static void* operator new(std::size_t bytes) noexcept {
-    if constexpr (heap_header_room) return allocate_on_heap_with_room<header_room<T>>(bytes);
-    return allocate_on_heap(bytes);
-  }
+  static void* operator new(std::size_t bytes) noexcept { return allocate_task_frame<T>(bytes); }
 
   task<T> get_return_object() noexcept;
   static task<T> get_return_object_on_allocation_failure() noexcept;
@@ -242,10 +246,7 @@ template <>
 class promise<void> : public promise_base {
  public:
   using promise_base::operator new;  // the pool form
-  static void* operator new(std::size_t bytes) noexcept {
-    if constexpr (heap_header_room) return allocate_on_heap_with_room<header_room<void>>(bytes);
-    return allocate_on_heap(bytes);
-  }
+  static void* operator new(std::size_t bytes) noexcept { return allocate_task_frame<void>(bytes); }
 
   task<void> get_return_object() noexcept;
   static task<void> get_return_object_on_allocation_failure() noexcept;

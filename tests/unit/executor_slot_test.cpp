@@ -163,22 +163,18 @@ TEST(ExecutorSlot, ASpawnOnAnotherExecutorsWorkerUsesItsOwnQueue) {
   EXPECT_TRUE(*sluice::block_on(first, spawn_across(second)));
 }
 
-// Spawns `then_spin_until` (which lands in this worker's slot and, run next
-// on this worker, blocks it until `flag` is set), then yields: the rest of
+// Spawns `spin_until` (which lands in this worker's slot and, run next on
+// this worker, blocks it until `flag` is set), then yields: the rest of
 // this task, which sets the flag, waits in this worker's FIFO, where only
-// another worker, stealing, can take it.
-task<int> spin_until_flag(std::atomic<bool>& flag) {
-  while (!flag.load())
-    std::this_thread::yield();
-  co_return 1;
-}
+// another worker, stealing, can take it (unless that worker stole the
+// spinner from the slot first).
 task<int> spawn_spinner_then_yield(std::atomic<bool>& flag) {
   sluice::executor& ex = co_await sluice::current_executor();
-  auto h = ex.spawn(spin_until_flag(flag));
+  auto h = ex.spawn(spin_until(flag));
   if (!h) co_return -1;
   co_await sluice::yield();
   flag.store(true);
-  co_return *co_await *h;
+  co_return 1 + *co_await *h;
 }
 
 TEST(ExecutorFifo, AYieldedTaskIsStolenWhileItsWorkerIsBlocked) {

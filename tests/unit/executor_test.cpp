@@ -132,14 +132,17 @@ TEST(Executor, PoolExhaustionIsAnErrorNotACrash) {
 }
 
 // Holds one thread inside schedule(), between the wake's decision and its
-// push, for 50 ms.
+// push, for 50 ms, and says when it is there.
 class slow_schedule_on final : public sluice::executor_trace {
  public:
   void record(sluice::trace_event e, const void*) noexcept override {
-    if (e == sluice::trace_event::schedule && std::this_thread::get_id() == slow.load())
+    if (e == sluice::trace_event::schedule && std::this_thread::get_id() == slow.load()) {
+      inside.store(true);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   std::atomic<std::thread::id> slow{};
+  std::atomic<bool> inside{false};
 };
 
 TEST(Executor, ShutdownWithoutWorkersRunsAWakeThatPushedAfterItsCancel) {
@@ -154,9 +157,11 @@ TEST(Executor, ShutdownWithoutWorkersRunsAWakeThatPushedAfterItsCancel) {
     tr.slow = std::this_thread::get_id();
     e.set();  // decides to push, then sits in the trace for 50 ms
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (!tr.inside.load())
+    std::this_thread::yield();
   // cancel_all finds the task scheduled (no push of its own) and the run
-  // queue empty; the push lands later, and shutdown must still run it.
+  // queue empty; the push lands up to 50 ms later (a descheduled shutdown
+  // may find it there already), and shutdown must still run it.
   ex.shutdown();
   waker.join();
   EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -14,6 +13,8 @@
 
 #include <sluice/packet_buffer.hpp>
 #include <test_driver.hpp>
+
+#include "executor_test_support.hpp"
 
 namespace {
 
@@ -674,7 +675,7 @@ TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfW
 // the overwrite lock (here: for 50 ms, inside its packet_words callback)
 // gives up on the lock and waits for room; the consumer's unlock must wake
 // it. It waits without a deadline, so a lost wake-up is a hang, which the
-// watchdog below turns into a failure.
+// watchdog turns into a failure.
 struct slow_consumer {
   std::atomic<bool> stall{false};
   std::atomic<bool> inside{false};
@@ -698,8 +699,9 @@ TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock
                             .context = &consumer});
   fill_with_four_packets(pb, 0);
   if (HasFatalFailure()) return;
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30),
+                                   "a producer waiting for room woken by the consumer's unlock"};
   consumer.stall = true;
-  std::atomic<bool> done{false};
   std::atomic<bool> got{false};
   std::thread producer([&] {
     while (!consumer.inside.load())
@@ -710,18 +712,11 @@ TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock
       r->set_user_bits(4);
       std::move(*r).commit();
     }
-    done = true;
   });
   // Holds the lock for 50 ms; the packet stays claimed until the end, so
   // the producer's room comes from a drop, not from this free.
   sluice::claimed_packet c = pb.try_claim();
   EXPECT_TRUE(c);
-  for (int i = 0; i < 300 && !done.load(); ++i)
-    std::this_thread::sleep_for(100ms);
-  if (!done.load()) {
-    std::fprintf(stderr, "a producer waiting for room was not woken by the consumer's unlock\n");
-    std::abort();
-  }
   producer.join();
   EXPECT_TRUE(got.load());
   EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room

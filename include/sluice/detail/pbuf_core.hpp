@@ -67,7 +67,8 @@
 //             (interrupt mask on bare metal,    consumer: gives up after a
 //             signal mask hosted; none with     short spin (the allocation
 //             pbuf_flag_threads_only)           says no_room); spins with
-//                                               pbuf_flag_threads_only
+//                                               pbuf_flag_threads_only, or
+//                                               where the consumer masks
 //   consumer  hosted: outside any critical      by a dropper: spins (the
 //             section (claim, free: no system   holder is masked, so running)
 //             call); bare metal: masked
@@ -310,6 +311,11 @@ struct alignas(cache_line) pbuf_core {
   // Takes the overwrite lock as `holder`; false only for a dropper that gave
   // up on a lock the consumer holds (see the header comment).
   [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
+  // Whether a handler may run on the consumer's core while it holds the
+  // overwrite lock (it holds it unmasked, and handlers use the buffer).
+  bool consumer_may_be_interrupted() const noexcept {
+    return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0;
+  }
   void unlock() noexcept;
   void unlock_consumer() noexcept;  // unlock, then wake producers waiting for room
 };

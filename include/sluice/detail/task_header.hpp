@@ -7,10 +7,12 @@
 // safe from any thread, a signal handler and an interrupt handler as long as
 // the scheduler's push is (the executor's is: see executor.hpp).
 //
-// The typed part, task_cell<T>, adds the result. The cell is allocated apart
-// from the coroutine frame, because the frame must be destroyed as soon as
-// the task completes or is cancelled (its awaiters unregister in their
-// destructors) while wakers and the join handle may still refer to the task.
+// The typed part, task_cell<T>, adds the result. The cell outlives the
+// coroutine frame, because the frame must be destroyed as soon as the task
+// completes or is cancelled (its awaiters unregister in their destructors)
+// while wakers and the join handle may still refer to the task. Hosted, a
+// heap frame keeps room in front of it for the cell (one allocation, freed
+// with the cell: frame_pool.hpp); otherwise the cell is allocated apart.
 //
 // References: the scheduler holds one from spawn until the task completes
 // (that covers the run queue, which holds a task at most once, and the
