@@ -136,12 +136,19 @@ void console_hex(std::uint64_t value) noexcept {
 
 void console_dec(std::uint64_t value) noexcept {
   char digits[20];
+  console_write(digits, format_dec(digits, value));
+}
+
+std::size_t format_dec(char* out, std::uint64_t value) noexcept {
+  char digits[20];
   std::size_t n = sizeof digits;
   do {
     digits[--n] = static_cast<char>('0' + value % 10);
     value /= 10;
   } while (value != 0);
-  console_write(digits + n, sizeof digits - n);
+  for (std::size_t i = n; i < sizeof digits; ++i)
+    out[i - n] = digits[i];
+  return sizeof digits - n;
 }
 
 [[noreturn]] void run_secondary(unsigned core) noexcept {
@@ -200,11 +207,20 @@ void start_cores(void (*entry)(unsigned core) noexcept) noexcept {
   sluice::detail::backoff spin;
   while (cores_up.load(std::memory_order_relaxed) != virt::max_cores)
     spin.spin();
-  virt::console_write("boot: cores=");
-  virt::console_dec(virt::max_cores);
-  virt::console_write(" up at_us=");
-  virt::console_dec(virt::counter() / (virt::counter_hz() / 1'000'000));
-  virt::console_write("\n");
+  // One write: the secondary cores already run and print (a line made of
+  // several writes could have one of theirs in the middle).
+  char line[64];
+  std::size_t n = 0;
+  const auto text = [&](const char* t) {
+    while (*t != '\0')
+      line[n++] = *t++;
+  };
+  text("boot: cores=");
+  n += virt::format_dec(line + n, virt::max_cores);
+  text(" up at_us=");
+  n += virt::format_dec(line + n, virt::counter() / (virt::counter_hz() / 1'000'000));
+  text("\n");
+  virt::console_write(line, n);
 }
 
 void start_tick(std::uint32_t hz, void (*on_tick)() noexcept) noexcept {

@@ -100,6 +100,9 @@ void console_write(const char* text, std::size_t length) noexcept;
 void console_write(const char* text) noexcept;
 void console_hex(std::uint64_t value) noexcept;
 void console_dec(std::uint64_t value) noexcept;
+// Writes `value` in decimal to `out` (room for 20 characters); returns the
+// length.
+std::size_t format_dec(char* out, std::uint64_t value) noexcept;
 // Semihosting SYS_EXIT with `status` (QEMU run with -semihosting); if that
 // returns, PSCI SYSTEM_OFF.
 [[noreturn]] void exit(int status) noexcept;
