@@ -5,7 +5,11 @@
 //   yield_many     200 tasks each yield 1,000 times (ns per yield)
 //   ping_pong      1,000 pairs of tasks exchange 100 round trips over channels
 //                  (ns per round trip)
-//   chained_spawn  each task spawns the next and awaits it, depth 1,000 (ns per spawn)
+//   chained_spawn  each task spawns the next and lets it go, depth 1,000; the last
+//                  one signals the end (ns per spawn)
+//   chained_join   each task spawns the next and awaits its result, depth 1,000
+//                  (ns per spawn; coroutine runtimes only, since a callback or a
+//                  TBB task cannot wait for a child without blocking its thread)
 //
 // Peers: asio thread_pool(2) with co_spawn coroutines (ping_pong over
 // asio::experimental::concurrent_channel), asio thread_pool(2) with plain
@@ -145,20 +149,50 @@ sb::sample sluice_ping_pong(const sb::run_params&) {
                  "ping_pong sum");
 }
 
-sluice::task<int> sluice_chain(int depth) {
-  if (depth == 0) co_return 0;
+sluice::task<void> sluice_chain_detached(int depth, sluice::sender<int>* done) {
+  if (depth == 0) {
+    (void)done->try_send(chain_depth);
+    co_return;
+  }
   sluice::executor& ex = co_await sluice::current_executor();
-  auto h = ex.spawn(sluice_chain(depth - 1));
-  if (!h) co_return -1000000;
-  co_return 1 + *co_await *h;
+  if (!ex.spawn(sluice_chain_detached(depth - 1, done))) (void)done->try_send(-1);
+}
+
+// The chains run one after another inside the executor, as TBB's run inside
+// its arena: the root task waits for each chain's end on a channel.
+sluice::task<bool> sluice_chain_root() {
+  sluice::executor& ex = co_await sluice::current_executor();
+  bool ok = true;
+  for (int r = 0; r < chain_repeats; ++r) {
+    auto [tx, rx] = sluice::channel<int>::bounded(1);
+    ok &= static_cast<bool>(ex.spawn(sluice_chain_detached(chain_depth, &tx)));
+    auto got = co_await rx.recv_async();
+    ok &= got && *got == chain_depth;
+  }
+  co_return ok;
 }
 
 sb::sample sluice_chained_spawn(const sb::run_params&) {
   sluice::executor ex{sluice_config()};
   const auto t0 = clock_type::now();
+  const bool ok = *sluice::block_on(ex, sluice_chain_root());
+  return checked(ns_per(t0, std::uint64_t{chain_depth} * chain_repeats), ok, "chain depth");
+}
+
+sluice::task<int> sluice_chain_joined(int depth) {
+  if (depth == 0) co_return 0;
+  sluice::executor& ex = co_await sluice::current_executor();
+  auto h = ex.spawn(sluice_chain_joined(depth - 1));
+  if (!h) co_return -1000000;
+  co_return 1 + *co_await *h;
+}
+
+sb::sample sluice_chained_join(const sb::run_params&) {
+  sluice::executor ex{sluice_config()};
+  const auto t0 = clock_type::now();
   bool ok = true;
   for (int r = 0; r < chain_repeats; ++r)
-    ok &= *sluice::block_on(ex, sluice_chain(chain_depth)) == chain_depth;
+    ok &= *sluice::block_on(ex, sluice_chain_joined(chain_depth)) == chain_depth;
   return checked(ns_per(t0, std::uint64_t{chain_depth} * chain_repeats), ok, "chain depth");
 }
 
@@ -253,19 +287,49 @@ sb::sample asio_co_spawn_ping_pong(const sb::run_params&) {
   return checked(v, sum.load() == expect, "ping_pong sum");
 }
 
-asio::awaitable<int> asio_chain(int depth) {
-  if (depth == 0) co_return 0;
+asio::awaitable<void> asio_chain_detached(int depth, asio_channel* done) {
+  if (depth == 0) {
+    (void)done->try_send(asio::error_code{}, chain_depth);
+    co_return;
+  }
   auto ex = co_await asio::this_coro::executor;
-  const int below = co_await asio::co_spawn(ex, asio_chain(depth - 1), asio::use_awaitable);
-  co_return 1 + below;
+  asio::co_spawn(ex, asio_chain_detached(depth - 1, done), asio::detached);
+}
+
+// As sluice_chain_root: the chains run one after another inside the pool.
+asio::awaitable<bool> asio_chain_root() {
+  auto ex = co_await asio::this_coro::executor;
+  bool ok = true;
+  for (int r = 0; r < chain_repeats; ++r) {
+    asio_channel done(ex, 1);
+    asio::co_spawn(ex, asio_chain_detached(chain_depth, &done), asio::detached);
+    ok &= co_await done.async_receive(asio::use_awaitable) == chain_depth;
+  }
+  co_return ok;
 }
 
 sb::sample asio_co_spawn_chained_spawn(const sb::run_params&) {
   asio::thread_pool pool(2);
   const auto t0 = clock_type::now();
+  const bool ok = asio::co_spawn(pool, asio_chain_root(), asio::use_future).get();
+  const double v = ns_per(t0, std::uint64_t{chain_depth} * chain_repeats);
+  pool.join();
+  return checked(v, ok, "chain depth");
+}
+
+asio::awaitable<int> asio_chain_joined(int depth) {
+  if (depth == 0) co_return 0;
+  auto ex = co_await asio::this_coro::executor;
+  const int below = co_await asio::co_spawn(ex, asio_chain_joined(depth - 1), asio::use_awaitable);
+  co_return 1 + below;
+}
+
+sb::sample asio_co_spawn_chained_join(const sb::run_params&) {
+  asio::thread_pool pool(2);
+  const auto t0 = clock_type::now();
   bool ok = true;
   for (int r = 0; r < chain_repeats; ++r) {
-    std::future<int> f = asio::co_spawn(pool, asio_chain(chain_depth), asio::use_future);
+    std::future<int> f = asio::co_spawn(pool, asio_chain_joined(chain_depth), asio::use_future);
     ok &= f.get() == chain_depth;
   }
   const double v = ns_per(t0, std::uint64_t{chain_depth} * chain_repeats);
@@ -427,6 +491,10 @@ void build(const sb::suite_options&, std::vector<sb::case_desc>& out) {
       reference(&sluice_chained_spawn), peer("asio_co_spawn", &asio_co_spawn_chained_spawn),
       peer("asio_post", &asio_post_chained_spawn), peer("tbb_task_group", &tbb_chained_spawn)};
   out.push_back(std::move(chain));
+  sb::case_desc joined = make_case("chained_join");
+  joined.impls = {reference(&sluice_chained_join),
+                  peer("asio_co_spawn", &asio_co_spawn_chained_join)};
+  out.push_back(std::move(joined));
 }
 
 const sb::suite_registrar registered{"executor", &build};

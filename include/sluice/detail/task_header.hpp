@@ -99,10 +99,19 @@ class task_header {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
+    // The last reference needs no read-modify-write: a count of 1 seen by
+    // its holder stays 1, since a reference is only ever made from another
+    // one and nothing else refers to the task (the live list no longer
+    // does once it completed; the run queue and the slots hold it under
+    // the scheduler's reference). A detached task's last release, the
+    // scheduler's, is this load alone. Acquire [H1]: pairs with the
+    // release of every earlier decrement, as the RMW below would.
     // acq_rel [H1], paired with itself: each release publishes its holder's
     // uses of the task; the last one acquires all the earlier ones (the
     // decrements form one release sequence) before it destroys the task.
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) vtable_->destroy(*this);
+    if (refs_.load(std::memory_order_acquire) == 1 ||
+        refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      vtable_->destroy(*this);
   }
   // Any context. No allocation, no lock: a CAS, and a push if it decides so.
   void wake_by_ref() noexcept {
@@ -153,7 +162,8 @@ class task_header {
     std::exchange(frame_, {}).destroy();
     const task_action a = state_.complete(outcome);
     SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
-    joiners_.notify_all();
+    // [T4]: complete() was a seq_cst RMW on the word joiners re-check.
+    joiners_.notify_all_after_seq_cst_rmw();
     scheduler_->task_completed(*this);
     release();  // the scheduler's reference
   }

@@ -40,7 +40,7 @@
 //   E5  end_run:   running -> idle                  none     release [T2]
 //   E6  end_run:   running|notified -> scheduled    push     release [T2]
 //   E7  end_run:   running|cancel_req (unchanged)   cancel   release (same value)
-//   E8  complete:  running -> complete[|cancelled]  finish   release [T3]
+//   E8  complete:  running -> complete[|cancelled]  finish   seq_cst [T3][T4]
 //   E9  cancel:    idle -> scheduled|cancel_req     push     release [T1]
 //   E10 cancel:    scheduled or running -> +cancel_req  none release [T1]
 //   E11 cancel:    complete or cancel_req already   none     release (same value)
@@ -55,6 +55,9 @@
 //      the same release-sequence rule when a wake's RMW sits in between).
 // [T3] The result written into the task before complete is visible to
 //      whoever loads `complete` with acquire (join).
+// [T4] complete is a seq_cst RMW, so the joiners' notify after it needs a
+//      seq_cst load instead of a fence (waiter_list.hpp, [W1']): every
+//      joiner re-checks this word after it enqueues.
 //
 // Cancellation is decided only by begin_run (E4: the task is not polled at
 // all) and end_run (E7: after the coroutine suspended). A cancel during a run
@@ -182,8 +185,9 @@ class task_state {
   }
   [[nodiscard]] task_action complete(task_outcome outcome) noexcept {
     // Release [T3]: publishes the result to join (acquire in is_complete).
+    // seq_cst [T4] (see the table). On x86 the CAS costs the same.
     return apply([outcome](std::uint32_t s) { return decide_complete(s, outcome); },
-                 std::memory_order_release);
+                 std::memory_order_seq_cst);
   }
   // `was_complete` tells a cancel that came too late (E11 from complete).
   [[nodiscard]] task_action cancel(bool& was_complete) noexcept {

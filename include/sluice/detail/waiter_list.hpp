@@ -167,6 +167,8 @@ class waiter_list {
   // before it (C++20 [atomics.order]). On x86 the load is a plain move where
   // the fence is an mfence; it keeps the check nearly free on hot paths.
   void notify_one_after_seq_cst_rmw() noexcept { notify<entry::seq_cst_load>(pending_one); }
+  // notify_all on the same terms.
+  void notify_all_after_seq_cst_rmw() noexcept { notify<entry::seq_cst_load>(pending_all); }
 
   // May be stale by the time it returns.
   [[nodiscard]] bool approx_has_waiters() const noexcept {
