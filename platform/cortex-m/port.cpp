@@ -28,6 +28,10 @@ namespace {
 // handler must not split).
 std::uint64_t ticks = 0;
 
+// The latest time now() returned, in ns; read and written only with
+// interrupts masked (one core: that makes each now() exclusive).
+std::uint64_t last_now_ns = 0;
+
 // The one core's parker: static, never freed (no on_last_release).
 constinit sluice::parker core_parker;
 
@@ -44,9 +48,16 @@ sluice::time_point now_masked() noexcept {
   }
   constexpr std::uint64_t tick_ns = 1'000'000'000 / mps2::systick_hz;
   // SysTick counts down from the reload value: reload - value cycles of
-  // this tick have elapsed (less than one tick, so now() is monotonic).
-  return sluice::time_point{t * tick_ns +
-                            std::uint64_t{mps2::systick_reload - value} * mps2::ns_per_cycle};
+  // this tick have elapsed (less than one tick).
+  std::uint64_t ns =
+      t * tick_ns + std::uint64_t{mps2::systick_reload - value} * mps2::ns_per_cycle;
+  // One case reads a tick short: an interrupt of higher priority than
+  // SysTick that preempts SysTick's handler after its entry (which clears
+  // the pending bit) and before its ++ticks. Never go back: at worst the
+  // clock stands still until the handler's increment lands.
+  if (ns < last_now_ns) ns = last_now_ns;
+  last_now_ns = ns;
+  return sluice::time_point{ns};
 }
 
 void write_decimal(int value) noexcept {
