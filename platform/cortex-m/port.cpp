@@ -49,8 +49,7 @@ sluice::time_point now_masked() noexcept {
   constexpr std::uint64_t tick_ns = 1'000'000'000 / mps2::systick_hz;
   // SysTick counts down from the reload value: reload - value cycles of
   // this tick have elapsed (less than one tick).
-  std::uint64_t ns =
-      t * tick_ns + std::uint64_t{mps2::systick_reload - value} * mps2::ns_per_cycle;
+  std::uint64_t ns = t * tick_ns + std::uint64_t{mps2::systick_reload - value} * mps2::ns_per_cycle;
   // One case reads a tick short: an interrupt of higher priority than
   // SysTick that preempts SysTick's handler after its entry (which clears
   // the pending bit) and before its ++ticks. Never go back: at worst the
