@@ -336,10 +336,11 @@ class executor final : private detail::task_scheduler {
       push(t);
       return;
     }
-    // [X7] notify_one's seq_cst fence, after the FIFO's tail store, pairs
-    // with a parking worker's enqueue fence ([W1]): it is woken, or its
-    // look after enqueueing steals t.
-    queue_.receivers_waiting().notify_one();
+    // [X7] the FIFO push's seq_cst exchange of its tail ([L4]) and the
+    // notify's seq_cst load pair with a parking worker's enqueue fence
+    // ([W1']; its look after enqueueing reads that tail): it is woken, or
+    // that look steals t.
+    queue_.receivers_waiting().notify_one_after_seq_cst_rmw();
   }
   void task_completed(detail::task_header& t) noexcept override {
     record(trace_event::complete, &t);

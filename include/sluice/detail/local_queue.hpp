@@ -23,6 +23,9 @@
 //        -> pairs with the release compare-and-swap that wrote it: the
 //        tail that consumer read happens before ours, so ours is no older
 //        (read-read coherence) and head <= tail holds for us too
+//   [L4] push publishes tail with a seq_cst read-modify-write: a waiter
+//        whose re-check reads tail (any pop does) and an owner that
+//        notifies after its push pair as waiter_list's [W1'] says
 //
 // Slots are atomics (relaxed) because a consumer that loses its
 // compare-and-swap may read a slot while the owner rewrites it; the value
@@ -54,8 +57,10 @@ class local_queue {
     if (tail - head_.load(std::memory_order_acquire) >= Capacity) return false;
     // Relaxed: published by the release store of tail_ [L2].
     slots_[tail % Capacity].store(item, std::memory_order_relaxed);
-    // Release [L2]: the item, to whoever pops it.
-    tail_.store(tail + 1, std::memory_order_release);
+    // Release [L2]: the item, to whoever pops it. seq_cst [L4]: an
+    // exchange, so that the caller's notify after it can be a seq_cst load
+    // instead of a fence (waiter_list.hpp, [W1']).
+    (void)tail_.exchange(tail + 1, std::memory_order_seq_cst);
     return true;
   }
 
