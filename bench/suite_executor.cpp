@@ -159,12 +159,14 @@ sluice::task<void> sluice_chain_detached(int depth, sluice::sender<int>* done) {
 }
 
 // The chains run one after another inside the executor, as TBB's run inside
-// its arena: the root task waits for each chain's end on a channel.
-sluice::task<bool> sluice_chain_root() {
+// its arena: the root task waits for each chain's end on a channel. The
+// channel outlives the executor (declared first, destroyed last): the last
+// task of a chain may still be inside its try_send when the root has
+// received and moved on.
+sluice::task<bool> sluice_chain_root(sluice::sender<int>& tx, sluice::receiver<int>& rx) {
   sluice::executor& ex = co_await sluice::current_executor();
   bool ok = true;
   for (int r = 0; r < chain_repeats; ++r) {
-    auto [tx, rx] = sluice::channel<int>::bounded(1);
     ok &= static_cast<bool>(ex.spawn(sluice_chain_detached(chain_depth, &tx)));
     auto got = co_await rx.recv_async();
     ok &= got && *got == chain_depth;
@@ -173,9 +175,10 @@ sluice::task<bool> sluice_chain_root() {
 }
 
 sb::sample sluice_chained_spawn(const sb::run_params&) {
+  auto [tx, rx] = sluice::channel<int>::bounded(1);
   sluice::executor ex{sluice_config()};
   const auto t0 = clock_type::now();
-  const bool ok = *sluice::block_on(ex, sluice_chain_root());
+  const bool ok = *sluice::block_on(ex, sluice_chain_root(tx, rx));
   return checked(ns_per(t0, std::uint64_t{chain_depth} * chain_repeats), ok, "chain depth");
 }
 
@@ -296,12 +299,12 @@ asio::awaitable<void> asio_chain_detached(int depth, asio_channel* done) {
   asio::co_spawn(ex, asio_chain_detached(depth - 1, done), asio::detached);
 }
 
-// As sluice_chain_root: the chains run one after another inside the pool.
-asio::awaitable<bool> asio_chain_root() {
+// As sluice_chain_root: the chains run one after another inside the pool,
+// and the channel outlives the pool's threads (destroyed after join).
+asio::awaitable<bool> asio_chain_root(asio_channel& done) {
   auto ex = co_await asio::this_coro::executor;
   bool ok = true;
   for (int r = 0; r < chain_repeats; ++r) {
-    asio_channel done(ex, 1);
     asio::co_spawn(ex, asio_chain_detached(chain_depth, &done), asio::detached);
     ok &= co_await done.async_receive(asio::use_awaitable) == chain_depth;
   }
@@ -310,8 +313,9 @@ asio::awaitable<bool> asio_chain_root() {
 
 sb::sample asio_co_spawn_chained_spawn(const sb::run_params&) {
   asio::thread_pool pool(2);
+  asio_channel done(pool.get_executor(), 1);
   const auto t0 = clock_type::now();
-  const bool ok = asio::co_spawn(pool, asio_chain_root(), asio::use_future).get();
+  const bool ok = asio::co_spawn(pool, asio_chain_root(done), asio::use_future).get();
   const double v = ns_per(t0, std::uint64_t{chain_depth} * chain_repeats);
   pool.join();
   return checked(v, ok, "chain depth");

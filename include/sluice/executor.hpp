@@ -50,7 +50,8 @@
 //                                         stolen from any FIFO [X7], else
 //                                         from any slot [X4]
 //
-// So the run queue is looked at at least every 8 * 16 runs, a task that
+// So the run queue is looked at at least every 16 picks, which is at most
+// 16 * 9 runs (a pick after at most 8 slot runs each time), a task that
 // yields runs again only after the run queue's head (unless the pick before
 // was also the run queue's) and the tasks ahead of it in its FIFO, a task
 // in a FIFO waits behind at most the tasks ahead of it there and as many

@@ -99,16 +99,16 @@ class task_header {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
+    // [H1] Each release publishes its holder's uses of the task, and the
+    // last one acquires all the earlier ones before it destroys the task.
     // The last reference needs no read-modify-write: a count of 1 seen by
     // its holder stays 1, since a reference is only ever made from another
-    // one and nothing else refers to the task (the live list no longer
-    // does once it completed; the run queue and the slots hold it under
-    // the scheduler's reference). A detached task's last release, the
-    // scheduler's, is this load alone. Acquire [H1]: pairs with the
-    // release of every earlier decrement, as the RMW below would.
-    // acq_rel [H1], paired with itself: each release publishes its holder's
-    // uses of the task; the last one acquires all the earlier ones (the
-    // decrements form one release sequence) before it destroys the task.
+    // one and nothing else refers to the task by then (it has left the
+    // live list; the run queue and the slots hold it under the scheduler's
+    // reference). So a detached task's last release, the scheduler's, is
+    // the load alone. Acquire: pairs with the release of every earlier
+    // decrement (they form one release sequence). Otherwise acq_rel, paired
+    // with itself.
     if (refs_.load(std::memory_order_acquire) == 1 ||
         refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
       vtable_->destroy(*this);
