@@ -70,6 +70,7 @@ struct fixture {
   std::atomic<std::uint32_t> signal_seq{0};
   std::atomic<std::uint32_t> signal_failed{0};
   std::atomic<bool> handler_done{false};
+  std::atomic<bool> handler_busy{false};  // one producer identity: one handler at a time
   std::atomic<std::uint32_t> bad_drops{0};
 };
 
@@ -96,6 +97,16 @@ void on_drop(void*, const std::uint32_t* packet, std::uint32_t words) noexcept {
 
 void on_signal(int) {
   fixture& f = *current;
+  // The signal source sends one signal at a time, but it stops waiting for
+  // a producer thread once that thread has finished, and the thread may
+  // still run the handler while the next signal's runs elsewhere. Two
+  // handlers at once would be two producers with one id (both taking the
+  // same seq): the later one passes. Acquire: pairs with the release below,
+  // so the previous handler's seq is seen.
+  if (f.handler_busy.exchange(true, std::memory_order_acquire)) {
+    f.handler_done.store(true, std::memory_order_release);
+    return;
+  }
   const std::uint32_t seq = f.signal_seq.load(std::memory_order_relaxed);
   if (seq < signal_capacity) {
     auto a = f.pb->try_alloc(words_for(seq));
@@ -107,6 +118,8 @@ void on_signal(int) {
       f.signal_failed.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  // Release: this handler's seq, to the next handler (acquire above).
+  f.handler_busy.store(false, std::memory_order_release);
   f.handler_done.store(true, std::memory_order_release);
 }
 
