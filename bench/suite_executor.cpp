@@ -6,7 +6,8 @@
 //   ping_pong      1,000 pairs of tasks exchange 100 round trips over channels
 //                  (ns per round trip)
 //   chained_spawn  each task spawns the next and lets it go, depth 1,000; the last
-//                  one signals the end (ns per spawn)
+//                  one signals the end (ns per spawn). sluice spawns with
+//                  spawn_detached, asio co_spawn with asio::detached: no handle
 //   chained_join   each task spawns the next and awaits its result, depth 1,000
 //                  (ns per spawn; coroutine runtimes only, since a callback or a
 //                  TBB task cannot wait for a child without blocking its thread)
@@ -155,7 +156,7 @@ sluice::task<void> sluice_chain_detached(int depth, sluice::sender<int>* done) {
     co_return;
   }
   sluice::executor& ex = co_await sluice::current_executor();
-  if (!ex.spawn(sluice_chain_detached(depth - 1, done))) (void)done->try_send(-1);
+  if (!ex.spawn_detached(sluice_chain_detached(depth - 1, done))) (void)done->try_send(-1);
 }
 
 // The chains run one after another inside the executor, as TBB's run inside
@@ -167,7 +168,7 @@ sluice::task<bool> sluice_chain_root(sluice::sender<int>& tx, sluice::receiver<i
   sluice::executor& ex = co_await sluice::current_executor();
   bool ok = true;
   for (int r = 0; r < chain_repeats; ++r) {
-    ok &= static_cast<bool>(ex.spawn(sluice_chain_detached(chain_depth, &tx)));
+    ok &= static_cast<bool>(ex.spawn_detached(sluice_chain_detached(chain_depth, &tx)));
     auto got = co_await rx.recv_async();
     ok &= got && *got == chain_depth;
   }

@@ -6,6 +6,7 @@
 //   auto h = ex.spawn(work(42));                      // spawn_result<int>
 //   if (h) { sluice::join_result<int> r = h->join(); }
 //   int v = *sluice::block_on(ex, work(1));           // spawn + join
+//   if (!ex.spawn_detached(work(2))) { /* refused */ } // fire and forget
 //
 // Scheduling. A task is on the run queue at most once (task_state.hpp), so a
 // queue whose capacity is the maximum number of live tasks never fills: a
@@ -141,6 +142,10 @@ constexpr const char* to_string(spawn_error e) noexcept {
 template <class T>
 using spawn_result = result<join_handle<T>, spawn_error>;
 
+// What spawn_detached returns when it accepted the task: nothing to hold.
+struct spawned {};
+using detached_spawn_result = result<spawned, spawn_error>;
+
 // What the executor reports to an executor_trace (tests assert on it).
 enum class trace_event : std::uint8_t {
   spawn,     // a task was accepted
@@ -218,17 +223,22 @@ class executor final : private detail::task_scheduler {
   // Spawns `t`: it starts when a worker takes it. Thread or task context.
   template <class T>
   spawn_result<T> spawn(task<T> t) noexcept {
-    if (!t.valid()) return spawn_error::no_memory;  // its frame allocation failed
-    detail::task_cell<T>* cell = detail::task_cell<T>::create(t, *this, pool_);
-    if (cell == nullptr) return spawn_error::no_memory;
     spawn_error refused{};
-    if (!link(*cell, refused)) {
-      cell->discard_unstarted();
-      return refused;
-    }
-    record(trace_event::spawn, cell);
-    schedule(*cell);  // the initial state is `scheduled`
+    detail::task_cell<T>* cell = admit(t, /*with_handle=*/true, refused);
+    if (cell == nullptr) return refused;
     return join_handle<T>{cell};
+  }
+
+  // Spawns `t` with no join handle: fire and forget (its result, if any, is
+  // dropped). The same as spawn() followed by detach(), one atomic
+  // read-modify-write cheaper: the task never has the handle's reference.
+  // A refusal says why, as spawn's does; the task is then destroyed unrun.
+  // shutdown() cancels a detached task like any other.
+  template <class T>
+  detached_spawn_result spawn_detached(task<T> t) noexcept {
+    spawn_error refused{};
+    if (admit(t, /*with_handle=*/false, refused) == nullptr) return refused;
+    return spawned{};
   }
 
   // Runs worker duties on the calling thread (or core) until shutdown.
@@ -373,6 +383,26 @@ class executor final : private detail::task_scheduler {
     } else {
       (void)timers_.fire_expired(port::now());
     }
+  }
+
+  // Makes the task's header, links it as live and schedules it. Null, with
+  // `refused` set, when it is not accepted (the task is destroyed unrun).
+  // Without a handle the task holds only the scheduler's reference, so the
+  // pointer returned may already be gone: compare it with null, no more.
+  template <class T>
+  detail::task_cell<T>* admit(task<T>& t, bool with_handle, spawn_error& refused) noexcept {
+    refused = spawn_error::no_memory;
+    if (!t.valid()) return nullptr;  // its frame allocation failed
+    detail::task_cell<T>* cell = detail::task_cell<T>::create(t, *this, pool_);
+    if (cell == nullptr) return nullptr;
+    if (!with_handle) cell->forgo_handle_reference();
+    if (!link(*cell, refused)) {
+      cell->discard_unstarted();
+      return nullptr;
+    }
+    record(trace_event::spawn, cell);
+    schedule(*cell);  // the initial state is `scheduled`
+    return cell;
   }
 
   void push(detail::task_header& t) noexcept {

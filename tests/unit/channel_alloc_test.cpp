@@ -225,4 +225,11 @@ TEST(ExecutorAllocation, HeapSpawnIsOneAllocationPerTask) {
   ASSERT_TRUE(c.has_value());
   c->detach();
   EXPECT_EQ(ex.run_until_idle(), 1u);
+  // Spawned detached: one allocation as well, freed by the run that
+  // completes it (the scheduler's reference is the only one).
+  before = allocations;
+  ASSERT_TRUE(ex.spawn_detached(heap_step(4)));
+  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(allocations - before, 1);
 }

@@ -216,4 +216,113 @@ TEST(Executor, TimeoutThatWinsAndOneThatLoses) {
   EXPECT_EQ(*sluice::block_on(ex, recv_with_timeout(rx, 10s)), 5);
 }
 
+// --- spawn_detached ----------------------------------------------------------
+
+// Counts live instances: a parameter of a coroutine lives in its frame from
+// the call on, so zero means every frame was destroyed (run or not).
+std::atomic<int> live_frames{0};
+struct frame_probe {
+  frame_probe() { live_frames.fetch_add(1); }
+  frame_probe(const frame_probe&) : frame_probe() {}
+  frame_probe& operator=(const frame_probe&) = delete;
+  ~frame_probe() { live_frames.fetch_sub(1); }
+};
+
+// Adds `v` to `sum` after one yield; its value (v) is nobody's.
+task<int> add_to(std::atomic<int>& sum, int v, frame_probe = {}) {
+  co_await sluice::yield();
+  sum.fetch_add(v);
+  co_return v;
+}
+
+task<int> await_event_probed(sluice::test::manual_event& e, frame_probe = {}) {
+  co_await e;
+  co_return 1;
+}
+
+TEST(ExecutorDetached, RunsEachTaskAndDestroysItsFrameOnce) {
+  live_frames = 0;
+  recording_trace tr;
+  sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
+  std::atomic<int> sum{0};
+  ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
+  ASSERT_TRUE(ex.spawn_detached(add_to(sum, 10)));
+  EXPECT_EQ(live_frames.load(), 2);
+  EXPECT_EQ(ex.approx_live_tasks(), 2u);
+  EXPECT_EQ(ex.run_until_idle(), 4u);  // each: first run to the yield, then the end
+  EXPECT_EQ(sum.load(), 11);
+  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(ex.approx_live_tasks(), 0u);
+  EXPECT_EQ(tr.events,
+            (trace_t{"spawn a", "schedule a", "spawn b", "schedule b", "run a", "schedule a",
+                     "run b", "schedule b", "run a", "complete a", "run b", "complete b"}));
+}
+
+TEST(ExecutorDetached, ARefusalSaysWhyAndDestroysTheTaskUnrun) {
+  live_frames = 0;
+  sluice::executor ex{{.max_tasks = 1, .threads = sluice::worker_threads::none}};
+  std::atomic<int> sum{0};
+  ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
+  auto full = ex.spawn_detached(add_to(sum, 100));
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error(), sluice::spawn_error::too_many_tasks);
+  EXPECT_EQ(live_frames.load(), 1) << "the refused task's frame is destroyed at once";
+  EXPECT_EQ(ex.run_until_idle(), 2u);
+  EXPECT_EQ(sum.load(), 1);
+  ex.shutdown();
+  auto late = ex.spawn_detached(add_to(sum, 1000));
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error(), sluice::spawn_error::shut_down);
+  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(sum.load(), 1);
+}
+
+TEST(ExecutorDetached, ShutdownCancelsAWaitingDetachedTask) {
+  live_frames = 0;
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  sluice::test::manual_event never;
+  ASSERT_TRUE(ex.spawn_detached(await_event_probed(never)));
+  EXPECT_EQ(ex.run_until_idle(), 1u);  // suspended on `never`
+  EXPECT_EQ(live_frames.load(), 1);
+  ex.shutdown();
+  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(ex.approx_live_tasks(), 0u);
+}
+
+// A waker clone outlives the detached task: the last reference is the
+// waker's, and a wake through it after completion does nothing.
+TEST(ExecutorDetached, AWakerKeptPastCompletionIsTheLastReference) {
+  live_frames = 0;
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  sluice::test::manual_event e;
+  ASSERT_TRUE(ex.spawn_detached(await_event_probed(e)));
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = e.stored_waker().clone();
+  e.set();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(live_frames.load(), 0) << "the frame goes at completion";
+  kept.wake_by_ref();
+  EXPECT_EQ(ex.run_until_idle(), 0u);
+  std::move(kept).wake();  // drops the last reference (ASan checks the free)
+}
+
+TEST(ExecutorDetached, ManyDetachedTasksOnTwoWorkers) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(60), "detached tasks on two workers"};
+  live_frames = 0;
+  constexpr int n = 20'000 / sluice::test::sanitizer_scale;
+  std::atomic<int> sum{0};
+  {
+    sluice::executor ex{{.workers = 2}};
+    for (int i = 0; i < n; ++i) {
+      // A full run queue (max_tasks live) is a refusal: wait and retry.
+      while (!ex.spawn_detached(add_to(sum, 1)))
+        std::this_thread::yield();
+    }
+    while (sum.load() != n)
+      std::this_thread::yield();
+  }
+  EXPECT_EQ(sum.load(), n);
+  EXPECT_EQ(live_frames.load(), 0);
+}
+
 }  // namespace

@@ -16,8 +16,9 @@
 //
 // References: the scheduler holds one from spawn until the task completes
 // (that covers the run queue, which holds a task at most once, and the
-// running worker); the join handle holds one until joined or detached; each
-// waker clone holds one. The last release destroys the cell.
+// running worker); the join handle, if there is one (not with
+// spawn_detached), holds one until joined or detached; each waker clone
+// holds one. The last release destroys the cell.
 //
 // run_task() acts on the state machine's decisions (tokio's harness.rs has
 // this role): begin the run, poll the hook or resume the innermost coroutine
@@ -130,6 +131,11 @@ class task_header {
     return !was_complete;
   }
 
+  // A task spawned without a join handle holds only the scheduler's
+  // reference. Relaxed: called before spawn publishes the task (its push
+  // on the run queue or into a slot releases this store with the rest).
+  void forgo_handle_reference() noexcept { refs_.store(1, std::memory_order_relaxed); }
+
   // Destroys a task that was never scheduled nor shared (spawn refused it).
   void discard_unstarted() noexcept {
     std::exchange(frame_, {}).destroy();
@@ -169,7 +175,7 @@ class task_header {
   }
 
   task_state state_;
-  atomic<std::uint32_t> refs_{2};  // the scheduler's and the join handle's
+  atomic<std::uint32_t> refs_{2};  // the scheduler's and the join handle's (or 1: detached)
   const task_vtable* vtable_;
   task_scheduler* scheduler_;
   std::coroutine_handle<> frame_;
