@@ -44,7 +44,7 @@ boot() {
   local start end
   start=$(date +%s.%N)
   timeout "$3" qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 4 -m 128M \
-    -nographic -monitor none -semihosting \
+    -nographic -monitor none -semihosting -nic none \
     -kernel "$1" >"$2" 2>&1 || status=$?
   end=$(date +%s.%N)
   grep -v '^log seq=' "$2" || true
