@@ -209,7 +209,10 @@ class executor final : private detail::task_scheduler {
       : queue_memory_(config),
         queue_(queue_memory_.slots, config.max_tasks),
         pool_(config.pool),
-        trace_(config.trace) {
+        trace_(config.trace),
+        credit_batch_(detail::executor_slots
+                          ? (config.max_tasks / 64 < 32 ? config.max_tasks / 64 : 32)
+                          : 0) {
     if (config.threads == worker_threads::start) {
       const unsigned n = config.workers != 0 ? config.workers : port::default_worker_count();
       workers_ = port::start_workers(n, &worker_entry, this);
@@ -272,8 +275,7 @@ class executor final : private detail::task_scheduler {
   // Stops accepting spawns, cancels every live task, waits for them, stops
   // and joins the workers. Idempotent. Not from a task of this executor.
   void shutdown() noexcept {
-    if (!stop_accepting()) return;
-    cancel_all();
+    if (!stop_and_cancel_all()) return;
     // Waits until no task is left. Without started workers the
     // cancellations may have nobody else to run them (callers of run_worker
     // on other cores still may): this thread runs what is queued, and keeps
@@ -298,7 +300,15 @@ class executor final : private detail::task_scheduler {
   // Live (spawned, not yet completed) tasks; may be stale.
   [[nodiscard]] std::uint32_t approx_live_tasks() const noexcept {
     // Relaxed: an observer.
-    return live_.load(std::memory_order_relaxed);
+    const std::uint32_t counted = live_.load(std::memory_order_relaxed);
+    std::uint32_t held = 0;  // the workers' credits (see "live tasks" below)
+    if constexpr (detail::executor_slots) {
+      workers_lock_.lock();
+      for (const worker_local* w = workers_head_; w != nullptr; w = w->link)
+        held += w->credits.load(std::memory_order_relaxed);  // Relaxed: an observer.
+      workers_lock_.unlock();
+    }
+    return counted > held ? counted - held : 0;
   }
 
  private:
@@ -355,7 +365,34 @@ class executor final : private detail::task_scheduler {
   }
   void task_completed(detail::task_header& t) noexcept override {
     record(trace_event::complete, &t);
-    unlink(t);
+    detail::task_header* const listed =
+        !detail::task_lazy_listing || t.has_suspended() ? &t : nullptr;
+    worker_local* const w = batching_worker();
+    if (w == nullptr) {
+      uncount(listed, 1);
+      return;
+    }
+    // Its count becomes a credit of this worker; beyond two batches, one
+    // goes back. Relaxed: the worker's own count (observers only read it).
+    std::uint32_t credits = w->credits.load(std::memory_order_relaxed) + 1;
+    std::uint32_t back = 0;
+    if (credits > 2 * credit_batch_) {
+      back = credit_batch_;
+      credits -= back;
+    }
+    w->credits.store(credits, std::memory_order_relaxed);
+    if (listed != nullptr || back != 0) uncount(listed, back);
+  }
+  void first_suspension(detail::task_header& t) noexcept override {
+    if constexpr (!detail::task_lazy_listing) return;  // listed from its spawn
+    lock_.lock();
+    link_locked(t);
+    // Relaxed: written only under the lock.
+    const bool cancel = !accepting_.load(std::memory_order_relaxed);
+    lock_.unlock();
+    // Shutdown walked the list before we joined it: cancel it here. It is
+    // running, so this only marks it (E10); its end_run then cancels (E7).
+    if (cancel) (void)t.cancel();
   }
   detail::timer_queue& timers() noexcept override { return timers_; }
   executor* owner() noexcept override { return this; }
@@ -396,7 +433,7 @@ class executor final : private detail::task_scheduler {
     detail::task_cell<T>* cell = detail::task_cell<T>::create(t, *this, pool_);
     if (cell == nullptr) return nullptr;
     if (!with_handle) cell->forgo_handle_reference();
-    if (!link(*cell, refused)) {
+    if (!count_in(*cell, refused)) {
       cell->discard_unstarted();
       return nullptr;
     }
@@ -414,6 +451,13 @@ class executor final : private detail::task_scheduler {
 
   void run(detail::task_header& t) noexcept {
     record(trace_event::run, &t);
+    // Shutting down: a task that has never suspended is not in the list
+    // that shutdown cancelled; it is cancelled here, before its run (E4).
+    // Relaxed: a stale `true` lets it run, and it is cancelled when it first
+    // suspends (first_suspension reads the flag under the lock).
+    if constexpr (detail::task_lazy_listing) {
+      if (!accepting_.load(std::memory_order_relaxed)) (void)t.cancel();
+    }
     detail::run_task(t);
   }
 
@@ -439,6 +483,7 @@ class executor final : private detail::task_scheduler {
     }
     ~worker_local() {
       if constexpr (!detail::executor_slots) return;
+      owner->give_back_credits(*this);
       port::current_worker() = outer;
       owner->workers_lock_.lock();
       worker_local** at = &owner->workers_head_;
@@ -461,7 +506,10 @@ class executor final : private detail::task_scheduler {
     worker_local* link = nullptr;  // the executor's list of workers (workers_lock_)
     // The next-task slot (see the table at the top), only ever exchanged.
     alignas(detail::cache_line) detail::atomic<detail::task_header*> next{nullptr};
-    unsigned slot_runs = 0;        // slot runs in a row; the worker's own
+    unsigned slot_runs = 0;  // slot runs in a row; the worker's own
+    // Live-task credits (see "live tasks"); written only by the worker,
+    // read by approx_live_tasks().
+    detail::atomic<std::uint32_t> credits{0};
     unsigned picks = 0;            // picks from the queues; the worker's own
     bool after_yield = false;      // a run ended in reschedule; the worker's own
     bool queue_was_first = false;  // the last pick looked there first; the worker's own
@@ -530,6 +578,9 @@ class executor final : private detail::task_scheduler {
         return true;
     }
     if (status == detail::op_status::would_block) {
+      // An idle worker holds no credits: shutdown waits for live_ to reach
+      // zero, and a parked worker would keep it from doing so.
+      if constexpr (slots) give_back_credits(self);
       record(trace_event::park, nullptr);
       const time_point deadline = timers_.next_deadline();
       unsigned spins = 0;
@@ -601,34 +652,119 @@ class executor final : private detail::task_scheduler {
     if (trace_ != nullptr) trace_->record(e, task);
   }
 
-  // --- the live list (spawn, completion, shutdown) ------------------------
+  // --- live tasks: the count, the workers' credits, the suspended list ----
+  //
+  // live_ bounds the live tasks (the run queue holds max_tasks, and each
+  // live task is on it at most once) and tells shutdown when none is left.
+  // It counts every live task plus the credits the workers hold, so that a
+  // task that spawns the next on a worker, and completes there, takes no
+  // lock (W: a worker of this executor, when credit_batch_ is not 0):
+  //
+  //   event                                live_          W's credits  tasks
+  //   spawn elsewhere (a thread, a driver  +1 (lock)      -            +1
+  //     of run_until_idle) or no batching
+  //   spawn on W                           -              -1           +1
+  //   ... W has no credit: refill first    +k (lock)      +k           -
+  //   completion elsewhere                 -1 (lock)      -            -1
+  //   completion on W                      -              +1           -1
+  //   ... W holds 2 * batch + 1: give one  -batch (lock)  -batch       -
+  //   W finds no work (before it parks),   -all (lock)    0            -
+  //     or stops being a worker
+  //
+  // Hence live_ = live tasks + credits held <= max_tasks (a refill takes at
+  // most the room left). A spawn can be refused while other workers hold
+  // credits: up to 2 * credit_batch_ per worker (max_tasks / 64, at most
+  // 32; 0, so exact, below 64 tasks or without worker slots). Only the lock
+  // holder changes live_; the credits are their worker's own.
+  //
+  // The list holds the tasks that have suspended at least once (linked by
+  // first_suspension, unlinked at completion): only those can sit idle,
+  // held by nothing but wakers. shutdown() sets accepting_ false and
+  // cancels the list's tasks under the lock; a task not in the list is
+  // queued or in its first run, and is cancelled when a worker takes it
+  // (run()) or, if that worker read the flag too early, when it first
+  // suspends (first_suspension reads it under the lock). A spawn on a
+  // worker reads the flag without the lock: one that races with shutdown
+  // may get in, and its task is cancelled the same way. Without
+  // task_lazy_listing (config.hpp: one-core images) every task is listed
+  // from its spawn, under the lock that counts it, as shutdown then finds.
+  //
   // Under lock_, a spin lock: spawners and workers only, never handlers.
   // (The workers' list is under workers_lock_, likewise never in a handler.)
 
-  // Counts and links a new task; false (and why in `refused`) if it may not
-  // start. The count changes only under the lock, so a load and a store do
-  // (one atomic read-modify-write per spawn and per completion: the lock's).
-  [[nodiscard]] bool link(detail::task_header& t, spawn_error& refused) noexcept {
+  // This thread's worker of this executor, if the count batches credits.
+  worker_local* batching_worker() noexcept {
+    if constexpr (!detail::executor_slots) return nullptr;
+    if (credit_batch_ == 0) return nullptr;
+    auto* local = static_cast<worker_local*>(port::current_worker());
+    return local != nullptr && local->owner == this ? local : nullptr;
+  }
+
+  // Counts a new task as live; false, with why in `refused`, if it may not
+  // start.
+  [[nodiscard]] bool count_in(detail::task_header& t, spawn_error& refused) noexcept {
+    worker_local* const w = batching_worker();
+    if (w == nullptr) return take_live(1, refused, detail::task_lazy_listing ? nullptr : &t) == 1;
+    // Relaxed: see the table (a racing spawn's task is cancelled later).
+    if (!accepting_.load(std::memory_order_relaxed)) {
+      refused = spawn_error::shut_down;
+      return false;
+    }
+    // Relaxed: the worker's own count (observers only read it).
+    std::uint32_t credits = w->credits.load(std::memory_order_relaxed);
+    if (credits == 0 && (credits = take_live(credit_batch_, refused)) == 0) return false;
+    w->credits.store(credits - 1, std::memory_order_relaxed);
+    return true;
+  }
+  // Adds up to `n` (at least 1) to live_, and links `t` if not null;
+  // returns how many, 0 with why in `refused` when there is no room or
+  // spawning has stopped.
+  std::uint32_t take_live(std::uint32_t n, spawn_error& refused,
+                          detail::task_header* t = nullptr) noexcept {
     lock_.lock();
-    // Relaxed: written only under the lock.
+    // Relaxed: both written only under the lock.
     const std::uint32_t live = live_.load(std::memory_order_relaxed);
-    // The run queue holds max_tasks: each live task is on it at most once.
-    const bool ok = accepting_ && live < queue_.capacity();
-    if (!ok) {
-      refused = accepting_ ? spawn_error::too_many_tasks : spawn_error::shut_down;
+    const bool open = accepting_.load(std::memory_order_relaxed);
+    const std::uint32_t room = queue_.capacity() - live;
+    const std::uint32_t k = !open ? 0 : room < n ? room : n;
+    if (k == 0) {
+      refused = open ? spawn_error::too_many_tasks : spawn_error::shut_down;
     } else {
       // Relaxed: the bound; shutdown waits for the count to fall ([X2]).
-      live_.store(live + 1, std::memory_order_relaxed);
-      t.live_prev = nullptr;
-      t.live_next = live_head_;
-      if (live_head_ != nullptr) live_head_->live_prev = &t;
-      live_head_ = &t;
+      live_.store(live + k, std::memory_order_relaxed);
+      if (t != nullptr) link_locked(*t);
     }
     lock_.unlock();
-    return ok;
+    return k;
   }
-  void unlink(detail::task_header& t) noexcept {
+  // Under one turn of the lock: unlinks `listed` (if not null) and takes
+  // `n` off live_.
+  void uncount(detail::task_header* listed, std::uint32_t n) noexcept {
     lock_.lock();
+    if (listed != nullptr) unlink_locked(*listed);
+    // Relaxed: written only under the lock.
+    const std::uint32_t left = live_.load(std::memory_order_relaxed) - n;
+    // Release [X2]: a completed task's effects (a worker's, before it gave
+    // back the credit its completion made) happen before shutdown sees the
+    // count reach zero (acquire in shutdown).
+    if (n != 0) live_.store(left, std::memory_order_release);
+    lock_.unlock();
+    if (n != 0 && left == 0) done_.notify_all();
+  }
+  void give_back_credits(worker_local& w) noexcept {
+    // Relaxed: the worker's own count.
+    const std::uint32_t credits = w.credits.load(std::memory_order_relaxed);
+    if (credits == 0) return;
+    w.credits.store(0, std::memory_order_relaxed);
+    uncount(nullptr, credits);
+  }
+  void link_locked(detail::task_header& t) noexcept {
+    t.live_prev = nullptr;
+    t.live_next = live_head_;
+    if (live_head_ != nullptr) live_head_->live_prev = &t;
+    live_head_ = &t;
+  }
+  void unlink_locked(detail::task_header& t) noexcept {
     if (t.live_prev != nullptr) {
       t.live_prev->live_next = t.live_next;
     } else {
@@ -636,29 +772,23 @@ class executor final : private detail::task_scheduler {
     }
     if (t.live_next != nullptr) t.live_next->live_prev = t.live_prev;
     t.live_prev = t.live_next = nullptr;
-    // Relaxed: written only under the lock.
-    const std::uint32_t left = live_.load(std::memory_order_relaxed) - 1;
-    // Release [X2]: a completed task's effects happen before shutdown sees
-    // the count reach zero (acquire in shutdown).
-    live_.store(left, std::memory_order_release);
-    lock_.unlock();
-    if (left == 0) done_.notify_all();
   }
-  // True if this call stopped it.
-  bool stop_accepting() noexcept {
+  // Stops spawning and cancels every listed task; true if this call
+  // stopped it.
+  bool stop_and_cancel_all() noexcept {
     lock_.lock();
-    const bool was = accepting_;
-    accepting_ = false;
+    // Relaxed: written only under the lock; readers outside it tolerate a
+    // stale value (see the table).
+    const bool was = accepting_.load(std::memory_order_relaxed);
+    accepting_.store(false, std::memory_order_relaxed);
+    // A listed task has not run task_completed (which unlinks under this
+    // lock), so it is alive; cancel never blocks.
+    if (was) {
+      for (detail::task_header* t = live_head_; t != nullptr; t = t->live_next)
+        (void)t->cancel();
+    }
     lock_.unlock();
     return was;
-  }
-  void cancel_all() noexcept {
-    lock_.lock();
-    // A task in the list has not run task_completed (which unlinks under
-    // this lock), so it is alive; cancel never blocks.
-    for (detail::task_header* t = live_head_; t != nullptr; t = t->live_next)
-      (void)t->cancel();
-    lock_.unlock();
   }
 
   // The run queue's slots: the caller's, or a heap block this owns. Declared
@@ -666,14 +796,17 @@ class executor final : private detail::task_scheduler {
   struct queue_memory {
     explicit queue_memory(const executor_config& config) noexcept {
       SLUICE_ASSERT(config.max_tasks >= 1, "executor max_tasks must be at least 1");
-      if (config.run_queue != nullptr) {
-        slots = config.run_queue;
-        return;
-      }
+      slots = config.run_queue != nullptr ? config.run_queue : allocate(config.max_tasks);
+      // Fresh slots: a heap block holds none yet, and the caller's storage
+      // may hold the sequence numbers of an executor that used it before.
+      for (std::uint32_t i = 0; i < config.max_tasks; ++i)
+        ::new (static_cast<void*>(slots + i)) run_queue_slot();
+    }
+    run_queue_slot* allocate(std::uint32_t n) noexcept {
       // The slots are cache-line aligned: over-allocate and align by hand
       // (the plain nothrow operator new is the one allocation function a
       // bare-metal runtime is asked for; see frame_pool.hpp).
-      const std::size_t bytes = sizeof(run_queue_slot) * config.max_tasks + alignof(run_queue_slot);
+      const std::size_t bytes = sizeof(run_queue_slot) * n + alignof(run_queue_slot);
       block = ::operator new(bytes, std::nothrow);
       SLUICE_ASSERT(block != nullptr,
                     "executor: no memory for a run queue of max_tasks slots (lower max_tasks or "
@@ -681,9 +814,7 @@ class executor final : private detail::task_scheduler {
       const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(block);
       const std::uintptr_t aligned =
           (at + alignof(run_queue_slot) - 1) & ~std::uintptr_t{alignof(run_queue_slot) - 1};
-      slots = reinterpret_cast<run_queue_slot*>(aligned);
-      for (std::uint32_t i = 0; i < config.max_tasks; ++i)
-        ::new (static_cast<void*>(slots + i)) run_queue_slot();
+      return reinterpret_cast<run_queue_slot*>(aligned);
     }
     ~queue_memory() {
       static_assert(std::is_trivially_destructible_v<run_queue_slot>);
@@ -710,20 +841,23 @@ class executor final : private detail::task_scheduler {
                               this};
   frame_pool* pool_;
   executor_trace* trace_;
+  const std::uint32_t credit_batch_;  // see the live tasks' table
   port::worker_group* workers_ = nullptr;
   detail::atomic<std::uint32_t> drivers_{0};
   // Written by every wake from outside the drivers (a thread spawning, a
   // channel fed by a thread): a line of its own.
   alignas(detail::cache_line) detail::atomic<std::uint32_t> foreign_pushes_{0};  // [X6]
   detail::waiter_list done_;
-  // Written by every spawn and completion, under the lock.
+  // Written under the lock by spawns and completions that are not on a
+  // worker, by first suspensions and by credit refills and returns.
   alignas(detail::cache_line) detail::spin_lock lock_;  // [SL1] guards what follows
   detail::atomic<std::uint32_t> live_{0};
   detail::task_header* live_head_ = nullptr;
-  bool accepting_ = true;
-  // Taken by idle workers that steal, and when a worker starts or leaves:
-  // apart from the spawns' lock. [SL1] guards what follows.
-  alignas(detail::cache_line) detail::spin_lock workers_lock_;
+  detail::atomic<bool> accepting_{true};  // also read without the lock (relaxed)
+  // Taken by idle workers that steal, when a worker starts or leaves, and
+  // by approx_live_tasks: apart from the spawns' lock. [SL1] guards what
+  // follows.
+  alignas(detail::cache_line) mutable detail::spin_lock workers_lock_;
   worker_local* workers_head_ = nullptr;
 };
 

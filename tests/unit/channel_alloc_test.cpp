@@ -3,12 +3,15 @@
 // and the test framework do not disturb the count).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <new>
 
 #include <sluice/channel.hpp>
 #include <sluice/executor.hpp>
 #include <sluice/frame_pool.hpp>
+
+#include "executor_test_support.hpp"
 
 namespace {
 thread_local long allocations = 0;
@@ -196,6 +199,24 @@ sluice::task<int> heap_step(int v) {
 sluice::task<long> heap_parent(int v) {
   // An awaited (never spawned) task: its frame is one allocation too.
   co_return 2L * co_await heap_step(v);
+}
+
+// The caller's run queue storage serves one executor after another: each
+// starts its slots afresh (they would otherwise hold the sequence numbers
+// the first one left, and the second's first push would find them full).
+TEST(ExecutorAllocation, RunQueueStorageIsReusedByTheNextExecutor) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(60), "a push onto reused run queue slots"};
+  static sluice::run_queue_slot queue[4];
+  for (int life = 0; life < 3; ++life) {
+    sluice::executor ex{
+        {.max_tasks = 4, .threads = sluice::worker_threads::none, .run_queue = queue}};
+    for (int i = 0; i < 5; ++i) {  // more pushes than slots: the ring laps
+      auto h = ex.spawn(heap_step(i));
+      ASSERT_TRUE(h.has_value());
+      EXPECT_EQ(ex.run_until_idle(), 1u);
+      EXPECT_EQ(*h->join(), i + 1);
+    }
+  }
 }
 
 // A heap frame keeps room for the header a spawn makes: one allocation per

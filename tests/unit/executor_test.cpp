@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <string>
 #include <thread>
@@ -304,6 +305,96 @@ TEST(ExecutorDetached, AWakerKeptPastCompletionIsTheLastReference) {
   kept.wake_by_ref();
   EXPECT_EQ(ex.run_until_idle(), 0u);
   std::move(kept).wake();  // drops the last reference (ASan checks the free)
+}
+
+// A task whose only reference is the scheduler's and that never suspended
+// starts and completes with plain stores ([T5] in task_state.hpp). These
+// check the cases where that must not happen, or must see what others did.
+
+std::atomic<int> bodies_run{0};
+task<int> counts_its_run(frame_probe = {}) {
+  bodies_run.fetch_add(1);
+  co_return 0;
+}
+
+// A cancel through the join handle, then the handle dropped: the first run
+// (with the scheduler's reference the only one) must see the cancel.
+TEST(ExecutorDetached, ACancelMadeBeforeTheHandleWasDroppedIsSeenByTheFirstRun) {
+  live_frames = 0;
+  bodies_run = 0;
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  auto h = ex.spawn(counts_its_run());
+  ASSERT_TRUE(h.has_value());
+  EXPECT_TRUE(h->cancel());
+  h->detach();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(bodies_run.load(), 0) << "a cancelled task must not be polled";
+  EXPECT_EQ(live_frames.load(), 0);
+}
+
+// Holds its worker until `go` is set.
+task<int> holds_the_worker(std::atomic<bool>& go) {
+  while (!go.load())
+    std::this_thread::yield();
+  co_return 0;
+}
+
+// The same on a worker thread: the test thread cancels and drops the handle
+// while the only worker is held, so the task's first run comes after both,
+// on another thread.
+TEST(ExecutorDetached, ACancelFromAnotherThreadBeforeTheDropIsSeenOnAWorker) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(60), "cancel, drop, run on a worker"};
+  live_frames = 0;
+  bodies_run = 0;
+  {
+    sluice::executor ex{{.workers = 1}};
+    for (int round = 0; round < 50; ++round) {
+      std::atomic<bool> go{false};
+      auto holder = ex.spawn(holds_the_worker(go));
+      ASSERT_TRUE(holder.has_value());
+      auto h = ex.spawn(counts_its_run());
+      ASSERT_TRUE(h.has_value());
+      EXPECT_TRUE(h->cancel());  // the worker is held (or has not started): not complete
+      h->detach();
+      go = true;
+      (void)holder->join();
+    }
+  }
+  EXPECT_EQ(bodies_run.load(), 0);
+  EXPECT_EQ(live_frames.load(), 0);
+}
+
+// Clones the running task's waker into `out` without suspending.
+struct clone_own_waker {
+  sluice::waker* out;
+  bool await_ready() noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) noexcept {
+    *out = h.promise().context().current_waker->clone();
+    return false;
+  }
+  void await_resume() noexcept {}
+};
+
+task<int> hands_out_its_waker(sluice::waker* out, frame_probe = {}) {
+  co_await clone_own_waker{out};
+  co_return 0;
+}
+
+// A detached task that never suspended but gave a clone of its waker away:
+// it completes with the clone still held (so not unshared), and a wake and
+// the drop of that clone afterwards are harmless (ASan checks the free).
+TEST(ExecutorDetached, AWakerCloneMadeInTheOnlyRunOutlivesTheTask) {
+  live_frames = 0;
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  sluice::waker kept;
+  ASSERT_TRUE(ex.spawn_detached(hands_out_its_waker(&kept)));
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  ASSERT_FALSE(kept.empty());
+  EXPECT_EQ(live_frames.load(), 0);
+  kept.wake_by_ref();  // complete: nothing is queued
+  EXPECT_EQ(ex.run_until_idle(), 0u);
+  std::move(kept).wake();  // the last reference
 }
 
 TEST(ExecutorDetached, ManyDetachedTasksOnTwoWorkers) {

@@ -22,6 +22,13 @@ inline constexpr bool executor_slots = true;
 inline constexpr bool executor_slots = false;
 #endif
 
+// With the slots (multi-core builds) the executor also lists a task for
+// shutdown only once it first suspends, and a task that no other thread
+// can reach starts and completes without a read-modify-write on its state
+// (task_state.hpp, [T5]). One-core images list every task from its spawn
+// and always use the CAS, in less code.
+inline constexpr bool task_lazy_listing = executor_slots;
+
 // Whether the packet buffer's consumer masks interrupts around its short
 // hold of the overwrite lock (claim and free with drop_oldest). A port
 // whose critical section costs a few instructions (bare metal) builds with

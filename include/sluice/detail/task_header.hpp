@@ -65,6 +65,11 @@ class task_scheduler {
   // `t` completed (finished or cancelled); called once per task, by the
   // worker that completed it, before the scheduler's reference is dropped.
   virtual void task_completed(task_header& t) noexcept = 0;
+  // `t` is about to suspend for the first time (once per task, by the
+  // worker that runs it, before the end_run that may leave it idle): a
+  // scheduler that must be able to find suspended tasks (the executor, to
+  // cancel them at shutdown) starts tracking it here.
+  virtual void first_suspension(task_header& t) noexcept { (void)t; }
   // The timer queue that sleeps of this scheduler's tasks arm.
   virtual timer_queue& timers() noexcept = 0;
   // The executor behind this scheduler, if it is one (spawning from a task).
@@ -154,7 +159,13 @@ class task_header {
     return refs_.load(std::memory_order_relaxed);
   }
 
-  // Links for the scheduler's list of live tasks (guarded by its lock).
+  // Whether the task has suspended (first_suspension ran; always false
+  // without task_lazy_listing, config.hpp). Written by the
+  // worker that runs the task before that run's end_run, read by a later
+  // run's worker or the one that completes it: ordered by [T2].
+  [[nodiscard]] bool has_suspended() const noexcept { return suspended_; }
+
+  // Links for the scheduler's list of suspended tasks (guarded by its lock).
   task_header* live_prev = nullptr;
   task_header* live_next = nullptr;
 
@@ -166,12 +177,29 @@ class task_header {
     // The frame is destroyed here and nowhere else: once, by the worker
     // that owns the run.
     std::exchange(frame_, {}).destroy();
-    const task_action a = state_.complete(outcome);
-    SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
-    // [T4]: complete() was a seq_cst RMW on the word joiners re-check.
-    joiners_.notify_all_after_seq_cst_rmw();
+    if (unshared()) {
+      // [T5]: nobody else can read or change the word, nobody can join.
+      const task_action a = state_.complete_unshared(outcome);
+      SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
+    } else {
+      const task_action a = state_.complete(outcome);
+      SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
+      // [T4]: complete() was a seq_cst RMW on the word joiners re-check.
+      joiners_.notify_all_after_seq_cst_rmw();
+    }
     scheduler_->task_completed(*this);
     release();  // the scheduler's reference
+  }
+
+  // No other thread can reach the task ([T5] in task_state.hpp): it has
+  // never suspended (so no scheduler lists it) and the caller's reference
+  // is its only one, which no one else can copy. Acquire [H1]: pairs with
+  // the release of every dropped reference, so what their holders did to
+  // the task (a cancel through the join handle, a wake) happens before.
+  // (Never, where the scheduler lists tasks from their spawn on.)
+  [[nodiscard]] bool unshared() const noexcept {
+    if constexpr (!task_lazy_listing) return false;
+    return !suspended_ && refs_.load(std::memory_order_acquire) == 1;
   }
 
   task_state state_;
@@ -181,12 +209,15 @@ class task_header {
   std::coroutine_handle<> frame_;
   task_context context_;
   waiter_list joiners_;
+  bool suspended_ = false;  // see has_suspended()
 };
 
 // Runs a task a worker took off the run queue: one poll, then whatever the
 // state machine decides. Requires: the task was on the run queue.
 inline void run_task(task_header& t) noexcept {
-  task_action a = t.state_.begin_run();
+  // A task spawned detached (or whose handle is gone) starts its first run
+  // with no read-modify-write ([T5]).
+  task_action a = t.unshared() ? t.state_.begin_run_unshared() : t.state_.begin_run();
   SLUICE_ASSERT(a == task_action::poll || a == task_action::cancel,
                 "a task was run that was not scheduled");
   if (a == task_action::poll) {
@@ -213,6 +244,12 @@ inline void run_task(task_header& t) noexcept {
     if (t.frame_.done()) {  // the root coroutine is at its final suspend
       t.finish(task_outcome::finished);
       return;
+    }
+    if constexpr (task_lazy_listing) {
+      if (!t.suspended_) {
+        t.suspended_ = true;
+        t.scheduler_->first_suspension(t);  // before end_run can leave it idle
+      }
     }
     a = t.state_.end_run();
     if (a == task_action::push) t.scheduler_->reschedule(t);

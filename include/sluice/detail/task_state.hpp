@@ -32,18 +32,19 @@
 // as it publishes it (the first run is the lazy start of the coroutine).
 //
 // Edges (event: from -> to, action, memory order of the successful CAS):
-//   E1  wake:      idle -> scheduled                push     release [T1]
-//   E2  wake:      running -> running|notified      none     release [T1]
-//   E0  wake:      scheduled, notified, complete    none     release [T1] (same value)
+//   E1  wake:      idle -> scheduled                push     acq_rel [T1][T6]
+//   E2  wake:      running -> running|notified      none     acq_rel [T1][T6]
+//   E0  wake:      scheduled, notified, complete    none     acq_rel [T1][T6] (same value)
 //   E3  begin_run: scheduled -> running             poll     acquire [T1][T2]
 //   E4  begin_run: scheduled|cancel_req -> running  cancel   acquire [T1][T2]
 //   E5  end_run:   running -> idle                  none     release [T2]
 //   E6  end_run:   running|notified -> scheduled    push     release [T2]
 //   E7  end_run:   running|cancel_req (unchanged)   cancel   release (same value)
 //   E8  complete:  running -> complete[|cancelled]  finish   seq_cst [T3][T4]
-//   E9  cancel:    idle -> scheduled|cancel_req     push     release [T1]
-//   E10 cancel:    scheduled or running -> +cancel_req  none release [T1]
-//   E11 cancel:    complete or cancel_req already   none     release (same value)
+//   (E3, E4, E8 unshared: the same edges, a relaxed load and store [T5])
+//   E9  cancel:    idle -> scheduled|cancel_req     push     acq_rel [T1][T6]
+//   E10 cancel:    scheduled or running -> +cancel_req  none acq_rel [T1][T6]
+//   E11 cancel:    complete or cancel_req already   none     acq_rel [T6] (same value)
 //
 // [T1] A waker's writes (the value it made available) happen before the
 //      task's next run: the wake CAS releases, begin_run acquires. Where the
@@ -58,6 +59,22 @@
 // [T4] complete is a seq_cst RMW, so the joiners' notify after it needs a
 //      seq_cst load instead of a fence (waiter_list.hpp, [W1']): every
 //      joiner re-checks this word after it enqueues.
+// [T5] Unshared: E3, E4 and E8 are made with a load and a store instead of
+//      a CAS (begin_run_unshared, complete_unshared) when no other thread
+//      can reach the word: the caller's reference is the task's only one
+//      (no join handle, no waker clone; read with acquire, which orders
+//      whatever the dropped references' holders did to this word, such as
+//      a cancel, before the load: [H1] in task_header.hpp) and the task
+//      is in no list of the scheduler's (it has never suspended). The
+//      decision is the same pure function. No joiner can exist then, so
+//      nothing is notified.
+// [T6] A wake or cancel that pushes the task also acquires: the worker
+//      that takes it off the run queue reads has_suspended() (task_header)
+//      before its begin_run, so the writes of the run before (which set
+//      it, then released in end_run) must reach that worker through the
+//      waker: end_run releases, the wake's CAS acquires, the push releases
+//      and the pop acquires. A push by end_run itself (E6) or by spawn
+//      needs nothing more.
 //
 // Cancellation is decided only by begin_run (E4: the task is not polled at
 // all) and end_run (E7: after the coroutine suspended). A cancel during a run
@@ -164,7 +181,8 @@ enum class task_outcome : std::uint8_t { finished, cancelled };
 }
 
 // The atomic word. Every transition goes through one CAS loop (apply) that
-// re-decides on each fresh snapshot.
+// re-decides on each fresh snapshot, except the unshared forms of E3, E4
+// and E8 ([T5]), which decide once and store.
 class task_state {
  public:
   constexpr task_state() noexcept = default;
@@ -173,7 +191,8 @@ class task_state {
 
   [[nodiscard]] task_action wake() noexcept {
     // Release [T1]: publishes the waker's writes to the task's next run.
-    return apply([](std::uint32_t s) { return decide_wake(s); }, std::memory_order_release);
+    // Acquire [T6]: takes the last run's writes on to the next one.
+    return apply([](std::uint32_t s) { return decide_wake(s); }, std::memory_order_acq_rel);
   }
   [[nodiscard]] task_action begin_run() noexcept {
     // Acquire [T1][T2]: pairs with the release of wake/cancel/end_run.
@@ -192,13 +211,14 @@ class task_state {
   // `was_complete` tells a cancel that came too late (E11 from complete).
   [[nodiscard]] task_action cancel(bool& was_complete) noexcept {
     // Release [T1]: as a wake, the canceller's writes happen before the
-    // run that begins after the request (acquire in begin_run).
+    // run that begins after the request (acquire in begin_run). Acquire
+    // [T6], as a wake.
     return apply(
         [&was_complete](std::uint32_t s) {
           was_complete = (s & task_bits::complete) != 0;
           return decide_cancel(s);
         },
-        std::memory_order_release);
+        std::memory_order_acq_rel);
   }
 
   // Acquire [T3]: pairs with the release in complete(); the result is
@@ -212,6 +232,16 @@ class task_state {
     // the caller already acquired.
     return (word_.load(std::memory_order_relaxed) & task_bits::cancelled) != 0;
   }
+  // E3, E4 and E8 for a word no other thread can reach ([T5]). Relaxed:
+  // the only reader later is the same thread, or one that a release of
+  // this task's state word (end_run) or of a reference orders after us.
+  [[nodiscard]] task_action begin_run_unshared() noexcept {
+    return apply_unshared(decide_begin_run(word_.load(std::memory_order_relaxed)));
+  }
+  [[nodiscard]] task_action complete_unshared(task_outcome outcome) noexcept {
+    return apply_unshared(decide_complete(word_.load(std::memory_order_relaxed), outcome));
+  }
+
   // A snapshot for tests and assertions; may be stale.
   [[nodiscard]] std::uint32_t approx_load() const noexcept {
     // Relaxed: an observer.
@@ -235,6 +265,12 @@ class task_state {
       if (word_.compare_exchange_weak(s, d.next, success, std::memory_order_relaxed))
         return d.action;
     }
+  }
+
+  task_action apply_unshared(task_decision d) noexcept {
+    // Relaxed: see begin_run_unshared ([T5]).
+    word_.store(d.next, std::memory_order_relaxed);
+    return d.action;
   }
 
   atomic<std::uint32_t> word_{task_initial_state};
