@@ -12,7 +12,8 @@
 // queue whose capacity is the maximum number of live tasks never fills: a
 // wake's push cannot fail and never waits, which makes a wake safe from a
 // signal or interrupt handler (the ring push is lock-free, the receivers'
-// notification never blocks). spawn refuses a task beyond max_tasks.
+// notification never blocks). spawn refuses a task beyond max_tasks (on a
+// worker, up to a few dozen earlier: see "live tasks" below).
 //
 // Next-task slot. A task woken or spawned on a worker's own thread or core
 // (by the task that worker runs; or woken by a handler interrupting it, as
