@@ -54,6 +54,11 @@ namespace sluice::port {
   detail::fence(std::memory_order_seq_cst);
 }
 
+// No token: droppers mask around their turn with the overwrite lock.
+[[gnu::weak]] std::uint32_t context_token() noexcept {
+  return 0;
+}
+
 }  // namespace sluice::port
 
 namespace sluice::detail {
@@ -61,10 +66,11 @@ namespace sluice::detail {
 // The port's critical section around a turn with the overwrite lock, so
 // that nothing on this core (an interrupt, a signal handler) can run while
 // the holder holds it and spin on it. A buffer configured for thread
-// producers only skips it (no handler can interrupt a holder). Droppers
-// always take it; the consumer only where that is cheap (Masks =
-// pbuf_consumer_masks, config.hpp; else it compiles to nothing; see
-// lock_as()).
+// producers only skips it (no handler can interrupt a holder). The
+// consumer takes it only where that is cheap (Masks = pbuf_consumer_masks,
+// config.hpp; else it compiles to nothing); droppers there too, and
+// elsewhere only when the port gives no context token (`masks` false: the
+// lock word then names the holder's thread instead, see lock_as()).
 template <bool Masks>
 class pbuf_critical_guard {
  public:
@@ -311,11 +317,20 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         continue;
       case pbuf_valid: {  // committed and unclaimed (r == t): drop it (E7)
         const std::uint32_t len = words_of(packet);
+        // Relaxed: a statistic, written only under the lock.
+        dropped.store(dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        // Relaxed: under the lock [PB3].
+        tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
+        if (drop == nullptr && notify_drop == nullptr) {
+          // Nobody to tell: E7 and E8 at once, under the lock (nobody can
+          // see it in between), then reclaim it with the next round.
+          // Relaxed: under the lock [PB3], and reclaim() is ours.
+          h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
+          continue;
+        }
         // Relaxed: under the lock; marking it claimed keeps every other
         // dropper and the consumer off its words while the callback runs.
         h.store(v | pbuf_busy, std::memory_order_relaxed);
-        // Relaxed: under the lock [PB3].
-        tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
         victim = pbuf_span{packet, len};
         return room_step::victim;
       }
@@ -358,14 +373,23 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
   for (;;) {
     room_step step = room_step::no_room;
     pbuf_span victim;  // dropped: reported below, then freed (E8)
-    {
-      const dropper_guard masked(*this);
-      // No lock: the consumer holds it (we may have interrupted it); the
-      // caller retries or waits, and the consumer wakes it after unlocking.
-      if (lock_as(pbuf_lock_dropper)) {
+    // Where the consumer masks, droppers do too; elsewhere only without a
+    // context token (lock_as then gives up on a lock its own thread holds:
+    // a handler that interrupted the holder). No lock: the consumer holds
+    // it (we may have interrupted it), or our own thread does; the caller
+    // retries or waits, and the consumer wakes it after unlocking.
+    const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
+    const auto turn = [&]() noexcept {
+      if (lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) {
         step = make_room_locked(n, out, stepped, victim);
         unlock();
       }
+    };
+    if (token != 0) {
+      turn();
+    } else {
+      const dropper_guard masked(*this);
+      turn();
     }
     if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
@@ -376,8 +400,6 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
       notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
                   reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
     }
-    // Relaxed: a statistic.
-    dropped.fetch_add(1, std::memory_order_relaxed);
     // E8, without the lock: the victim is ours while it reads claimed, and
     // its words are reclaimed (zeroed) only once it reads skip. Release
     // [PB2]: the callback's reads come before that zeroing (the acquire in
@@ -564,7 +586,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
   if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
     return {};
   const consumer_guard masked(*this);
-  (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
+  (void)lock_as(consumer_holder());  // the consumer always gets it
   const pbuf_span p = claim_unlocked();
   unlock_consumer();
   return p;
@@ -596,7 +618,7 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
   const consumer_guard masked(*this);
-  (void)lock_as(pbuf_lock_consumer);  // the consumer always gets it
+  (void)lock_as(consumer_holder());  // the consumer always gets it
   free_unlocked(packet);
   unlock_consumer();
 }
@@ -686,22 +708,41 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
                                    std::memory_order_relaxed))
       return true;
     while (seen != 0) {
-      // Held by a dropper: it holds it inside a critical section (or every
-      // user is a thread), so it is running and done soon. Held by the
-      // consumer, which may hold it outside any critical section (hosted):
-      // a dropper may be a handler that interrupted it and would wait
-      // forever, so after a short wait (a consumer on another core is done
-      // within a few hundred nanoseconds) it gives up. Where the consumer
-      // masks too (pbuf_consumer_masks), or with threads_only, no handler
-      // can have interrupted it: wait.
-      if (holder == pbuf_lock_dropper && seen == pbuf_lock_consumer &&
-          consumer_may_be_interrupted() && ++polls > pbuf_lock_patience)
+      // Held by our own thread (the same context token): we are a handler
+      // that interrupted the holder, which cannot go on until we return:
+      // give up at once. Only a dropper can be here (no handler claims).
+      if constexpr (!pbuf_consumer_masks) {  // (tokens are 0 where it masks)
+        if ((seen >> pbuf_lock_role_bits) != 0 &&
+            (seen >> pbuf_lock_role_bits) == (holder >> pbuf_lock_role_bits)) {
+          SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,
+                        "packet buffer: the consumer re-entered claim or free (from a handler?)");
+          return false;
+        }
+      }
+      // Held by a dropper on another thread: it holds it inside a critical
+      // section, or (with a token) no handler of its thread waits for it
+      // in its place; it is running, or preempted and resumed by the
+      // scheduler: wait. Held by the consumer, which may hold it outside
+      // any critical section (hosted): a dropper on a port without tokens
+      // may be a handler that interrupted it and would wait forever, so
+      // after a short wait (a consumer on another core is done within a
+      // few hundred nanoseconds) it gives up. Where the consumer masks too
+      // (pbuf_consumer_masks), or with threads_only, no handler can have
+      // interrupted it: wait.
+      if ((holder & pbuf_lock_role_mask) == pbuf_lock_dropper &&
+          (seen & pbuf_lock_role_mask) == pbuf_lock_consumer && consumer_may_be_interrupted() &&
+          ++polls > pbuf_lock_patience)
         return false;
       spin.spin();
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }
   }
+}
+
+std::uint32_t pbuf_core::consumer_holder() noexcept {
+  return pbuf_lock_consumer |
+         (pbuf_consumer_masks ? 0u : port::context_token() << pbuf_lock_role_bits);
 }
 
 void pbuf_core::unlock() noexcept {

@@ -59,19 +59,19 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 
 // Who uses the buffer. drop_oldest takes a short lock to make room (drop,
 // step over a claimed packet), to claim and to free; an allocation that
-// fits, commit and a claim of an empty buffer take none. With `any` a
-// producer that makes room takes the lock inside the port's critical
-// section (interrupts masked on bare metal, signals blocked hosted: two
-// system calls each time) so that a handler that interrupts it cannot
-// deadlock; hosted, the consumer takes it without one, and a producer in a
-// signal handler that interrupted the consumer while it holds the lock
-// gives up (no_room) instead of waiting for it (bare-metal ports mask for
-// the consumer too: SLUICE_PBUF_CONSUMER_MASKS, a couple of instructions).
-// As it cannot tell a handler from a thread, any producer that finds the
-// consumer holding the lock past a short spin (a consumer thread preempted
-// inside claim) gives up the same way; a timed allocation then waits, and
-// the consumer's unlock wakes it. With `threads_only`, or where the consumer
-// masks, producers wait.
+// fits, commit and a claim of an empty buffer take none. With `any`, on
+// bare metal, the producer that makes room and the consumer hold the lock
+// with interrupts masked (SLUICE_PBUF_CONSUMER_MASKS, a couple of
+// instructions), so no handler can interrupt a holder. Hosted nobody masks
+// (that would be two system calls a turn): the lock names its holder's
+// thread, and a producer in a signal handler that finds its own thread
+// holding it (it interrupted that thread's turn) gives up (no_room) at once
+// instead of waiting for ever. As a port without thread tokens cannot tell
+// a handler from a thread, a producer there masks, and any producer that
+// finds the consumer holding the lock past a short spin (a consumer thread
+// preempted inside claim) gives up the same way; a timed allocation then
+// waits, and the consumer's unlock wakes it. With `threads_only`, or where
+// the consumer masks, producers wait for the consumer.
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either
 // way.

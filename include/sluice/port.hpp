@@ -72,6 +72,14 @@ void leave_critical(critical_state state) noexcept;
 void asymmetric_fence_light() noexcept;
 void asymmetric_fence_heavy() noexcept;
 
+// A number in [1, 2^30) that tells the calling thread apart from every other
+// live thread of the program, the same in a signal handler running on that
+// thread; 0 where the port has none. A packet buffer's droppers use it to
+// see that they interrupted their own thread while it holds the overwrite
+// lock (and give up) instead of masking around the lock; with 0 they mask
+// (the weak default in src/packet_buffer.cpp returns 0). Any context.
+std::uint32_t context_token() noexcept;
+
 // Reports a broken precondition or an impossible state and never returns.
 [[noreturn]] void panic(const char* message, const char* file, int line) noexcept;
 

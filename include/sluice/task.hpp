@@ -225,6 +225,14 @@ void* allocate_task_frame(std::size_t bytes) noexcept {
 
 template <class T>
 class promise : public promise_base {
+  // Frames come from the heap or a frame_pool, aligned for max_align_t,
+  // and a spawned task's result shares its header's block, no better
+  // aligned: a result type that needs more cannot be placed.
+  static_assert(alignof(value_slot<T>) <= alignof(std::max_align_t),
+                "task<T>: T is over-aligned (beyond alignof(std::max_align_t)); task frames "
+                "and spawned tasks' results have no more alignment than that: return it in a "
+                "std::unique_ptr, or through a pointer to storage the caller aligns");
+
  public:
   using promise_base::operator new;  // the pool form
   static void* operator new(std::size_t bytes) noexcept { return allocate_task_frame<T>(bytes); }

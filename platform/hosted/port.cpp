@@ -82,6 +82,24 @@ thread_local sigset_t critical_saved_mask;
 
 }  // namespace
 
+namespace {
+
+// This thread's id, cached: gettid() is async-signal-safe, and a handler
+// that finds it unset computes the same value as its thread would.
+thread_local std::uint32_t context_token_cache = 0;
+
+}  // namespace
+
+std::uint32_t context_token() noexcept {
+  std::uint32_t token = context_token_cache;
+  if (token == 0) {
+    // Linux thread ids are below 2^22 (PID_MAX_LIMIT): within [1, 2^30).
+    token = static_cast<std::uint32_t>(syscall(SYS_gettid));
+    context_token_cache = token;
+  }
+  return token;
+}
+
 critical_state enter_critical() noexcept {
   if (critical_depth++ == 0) {
     sigset_t all;

@@ -671,6 +671,43 @@ TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfW
   EXPECT_EQ(pb.counters().dropped, 1u);
 }
 
+// A producer that runs inside another producer's turn with the overwrite
+// lock (as a signal handler that interrupts a dropper on its own thread
+// would; hosted, droppers do not mask signals: the lock names its holder's
+// thread): the packet_words callback, which the dropper calls under the
+// lock, plays it. It must give up (no_room) at once, not wait for a lock
+// its own thread holds; the outer producer then drops and allocates.
+TEST(PacketBufferNesting, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(60), "a producer nested in a dropper"};
+  std::uint32_t storage[16] = {};
+  nested_producer nest;
+  sluice::packet_buffer pb({.storage = storage,
+                            .size_words = 16,
+                            .policy = overflow_policy::drop_oldest,
+                            .on_drop = &nested_producer::dropped,
+                            .packet_words = &nested_producer::words,
+                            .context = &nest});
+  nest.pb = &pb;
+  fill_with_four_packets(pb, 100);  // full
+  if (HasFatalFailure()) return;
+  nest.armed = true;
+  auto a = pb.try_alloc(4);  // drops 100; its length is read under the lock
+  ASSERT_TRUE(a);
+  ASSERT_EQ(nest.runs, 1);
+  EXPECT_FALSE(nest.got_room) << "a producer nested in a dropper's turn took the lock";
+  EXPECT_EQ(nest.error, alloc_error::no_room);
+  a->set_user_bits(4);
+  a->payload()[0] = 200;
+  std::move(*a).commit();
+  ASSERT_EQ(nest.drops.packets.size(), 1u);
+  EXPECT_EQ(nest.drops.packets[0][0], 100u);
+  std::vector<std::uint32_t> got;
+  for (sluice::claimed_packet p; (p = pb.try_claim());)
+    got.push_back(p.payload()[0]);
+  EXPECT_EQ(got, (std::vector<std::uint32_t>{101, 102, 103, 200}));
+  EXPECT_EQ(pb.counters().dropped, 1u);
+}
+
 // A producer on another thread that needs a drop while the consumer holds
 // the overwrite lock (here: for 50 ms, inside its packet_words callback)
 // gives up on the lock and waits for room; the consumer's unlock must wake

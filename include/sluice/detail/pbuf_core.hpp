@@ -58,32 +58,40 @@
 //                 victim is first marked claimed (so that nobody reuses its
 //                 words), the lock is left, the callback runs, then the
 //                 victim becomes a skip (one release store, no lock: it is
-//                 the dropper's alone while it reads claimed).
+//                 the dropper's alone while it reads claimed). With no
+//                 callback, E7 and E8 are one store under the lock, and
+//                 the same turn reclaims the words and reserves.
 //
-// The overwrite lock and handlers. `lock` reads 0 (free), pbuf_lock_dropper
-// or pbuf_lock_consumer (who holds it):
+// The overwrite lock and handlers. `lock` reads 0 (free), or the holder's
+// role (pbuf_lock_dropper, pbuf_lock_consumer) | its thread's context token
+// << 2 (port::context_token(); 0 where the consumer masks, or where the
+// port has no tokens):
 //   holder    takes it                          waiting for it, finds it held
-//   dropper   inside a sluice::critical_section by a dropper: spins; by the
-//             (interrupt mask on bare metal,    consumer: gives up after a
-//             signal mask hosted; none with     short spin (the allocation
-//             pbuf_flag_threads_only)           says no_room); spins with
-//                                               pbuf_flag_threads_only, or
-//                                               where the consumer masks
+//   dropper   where the consumer masks, or      by its own thread (token):
+//             with no token: inside a           gives up at once (it is a
+//             sluice::critical_section (none    handler that interrupted the
+//             with pbuf_flag_threads_only);     holder); by a dropper: spins;
+//             hosted with a token: unmasked     by the consumer: gives up
+//                                               after a short spin (no_room),
+//                                               or spins with threads_only
+//                                               or where the consumer masks
 //   consumer  hosted: outside any critical      by a dropper: spins (the
-//             section (claim, free: no system   holder is masked, so running)
-//             call); bare metal: masked
-//             (SLUICE_PBUF_CONSUMER_MASKS)
+//             section (claim, free: no system   holder is masked or on
+//             call); bare metal: masked         another thread, so it runs
+//             (SLUICE_PBUF_CONSUMER_MASKS)      or is resumed by the
+//                                               scheduler)
 // A handler that produces and needs room interrupted either a context that
-// holds no lock, or the consumer (then it gives up: no deadlock), never a
-// dropper (masked). The consumer never waits for anything while holding
+// holds no lock, or a holder on its own thread (then it gives up: no
+// deadlock; with masking it cannot interrupt a dropper at all). The
+// consumer never waits for anything while holding
 // the lock. After unlocking, the consumer wakes producers waiting for room
 // ([PB4]: a dropper that gave up and then waits has the released lock as
 // its condition). Who masks does not change the mutual exclusion: every
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
 // lock holder, except a victim's own E8 store (above). The price, hosted
-// only: a handler that interrupts the consumer inside claim or free, on a
-// buffer that must drop to fit it, fails to allocate instead of being held
-// off until the consumer is done.
+// only: a handler that interrupts its own thread inside claim, free or a
+// dropper's turn, on a buffer that must drop to fit it, fails to allocate
+// instead of being held off until that turn is done.
 //
 // Why the consumer still takes the lock: a claim and a drop could decide
 // the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
@@ -147,9 +155,12 @@ inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
-// Who holds the overwrite lock (its value; 0: free).
+// Who holds the overwrite lock: its value is role | context token << 2
+// (port::context_token(), 0 where there is none or where all mask); 0: free.
 inline constexpr std::uint32_t pbuf_lock_dropper = 1;
 inline constexpr std::uint32_t pbuf_lock_consumer = 2;
+inline constexpr std::uint32_t pbuf_lock_role_bits = 2;
+inline constexpr std::uint32_t pbuf_lock_role_mask = (1u << pbuf_lock_role_bits) - 1;
 // How many back-off steps (backoff::spin, up to 64 relax hints each) a
 // dropper waits on a lock the consumer holds before it gives up (tens of
 // microseconds).
@@ -308,9 +319,13 @@ struct alignas(cache_line) pbuf_core {
   void free_unlocked(const std::uint32_t* packet) noexcept;
   void free_locked(const std::uint32_t* packet) noexcept;
   bool reclaim() noexcept;
-  // Takes the overwrite lock as `holder`; false only for a dropper that gave
-  // up on a lock the consumer holds (see the header comment).
+  // Takes the overwrite lock as `holder` (role | token << 2); false only for
+  // a dropper that gave up on a lock the consumer or its own thread holds
+  // (see the header comment).
   [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
+  // The consumer's lock value (with its thread's token where droppers use
+  // tokens, so a handler on its thread knows it at once).
+  static std::uint32_t consumer_holder() noexcept;
   // Whether a handler may run on the consumer's core while it holds the
   // overwrite lock (it holds it unmasked, and handlers use the buffer).
   bool consumer_may_be_interrupted() const noexcept {

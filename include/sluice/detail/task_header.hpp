@@ -299,8 +299,7 @@ class task_cell final : public task_header {
   // pointer its operator new returned (GCC and Clang).
   static void* room_before(handle_type frame) noexcept {
     constexpr std::size_t room = header_room<T>;
-    static_assert(sizeof(allocation_prefix) + sizeof(task_cell) <= room &&
-                      alignof(task_cell) <= alignof(allocation_prefix),
+    static_assert(sizeof(allocation_prefix) + sizeof(task_cell) <= room,
                   "task_header_bytes (task.hpp) is too small for the task header");
     auto* frame_prefix = static_cast<allocation_prefix*>(frame.address()) - 1;
     if (frame_prefix->pool != nullptr) return nullptr;
