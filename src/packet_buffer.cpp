@@ -701,6 +701,8 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
   // (which holds the lock word) away from those reserving beside them.
   backoff spin;
   std::uint32_t polls = 0;
+  const bool may_give_up =
+      (holder & pbuf_lock_role_mask) == pbuf_lock_dropper && droppers_may_give_up();
   for (;;) {
     std::uint32_t seen = 0;
     // Acquire [PB3] pairs with the release in unlock().
@@ -719,18 +721,15 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
           return false;
         }
       }
-      // Held by a dropper on another thread: it holds it inside a critical
-      // section, or (with a token) no handler of its thread waits for it
-      // in its place; it is running, or preempted and resumed by the
-      // scheduler: wait. Held by the consumer, which may hold it outside
-      // any critical section (hosted): a dropper on a port without tokens
-      // may be a handler that interrupted it and would wait forever, so
-      // after a short wait (a consumer on another core is done within a
-      // few hundred nanoseconds) it gives up. Where the consumer masks too
-      // (pbuf_consumer_masks), or with threads_only, no handler can have
-      // interrupted it: wait.
-      if ((holder & pbuf_lock_role_mask) == pbuf_lock_dropper &&
-          (seen & pbuf_lock_role_mask) == pbuf_lock_consumer && consumer_may_be_interrupted() &&
+      // Held by another thread (or core): it holds it inside a critical
+      // section, or (with tokens) no handler of its thread waits for it in
+      // its place; it is running, or preempted and resumed by the
+      // scheduler: wait. Except where droppers_may_give_up(): the consumer
+      // holds it unmasked and, without tokens, a dropper cannot tell
+      // whether it is a handler that interrupted the consumer and would
+      // wait forever, so after a short wait (a consumer on another core is
+      // done within a few hundred nanoseconds) it gives up.
+      if (may_give_up && (seen & pbuf_lock_role_mask) == pbuf_lock_consumer &&
           ++polls > pbuf_lock_patience)
         return false;
       spin.spin();
@@ -752,10 +751,16 @@ void pbuf_core::unlock() noexcept {
 
 void pbuf_core::unlock_consumer() noexcept {
   unlock();
-  // [PB4]: a dropper that gave up on the lock (lock_as) may wait for room;
-  // the released lock is its condition. None gives up where the consumer
-  // cannot be interrupted while it holds the lock.
-  if (consumer_may_be_interrupted()) wake_waiters(wake_after::reclaim);
+  // [PB4]: a dropper that gave up on the lock after its short spin
+  // (lock_as) may wait for room; the released lock is its condition. A
+  // handler that gave up on its own thread's lock never waits (handlers use
+  // the try forms).
+  if (droppers_may_give_up()) wake_waiters(wake_after::reclaim);
+}
+
+bool pbuf_core::droppers_may_give_up() const noexcept {
+  return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0 &&
+         port::context_token() == 0;
 }
 
 }  // namespace sluice::detail

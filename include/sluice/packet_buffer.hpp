@@ -70,8 +70,9 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // a handler from a thread, a producer there masks, and any producer that
 // finds the consumer holding the lock past a short spin (a consumer thread
 // preempted inside claim) gives up the same way; a timed allocation then
-// waits, and the consumer's unlock wakes it. With `threads_only`, or where
-// the consumer masks, producers wait for the consumer.
+// waits, and the consumer's unlock wakes it. With tokens, with
+// `threads_only`, or where the consumer masks, a producer on another
+// thread waits for the consumer.
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either
 // way.

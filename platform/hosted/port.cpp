@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -85,17 +86,20 @@ thread_local sigset_t critical_saved_mask;
 namespace {
 
 // This thread's id, cached: gettid() is async-signal-safe, and a handler
-// that finds it unset computes the same value as its thread would.
-thread_local std::uint32_t context_token_cache = 0;
+// that finds it unset computes the same value as its thread would. A
+// lock-free atomic, as a signal handler may write it.
+thread_local std::atomic<std::uint32_t> context_token_cache{0};
 
 }  // namespace
 
 std::uint32_t context_token() noexcept {
-  std::uint32_t token = context_token_cache;
+  // Relaxed: a cache of a value every writer computes alike; it orders
+  // nothing.
+  std::uint32_t token = context_token_cache.load(std::memory_order_relaxed);
   if (token == 0) {
     // Linux thread ids are below 2^22 (PID_MAX_LIMIT): within [1, 2^30).
     token = static_cast<std::uint32_t>(syscall(SYS_gettid));
-    context_token_cache = token;
+    context_token_cache.store(token, std::memory_order_relaxed);
   }
   return token;
 }

@@ -370,17 +370,7 @@ TEST(ExecutorStress, ShutdownWithTasksInEveryState) {
 
 // --- shutdown racing detached spawn trees ------------------------------------
 
-// Counts frames from the coroutine's call on (a parameter lives in the
-// frame), so a task destroyed before its first run counts too.
-struct frame_probe {
-  frame_probe() { live_probes.fetch_add(1, std::memory_order_relaxed); }
-  frame_probe(const frame_probe&) : frame_probe() {}
-  frame_probe& operator=(const frame_probe&) = delete;
-  ~frame_probe() {
-    const long before = live_probes.fetch_sub(1, std::memory_order_relaxed);
-    if (before <= 0) std::abort();  // destroyed twice
-  }
-};
+using sluice::test::frame_probe;
 
 // Each level spawns three children detached on its worker (credits, no
 // lock; each child's first run and completion unshared) and yields on odd
@@ -413,7 +403,7 @@ TEST(ExecutorStress, ShutdownRacingDetachedSpawnTrees) {
       ex.shutdown();
       EXPECT_EQ(ex.approx_live_tasks(), 0u);
     }
-    ASSERT_EQ(live_probes.load(), 0) << "round " << round;
+    ASSERT_EQ(frame_probe::live(), 0) << "round " << round;
   }
 }
 

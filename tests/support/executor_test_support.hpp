@@ -2,6 +2,7 @@
 // not finished within the limit, print what was being waited for and abort.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -41,6 +42,28 @@ class abort_watchdog {
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;
+};
+
+// Counts task frames: put one among a coroutine's parameters (they live in
+// the frame from the call on), so a task destroyed before its first run
+// counts too. live() is zero when every frame is gone; a second
+// destruction of one aborts (the count would go below zero).
+struct frame_probe {
+  frame_probe() { count().fetch_add(1, std::memory_order_relaxed); }
+  frame_probe(const frame_probe&) : frame_probe() {}
+  frame_probe& operator=(const frame_probe&) = delete;
+  ~frame_probe() {
+    // Relaxed: a tally; the test reads it after joining what ran the tasks.
+    if (count().fetch_sub(1, std::memory_order_relaxed) <= 0) std::abort();
+  }
+  static long live() { return count().load(std::memory_order_relaxed); }
+  static void reset() { count().store(0, std::memory_order_relaxed); }
+
+ private:
+  static std::atomic<long>& count() {
+    static std::atomic<long> n{0};
+    return n;
+  }
 };
 
 #if defined(SLUICE_SANITIZED)

@@ -219,15 +219,7 @@ TEST(Executor, TimeoutThatWinsAndOneThatLoses) {
 
 // --- spawn_detached ----------------------------------------------------------
 
-// Counts live instances: a parameter of a coroutine lives in its frame from
-// the call on, so zero means every frame was destroyed (run or not).
-std::atomic<int> live_frames{0};
-struct frame_probe {
-  frame_probe() { live_frames.fetch_add(1); }
-  frame_probe(const frame_probe&) : frame_probe() {}
-  frame_probe& operator=(const frame_probe&) = delete;
-  ~frame_probe() { live_frames.fetch_sub(1); }
-};
+using sluice::test::frame_probe;
 
 // Adds `v` to `sum` after one yield; its value (v) is nobody's.
 task<int> add_to(std::atomic<int>& sum, int v, frame_probe = {}) {
@@ -242,17 +234,17 @@ task<int> await_event_probed(sluice::test::manual_event& e, frame_probe = {}) {
 }
 
 TEST(ExecutorDetached, RunsEachTaskAndDestroysItsFrameOnce) {
-  live_frames = 0;
+  frame_probe::reset();
   recording_trace tr;
   sluice::executor ex{{.threads = sluice::worker_threads::none, .trace = &tr}};
   std::atomic<int> sum{0};
   ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
   ASSERT_TRUE(ex.spawn_detached(add_to(sum, 10)));
-  EXPECT_EQ(live_frames.load(), 2);
+  EXPECT_EQ(frame_probe::live(), 2);
   EXPECT_EQ(ex.approx_live_tasks(), 2u);
   EXPECT_EQ(ex.run_until_idle(), 4u);  // each: first run to the yield, then the end
   EXPECT_EQ(sum.load(), 11);
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
   EXPECT_EQ(ex.approx_live_tasks(), 0u);
   EXPECT_EQ(tr.events,
             (trace_t{"spawn a", "schedule a", "spawn b", "schedule b", "run a", "schedule a",
@@ -260,40 +252,40 @@ TEST(ExecutorDetached, RunsEachTaskAndDestroysItsFrameOnce) {
 }
 
 TEST(ExecutorDetached, ARefusalSaysWhyAndDestroysTheTaskUnrun) {
-  live_frames = 0;
+  frame_probe::reset();
   sluice::executor ex{{.max_tasks = 1, .threads = sluice::worker_threads::none}};
   std::atomic<int> sum{0};
   ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
   auto full = ex.spawn_detached(add_to(sum, 100));
   ASSERT_FALSE(full);
   EXPECT_EQ(full.error(), sluice::spawn_error::too_many_tasks);
-  EXPECT_EQ(live_frames.load(), 1) << "the refused task's frame is destroyed at once";
+  EXPECT_EQ(frame_probe::live(), 1) << "the refused task's frame is destroyed at once";
   EXPECT_EQ(ex.run_until_idle(), 2u);
   EXPECT_EQ(sum.load(), 1);
   ex.shutdown();
   auto late = ex.spawn_detached(add_to(sum, 1000));
   ASSERT_FALSE(late);
   EXPECT_EQ(late.error(), sluice::spawn_error::shut_down);
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
   EXPECT_EQ(sum.load(), 1);
 }
 
 TEST(ExecutorDetached, ShutdownCancelsAWaitingDetachedTask) {
-  live_frames = 0;
+  frame_probe::reset();
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   sluice::test::manual_event never;
   ASSERT_TRUE(ex.spawn_detached(await_event_probed(never)));
   EXPECT_EQ(ex.run_until_idle(), 1u);  // suspended on `never`
-  EXPECT_EQ(live_frames.load(), 1);
+  EXPECT_EQ(frame_probe::live(), 1);
   ex.shutdown();
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
   EXPECT_EQ(ex.approx_live_tasks(), 0u);
 }
 
 // A waker clone outlives the detached task: the last reference is the
 // waker's, and a wake through it after completion does nothing.
 TEST(ExecutorDetached, AWakerKeptPastCompletionIsTheLastReference) {
-  live_frames = 0;
+  frame_probe::reset();
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   sluice::test::manual_event e;
   ASSERT_TRUE(ex.spawn_detached(await_event_probed(e)));
@@ -301,7 +293,7 @@ TEST(ExecutorDetached, AWakerKeptPastCompletionIsTheLastReference) {
   sluice::waker kept = e.stored_waker().clone();
   e.set();
   EXPECT_EQ(ex.run_until_idle(), 1u);
-  EXPECT_EQ(live_frames.load(), 0) << "the frame goes at completion";
+  EXPECT_EQ(frame_probe::live(), 0) << "the frame goes at completion";
   kept.wake_by_ref();
   EXPECT_EQ(ex.run_until_idle(), 0u);
   std::move(kept).wake();  // drops the last reference (ASan checks the free)
@@ -320,7 +312,7 @@ task<int> counts_its_run(frame_probe = {}) {
 // A cancel through the join handle, then the handle dropped: the first run
 // (with the scheduler's reference the only one) must see the cancel.
 TEST(ExecutorDetached, ACancelMadeBeforeTheHandleWasDroppedIsSeenByTheFirstRun) {
-  live_frames = 0;
+  frame_probe::reset();
   bodies_run = 0;
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   auto h = ex.spawn(counts_its_run());
@@ -329,7 +321,7 @@ TEST(ExecutorDetached, ACancelMadeBeforeTheHandleWasDroppedIsSeenByTheFirstRun) 
   h->detach();
   EXPECT_EQ(ex.run_until_idle(), 1u);
   EXPECT_EQ(bodies_run.load(), 0) << "a cancelled task must not be polled";
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
 }
 
 // Holds its worker until `go` is set.
@@ -344,7 +336,7 @@ task<int> holds_the_worker(std::atomic<bool>& go) {
 // on another thread.
 TEST(ExecutorDetached, ACancelFromAnotherThreadBeforeTheDropIsSeenOnAWorker) {
   sluice::test::abort_watchdog dog{std::chrono::seconds(60), "cancel, drop, run on a worker"};
-  live_frames = 0;
+  frame_probe::reset();
   bodies_run = 0;
   {
     sluice::executor ex{{.workers = 1}};
@@ -361,7 +353,7 @@ TEST(ExecutorDetached, ACancelFromAnotherThreadBeforeTheDropIsSeenOnAWorker) {
     }
   }
   EXPECT_EQ(bodies_run.load(), 0);
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
 }
 
 // Clones the running task's waker into `out` without suspending.
@@ -385,13 +377,13 @@ task<int> hands_out_its_waker(sluice::waker* out, frame_probe = {}) {
 // it completes with the clone still held (so not unshared), and a wake and
 // the drop of that clone afterwards are harmless (ASan checks the free).
 TEST(ExecutorDetached, AWakerCloneMadeInTheOnlyRunOutlivesTheTask) {
-  live_frames = 0;
+  frame_probe::reset();
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   sluice::waker kept;
   ASSERT_TRUE(ex.spawn_detached(hands_out_its_waker(&kept)));
   EXPECT_EQ(ex.run_until_idle(), 1u);
   ASSERT_FALSE(kept.empty());
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
   kept.wake_by_ref();  // complete: nothing is queued
   EXPECT_EQ(ex.run_until_idle(), 0u);
   std::move(kept).wake();  // the last reference
@@ -399,7 +391,7 @@ TEST(ExecutorDetached, AWakerCloneMadeInTheOnlyRunOutlivesTheTask) {
 
 TEST(ExecutorDetached, ManyDetachedTasksOnTwoWorkers) {
   sluice::test::abort_watchdog dog{std::chrono::seconds(60), "detached tasks on two workers"};
-  live_frames = 0;
+  frame_probe::reset();
   constexpr int n = 20'000 / sluice::test::sanitizer_scale;
   std::atomic<int> sum{0};
   {
@@ -413,7 +405,7 @@ TEST(ExecutorDetached, ManyDetachedTasksOnTwoWorkers) {
       std::this_thread::yield();
   }
   EXPECT_EQ(sum.load(), n);
-  EXPECT_EQ(live_frames.load(), 0);
+  EXPECT_EQ(frame_probe::live(), 0);
 }
 
 }  // namespace

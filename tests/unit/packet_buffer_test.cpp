@@ -628,18 +628,25 @@ struct nested_producer {
   }
 };
 
-TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfWaiting) {
+// A full 16-word drop_oldest buffer (four packets, payloads 100..103) whose
+// callbacks are a nested_producer's.
+class PacketBufferNested : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    nest.pb = &pb;
+    fill_with_four_packets(pb, 100);
+  }
   std::uint32_t storage[16] = {};
   nested_producer nest;
-  sluice::packet_buffer pb({.storage = storage,
+  sluice::packet_buffer pb{{.storage = storage,
                             .size_words = 16,
                             .policy = overflow_policy::drop_oldest,
                             .on_drop = &nested_producer::dropped,
                             .packet_words = &nested_producer::words,
-                            .context = &nest});
-  nest.pb = &pb;
-  fill_with_four_packets(pb, 100);  // full
-  if (HasFatalFailure()) return;
+                            .context = &nest}};
+};
+
+TEST_F(PacketBufferNested, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfWaiting) {
   nest.armed = true;
   sluice::claimed_packet c = pb.try_claim();
   ASSERT_TRUE(c);
@@ -677,19 +684,8 @@ TEST(PacketBufferNesting, ProducerInsideTheConsumersClaimOrFreeGivesUpInsteadOfW
 // thread): the packet_words callback, which the dropper calls under the
 // lock, plays it. It must give up (no_room) at once, not wait for a lock
 // its own thread holds; the outer producer then drops and allocates.
-TEST(PacketBufferNesting, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
+TEST_F(PacketBufferNested, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
   sluice::test::abort_watchdog dog{std::chrono::seconds(60), "a producer nested in a dropper"};
-  std::uint32_t storage[16] = {};
-  nested_producer nest;
-  sluice::packet_buffer pb({.storage = storage,
-                            .size_words = 16,
-                            .policy = overflow_policy::drop_oldest,
-                            .on_drop = &nested_producer::dropped,
-                            .packet_words = &nested_producer::words,
-                            .context = &nest});
-  nest.pb = &pb;
-  fill_with_four_packets(pb, 100);  // full
-  if (HasFatalFailure()) return;
   nest.armed = true;
   auto a = pb.try_alloc(4);  // drops 100; its length is read under the lock
   ASSERT_TRUE(a);
@@ -710,9 +706,12 @@ TEST(PacketBufferNesting, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
 
 // A producer on another thread that needs a drop while the consumer holds
 // the overwrite lock (here: for 50 ms, inside its packet_words callback)
-// gives up on the lock and waits for room; the consumer's unlock must wake
-// it. It waits without a deadline, so a lost wake-up is a hang, which the
-// watchdog turns into a failure.
+// waits for the lock instead of giving up: an untimed try_alloc made while
+// the consumer holds it succeeds. With threads_only no handler can have
+// interrupted the consumer; with `any` the hosted port's context tokens
+// tell this thread from a handler on the consumer's thread (which gives up
+// at once: PacketBufferNested above). Only on a port without tokens (and
+// without masking) would it give up after a short spin.
 struct slow_consumer {
   std::atomic<bool> stall{false};
   std::atomic<bool> inside{false};
@@ -726,54 +725,20 @@ struct slow_consumer {
   }
 };
 
-TEST(PacketBufferNesting, ProducerThatGaveUpOnTheConsumersLockIsWokenByItsUnlock) {
-  std::uint32_t storage[16] = {};
-  slow_consumer consumer;
-  sluice::packet_buffer pb({.storage = storage,
-                            .size_words = 16,
-                            .policy = overflow_policy::drop_oldest,
-                            .packet_words = &slow_consumer::words,
-                            .context = &consumer});
-  fill_with_four_packets(pb, 0);
-  if (HasFatalFailure()) return;
-  sluice::test::abort_watchdog dog{std::chrono::seconds(30),
-                                   "a producer waiting for room woken by the consumer's unlock"};
-  consumer.stall = true;
-  std::atomic<bool> got{false};
-  std::thread producer([&] {
-    while (!consumer.inside.load())
-      std::this_thread::yield();
-    auto r = pb.alloc_until(4, sluice::time_point::max());
-    got = static_cast<bool>(r);
-    if (r) {
-      r->set_user_bits(4);
-      std::move(*r).commit();
-    }
-  });
-  // Holds the lock for 50 ms; the packet stays claimed until the end, so
-  // the producer's room comes from a drop, not from this free.
-  sluice::claimed_packet c = pb.try_claim();
-  EXPECT_TRUE(c);
-  producer.join();
-  EXPECT_TRUE(got.load());
-  EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
-}
+class PacketBufferOtherThread : public ::testing::TestWithParam<sluice::buffer_contexts> {};
 
-// With threads_only no handler can have interrupted the consumer, so a
-// producer that needs a drop waits for the consumer's lock instead of
-// giving up: an untimed try_alloc made while the consumer holds it for 50 ms
-// succeeds.
-TEST(PacketBufferNesting, ThreadsOnlyProducerWaitsForTheConsumersLock) {
+TEST_P(PacketBufferOtherThread, ProducerWaitsForTheConsumersLock) {
   std::uint32_t storage[16] = {};
   slow_consumer consumer;
   sluice::packet_buffer pb({.storage = storage,
                             .size_words = 16,
                             .policy = overflow_policy::drop_oldest,
-                            .contexts = sluice::buffer_contexts::threads_only,
+                            .contexts = GetParam(),
                             .packet_words = &slow_consumer::words,
                             .context = &consumer});
   fill_with_four_packets(pb, 0);
   if (HasFatalFailure()) return;
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a producer waiting for the lock"};
   consumer.stall = true;
   std::atomic<bool> got{false};
   std::thread producer([&] {
@@ -783,10 +748,17 @@ TEST(PacketBufferNesting, ThreadsOnlyProducerWaitsForTheConsumersLock) {
     got = static_cast<bool>(r);
     if (r) std::move(*r).abandon();
   });
+  // Holds the lock for 50 ms; the packet stays claimed until the end, so
+  // the producer's room comes from a drop, not from this free.
   sluice::claimed_packet c = pb.try_claim();
   EXPECT_TRUE(c);
   producer.join();
-  EXPECT_TRUE(got.load()) << "a threads_only producer gave up on the consumer's lock";
+  EXPECT_TRUE(got.load()) << "a producer on another thread gave up on the consumer's lock";
+  EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
 }
+
+INSTANTIATE_TEST_SUITE_P(Contexts, PacketBufferOtherThread,
+                         ::testing::Values(sluice::buffer_contexts::any,
+                                           sluice::buffer_contexts::threads_only));
 
 }  // namespace

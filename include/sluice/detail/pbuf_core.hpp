@@ -71,10 +71,12 @@
 //             with no token: inside a           gives up at once (it is a
 //             sluice::critical_section (none    handler that interrupted the
 //             with pbuf_flag_threads_only);     holder); by a dropper: spins;
-//             hosted with a token: unmasked     by the consumer: gives up
-//                                               after a short spin (no_room),
-//                                               or spins with threads_only
-//                                               or where the consumer masks
+//             hosted with a token: unmasked     by the consumer: spins, but
+//                                               without tokens (and neither
+//                                               masking nor threads_only)
+//                                               gives up after a short spin
+//                                               (no_room): it may be a
+//                                               handler that interrupted it
 //   consumer  hosted: outside any critical      by a dropper: spins (the
 //             section (claim, free: no system   holder is masked or on
 //             call); bare metal: masked         another thread, so it runs
@@ -326,11 +328,12 @@ struct alignas(cache_line) pbuf_core {
   // The consumer's lock value (with its thread's token where droppers use
   // tokens, so a handler on its thread knows it at once).
   static std::uint32_t consumer_holder() noexcept;
-  // Whether a handler may run on the consumer's core while it holds the
-  // overwrite lock (it holds it unmasked, and handlers use the buffer).
-  bool consumer_may_be_interrupted() const noexcept {
-    return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0;
-  }
+  // Whether a dropper gives up on the consumer's lock after a short spin
+  // (lock_as): the consumer holds it unmasked, handlers use the buffer, and
+  // the port has no context token that would tell a handler which
+  // interrupted the consumer (it gives up at once) from a thread waiting
+  // on another core (it waits).
+  bool droppers_may_give_up() const noexcept;
   void unlock() noexcept;
   void unlock_consumer() noexcept;  // unlock, then wake producers waiting for room
 };

@@ -160,9 +160,10 @@ class task_header {
   }
 
   // Whether the task has suspended (first_suspension ran; always false
-  // without task_lazy_listing, config.hpp). Written by the
-  // worker that runs the task before that run's end_run, read by a later
-  // run's worker or the one that completes it: ordered by [T2].
+  // without task_lazy_listing, config.hpp). Written by the worker that runs
+  // the task before that run's end_run; read by the worker of a later run
+  // before its begin_run (ordered by [T6]: through the waker that pushed
+  // it, or the end_run's own push) and by the one that completes it.
   [[nodiscard]] bool has_suspended() const noexcept { return suspended_; }
 
   // Links for the scheduler's list of suspended tasks (guarded by its lock).
