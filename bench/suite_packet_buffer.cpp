@@ -11,6 +11,9 @@
 //                         of packets committed; every one is claimed or dropped.
 // With overwrite, sluice_threads_only is the same buffer configured with
 // buffer_contexts::threads_only (no critical section around its lock).
+// In the cycle cases, payload_only does the same fill and check on one
+// array, with no buffer at all: the part of every cycle that is payload
+// work, which no buffer design can save (shown beside, not a peer).
 // Every sample checks its deliveries: counts (claimed + dropped = committed),
 // per-producer order and payload words for packets of 3 words or more.
 #include <concurrentqueue/concurrentqueue.h>
@@ -140,6 +143,22 @@ struct moodycamel_impl {
     std::array<std::uint32_t, W> a;
     if (!q.try_dequeue(a)) return false;
     c.see(a.data(), W);
+    return true;
+  }
+  std::uint64_t dropped() const { return 0; }
+};
+
+// The cycle's payload work alone: fill and check one array.
+struct payload_only_impl {
+  std::vector<std::uint32_t> words;
+  payload_only_impl(std::uint32_t capacity, bool) : words(capacity) {}
+  bool put(std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+    words[0] = n << 2;
+    fill(words.data(), n, pid, seq);
+    return true;
+  }
+  bool take(checker& c) {
+    c.see(words.data(), words[0] >> 2);
     return true;
   }
   std::uint64_t dropped() const { return 0; }
@@ -284,6 +303,13 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                            return run_cycle<moodycamel_impl<W>>(p, W, overwrite);
                          }});
     }
+    c.impls.push_back({.name = "payload_only",
+                       .role = sb::impl_role::variant,
+                       .baseline = "sluice",
+                       .mode = "-",
+                       .run = [=](const sb::run_params& p) {
+                         return run_cycle<payload_only_impl>(p, W, overwrite);
+                       }});
     out.push_back(std::move(c));
   }
   for (int n : opt.threads) {

@@ -41,16 +41,17 @@
 
 // Defaults for a port without an asymmetric fence: both sides are seq_cst
 // fences, which pair as [AF1] requires. A port that has a cheaper light side
-// (hosted: membarrier) defines both and replaces these.
+// (hosted: membarrier) defines heavy() and sets light_fence_is_barrier
+// (port.hpp).
 namespace sluice::port {
 
-[[gnu::weak]] void asymmetric_fence_light() noexcept {
-  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_heavy().
-  detail::fence(std::memory_order_seq_cst);
-}
+#if __STDC_HOSTED__
+detail::atomic<bool> light_fence_is_barrier{false};  // set by the hosted port
+#endif
 
 [[gnu::weak]] void asymmetric_fence_heavy() noexcept {
-  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_light().
+  // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_light()
+  // (the flag stays false).
   detail::fence(std::memory_order_seq_cst);
 }
 
@@ -60,6 +61,15 @@ namespace sluice::port {
 }
 
 }  // namespace sluice::port
+
+// The full paths behind the fast ones (reserve_fast, claim_fast,
+// free_fast) stay calls, so that the fast ones need few registers (no
+// saves, no stack). A build optimised for size has no fast paths.
+#if defined(__OPTIMIZE_SIZE__)
+#define SLUICE_PBUF_FULL_PATH
+#else
+#define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
+#endif
 
 namespace sluice::detail {
 
@@ -146,6 +156,14 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
          pbuf_hdr_bits;
 }
 
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
+    const std::uint32_t* packet, std::uint32_t first) const noexcept {
+  if (words != nullptr) return words(context, packet);
+  if (get_wlen != nullptr)
+    return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
+  return first >> pbuf_hdr_bits;
+}
+
 void pbuf_core::note_usage(std::uint32_t used) noexcept {
   if ((flags & pbuf_flag_max_utilization) == 0) return;
   // Relaxed: a statistic; the compare-and-swap only keeps it monotonic.
@@ -161,10 +179,17 @@ void pbuf_core::wake_waiters(wake_after after) noexcept {
   port::asymmetric_fence_light();
   // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
   // waiter whose re-check missed our condition is seen here (listed, or
-  // its list locked). The notifying is apart so that this check, on every
-  // commit and free, stays short.
-  if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
+  // its list locked). Only the lists that notify_waiters would notify are
+  // read (in less code, both). The notifying is apart so that this check,
+  // on every commit and free, stays short.
+  if (!speed_over_size) {
+    if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
+      notify_waiters(after);
+  } else if ((after == wake_after::commit && data_waiters.approx_has_waiters()) ||
+             ((after == wake_after::reclaim || overwrite()) &&
+              space_waiters.approx_has_waiters())) {
     notify_waiters(after);
+  }
 }
 
 [[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
@@ -188,7 +213,31 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 
 // ---------------------------------------------------------------- producers
 
-pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept {
+// The common case of reserve_lock_free: room without padding by our copy
+// of rd_idx, and the compare-and-swap won at once. False: nothing was
+// changed, and reserve_lock_free (or reserve_overwrite) decides.
+// Requires: 1 <= n <= size.
+[[gnu::always_inline]] inline bool pbuf_core::reserve_fast(std::uint32_t n,
+                                                           pbuf_span& out) noexcept {
+  // Relaxed: the compare-and-swap below validates it.
+  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  // Acquire [PB1], as in reserve_lock_free: the words up to r + size are
+  // free and zero.
+  const std::uint32_t r = rd_seen.load(std::memory_order_acquire);
+  const std::uint32_t used = distance(r, w);
+  const std::uint32_t tail = size - slot(w);
+  if (used > size || n > tail || n > size - used || (flags & pbuf_flag_max_utilization) != 0)
+    return false;
+  // Relaxed, as in reserve_lock_free ([PB1], [PB2], [PB5]).
+  if (!tmp_wr_idx.compare_exchange_strong(w, advance(w, n), std::memory_order_relaxed,
+                                          std::memory_order_relaxed))
+    return false;
+  out = pbuf_span{buf + (size - tail), n};
+  return true;
+}
+
+SLUICE_PBUF_FULL_PATH pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
+                                                               pbuf_span& out) noexcept {
   // Relaxed: the compare-and-swap below validates it.
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   // Acquire [PB1] (through rd_seen, stored with release after an acquire
@@ -415,6 +464,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
 pbuf_status pbuf_core::try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
   SLUICE_ASSERT(n >= 1, "packet buffer: allocation of zero words");
   if (n > size) return pbuf_status::too_large;
+  if (speed_over_size && reserve_fast(n, out)) return pbuf_status::ok;
   return overwrite() ? reserve_overwrite(n, out) : reserve_lock_free(n, out);
 }
 
@@ -497,10 +547,13 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
 // ----------------------------------------------------------------- consumer
 
 bool pbuf_core::reclaim() noexcept {
-  // Relaxed: consumer-owned indices (no-overwrite) or under the lock.
-  std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t start = r;
-  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Relaxed: consumer-owned (no-overwrite) or under the lock.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  return reclaim_from(r, r, tmp_rd_idx.load(std::memory_order_relaxed));
+}
+
+[[gnu::always_inline]] inline bool pbuf_core::reclaim_from(std::uint32_t start, std::uint32_t r,
+                                                           std::uint32_t t) noexcept {
   while (r != t) {
     std::uint32_t* const words = buf + slot(r);
     // Acquire [PB2]: a skip may come from a dropper's E8 outside the lock
@@ -518,7 +571,7 @@ bool pbuf_core::reclaim() noexcept {
   return true;
 }
 
-pbuf_span pbuf_core::claim_unlocked() noexcept {
+SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // A producer that found the buffer empty may have moved it to slot 0
@@ -555,25 +608,60 @@ pbuf_span pbuf_core::claim_unlocked() noexcept {
         continue;
       case pbuf_valid | pbuf_busy:  // a claimed packet stepped over, still held
         return {};
-      default: {
-        const std::uint32_t n = length_of(packet);
-        // Relaxed: after commit only the consumer (or a dropper under the
-        // lock) writes the header (E3).
-        h.store(v | pbuf_busy, std::memory_order_relaxed);
-        t = advance(t, n);
-        tmp_rd_idx.store(t, std::memory_order_relaxed);
-        // Relaxed, and no read-modify-write: one writer (the consumer, or
-        // the lock holder); observers only read them.
-        wr_idx.store(t, std::memory_order_relaxed);
-        claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        return pbuf_span{packet, n};
-      }
+      default:
+        return claim_at(packet, v, t, length_of(packet, v));
     }
   }
 }
 
+// Claims the committed packet of n words at position t whose header reads
+// v (E3).
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_at(std::uint32_t* packet, std::uint32_t v,
+                                                            std::uint32_t t,
+                                                            std::uint32_t n) noexcept {
+  // Relaxed: after commit only the consumer (or a dropper under the lock)
+  // writes the header.
+  atomic_ref<std::uint32_t>(*packet).store(v | pbuf_busy, std::memory_order_relaxed);
+  t = advance(t, n);
+  // Relaxed: consumer-owned (or under the lock [PB3]); nothing is published
+  // through it.
+  tmp_rd_idx.store(t, std::memory_order_relaxed);
+  // Relaxed, and no read-modify-write: one writer (the consumer, or the
+  // lock holder); observers only read them.
+  wr_idx.store(t, std::memory_order_relaxed);
+  claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  return pbuf_span{packet, n};
+}
+
+// The common case of claim_unlocked: lengths in the header (no call, so
+// no registers to save), nothing to follow or pass, the next packet
+// committed. Null: nothing was changed but our copy of tmp_wr_idx, and
+// claim_unlocked decides.
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast() noexcept {
+  if (words != nullptr || get_wlen != nullptr) return {};
+  // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+      r != t && distance(t, r) <= size)
+    return {};  // rd_idx moved ahead of us: claim_unlocked follows it
+  if (t == wr_seen || distance(t, wr_seen) > size) {
+    // Relaxed: the header acquire below orders the packet's words.
+    wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
+    if (t == wr_seen) return {};
+  }
+  std::uint32_t* const packet = buf + slot(t);
+  // Acquire [PB2], as in claim_unlocked.
+  const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
+  if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
+  return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
+}
+
 pbuf_span pbuf_core::try_claim() noexcept {
-  return overwrite() ? claim_locked() : claim_unlocked();
+  if (overwrite()) return claim_locked();
+  if constexpr (speed_over_size) {
+    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
+  }
+  return claim_unlocked();
 }
 
 // Apart from try_claim (and free_locked from free) so that the
@@ -587,12 +675,52 @@ pbuf_span pbuf_core::try_claim() noexcept {
     return {};
   const consumer_guard masked(*this);
   (void)lock_as(consumer_holder());  // the consumer always gets it
-  const pbuf_span p = claim_unlocked();
+  pbuf_span p;
+  if constexpr (speed_over_size) p = claim_fast();
+  if (p.words == nullptr) p = claim_unlocked();
   unlock_consumer();
   return p;
 }
 
-void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
+// The common case of free_unlocked, for lengths in the header: the oldest
+// claimed packet (at rd_idx, behind tmp_rd_idx: not one that an overwrite
+// stepped over into the unclaimed stream). E4 and E9 at once, as nobody
+// else reads a claimed packet's words. A short packet with nothing behind
+// it is done here, in few registers; else free_front. False: nothing was
+// changed, free_unlocked decides.
+[[gnu::always_inline]] inline bool pbuf_core::free_fast(const std::uint32_t* packet) noexcept {
+  if (words != nullptr || get_wlen != nullptr) return false;
+  // Relaxed: consumer-owned (no-overwrite) or under the lock.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  if (r == t || packet != buf + slot(r)) return false;
+  // Relaxed: the packet is claimed by the caller.
+  const std::uint32_t v = atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+                              .load(std::memory_order_relaxed);
+  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+                "packet buffer: free of a packet that is not claimed");
+  const std::uint32_t n = v >> pbuf_hdr_bits;  // no callback: checked above
+  const std::uint32_t next = advance(r, n);
+  if (n > 4 || next != t) {
+    free_front(packet, n, r, t);
+    return true;
+  }
+  zero_words(const_cast<std::uint32_t*>(packet), n);
+  // Release [PB1]: the freed words are zero and no longer read here.
+  rd_idx.store(next, std::memory_order_release);
+  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
+  return true;
+}
+
+// free_fast's longer case: the packet of n words at r (rd_idx) is the
+// oldest claimed one; t is tmp_rd_idx.
+SLUICE_PBUF_FULL_PATH void pbuf_core::free_front(const std::uint32_t* packet, std::uint32_t n,
+                                                 std::uint32_t r, std::uint32_t t) noexcept {
+  zero_words(const_cast<std::uint32_t*>(packet), n);
+  (void)reclaim_from(r, advance(r, n), t);
+}
+
+SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
   // Relaxed: the packet is claimed by the caller. (Loaded inside the check,
   // so that builds without debug checks do not load it.)
@@ -611,7 +739,7 @@ void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
 void pbuf_core::free(const std::uint32_t* packet) noexcept {
   if (overwrite()) {
     free_locked(packet);
-  } else {
+  } else if (!speed_over_size || !free_fast(packet)) {
     free_unlocked(packet);
   }
 }
@@ -619,7 +747,7 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
   const consumer_guard masked(*this);
   (void)lock_as(consumer_holder());  // the consumer always gets it
-  free_unlocked(packet);
+  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
   unlock_consumer();
 }
 

@@ -63,13 +63,34 @@ void leave_critical(critical_state state) noexcept;
 // [AF1] An asymmetric pair of fences for a store-load (Dekker) handshake
 // whose one side is hot and the other rare: on one side `store A; light();
 // load B`, on the other `store C; heavy(); load D`: then B sees C or D sees
-// A, as if both were seq_cst fences. light() may be a compiler barrier only where heavy()
-// makes every other thread of the program pass a full fence (Linux
-// membarrier); a port that defines neither gets two seq_cst fences (weak
-// defaults in src/packet_buffer.cpp). light() is safe from any context,
-// including a signal or interrupt handler; heavy() only from a thread that may
-// block.
-void asymmetric_fence_light() noexcept;
+// A, as if both were seq_cst fences. heavy() is the port's (weak default in
+// src/packet_buffer.cpp: a seq_cst fence). light() is inline, so the hot
+// side costs no call, and safe from any context, including a signal or
+// interrupt handler; heavy() only from a thread that may block.
+//
+// light() is a seq_cst fence, except hosted once light_fence_is_barrier
+// reads true: the hosted port sets it (and never clears it) when every
+// heavy() from then on makes every other thread of the program pass a full
+// fence (Linux membarrier, registered at start-up); light() is then a
+// compiler barrier.
+#if __STDC_HOSTED__
+extern detail::atomic<bool> light_fence_is_barrier;  // in src/packet_buffer.cpp
+#endif
+inline void asymmetric_fence_light() noexcept {
+#if __STDC_HOSTED__
+  // Relaxed: the flag only chooses the fence. Seeing it set means that
+  // every heavy() that could pair with this call is a membarrier, which
+  // runs a full fence on this thread somewhere in program order ([AF1]).
+  if (light_fence_is_barrier.load(std::memory_order_relaxed)) {
+    // [AF1] compiler barrier: keeps the caller's store before its load; the
+    // CPU's store-load order comes from the membarrier in heavy().
+    detail::signal_fence(std::memory_order_seq_cst);
+    return;
+  }
+#endif
+  // [AF1] seq_cst fence: pairs with the fence or membarrier in heavy().
+  detail::fence(std::memory_order_seq_cst);
+}
 void asymmetric_fence_heavy() noexcept;
 
 // A number in [1, 2^30) that tells the calling thread apart from every other

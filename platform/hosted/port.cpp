@@ -121,35 +121,16 @@ namespace {
 
 // Whether asymmetric_fence_heavy() is a process-wide membarrier.
 //   value  name         set by                          invariant
-//   0      unknown      initial                         light() fences
-//   1      membarrier   the first heavy(), registered   light() is a compiler barrier;
-//                                                       every heavy() is a membarrier
-//   2      unavailable  the first heavy(), refused      light() and heavy() fence
+//   0      unknown      initial                         heavy() settles it first
+//   1      membarrier   the first heavy(), registered   every heavy() is a membarrier;
+//                                                       then light_fence_is_barrier is set
+//   2      unavailable  the first heavy(), refused      heavy() fences (light() too:
+//                                                       the flag stays false)
 // Edges: 0 -> 1 or 0 -> 2 once (compare-and-swap); never left after.
 constexpr std::uint32_t membarrier_unknown = 0;
 constexpr std::uint32_t membarrier_ready = 1;
 constexpr std::uint32_t membarrier_unavailable = 2;
 detail::atomic<std::uint32_t> membarrier_state{membarrier_unknown};
-
-}  // namespace
-
-void asymmetric_fence_light() noexcept {
-  // Relaxed: the state only chooses the fence. Seeing `ready` means that
-  // every heavy() from now on (and any that could pair with this call, whose
-  // own load saw `ready` or which set it) is a membarrier, which runs a full
-  // fence on this thread somewhere in program order ([AF1]); seeing anything
-  // else, this side fences as a seq_cst fence would.
-  if (membarrier_state.load(std::memory_order_relaxed) == membarrier_ready) {
-    // [AF1] compiler barrier: keeps the caller's store before its load; the
-    // CPU's store-load order is supplied by the membarrier in heavy().
-    detail::signal_fence(std::memory_order_seq_cst);
-  } else {
-    // [AF1] seq_cst fence: pairs with the fence or membarrier in heavy().
-    detail::fence(std::memory_order_seq_cst);
-  }
-}
-
-namespace {
 
 // Leaves `unknown` (see the table above); returns the state.
 std::uint32_t settle_membarrier() noexcept {
@@ -165,6 +146,11 @@ std::uint32_t settle_membarrier() noexcept {
   if (membarrier_state.compare_exchange_strong(state, next, std::memory_order_relaxed,
                                                std::memory_order_relaxed))
     state = next;
+  // Relaxed: the flag only chooses the fence (port.hpp). Set after the
+  // state is `ready`, which no heavy() leaves: a light() that sees it pairs
+  // only with membarriers (a heavy() that has not seen `ready` yet settles
+  // it first, and the kernel grants again what it granted once).
+  if (state == membarrier_ready) light_fence_is_barrier.store(true, std::memory_order_relaxed);
   return state;
 }
 

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <sluice/packet_buffer.hpp>
 #include <test_driver.hpp>
@@ -760,5 +763,16 @@ TEST_P(PacketBufferOtherThread, ProducerWaitsForTheConsumersLock) {
 INSTANTIATE_TEST_SUITE_P(Contexts, PacketBufferOtherThread,
                          ::testing::Values(sluice::buffer_contexts::any,
                                            sluice::buffer_contexts::threads_only));
+
+// The commit and free paths' light fence ([PB4], [AF1] in sluice/port.hpp)
+// is a compiler barrier only where the heavy side is a membarrier; the
+// hosted port says which through light_fence_is_barrier.
+TEST(HostedPort, LightFenceIsABarrierExactlyWhenTheKernelGivesAMembarrier) {
+  sluice::port::asymmetric_fence_heavy();  // settles the choice (done at start-up too)
+  const long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  const bool expedited = commands > 0 && (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
+  EXPECT_EQ(sluice::port::light_fence_is_barrier.load(), expedited)
+      << "MEMBARRIER_CMD_QUERY answered " << commands;
+}
 
 }  // namespace

@@ -54,6 +54,15 @@ inline constexpr bool heap_header_room = SLUICE_HEAP_HEADER_ROOM != 0;
 inline constexpr bool heap_header_room = __STDC_HOSTED__ != 0;
 #endif
 
+// Whether to build the shortcuts that buy speed with code: not where the
+// compiler optimises for size (-Os: the Cortex-M image, whose size is a
+// budget).
+#if defined(__OPTIMIZE_SIZE__)
+inline constexpr bool speed_over_size = false;
+#else
+inline constexpr bool speed_over_size = true;
+#endif
+
 #if defined(NDEBUG) && !defined(SLUICE_DEBUG_CHECKS)
 inline constexpr bool debug_checks = false;
 #else

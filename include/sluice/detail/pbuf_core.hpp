@@ -306,21 +306,33 @@ struct alignas(cache_line) pbuf_core {
   }
   bool overwrite() const noexcept { return (flags & pbuf_flag_overwrite) != 0; }
   std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
+  // The same, given the packet's first word as the caller just read it.
+  std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
   void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
 
+  bool reserve_fast(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
   room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
                              pbuf_span& victim) noexcept;
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
+  pbuf_span claim_fast() noexcept;
+  pbuf_span claim_at(std::uint32_t* packet, std::uint32_t v, std::uint32_t t,
+                     std::uint32_t n) noexcept;
   pbuf_span claim_unlocked() noexcept;
   pbuf_span claim_locked() noexcept;  // overwrite: claim_unlocked under the lock
+  bool free_fast(const std::uint32_t* packet) noexcept;
+  void free_front(const std::uint32_t* packet, std::uint32_t n, std::uint32_t r,
+                  std::uint32_t t) noexcept;
   void free_unlocked(const std::uint32_t* packet) noexcept;
   void free_locked(const std::uint32_t* packet) noexcept;
   bool reclaim() noexcept;
+  // reclaim() when the words [start, r) are zeroed already (start: rd_idx,
+  // t: tmp_rd_idx).
+  bool reclaim_from(std::uint32_t start, std::uint32_t r, std::uint32_t t) noexcept;
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
