@@ -55,6 +55,9 @@ detail::atomic<bool> light_fence_is_barrier{false};  // set by the hosted port
   detail::fence(std::memory_order_seq_cst);
 }
 
+// Nothing to yield to: a lock holder on another core keeps running.
+[[gnu::weak]] void yield_core() noexcept {}
+
 // No token: droppers mask around their turn with the overwrite lock.
 [[gnu::weak]] std::uint32_t context_token() noexcept {
   return 0;
@@ -828,7 +831,8 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
   // Backing off keeps the waiters' loads from taking the producers' line
   // (which holds the lock word) away from those reserving beside them.
   backoff spin;
-  std::uint32_t polls = 0;
+  std::uint32_t polls = 0;  // toward giving up (droppers_may_give_up)
+  std::uint32_t waits = 0;  // toward yielding the core
   const bool may_give_up =
       (holder & pbuf_lock_role_mask) == pbuf_lock_dropper && droppers_may_give_up();
   for (;;) {
@@ -860,7 +864,14 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
       if (may_give_up && (seen & pbuf_lock_role_mask) == pbuf_lock_consumer &&
           ++polls > pbuf_lock_patience)
         return false;
-      spin.spin();
+      // With more threads than cores the holder may be preempted: after a
+      // while, let it run. (Where the consumer masks, every holder masks:
+      // nothing preempts it.)
+      if (!pbuf_consumer_masks && ++waits > pbuf_lock_yield_after) {
+        port::yield_core();
+      } else {
+        spin.spin();
+      }
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }

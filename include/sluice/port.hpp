@@ -93,6 +93,12 @@ inline void asymmetric_fence_light() noexcept {
 }
 void asymmetric_fence_heavy() noexcept;
 
+// Lets another thread run on this core, for a wait on a lock whose holder
+// may have been preempted (more threads than cores): hosted, sched_yield;
+// the weak default (src/packet_buffer.cpp) does nothing, as on bare metal,
+// where a holder on another core is never descheduled. Any context.
+void yield_core() noexcept;
+
 // A number in [1, 2^30) that tells the calling thread apart from every other
 // live thread of the program, the same in a signal handler running on that
 // thread; 0 where the port has none. A packet buffer's droppers use it to

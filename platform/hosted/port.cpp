@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -102,6 +103,11 @@ std::uint32_t context_token() noexcept {
     context_token_cache.store(token, std::memory_order_relaxed);
   }
   return token;
+}
+
+void yield_core() noexcept {
+  // Safe in a signal handler: one system call, no state.
+  (void)sched_yield();
 }
 
 critical_state enter_critical() noexcept {

@@ -167,6 +167,10 @@ inline constexpr std::uint32_t pbuf_lock_role_mask = (1u << pbuf_lock_role_bits)
 // dropper waits on a lock the consumer holds before it gives up (tens of
 // microseconds).
 inline constexpr std::uint32_t pbuf_lock_patience = 16;
+// How many back-off steps a waiter for the overwrite lock spins (about 10
+// microseconds) before it yields the core at each further step
+// (port::yield_core), so that a preempted holder can run.
+inline constexpr std::uint32_t pbuf_lock_yield_after = 8;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
