@@ -677,11 +677,12 @@ pbuf_span pbuf_core::try_claim() noexcept {
   if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
     return {};
   const consumer_guard masked(*this);
-  (void)lock_as(consumer_holder());  // the consumer always gets it
+  const std::uint32_t holder = consumer_holder();
+  (void)lock_as(holder);  // the consumer always gets it
   pbuf_span p;
   if constexpr (speed_over_size) p = claim_fast();
   if (p.words == nullptr) p = claim_unlocked();
-  unlock_consumer();
+  unlock_consumer(holder);
   return p;
 }
 
@@ -749,9 +750,10 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
   const consumer_guard masked(*this);
-  (void)lock_as(consumer_holder());  // the consumer always gets it
+  const std::uint32_t holder = consumer_holder();
+  (void)lock_as(holder);  // the consumer always gets it
   if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
-  unlock_consumer();
+  unlock_consumer(holder);
 }
 
 pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
@@ -828,6 +830,18 @@ bool pbuf_core::is_pending() const noexcept {
 // -------------------------------------------------------------------- lock
 
 bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
+  if constexpr (speed_over_size) {
+    // A free lock, taken at once, in few registers. Acquire [PB3] pairs
+    // with the release in unlock().
+    std::uint32_t seen = 0;
+    if (lock.compare_exchange_strong(seen, holder, std::memory_order_acquire,
+                                     std::memory_order_relaxed))
+      return true;
+  }
+  return lock_as_waiting(holder);
+}
+
+SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noexcept {
   // Backing off keeps the waiters' loads from taking the producers' line
   // (which holds the lock word) away from those reserving beside them.
   backoff spin;
@@ -888,18 +902,22 @@ void pbuf_core::unlock() noexcept {
   lock.store(0, std::memory_order_release);
 }
 
-void pbuf_core::unlock_consumer() noexcept {
+void pbuf_core::unlock_consumer(std::uint32_t holder) noexcept {
   unlock();
   // [PB4]: a dropper that gave up on the lock after its short spin
   // (lock_as) may wait for room; the released lock is its condition. A
   // handler that gave up on its own thread's lock never waits (handlers use
-  // the try forms).
-  if (droppers_may_give_up()) wake_waiters(wake_after::reclaim);
+  // the try forms). (The holder's token is this thread's, as asked of
+  // context_token() once per turn.)
+  if (droppers_may_give_up(holder >> pbuf_lock_role_bits)) wake_waiters(wake_after::reclaim);
 }
 
 bool pbuf_core::droppers_may_give_up() const noexcept {
-  return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0 &&
-         port::context_token() == 0;
+  return droppers_may_give_up(pbuf_consumer_masks ? 0 : port::context_token());
+}
+
+bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept {
+  return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0 && token == 0;
 }
 
 }  // namespace sluice::detail

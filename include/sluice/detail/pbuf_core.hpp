@@ -341,6 +341,7 @@ struct alignas(cache_line) pbuf_core {
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
   [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
+  [[nodiscard]] bool lock_as_waiting(std::uint32_t holder) noexcept;  // lock_as' full path
   // The consumer's lock value (with its thread's token where droppers use
   // tokens, so a handler on its thread knows it at once).
   static std::uint32_t consumer_holder() noexcept;
@@ -350,8 +351,12 @@ struct alignas(cache_line) pbuf_core {
   // interrupted the consumer (it gives up at once) from a thread waiting
   // on another core (it waits).
   bool droppers_may_give_up() const noexcept;
+  // The same for the calling thread whose context token is `token`.
+  bool droppers_may_give_up(std::uint32_t token) const noexcept;
   void unlock() noexcept;
-  void unlock_consumer() noexcept;  // unlock, then wake producers waiting for room
+  // Unlocks the consumer's turn (`holder`: consumer_holder() at its
+  // lock_as), then wakes producers waiting for room.
+  void unlock_consumer(std::uint32_t holder) noexcept;
 };
 
 }  // namespace sluice::detail
