@@ -46,7 +46,10 @@ constexpr int yields_each = 1'000;
 constexpr int ping_pairs = 1'000;
 constexpr int ping_rounds = 100;
 constexpr int chain_depth = 1'000;
-constexpr int chain_repeats = 20;  // chains per sample, so a sample is not a few microseconds
+// Chains per sample: 200 makes a chained_spawn sample several milliseconds,
+// so that what a runtime pays once per sample (sluice and asio start their
+// threads for each sample; TBB's stay up between samples) is spread thin.
+constexpr int chain_repeats = 200;
 
 using clock_type = std::chrono::steady_clock;
 
