@@ -448,6 +448,29 @@ TEST_P(OverwriteTest, ClaimedPacketMetTwiceDoesNotLoop) {
   EXPECT_EQ(take(), 0);
 }
 
+// A full-size packet stepped over while claimed re-enters the stream ahead
+// of the consumer, in its own words: freeing it then only turns it into a
+// skip. (Reclaiming it as the oldest claimed packet instead moved rd_idx
+// past the consumer and lost the count of the words in use; the packet
+// buffer's model test found that.)
+TEST_P(OverwriteTest, FullSizePacketSteppedOverWhileClaimedIsFreedAsASkip) {
+  const std::uint32_t n = GetParam().size;
+  put(n, 7);
+  auto held = pb.try_claim();
+  ASSERT_TRUE(held);
+  auto r = pb.try_alloc(1);  // steps over the held packet, then meets it again
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), alloc_error::no_room);
+  EXPECT_EQ(pb.approx_used_words(), n);
+  held.reset();
+  EXPECT_EQ(pb.approx_used_words(), n) << "the freed packet is a skip the consumer has not passed";
+  EXPECT_EQ(take(), -1) << "a stepped-over packet is never delivered twice";
+  EXPECT_EQ(pb.approx_used_words(), 0u) << "passing the skip reclaims its words";
+  put(n, 8);
+  EXPECT_EQ(take(), 8);
+  EXPECT_TRUE(drops.packets.empty());
+}
+
 TEST_P(OverwriteTest, UncommittedOldestIsNotDropped) {
   auto a = pb.try_alloc(GetParam().size - 1);
   ASSERT_TRUE(a);
