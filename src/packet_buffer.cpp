@@ -880,12 +880,10 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
         return false;
       // With more threads than cores the holder may be preempted: after a
       // while, let it run. (Where the consumer masks, every holder masks:
-      // nothing preempts it.)
-      if (!pbuf_consumer_masks && ++waits > pbuf_lock_yield_after) {
-        port::yield_core();
-      } else {
-        spin.spin();
-      }
+      // nothing preempts it.) The back-off stays, for a port whose
+      // yield_core does nothing.
+      if (!pbuf_consumer_masks && ++waits > pbuf_lock_yield_after) port::yield_core();
+      spin.spin();
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }
