@@ -41,17 +41,17 @@
 
 // Defaults for a port without an asymmetric fence: both sides are seq_cst
 // fences, which pair as [AF1] requires. A port that has a cheaper light side
-// (hosted: membarrier) defines heavy() and sets light_fence_is_barrier
+// (hosted: membarrier) defines heavy() and moves asymmetric_fence_state
 // (port.hpp).
 namespace sluice::port {
 
 #if __STDC_HOSTED__
-detail::atomic<bool> light_fence_is_barrier{false};  // set by the hosted port
+detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 #endif
 
 [[gnu::weak]] void asymmetric_fence_heavy() noexcept {
   // [AF1] seq_cst fence: pairs with the one in asymmetric_fence_light()
-  // (the flag stays false).
+  // (the state stays 0).
   detail::fence(std::memory_order_seq_cst);
 }
 
@@ -66,8 +66,9 @@ detail::atomic<bool> light_fence_is_barrier{false};  // set by the hosted port
 }  // namespace sluice::port
 
 // The full paths behind the fast ones (reserve_fast, claim_fast,
-// free_fast) stay calls, so that the fast ones need few registers (no
-// saves, no stack). A build optimised for size has no fast paths.
+// free_fast, lock_as) stay calls, so that the fast ones need few registers
+// (no saves, no stack). A build optimised for size has no fast paths
+// (detail::speed_over_size, the same test, config.hpp).
 #if defined(__OPTIMIZE_SIZE__)
 #define SLUICE_PBUF_FULL_PATH
 #else
@@ -568,10 +569,14 @@ bool pbuf_core::reclaim() noexcept {
     r = advance(r, len);
   }
   if (r == start) return false;
+  publish_rd_idx(r);
+  return true;
+}
+
+[[gnu::always_inline]] inline void pbuf_core::publish_rd_idx(std::uint32_t r) noexcept {
   // Release [PB1]: the freed words are zero and no longer read here.
   rd_idx.store(r, std::memory_order_release);
   wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
-  return true;
 }
 
 SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
@@ -580,21 +585,14 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // A producer that found the buffer empty may have moved it to slot 0
   // (reserve_lock_free): rd_idx is then ahead of us; follow it. Relaxed:
   // the words in between are free and nothing else is read through it.
-  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-      r != t && distance(t, r) <= size) {
+  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed); moved_ahead(t, r)) {
     t = r;
     // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
     // published through it.
     tmp_rd_idx.store(t, std::memory_order_relaxed);
   }
   for (;;) {
-    // wr_seen is our copy of tmp_wr_idx; reload it only when we reached it
-    // (or it fell behind t, when a dropper or the move to slot 0 advanced
-    // us). Relaxed: the header acquire below orders the packet's words.
-    if (t == wr_seen || distance(t, wr_seen) > size) {
-      wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
-      if (t == wr_seen) return {};
-    }
+    if (nothing_reserved_at(t)) return {};
     std::uint32_t* const packet = buf + slot(t);
     atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
@@ -615,6 +613,24 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
         return claim_at(packet, v, t, length_of(packet, v));
     }
   }
+}
+
+// Whether rd_idx (r) is ahead of tmp_rd_idx (t): a producer that found
+// the buffer empty moved it to slot 0 (reserve_lock_free), or a dropper
+// passed the consumer; the consumer follows.
+[[gnu::always_inline]] inline bool pbuf_core::moved_ahead(std::uint32_t t,
+                                                          std::uint32_t r) const noexcept {
+  return r != t && distance(t, r) <= size;
+}
+
+// Whether nothing is reserved at t. wr_seen is the consumer's copy of
+// tmp_wr_idx; it is reloaded only when t reached it (or it fell behind t,
+// when a dropper or the move to slot 0 advanced the consumer).
+[[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
+  if (t != wr_seen && distance(t, wr_seen) <= size) return false;
+  // Relaxed: the caller's acquire of the header orders the packet's words.
+  wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
+  return t == wr_seen;
 }
 
 // Claims the committed packet of n words at position t whose header reads
@@ -644,14 +660,10 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   if (words != nullptr || get_wlen != nullptr) return {};
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-      r != t && distance(t, r) <= size)
-    return {};  // rd_idx moved ahead of us: claim_unlocked follows it
-  if (t == wr_seen || distance(t, wr_seen) > size) {
-    // Relaxed: the header acquire below orders the packet's words.
-    wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
-    if (t == wr_seen) return {};
-  }
+  // Relaxed, as in claim_unlocked: only compared here.
+  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed)))
+    return {};  // claim_unlocked follows rd_idx
+  if (nothing_reserved_at(t)) return {};
   std::uint32_t* const packet = buf + slot(t);
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
@@ -710,9 +722,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
     return true;
   }
   zero_words(const_cast<std::uint32_t*>(packet), n);
-  // Release [PB1]: the freed words are zero and no longer read here.
-  rd_idx.store(next, std::memory_order_release);
-  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
+  publish_rd_idx(next);
   return true;
 }
 

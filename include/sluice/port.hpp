@@ -68,20 +68,23 @@ void leave_critical(critical_state state) noexcept;
 // side costs no call, and safe from any context, including a signal or
 // interrupt handler; heavy() only from a thread that may block.
 //
-// light() is a seq_cst fence, except hosted once light_fence_is_barrier
-// reads true: the hosted port sets it (and never clears it) when every
-// heavy() from then on makes every other thread of the program pass a full
-// fence (Linux membarrier, registered at start-up); light() is then a
-// compiler barrier.
+// light() is a seq_cst fence, except hosted once asymmetric_fence_state
+// reads asymmetric_fence_membarrier: the hosted port's choice
+// (platform/hosted/port.cpp has its table), made once and never left, that
+// every heavy() makes every other thread of the program pass a full fence
+// (Linux membarrier, registered at start-up); light() is then a compiler
+// barrier.
 #if __STDC_HOSTED__
-extern detail::atomic<bool> light_fence_is_barrier;  // in src/packet_buffer.cpp
+inline constexpr std::uint32_t asymmetric_fence_membarrier = 1;
+extern detail::atomic<std::uint32_t> asymmetric_fence_state;  // in src/packet_buffer.cpp
 #endif
 inline void asymmetric_fence_light() noexcept {
 #if __STDC_HOSTED__
-  // Relaxed: the flag only chooses the fence. Seeing it set means that
-  // every heavy() that could pair with this call is a membarrier, which
-  // runs a full fence on this thread somewhere in program order ([AF1]).
-  if (light_fence_is_barrier.load(std::memory_order_relaxed)) {
+  // Relaxed: the state only chooses the fence. Seeing `membarrier` means
+  // that every heavy() from now on (and any that could pair with this call,
+  // whose own load saw it or which set it) is a membarrier, which runs a
+  // full fence on this thread somewhere in program order ([AF1]).
+  if (asymmetric_fence_state.load(std::memory_order_relaxed) == asymmetric_fence_membarrier) {
     // [AF1] compiler barrier: keeps the caller's store before its load; the
     // CPU's store-load order comes from the membarrier in heavy().
     detail::signal_fence(std::memory_order_seq_cst);

@@ -125,18 +125,18 @@ void leave_critical(critical_state) noexcept {
 
 namespace {
 
-// Whether asymmetric_fence_heavy() is a process-wide membarrier.
+// Whether asymmetric_fence_heavy() is a process-wide membarrier. The state
+// is port::asymmetric_fence_state (port.hpp), which light() reads inline.
 //   value  name         set by                          invariant
-//   0      unknown      initial                         heavy() settles it first
-//   1      membarrier   the first heavy(), registered   every heavy() is a membarrier;
-//                                                       then light_fence_is_barrier is set
-//   2      unavailable  the first heavy(), refused      heavy() fences (light() too:
-//                                                       the flag stays false)
+//   0      unknown      initial                         light() fences
+//   1      membarrier   the first heavy(), registered   light() is a compiler barrier;
+//                                                       every heavy() is a membarrier
+//   2      unavailable  the first heavy(), refused      light() and heavy() fence
 // Edges: 0 -> 1 or 0 -> 2 once (compare-and-swap); never left after.
 constexpr std::uint32_t membarrier_unknown = 0;
-constexpr std::uint32_t membarrier_ready = 1;
+constexpr std::uint32_t membarrier_ready = asymmetric_fence_membarrier;
 constexpr std::uint32_t membarrier_unavailable = 2;
-detail::atomic<std::uint32_t> membarrier_state{membarrier_unknown};
+detail::atomic<std::uint32_t>& membarrier_state = asymmetric_fence_state;
 
 // Leaves `unknown` (see the table above); returns the state.
 std::uint32_t settle_membarrier() noexcept {
@@ -152,11 +152,6 @@ std::uint32_t settle_membarrier() noexcept {
   if (membarrier_state.compare_exchange_strong(state, next, std::memory_order_relaxed,
                                                std::memory_order_relaxed))
     state = next;
-  // Relaxed: the flag only chooses the fence (port.hpp). Set after the
-  // state is `ready`, which no heavy() leaves: a light() that sees it pairs
-  // only with membarriers (a heavy() that has not seen `ready` yet settles
-  // it first, and the kernel grants again what it granted once).
-  if (state == membarrier_ready) light_fence_is_barrier.store(true, std::memory_order_relaxed);
   return state;
 }
 

@@ -337,6 +337,10 @@ struct alignas(cache_line) pbuf_core {
   // reclaim() when the words [start, r) are zeroed already (start: rd_idx,
   // t: tmp_rd_idx).
   bool reclaim_from(std::uint32_t start, std::uint32_t r, std::uint32_t t) noexcept;
+  // Moves rd_idx to r (the words before it are zero) and wakes producers.
+  void publish_rd_idx(std::uint32_t r) noexcept;
+  bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
+  bool nothing_reserved_at(std::uint32_t t) noexcept;                 // claim_unlocked
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
