@@ -31,6 +31,14 @@
 //         when a producer got in first; it moves rd_idx only after such a
 //         CAS, so a producer that sees the new rd_idx fails its own CAS on
 //         the old tmp_wr_idx.
+//   [PB6] the consumer's biased turn (overwrite): the consumer stores
+//         consumer_in, runs the light side of the asymmetric fence and
+//         loads lock_bias (enter_consumer); a dropper holding the lock
+//         stores lock_bias = 0, runs the heavy side and loads consumer_in
+//         (end_bias). As in [PB4], either the consumer sees the 0 (and
+//         takes the lock instead) or the dropper sees it inside (and waits
+//         for its release store of 0 with an acquire load, so that the
+//         turn's changes happen before the dropper's).
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -58,10 +66,12 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 // Nothing to yield to: a lock holder on another core keeps running.
 [[gnu::weak]] void yield_core() noexcept {}
 
+#if !__STDC_HOSTED__
 // No token: droppers mask around their turn with the overwrite lock.
 [[gnu::weak]] std::uint32_t context_token() noexcept {
   return 0;
 }
+#endif
 
 }  // namespace sluice::port
 
@@ -71,8 +81,10 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 // (detail::speed_over_size, the same test, config.hpp).
 #if defined(__OPTIMIZE_SIZE__)
 #define SLUICE_PBUF_FULL_PATH
+#define SLUICE_PBUF_FAST_PATH
 #else
 #define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
+#define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
 #endif
 
 namespace sluice::detail {
@@ -141,6 +153,9 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   drop = config.drop;
   words = config.words;
   context = config.context;
+  // Relaxed: nothing runs on the buffer before its construction ends.
+  // Where there are fast paths, the consumer starts biased.
+  if constexpr (speed_over_size) lock_bias.store(1, std::memory_order_relaxed);
   // Free words read zero (see the index invariants).
   __builtin_memset(buf, 0, std::size_t{size} * sizeof(std::uint32_t));
 }
@@ -434,7 +449,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
     const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
     const auto turn = [&]() noexcept {
       if (lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) {
-        step = make_room_locked(n, out, stepped, victim);
+        if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, stepped, victim);
         unlock();
       }
     };
@@ -671,6 +686,93 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
 }
 
+// The consumer's turn. Either biased (no read-modify-write: a store, the
+// light fence and a load to enter, a store to leave) or with the lock, as
+// a dropper's. lock_bias changes only under the lock [PB6]:
+//   lock_bias  consumer's turn                  a dropper, once it holds the lock
+//   1          biased: consumer_in := holder;   end_bias: lock_bias := 0,
+//              light fence; lock_bias still 1:  rebias_after := pbuf_rebias_after,
+//              in; else consumer_in := 0 and    heavy fence, then waits while
+//              a locked turn (row 0)            consumer_in != 0
+//   0          takes the lock; after            nothing to end
+//              rebias_after such turns sets
+//              lock_bias := 1 under it
+// A dropper waiting for a biased turn gives up where it would give up on
+// the consumer's lock (lock_as_waiting): at once if consumer_in names its
+// own thread (a handler that interrupted the consumer), after a short spin
+// where droppers_may_give_up(); the bias stays ended.
+SLUICE_PBUF_FAST_PATH bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
+  if constexpr (speed_over_size) {
+    // Relaxed: a hint, to skip the store after an end; the load after the
+    // fence decides.
+    if (lock_bias.load(std::memory_order_relaxed) != 0) {
+      // Relaxed: the consumer's own word.
+      SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
+                    "packet buffer: the consumer re-entered claim or free (from a handler?)");
+      consumer_in.store(holder, std::memory_order_relaxed);  // [PB6]
+      port::asymmetric_fence_light();                        // [PB6]
+      // Relaxed [PB6]: 1 here means the dropper that ends the bias sees us
+      // and waits. Everything droppers did before is ours already: the
+      // consumer set the bias holding the lock (acquired after theirs).
+      if (lock_bias.load(std::memory_order_relaxed) != 0) return true;
+      // Release [PB6]: the dropper ending the bias waits for it.
+      consumer_in.store(0, std::memory_order_release);
+    }
+  }
+  enter_consumer_locked(holder);
+  return false;
+}
+
+SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder) noexcept {
+  (void)lock_as(holder);  // the consumer always gets it
+  if constexpr (speed_over_size) {
+    // Relaxed: under the lock [PB3]; so is rebias_after.
+    if (lock_bias.load(std::memory_order_relaxed) == 0 && --rebias_after == 0)
+      lock_bias.store(1, std::memory_order_relaxed);
+  }
+}
+
+SLUICE_PBUF_FAST_PATH void pbuf_core::leave_consumer(std::uint32_t holder, bool biased) noexcept {
+  if (biased) {
+    // Release [PB6]: pairs with the acquire load in end_bias.
+    consumer_in.store(0, std::memory_order_release);
+  } else {
+    unlock();
+  }
+  // [PB4]: a dropper that gave up on the consumer's turn after its short
+  // spin (lock_as, end_bias) may wait for room; the turn's end is its
+  // condition. A handler that gave up on its own thread's turn never waits
+  // (handlers use the try forms). (The holder's token is this thread's, as
+  // asked of context_token() once per turn.)
+  if (droppers_may_give_up(holder >> pbuf_lock_role_bits)) wake_waiters(wake_after::reclaim);
+}
+
+SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
+  // Relaxed: under the lock [PB3]; only holders write lock_bias.
+  if (lock_bias.load(std::memory_order_relaxed) == 0) return true;
+  lock_bias.store(0, std::memory_order_relaxed);  // [PB6]
+  rebias_after = pbuf_rebias_after;
+  port::asymmetric_fence_heavy();  // [PB6]
+  backoff spin;
+  std::uint32_t polls = 0;  // toward giving up
+  std::uint32_t waits = 0;  // toward yielding the core
+  const bool may_give_up = droppers_may_give_up(token);
+  for (;;) {
+    // Acquire [PB6]: pairs with the release in leave_consumer (or the
+    // consumer's step back in enter_consumer).
+    const std::uint32_t in = consumer_in.load(std::memory_order_acquire);
+    if (in == 0) return true;
+    // As in lock_as_waiting: a biased turn of our own thread cannot end
+    // before we return; one unmasked and without tokens may be ours.
+    if constexpr (!pbuf_consumer_masks) {
+      if (token != 0 && (in >> pbuf_lock_role_bits) == token) return false;
+      if (may_give_up && ++polls > pbuf_lock_patience) return false;
+      if (++waits > pbuf_lock_yield_after) port::yield_core();
+    }
+    spin.spin();
+  }
+}
+
 pbuf_span pbuf_core::try_claim() noexcept {
   if (overwrite()) return claim_locked();
   if constexpr (speed_over_size) {
@@ -690,11 +792,11 @@ pbuf_span pbuf_core::try_claim() noexcept {
     return {};
   const consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
-  (void)lock_as(holder);  // the consumer always gets it
+  const bool biased = enter_consumer(holder);
   pbuf_span p;
   if constexpr (speed_over_size) p = claim_fast();
   if (p.words == nullptr) p = claim_unlocked();
-  unlock_consumer(holder);
+  leave_consumer(holder, biased);
   return p;
 }
 
@@ -761,9 +863,9 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
   const consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
-  (void)lock_as(holder);  // the consumer always gets it
+  const bool biased = enter_consumer(holder);
   if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
-  unlock_consumer(holder);
+  leave_consumer(holder, biased);
 }
 
 pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
@@ -908,16 +1010,6 @@ std::uint32_t pbuf_core::consumer_holder() noexcept {
 void pbuf_core::unlock() noexcept {
   // Release [PB3]: the next holder sees our index and header changes.
   lock.store(0, std::memory_order_release);
-}
-
-void pbuf_core::unlock_consumer(std::uint32_t holder) noexcept {
-  unlock();
-  // [PB4]: a dropper that gave up on the lock after its short spin
-  // (lock_as) may wait for room; the released lock is its condition. A
-  // handler that gave up on its own thread's lock never waits (handlers use
-  // the try forms). (The holder's token is this thread's, as asked of
-  // context_token() once per turn.)
-  if (droppers_may_give_up(holder >> pbuf_lock_role_bits)) wake_waiters(wake_after::reclaim);
 }
 
 bool pbuf_core::droppers_may_give_up() const noexcept {

@@ -32,6 +32,11 @@ SLUICE_SAME_OFFSET(size);
 SLUICE_SAME_OFFSET(max_usage);
 static_assert(offsetof(mpsc_pbuf_buffer, sluice_rd_seen) == offsetof(pbuf_core, rd_seen) &&
                   offsetof(mpsc_pbuf_buffer, sluice_wr_seen) == offsetof(pbuf_core, wr_seen) &&
+                  offsetof(mpsc_pbuf_buffer, sluice_consumer_in) ==
+                      offsetof(pbuf_core, consumer_in) &&
+                  offsetof(mpsc_pbuf_buffer, sluice_lock_bias) == offsetof(pbuf_core, lock_bias) &&
+                  offsetof(mpsc_pbuf_buffer, sluice_rebias_after) ==
+                      offsetof(pbuf_core, rebias_after) &&
                   offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters),
               "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
 #undef SLUICE_SAME_OFFSET

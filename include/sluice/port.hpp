@@ -65,8 +65,11 @@ void leave_critical(critical_state state) noexcept;
 // load B`, on the other `store C; heavy(); load D`: then B sees C or D sees
 // A, as if both were seq_cst fences. heavy() is the port's (weak default in
 // src/packet_buffer.cpp: a seq_cst fence). light() is inline, so the hot
-// side costs no call, and safe from any context, including a signal or
-// interrupt handler; heavy() only from a thread that may block.
+// side costs no call. Both are safe from any context, including a signal
+// or interrupt handler and inside a critical section: a packet buffer's
+// dropper may run heavy() there, holding the overwrite lock. So a port's
+// heavy() must not wait for another core that may be masked or spinning
+// on that lock (hosted, membarrier waits for no lock of the program).
 //
 // light() is a seq_cst fence, except hosted once asymmetric_fence_state
 // reads asymmetric_fence_membarrier: the hosted port's choice
@@ -108,7 +111,19 @@ void yield_core() noexcept;
 // see that they interrupted their own thread while it holds the overwrite
 // lock (and give up) instead of masking around the lock; with 0 they mask
 // (the weak default in src/packet_buffer.cpp returns 0). Any context.
+// Hosted, the thread's id, cached in a thread_local and read inline (the
+// consumer's turn asks for it twice per packet).
+#if __STDC_HOSTED__
+extern thread_local constinit detail::atomic<std::uint32_t> context_token_cache;
+std::uint32_t context_token_first() noexcept;  // fills the cache
+inline std::uint32_t context_token() noexcept {
+  // Relaxed: a cache of a value every writer computes alike.
+  const std::uint32_t token = context_token_cache.load(std::memory_order_relaxed);
+  return token != 0 ? token : context_token_first();
+}
+#else
 std::uint32_t context_token() noexcept;
+#endif
 
 // Reports a broken precondition or an impossible state and never returns.
 [[noreturn]] void panic(const char* message, const char* file, int line) noexcept;

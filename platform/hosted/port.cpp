@@ -84,24 +84,18 @@ thread_local sigset_t critical_saved_mask;
 
 }  // namespace
 
-namespace {
+// This thread's id, cached (read inline by context_token(), port.hpp):
+// gettid() is async-signal-safe, and a handler that finds it unset computes
+// the same value as its thread would. A lock-free atomic, as a signal
+// handler may write it.
+thread_local constinit detail::atomic<std::uint32_t> context_token_cache{0};
 
-// This thread's id, cached: gettid() is async-signal-safe, and a handler
-// that finds it unset computes the same value as its thread would. A
-// lock-free atomic, as a signal handler may write it.
-thread_local std::atomic<std::uint32_t> context_token_cache{0};
-
-}  // namespace
-
-std::uint32_t context_token() noexcept {
+std::uint32_t context_token_first() noexcept {
+  // Linux thread ids are below 2^22 (PID_MAX_LIMIT): within [1, 2^30).
+  const auto token = static_cast<std::uint32_t>(syscall(SYS_gettid));
   // Relaxed: a cache of a value every writer computes alike; it orders
   // nothing.
-  std::uint32_t token = context_token_cache.load(std::memory_order_relaxed);
-  if (token == 0) {
-    // Linux thread ids are below 2^22 (PID_MAX_LIMIT): within [1, 2^30).
-    token = static_cast<std::uint32_t>(syscall(SYS_gettid));
-    context_token_cache.store(token, std::memory_order_relaxed);
-  }
+  context_token_cache.store(token, std::memory_order_relaxed);
   return token;
 }
 

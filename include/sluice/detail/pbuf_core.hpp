@@ -95,7 +95,18 @@
 // dropper's turn, on a buffer that must drop to fit it, fails to allocate
 // instead of being held off until that turn is done.
 //
-// Why the consumer still takes the lock: a claim and a drop could decide
+// The consumer's biased turn. Droppers are rare (a full buffer), the
+// consumer's turns are not: so the consumer's turn skips the lock while
+// lock_bias reads 1. It announces itself in consumer_in and re-reads
+// lock_bias after the light side of the port's asymmetric fence; a dropper
+// that takes the lock while lock_bias is 1 ends the bias (stores 0, heavy
+// side: a membarrier hosted) and waits for a biased turn in progress, or
+// gives up on it as on the consumer's lock (table above). The consumer then
+// takes the lock, and sets lock_bias again after pbuf_rebias_after such
+// turns. A build optimised for size has no bias. See [PB6] and the table
+// beside enter_consumer in src/packet_buffer.cpp.
+//
+// Why the consumer still has a turn: a claim and a drop could decide
 // the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
 // header read while it held), but both sides also reclaim: zero the words
 // behind rd_idx and move it, and producers reuse words as soon as rd_idx
@@ -171,6 +182,11 @@ inline constexpr std::uint32_t pbuf_lock_patience = 16;
 // microseconds) before it yields the core at each further step
 // (port::yield_core), so that a preempted holder can run.
 inline constexpr std::uint32_t pbuf_lock_yield_after = 8;
+// How many of the consumer's turns take the overwrite lock after a dropper
+// ended its bias, before it sets the bias again: each bias a dropper ends
+// costs it one heavy fence (a membarrier hosted), so droppers pay at most
+// one per this many turns of the consumer.
+inline constexpr std::uint32_t pbuf_rebias_after = 1024;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
@@ -243,6 +259,10 @@ struct alignas(cache_line) pbuf_core {
   atomic<std::uint32_t> claimed{0};
   atomic<std::uint32_t> flushed{0};  // by panic_flush
   std::uint32_t wr_seen = 0;         // the consumer's copy of tmp_wr_idx
+  // The consumer's turn with overwrite (see "The consumer's biased turn").
+  atomic<std::uint32_t> consumer_in{0};  // consumer_holder() during a biased turn, else 0
+  atomic<std::uint32_t> lock_bias{0};    // 1: the consumer's turns skip `lock`
+  std::uint32_t rebias_after = 0;        // under `lock`: locked turns until lock_bias is 1 again
 
   // ---- waiting (touched only by a notify's check while nobody waits) ----
   alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc
@@ -358,9 +378,17 @@ struct alignas(cache_line) pbuf_core {
   // The same for the calling thread whose context token is `token`.
   bool droppers_may_give_up(std::uint32_t token) const noexcept;
   void unlock() noexcept;
-  // Unlocks the consumer's turn (`holder`: consumer_holder() at its
-  // lock_as), then wakes producers waiting for room.
-  void unlock_consumer(std::uint32_t holder) noexcept;
+  // Starts the consumer's turn as `holder` (consumer_holder()): true for a
+  // biased turn, false when it took the lock instead.
+  bool enter_consumer(std::uint32_t holder) noexcept;
+  void enter_consumer_locked(std::uint32_t holder) noexcept;  // its turn with the lock
+  // Ends the turn that enter_consumer started, then wakes producers
+  // waiting for room where droppers may have given up on it.
+  void leave_consumer(std::uint32_t holder, bool biased) noexcept;
+  // A dropper holding the lock (`token`: its context token) ends the
+  // consumer's bias and waits for a biased turn in progress to end; false:
+  // it gave up on that turn, as on the consumer's lock (lock_as).
+  bool end_bias(std::uint32_t token) noexcept;
 };
 
 }  // namespace sluice::detail

@@ -102,6 +102,9 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_claimed;
   uint32_t sluice_flushed;
   uint32_t sluice_wr_seen;
+  uint32_t sluice_consumer_in;
+  uint32_t sluice_lock_bias;
+  uint32_t sluice_rebias_after;
   /* Waiting producers and consumer. */
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
 };

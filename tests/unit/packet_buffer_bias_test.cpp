@@ -1,0 +1,258 @@
+// The overwrite consumer's biased turn (pbuf_core.hpp, "The consumer's
+// biased turn"; [PB6] and the table beside enter_consumer in
+// src/packet_buffer.cpp): when it is on and off, that a dropper on another
+// thread waits for a biased turn as for a locked one, and that a producer
+// running inside the consumer's turn (as a signal handler on its thread
+// would) gives up in either kind of turn. On the engine itself, whose
+// fields these tests read.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <sluice/detail/pbuf_core.hpp>
+
+#include "executor_test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::detail::pbuf_core;
+using sluice::detail::pbuf_rebias_after;
+using sluice::detail::pbuf_span;
+using sluice::detail::pbuf_status;
+
+constexpr std::uint32_t size_words = 16;
+
+// Relaxed loads of the engine's words: these tests read them between
+// operations, on the thread that made them, or after joining the others.
+std::uint32_t bias(const pbuf_core& core) {
+  return core.lock_bias.load(std::memory_order_relaxed);
+}
+
+// Allocates, fills and commits a 4-word packet whose length is in its user
+// bits (read back by the callbacks below) and whose payload is `value`.
+void put4(pbuf_core& core, std::uint32_t value) {
+  pbuf_span p;
+  ASSERT_EQ(core.try_alloc(4, p), pbuf_status::ok);
+  p.words[0] = 4u << 2;  // the user bits: its length
+  p.words[1] = value;
+  core.commit(p.words);
+}
+
+// The length a packet states in its user bits (see put4).
+std::uint32_t length_in_user_bits(const std::uint32_t* packet) {
+  // Relaxed: the caller (claim, free, a dropper) owns the packet.
+  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+             .load(std::memory_order_relaxed) >>
+         2;
+}
+
+// Claims the oldest packet and frees it: two turns of the consumer.
+std::uint32_t claim_and_free(pbuf_core& core) {
+  const pbuf_span p = core.try_claim();
+  EXPECT_NE(p.words, nullptr);
+  if (p.words == nullptr) return 0;
+  const std::uint32_t value = p.words[1];
+  core.free(p.words);
+  return value;
+}
+
+class PacketBufferBias : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if constexpr (!sluice::detail::speed_over_size) GTEST_SKIP() << "no bias when built for size";
+  }
+};
+
+TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
+  std::uint32_t storage[size_words] = {};
+  pbuf_core core(
+      {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
+  EXPECT_EQ(bias(core), 1u) << "the consumer starts biased";
+  put4(core, 1);
+  EXPECT_EQ(claim_and_free(core), 1u);
+  EXPECT_EQ(bias(core), 1u) << "the consumer's own turns do not end the bias";
+  EXPECT_EQ(core.consumer_in.load(), 0u);
+  EXPECT_EQ(core.lock.load(), 0u) << "a biased turn took the lock";
+
+  for (std::uint32_t i = 0; i < 4; ++i)
+    put4(core, 10 + i);
+  EXPECT_EQ(bias(core), 1u) << "room without a drop ended the bias";
+  put4(core, 14);  // drops 10
+  EXPECT_EQ(core.dropped.load(), 1u);
+  EXPECT_EQ(bias(core), 0u) << "a dropper's turn left the bias on";
+  EXPECT_EQ(core.rebias_after, pbuf_rebias_after);
+  EXPECT_EQ(core.lock.load(), 0u);
+
+  // Locked turns from here: the bias comes back with the last of them.
+  std::uint32_t turns = 0;
+  std::uint32_t expected = 11;
+  for (; expected <= 14; ++expected) {
+    ASSERT_EQ(claim_and_free(core), expected);
+    turns += 2;
+  }
+  while (turns < pbuf_rebias_after) {
+    ASSERT_EQ(bias(core), 0u) << "the bias came back after " << turns << " turns";
+    put4(core, expected);
+    const pbuf_span q = core.try_claim();
+    ASSERT_NE(q.words, nullptr);
+    ASSERT_EQ(q.words[1], expected);
+    ++turns;
+    ASSERT_EQ(bias(core), turns == pbuf_rebias_after ? 1u : 0u) << "after " << turns << " turns";
+    core.free(q.words);
+    ++turns;
+    ++expected;
+  }
+  EXPECT_EQ(bias(core), 1u);
+  EXPECT_EQ(core.lock.load(), 0u);
+  put4(core, 7);
+  EXPECT_EQ(claim_and_free(core), 7u);
+  EXPECT_EQ(bias(core), 1u);
+}
+
+// A consumer whose packet length callback stalls once for 50 ms, inside its
+// turn, and says when it is inside and when it leaves.
+struct stalling_consumer {
+  std::atomic<bool> stall{false};
+  std::atomic<bool> inside{false};
+  std::atomic<bool> leaving{false};
+  static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
+    auto& self = *static_cast<stalling_consumer*>(context);
+    if (self.stall.exchange(false)) {
+      self.inside = true;
+      std::this_thread::sleep_for(50ms);
+      self.leaving = true;
+    }
+    return length_in_user_bits(packet);
+  }
+};
+
+// A producer on another thread that must drop while the consumer is inside
+// its turn waits for the turn to end (it does not give up: the hosted
+// port's context tokens tell it from a handler on the consumer's thread),
+// then drops. Biased: the dropper ends the bias and waits for consumer_in;
+// locked: it waits for the lock.
+class PacketBufferBiasOtherThread : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PacketBufferBiasOtherThread, DropperWaitsForTheConsumersTurnToEnd) {
+  const bool biased = GetParam();
+  if (biased && !sluice::detail::speed_over_size) GTEST_SKIP() << "no bias when built for size";
+  std::uint32_t storage[size_words] = {};
+  stalling_consumer consumer;
+  pbuf_core core({.buffer = storage,
+                  .size = size_words,
+                  .flags = sluice::detail::pbuf_flag_overwrite,
+                  .words = &stalling_consumer::words,
+                  .context = &consumer});
+  if (!biased) {
+    // As a dropper leaves it after ending the bias (relaxed: no other
+    // thread yet).
+    core.lock_bias.store(0, std::memory_order_relaxed);
+    core.rebias_after = pbuf_rebias_after;
+  }
+  for (std::uint32_t i = 0; i < 4; ++i)
+    put4(core, i);
+  ASSERT_EQ(bias(core), biased ? 1u : 0u);
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a dropper waiting for the consumer"};
+  consumer.stall = true;
+  std::atomic<bool> got{false};
+  std::atomic<bool> during{false};
+  std::thread producer([&] {
+    while (!consumer.inside.load())
+      std::this_thread::yield();
+    pbuf_span p;
+    got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop
+    during = !consumer.leaving.load();
+    if (got) core.abandon(p.words, 4);
+  });
+  // Inside the turn for 50 ms; the packet stays claimed until the end, so
+  // the producer's room comes from a drop, not from this free.
+  const pbuf_span held = core.try_claim();
+  ASSERT_NE(held.words, nullptr);
+  EXPECT_EQ(held.words[1], 0u);
+  producer.join();
+  EXPECT_TRUE(got.load()) << "a dropper on another thread gave up on the consumer's turn";
+  EXPECT_FALSE(during.load()) << "a dropper made room while the consumer was inside its turn";
+  EXPECT_EQ(core.dropped.load(), 1u);  // 1, the oldest unclaimed packet
+  EXPECT_EQ(bias(core), 0u);
+  core.free(held.words);
+  EXPECT_EQ(claim_and_free(core), 2u);
+  EXPECT_EQ(claim_and_free(core), 3u);
+  EXPECT_EQ(core.try_claim().words, nullptr) << "the abandoned packet was delivered";
+}
+
+INSTANTIATE_TEST_SUITE_P(Turns, PacketBufferBiasOtherThread, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Biased" : "Locked"; });
+
+// A producer that runs inside the consumer's turn, as a signal handler on
+// the consumer's thread would: the length callback plays it. It must give
+// up (no_room) at once in either kind of turn, and leave the buffer as it
+// was; ending the bias on its way is allowed (the next turn is locked).
+struct nested_producer {
+  pbuf_core* core = nullptr;
+  bool armed = false;
+  int runs = 0;
+  pbuf_status status = pbuf_status::ok;
+  std::uint32_t bias_inside = 2;
+  static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
+    auto& self = *static_cast<nested_producer*>(context);
+    if (self.armed) {
+      self.armed = false;
+      ++self.runs;
+      self.bias_inside = bias(*self.core);
+      pbuf_span p;
+      self.status = self.core->try_alloc(4, p);  // needs a drop: the buffer is full
+      if (self.status == pbuf_status::ok) self.core->abandon(p.words, 4);
+    }
+    return length_in_user_bits(packet);
+  }
+};
+
+TEST_F(PacketBufferBias, ProducerInsideTheConsumersTurnGivesUpInEitherKind) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a producer nested in the consumer"};
+  std::uint32_t storage[size_words] = {};
+  nested_producer nest;
+  pbuf_core core({.buffer = storage,
+                  .size = size_words,
+                  .flags = sluice::detail::pbuf_flag_overwrite,
+                  .words = &nested_producer::words,
+                  .context = &nest});
+  nest.core = &core;
+  for (std::uint32_t i = 0; i < 4; ++i)
+    put4(core, 100 + i);
+
+  nest.armed = true;
+  const pbuf_span held = core.try_claim();  // a biased turn
+  ASSERT_NE(held.words, nullptr);
+  EXPECT_EQ(held.words[1], 100u);
+  ASSERT_EQ(nest.runs, 1);
+  EXPECT_EQ(nest.bias_inside, 1u) << "the claim was not a biased turn";
+  EXPECT_EQ(nest.status, pbuf_status::no_room) << "a producer nested in a biased turn made room";
+  EXPECT_EQ(core.dropped.load(), 0u);
+  EXPECT_EQ(bias(core), 0u) << "the nested dropper did not end the bias";
+  EXPECT_EQ(core.lock.load(), 0u) << "the nested dropper kept the lock";
+
+  nest.armed = true;
+  core.free(held.words);  // a locked turn
+  ASSERT_EQ(nest.runs, 2);
+  EXPECT_EQ(nest.bias_inside, 0u);
+  EXPECT_EQ(nest.status, pbuf_status::no_room) << "a producer nested in a locked turn made room";
+  EXPECT_EQ(core.dropped.load(), 0u);
+
+  // Outside the consumer, the same buffer drops as usual: 8 words need 101.
+  pbuf_span p;
+  ASSERT_EQ(core.try_alloc(8, p), pbuf_status::ok);
+  p.words[0] = 8u << 2;
+  p.words[1] = 200;
+  core.commit(p.words);
+  EXPECT_EQ(core.dropped.load(), 1u);
+  EXPECT_EQ(claim_and_free(core), 102u);
+  EXPECT_EQ(claim_and_free(core), 103u);
+  EXPECT_EQ(claim_and_free(core), 200u);
+  EXPECT_EQ(core.try_claim().words, nullptr);
+}
+
+}  // namespace
