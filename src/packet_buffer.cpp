@@ -117,6 +117,53 @@ class pbuf_critical_guard {
 using dropper_guard = pbuf_critical_guard<true>;
 using consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
 
+// A waiter's patience with the holder of the overwrite lock or of the
+// consumer's biased turn (lock_as_waiting, end_bias): one wait() per look
+// at the holder's value (role | token << 2). The back-off is the caller's
+// (kept apart, so that a build where nobody gives up or yields keeps only
+// it). Backing off keeps the waiters' loads from taking the line that holds
+// the word away from those writing beside it.
+class holder_waiter {
+ public:
+  // may_give_up: a dropper where droppers_may_give_up().
+  explicit holder_waiter(bool may_give_up) noexcept : may_give_up_(may_give_up) {}
+
+  // Backs off after seeing `seen`, as a waiter whose context token is
+  // `token`; false: give up instead.
+  [[gnu::always_inline]] bool wait(std::uint32_t seen, std::uint32_t token,
+                                   backoff& spin) noexcept {
+    if constexpr (!pbuf_consumer_masks) {  // (tokens are 0 where it masks)
+      // Held by our own thread (the same context token): we are a handler
+      // that interrupted the holder, which cannot go on until we return:
+      // give up at once.
+      if (token != 0 && (seen >> pbuf_lock_role_bits) == token) return false;
+      // Held by another thread (or core): it holds it inside a critical
+      // section, or (with tokens) no handler of its thread waits for it in
+      // its place; it is running, or preempted and resumed by the
+      // scheduler: wait. Except where droppers_may_give_up(): the consumer
+      // holds it unmasked and, without tokens, a dropper cannot tell
+      // whether it is a handler that interrupted the consumer and would
+      // wait forever, so after a short wait (a consumer on another core is
+      // done within a few hundred nanoseconds) it gives up.
+      if (may_give_up_ && (seen & pbuf_lock_role_mask) == pbuf_lock_consumer &&
+          ++polls_ > pbuf_lock_patience)
+        return false;
+      // With more threads than cores the holder may be preempted: after a
+      // while, let it run. (Where the consumer masks, every holder masks:
+      // nothing preempts it.) The back-off stays, for a port whose
+      // yield_core does nothing.
+      if (++waits_ > pbuf_lock_yield_after) port::yield_core();
+    }
+    spin.spin();
+    return true;
+  }
+
+ private:
+  bool may_give_up_;
+  std::uint32_t polls_ = 0;  // toward giving up
+  std::uint32_t waits_ = 0;  // toward yielding the core
+};
+
 namespace {
 
 constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
@@ -694,13 +741,14 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 //              light fence; lock_bias still 1:  rebias_after := pbuf_rebias_after,
 //              in; else consumer_in := 0 and    heavy fence, then waits while
 //              a locked turn (row 0)            consumer_in != 0
-//   0          takes the lock; after            nothing to end
-//              rebias_after such turns sets
-//              lock_bias := 1 under it
+//   0          takes the lock; after            waits while consumer_in != 0
+//              rebias_after such turns sets     (a turn that an earlier dropper
+//              lock_bias := 1 under it          gave up on may still run)
 // A dropper waiting for a biased turn gives up where it would give up on
 // the consumer's lock (lock_as_waiting): at once if consumer_in names its
 // own thread (a handler that interrupted the consumer), after a short spin
-// where droppers_may_give_up(); the bias stays ended.
+// where droppers_may_give_up(); the bias stays ended, and every later
+// dropper waits for that turn as well.
 SLUICE_PBUF_FAST_PATH bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
   if constexpr (speed_over_size) {
     // Relaxed: a hint, to skip the store after an end; the load after the
@@ -749,27 +797,24 @@ SLUICE_PBUF_FAST_PATH void pbuf_core::leave_consumer(std::uint32_t holder, bool 
 
 SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   // Relaxed: under the lock [PB3]; only holders write lock_bias.
-  if (lock_bias.load(std::memory_order_relaxed) == 0) return true;
-  lock_bias.store(0, std::memory_order_relaxed);  // [PB6]
-  rebias_after = pbuf_rebias_after;
-  port::asymmetric_fence_heavy();  // [PB6]
+  if (lock_bias.load(std::memory_order_relaxed) != 0) {
+    lock_bias.store(0, std::memory_order_relaxed);  // [PB6]
+    rebias_after = pbuf_rebias_after;
+    port::asymmetric_fence_heavy();  // [PB6]
+  }
+  // Waits even when an earlier holder ended the bias: that one may have
+  // given up on a turn still in progress. Its load saw the turn's store
+  // (or the turn started after its heavy fence and steps back), and ours
+  // comes after its load (the lock orders them), so we see that store too
+  // until the turn's release of consumer_in.
   backoff spin;
-  std::uint32_t polls = 0;  // toward giving up
-  std::uint32_t waits = 0;  // toward yielding the core
-  const bool may_give_up = droppers_may_give_up(token);
+  holder_waiter waiter(droppers_may_give_up(token));
   for (;;) {
     // Acquire [PB6]: pairs with the release in leave_consumer (or the
     // consumer's step back in enter_consumer).
     const std::uint32_t in = consumer_in.load(std::memory_order_acquire);
     if (in == 0) return true;
-    // As in lock_as_waiting: a biased turn of our own thread cannot end
-    // before we return; one unmasked and without tokens may be ours.
-    if constexpr (!pbuf_consumer_masks) {
-      if (token != 0 && (in >> pbuf_lock_role_bits) == token) return false;
-      if (may_give_up && ++polls > pbuf_lock_patience) return false;
-      if (++waits > pbuf_lock_yield_after) port::yield_core();
-    }
-    spin.spin();
+    if (!waiter.wait(in, token, spin)) return false;
   }
 }
 
@@ -954,13 +999,9 @@ bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
 }
 
 SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noexcept {
-  // Backing off keeps the waiters' loads from taking the producers' line
-  // (which holds the lock word) away from those reserving beside them.
   backoff spin;
-  std::uint32_t polls = 0;  // toward giving up (droppers_may_give_up)
-  std::uint32_t waits = 0;  // toward yielding the core
-  const bool may_give_up =
-      (holder & pbuf_lock_role_mask) == pbuf_lock_dropper && droppers_may_give_up();
+  holder_waiter waiter((holder & pbuf_lock_role_mask) == pbuf_lock_dropper &&
+                       droppers_may_give_up());
   for (;;) {
     std::uint32_t seen = 0;
     // Acquire [PB3] pairs with the release in unlock().
@@ -968,34 +1009,12 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
                                    std::memory_order_relaxed))
       return true;
     while (seen != 0) {
-      // Held by our own thread (the same context token): we are a handler
-      // that interrupted the holder, which cannot go on until we return:
-      // give up at once. Only a dropper can be here (no handler claims).
-      if constexpr (!pbuf_consumer_masks) {  // (tokens are 0 where it masks)
-        if ((seen >> pbuf_lock_role_bits) != 0 &&
-            (seen >> pbuf_lock_role_bits) == (holder >> pbuf_lock_role_bits)) {
-          SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,
-                        "packet buffer: the consumer re-entered claim or free (from a handler?)");
-          return false;
-        }
-      }
-      // Held by another thread (or core): it holds it inside a critical
-      // section, or (with tokens) no handler of its thread waits for it in
-      // its place; it is running, or preempted and resumed by the
-      // scheduler: wait. Except where droppers_may_give_up(): the consumer
-      // holds it unmasked and, without tokens, a dropper cannot tell
-      // whether it is a handler that interrupted the consumer and would
-      // wait forever, so after a short wait (a consumer on another core is
-      // done within a few hundred nanoseconds) it gives up.
-      if (may_give_up && (seen & pbuf_lock_role_mask) == pbuf_lock_consumer &&
-          ++polls > pbuf_lock_patience)
+      if (!waiter.wait(seen, holder >> pbuf_lock_role_bits, spin)) {
+        // Only a dropper gives up (no handler claims).
+        SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,
+                      "packet buffer: the consumer re-entered claim or free (from a handler?)");
         return false;
-      // With more threads than cores the holder may be preempted: after a
-      // while, let it run. (Where the consumer masks, every holder masks:
-      // nothing preempts it.) The back-off stays, for a port whose
-      // yield_core does nothing.
-      if (!pbuf_consumer_masks && ++waits > pbuf_lock_yield_after) port::yield_core();
-      spin.spin();
+      }
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }

@@ -26,6 +26,17 @@ using sluice::detail::pbuf_status;
 
 constexpr std::uint32_t size_words = 16;
 
+// An overwrite engine on `storage` (size_words) whose packet length callback
+// is `words` (null: lengths in the header).
+pbuf_core overwrite_core(std::uint32_t* storage, sluice::detail::pbuf_words_fn words = nullptr,
+                         void* context = nullptr) {
+  return pbuf_core({.buffer = storage,
+                    .size = size_words,
+                    .flags = sluice::detail::pbuf_flag_overwrite,
+                    .words = words,
+                    .context = context});
+}
+
 // Relaxed loads of the engine's words: these tests read them between
 // operations, on the thread that made them, or after joining the others.
 std::uint32_t bias(const pbuf_core& core) {
@@ -69,8 +80,7 @@ class PacketBufferBias : public ::testing::Test {
 
 TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
   std::uint32_t storage[size_words] = {};
-  pbuf_core core(
-      {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
+  pbuf_core core = overwrite_core(storage);
   EXPECT_EQ(bias(core), 1u) << "the consumer starts biased";
   put4(core, 1);
   EXPECT_EQ(claim_and_free(core), 1u);
@@ -142,11 +152,7 @@ TEST_P(PacketBufferBiasOtherThread, DropperWaitsForTheConsumersTurnToEnd) {
   if (biased && !sluice::detail::speed_over_size) GTEST_SKIP() << "no bias when built for size";
   std::uint32_t storage[size_words] = {};
   stalling_consumer consumer;
-  pbuf_core core({.buffer = storage,
-                  .size = size_words,
-                  .flags = sluice::detail::pbuf_flag_overwrite,
-                  .words = &stalling_consumer::words,
-                  .context = &consumer});
+  pbuf_core core = overwrite_core(storage, &stalling_consumer::words, &consumer);
   if (!biased) {
     // As a dropper leaves it after ending the bias (relaxed: no other
     // thread yet).
@@ -215,11 +221,7 @@ TEST_F(PacketBufferBias, ProducerInsideTheConsumersTurnGivesUpInEitherKind) {
   sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a producer nested in the consumer"};
   std::uint32_t storage[size_words] = {};
   nested_producer nest;
-  pbuf_core core({.buffer = storage,
-                  .size = size_words,
-                  .flags = sluice::detail::pbuf_flag_overwrite,
-                  .words = &nested_producer::words,
-                  .context = &nest});
+  pbuf_core core = overwrite_core(storage, &nested_producer::words, &nest);
   nest.core = &core;
   for (std::uint32_t i = 0; i < 4; ++i)
     put4(core, 100 + i);
@@ -252,6 +254,66 @@ TEST_F(PacketBufferBias, ProducerInsideTheConsumersTurnGivesUpInEitherKind) {
   EXPECT_EQ(claim_and_free(core), 102u);
   EXPECT_EQ(claim_and_free(core), 103u);
   EXPECT_EQ(claim_and_free(core), 200u);
+  EXPECT_EQ(core.try_claim().words, nullptr);
+}
+
+// A turn outlives a dropper that gave up on it: a producer nested in the
+// consumer's biased turn (as a signal handler on its thread) ends the bias
+// and gives up; the turn then goes on for 50 ms. A dropper on another
+// thread that takes the lock meanwhile finds the bias already ended, and
+// must still wait for the turn before it makes room.
+struct handler_then_stall {
+  pbuf_core* core = nullptr;
+  bool armed = false;
+  pbuf_status nested = pbuf_status::ok;
+  std::atomic<bool> inside{false};
+  std::atomic<bool> leaving{false};
+  static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
+    auto& self = *static_cast<handler_then_stall*>(context);
+    if (self.armed) {
+      self.armed = false;
+      pbuf_span p;
+      self.nested = self.core->try_alloc(4, p);  // gives up: its own thread's turn
+      if (self.nested == pbuf_status::ok) self.core->abandon(p.words, 4);
+      self.inside = true;
+      std::this_thread::sleep_for(50ms);
+      self.leaving = true;
+    }
+    return length_in_user_bits(packet);
+  }
+};
+
+TEST_F(PacketBufferBias, DropperWaitsForATurnThatAnEarlierDropperGaveUpOn) {
+  std::uint32_t storage[size_words] = {};
+  handler_then_stall consumer;
+  pbuf_core core = overwrite_core(storage, &handler_then_stall::words, &consumer);
+  consumer.core = &core;
+  for (std::uint32_t i = 0; i < 4; ++i)
+    put4(core, i);
+  ASSERT_EQ(bias(core), 1u);
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a dropper waiting for the consumer"};
+  consumer.armed = true;
+  std::atomic<bool> got{false};
+  std::atomic<bool> during{false};
+  std::thread producer([&] {
+    while (!consumer.inside.load())
+      std::this_thread::yield();
+    pbuf_span p;
+    got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop; the bias is ended
+    during = !consumer.leaving.load();
+    if (got) core.abandon(p.words, 4);
+  });
+  const pbuf_span held = core.try_claim();  // the biased turn, 50 ms long
+  producer.join();
+  ASSERT_NE(held.words, nullptr);
+  EXPECT_EQ(held.words[1], 0u);
+  EXPECT_EQ(consumer.nested, pbuf_status::no_room);
+  EXPECT_TRUE(got.load());
+  EXPECT_FALSE(during.load()) << "a dropper made room while the consumer was inside its turn";
+  EXPECT_EQ(core.dropped.load(), 1u);
+  core.free(held.words);
+  EXPECT_EQ(claim_and_free(core), 2u);
+  EXPECT_EQ(claim_and_free(core), 3u);
   EXPECT_EQ(core.try_claim().words, nullptr);
 }
 

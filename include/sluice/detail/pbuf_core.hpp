@@ -101,7 +101,9 @@
 // lock_bias after the light side of the port's asymmetric fence; a dropper
 // that takes the lock while lock_bias is 1 ends the bias (stores 0, heavy
 // side: a membarrier hosted) and waits for a biased turn in progress, or
-// gives up on it as on the consumer's lock (table above). The consumer then
+// gives up on it as on the consumer's lock (table above). Every dropper
+// waits for such a turn, not only the one that ends the bias: the turn may
+// have outlived a dropper that gave up on it. The consumer then
 // takes the lock, and sets lock_bias again after pbuf_rebias_after such
 // turns. A build optimised for size has no bias. See [PB6] and the table
 // beside enter_consumer in src/packet_buffer.cpp.
@@ -386,8 +388,9 @@ struct alignas(cache_line) pbuf_core {
   // waiting for room where droppers may have given up on it.
   void leave_consumer(std::uint32_t holder, bool biased) noexcept;
   // A dropper holding the lock (`token`: its context token) ends the
-  // consumer's bias and waits for a biased turn in progress to end; false:
-  // it gave up on that turn, as on the consumer's lock (lock_as).
+  // consumer's bias if it is on, and waits for a biased turn in progress to
+  // end; false: it gave up on that turn, as on the consumer's lock
+  // (lock_as).
   bool end_bias(std::uint32_t token) noexcept;
 };
 
