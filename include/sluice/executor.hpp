@@ -222,7 +222,12 @@ class executor final : private detail::task_scheduler {
   }
   executor(const executor&) = delete;
   executor& operator=(const executor&) = delete;
-  ~executor() { shutdown(); }
+  ~executor() {
+    shutdown();
+    // Tasks whose last reference a waker dropped after the last completion
+    // (task_header.hpp): the workers are gone, so the destructor frees them.
+    if constexpr (detail::retire_from_wakers) detail::destroy_retired_tasks();
+  }
 
   // Spawns `t`: it starts when a worker takes it. Thread or task context.
   template <class T>
@@ -883,6 +888,15 @@ class current_executor_awaiter {
 
 [[nodiscard]] inline current_executor_awaiter current_executor() noexcept {
   return {};
+}
+
+// Destroys the tasks whose last reference a waker dropped (hosted: such a
+// drop, which may be in a signal handler, only retires the task; see
+// task_header.hpp). The next completion on any worker and every executor's
+// destructor do it as well; a program that drops wakers after its last
+// executor is gone calls it to free those tasks. Thread context only.
+inline void destroy_retired_tasks() noexcept {
+  detail::destroy_retired_tasks();
 }
 
 // Spawns `t` on `ex` and blocks the calling thread until it completes.

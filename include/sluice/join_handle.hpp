@@ -113,7 +113,7 @@ class join_handle {
 
   // Lets the task run on without a handle. The handle becomes empty.
   void detach() noexcept {
-    if (cell_ != nullptr) std::exchange(cell_, nullptr)->release();
+    if (cell_ != nullptr) std::exchange(cell_, nullptr)->release_now();
   }
 
   // Blocks the calling thread until the task completes. Not from a task
@@ -178,7 +178,7 @@ class join_handle {
     detail::task_cell<T>* cell = std::exchange(cell_, nullptr);
     struct release_on_exit {
       detail::task_cell<T>* cell;
-      ~release_on_exit() { cell->release(); }
+      ~release_on_exit() { cell->release_now(); }
     } guard{cell};
     if (cell->state().was_cancelled()) return join_result<T>{join_error::cancelled};
     cell->exception().rethrow_if_any();

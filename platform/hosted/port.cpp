@@ -177,25 +177,73 @@ void panic(const char* message, const char* file, int line) noexcept {
 
 namespace {
 
-void free_parker(parker* p) noexcept {
-  delete p;
+// A thread's parker, with the link of the list of retired parkers.
+struct hosted_parker final : parker {
+  hosted_parker() noexcept : parker(&retire_parker) {}
+  hosted_parker* retired_next = nullptr;
+
+  // The last release of a parker: the thread's own (at its exit) or a
+  // waker's, which may be in a signal handler, where `delete` may not run.
+  // So it only pushes the parker on `retired` (lock-free), and thread
+  // context deletes it: the exiting thread's own release right after, a
+  // thread's first current_parker(), or the program's exit.
+  static void retire_parker(parker* p) noexcept;
+};
+
+// Parkers released for the last time, not yet deleted.
+//   push (retire_parker, any context): CAS, release [HP1];
+//   take (delete_retired_parkers, thread context): exchange with null,
+//   acquire [HP1], of the whole list (no ABA).
+constinit std::atomic<hosted_parker*> retired{nullptr};
+
+void hosted_parker::retire_parker(parker* p) noexcept {
+  auto* self = static_cast<hosted_parker*>(p);
+  // Relaxed: the CAS publishes the link.
+  hosted_parker* head = retired.load(std::memory_order_relaxed);
+  do {
+    self->retired_next = head;
+    // Release [HP1] pairs with the acquire exchange below.
+  } while (!retired.compare_exchange_weak(head, self, std::memory_order_release,
+                                          std::memory_order_relaxed));
+}
+
+void delete_retired_parkers() noexcept {
+  // Relaxed: a look; the exchange acquires.
+  if (retired.load(std::memory_order_relaxed) == nullptr) return;
+  // Acquire [HP1]: pairs with the release CAS in retire_parker.
+  hosted_parker* p = retired.exchange(nullptr, std::memory_order_acquire);
+  while (p != nullptr) {
+    hosted_parker* const next = p->retired_next;
+    delete p;
+    p = next;
+  }
 }
 
 // Owns the thread's reference to its parker; wakers may hold more and keep
 // the parker alive after the thread has gone.
 struct thread_parker {
-  parker* p = nullptr;
+  hosted_parker* p = nullptr;
   ~thread_parker() {
-    if (p != nullptr) p->release();
+    if (p == nullptr) return;
+    p->release();
+    delete_retired_parkers();
   }
 };
 
 thread_local thread_parker this_thread_parker;
 
+// Deletes at the program's exit what no thread exit deleted since.
+struct retired_parkers_at_exit {
+  ~retired_parkers_at_exit() { delete_retired_parkers(); }
+} const retired_parkers_at_exit_instance;
+
 }  // namespace
 
 parker& current_parker() noexcept {
-  if (this_thread_parker.p == nullptr) this_thread_parker.p = new parker(&free_parker);
+  if (this_thread_parker.p == nullptr) {
+    delete_retired_parkers();
+    this_thread_parker.p = new hosted_parker();
+  }
   return *this_thread_parker.p;
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <thread>
@@ -210,6 +211,167 @@ TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
   for (slot& s : slots)
     s.waker.reset();
   EXPECT_EQ(live_probes.load(), 0);
+}
+
+// --- last references dropped in a signal handler ------------------------------
+
+// One per task: the task leaves a clone of its waker here and completes, so
+// the waker holds its last reference (the handle is detached). Whoever wins
+// the slot (filled -> taken) gives the waker up.
+struct handoff {
+  static constexpr int empty = 0, filled = 1, taken = 2;
+  std::atomic<int> state{empty};
+  sluice::waker waker;  // written before `filled`, read after `taken`
+};
+
+// Never suspends: stores a clone of the task's waker and is ready.
+class leave_waker : public sluice::pollable_awaiter<leave_waker> {
+ public:
+  explicit leave_waker(handoff& h) noexcept : h_(&h) {}
+  bool try_complete() noexcept { return false; }
+  sluice::poll_status poll(const sluice::waker& w) noexcept {
+    h_->waker = w.clone();
+    // Release: pairs with the acquire CAS of whoever takes the slot.
+    h_->state.store(handoff::filled, std::memory_order_release);
+    return sluice::poll_status::ready;
+  }
+  void await_resume() noexcept {}
+
+ private:
+  handoff* h_;
+};
+
+std::atomic<long> live_results{0};
+struct counted_result {
+  counted_result() noexcept { live_results.fetch_add(1, std::memory_order_relaxed); }
+  counted_result(counted_result&&) noexcept {
+    live_results.fetch_add(1, std::memory_order_relaxed);
+  }
+  counted_result(const counted_result&) = delete;
+  ~counted_result() {
+    if (live_results.fetch_sub(1, std::memory_order_relaxed) <= 0) std::abort();  // twice
+  }
+};
+
+task<counted_result> leaves_its_waker(handoff& h) {
+  probe p;
+  co_await leave_waker{h};
+  co_return counted_result{};
+}
+
+// Takes slot i if it is filled and nobody took it; gives its waker up
+// (alternately a wake and a drop). Async-signal-safe: atomics, and a waker's
+// last release, which only retires the task.
+bool take_and_give_up(std::vector<handoff>& slots, std::size_t i) noexcept {
+  int expected = handoff::filled;
+  // Acquire: pairs with the release store in leave_waker::poll.
+  if (!slots[i].state.compare_exchange_strong(expected, handoff::taken, std::memory_order_acquire))
+    return false;
+  if (i % 2 == 0) {
+    std::move(slots[i].waker).wake();
+  } else {
+    sluice::waker dropped = std::move(slots[i].waker);
+  }
+  return true;
+}
+
+// Every third slot is the handler's; the dropper thread takes the others.
+constexpr std::size_t handler_share = 3;
+std::vector<handoff>* handler_slots = nullptr;
+std::atomic<std::size_t> handler_cursor{0};  // in units of handler_share
+std::atomic<long> given_up_in_handler{0};
+
+void on_sigusr2(int) {
+  // A few of the handler's slots per signal, in order; the cursor is
+  // shared by the handlers on every thread, and the slot's CAS decides.
+  for (int k = 0; k < 4; ++k) {
+    std::size_t c = handler_cursor.load(std::memory_order_relaxed);
+    const std::size_t i = c * handler_share;
+    if (i >= handler_slots->size()) return;
+    // Relaxed: a look; take_and_give_up's CAS decides.
+    if ((*handler_slots)[i].state.load(std::memory_order_relaxed) == handoff::empty) return;
+    if (take_and_give_up(*handler_slots, i))
+      given_up_in_handler.fetch_add(1, std::memory_order_relaxed);
+    handler_cursor.compare_exchange_strong(c, c + 1, std::memory_order_relaxed);
+  }
+}
+
+// Tasks complete on two workers (which destroy retired tasks at each
+// completion) while a signal handler, on the workers and on a dropper
+// thread, gives up a third of the tasks' last references and the dropper
+// thread the rest. Every result is destroyed exactly once, none is left.
+TEST(ExecutorStress, LastReferencesDroppedInASignalHandlerWhileWorkersComplete) {
+  const int tasks = 20000 / sanitizer_scale;
+  abort_watchdog dog{120s, "last references in a handler"};
+  std::vector<handoff> slots(static_cast<std::size_t>(tasks));
+  live_results = 0;
+  given_up_in_handler = 0;
+  handler_cursor = 0;
+  handler_slots = &slots;
+  struct sigaction sa {};
+  sa.sa_handler = &on_sigusr2;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ASSERT_EQ(sigaction(SIGUSR2, &sa, nullptr), 0);
+  long given_up_by_thread = 0;
+  {
+    sluice::executor ex{{.workers = 2}};
+    std::atomic<pthread_t> worker_threads[2]{};
+    {
+      std::atomic<int> holding{0};
+      auto w0 = ex.spawn(report_worker(worker_threads[0], holding, 2));
+      auto w1 = ex.spawn(report_worker(worker_threads[1], holding, 2));
+      ASSERT_TRUE(w0.has_value() && w1.has_value());
+      ASSERT_TRUE(w0->join().has_value());
+      ASSERT_TRUE(w1->join().has_value());
+    }
+    std::atomic<bool> dropper_ready{false};
+    std::atomic<pthread_t> dropper_thread{};
+    std::atomic<bool> done{false};
+    // Walks every slot until each is taken, by it or by a handler.
+    std::thread dropper([&] {
+      dropper_thread.store(pthread_self());
+      dropper_ready.store(true);
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (i % handler_share == 0) continue;
+        while (!take_and_give_up(slots, i))
+          sched_yield();  // not filled yet
+        ++given_up_by_thread;
+      }
+      // Then the handler's share, which the signals keep taking.
+      for (std::size_t i = 0; i < slots.size(); i += handler_share) {
+        // Acquire: pairs with the handler's CAS.
+        while (slots[i].state.load(std::memory_order_acquire) != handoff::taken)
+          sched_yield();
+      }
+      done.store(true);
+    });
+    std::thread signaller([&] {
+      while (!dropper_ready.load())
+        sched_yield();
+      const pthread_t targets[3] = {dropper_thread.load(), worker_threads[0].load(),
+                                    worker_threads[1].load()};
+      for (unsigned k = 0; !done.load(); ++k) {
+        pthread_kill(targets[k % 3], SIGUSR2);
+        std::this_thread::sleep_for(20us);
+      }
+    });
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      auto h = ex.spawn(leaves_its_waker(slots[i]));
+      ASSERT_TRUE(h.has_value());
+      h->detach();
+    }
+    dropper.join();
+    signaller.join();
+    EXPECT_EQ(given_up_in_handler.load(), (tasks + 2) / 3);
+    EXPECT_EQ(given_up_by_thread + given_up_in_handler.load(), tasks)
+        << "each last reference given up exactly once";
+  }
+  signal(SIGUSR2, SIG_DFL);
+  EXPECT_EQ(live_results.load(), 0) << "a retired task was not destroyed";
+  EXPECT_EQ(live_probes.load(), 0);
+  std::printf("last references: %ld given up in a handler, %ld by a thread\n",
+              given_up_in_handler.load(), given_up_by_thread);
 }
 
 // --- ping-pong chains over channels across workers -----------------------------

@@ -1,6 +1,6 @@
 // Steady state does not allocate: the global allocation functions of this
-// test binary are replaced by counting ones (per thread, so other threads
-// and the test framework do not disturb the count).
+// test binary are replaced by counting ones (counting_allocator.cpp; per
+// thread, so other threads and the test framework do not disturb the count).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,80 +11,8 @@
 #include <sluice/executor.hpp>
 #include <sluice/frame_pool.hpp>
 
+#include "counting_allocator.hpp"
 #include "executor_test_support.hpp"
-
-namespace {
-thread_local long allocations = 0;
-
-void* counted_alloc(std::size_t size, std::size_t align) {
-  ++allocations;
-  if (size == 0) size = 1;
-  void* p = align <= alignof(std::max_align_t)
-                ? std::malloc(size)
-                : std::aligned_alloc(align, (size + align - 1) / align * align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t size) {
-  return counted_alloc(size, 0);
-}
-void* operator new[](std::size_t size) {
-  return counted_alloc(size, 0);
-}
-void* operator new(std::size_t size, std::align_val_t align) {
-  return counted_alloc(size, static_cast<std::size_t>(align));
-}
-void* operator new[](std::size_t size, std::align_val_t align) {
-  return counted_alloc(size, static_cast<std::size_t>(align));
-}
-// The nothrow forms too: the default ones call the replaced forms above,
-// but a sanitizer runtime supplies its own, which would bypass the count.
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_alloc(size, 0);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_alloc(size, 0);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
 
 namespace {
 
@@ -100,9 +28,9 @@ long allocations_in_steady_state(Tx& tx, Rx& rx, int backlog) {
     }
   };
   cycle(500);
-  const long before = allocations;
+  const long before = sluice::test::allocations;
   cycle(2000);
-  return allocations - before;
+  return sluice::test::allocations - before;
 }
 
 TEST(ChannelAllocation, UnboundedSteadyStateDoesNotAllocate) {
@@ -115,16 +43,16 @@ TEST(ChannelAllocation, UnboundedSteadyStateDoesNotAllocate) {
 TEST(ChannelAllocation, BoundedAndStaticNeverAllocateAfterCreation) {
   auto [tx, rx] = sluice::channel<int>::bounded(100);
   EXPECT_EQ(allocations_in_steady_state(tx, rx, 100), 0);
-  const long before = allocations;
+  const long before = sluice::test::allocations;
   sluice::static_channel<int, 8> ch;
   EXPECT_EQ(allocations_in_steady_state(ch, ch, 8), 0);
-  EXPECT_EQ(allocations - before, 0);
+  EXPECT_EQ(sluice::test::allocations - before, 0);
 }
 
 TEST(ChannelAllocation, CounterSeesAllocations) {
-  const long before = allocations;
+  const long before = sluice::test::allocations;
   auto [tx, rx] = sluice::channel<int>::unbounded();
-  EXPECT_GT(allocations - before, 0) << "the counting allocator must be in use";
+  EXPECT_GT(sluice::test::allocations - before, 0) << "the counting allocator must be in use";
 }
 
 }  // namespace
@@ -154,7 +82,7 @@ TEST(ExecutorAllocation, PoolAndRunQueueStorageNeverAllocate) {
   // The hosted port makes this thread's parker on first use (a bare-metal
   // port's are static): make it before counting.
   (void)sluice::port::current_parker();
-  const long before = allocations;
+  const long before = sluice::test::allocations;
   {
     sluice::frame_pool pool{storage, sizeof storage, 512};
     sluice::executor ex{{.max_tasks = 8,
@@ -173,7 +101,7 @@ TEST(ExecutorAllocation, PoolAndRunQueueStorageNeverAllocate) {
     EXPECT_EQ(sum, 3 * (4 + 11));
     EXPECT_EQ(pool.approx_in_use(), 0u);
   }
-  EXPECT_EQ(allocations - before, 0);
+  EXPECT_EQ(sluice::test::allocations - before, 0);
 }
 
 // Without storage the run queue is the one allocation the executor makes
@@ -183,14 +111,14 @@ TEST(ExecutorAllocation, HeapRunQueueIsOneAllocationAtConstruction) {
       storage[sluice::frame_pool::storage_for(512, 4)];
   sluice::frame_pool pool{storage, sizeof storage, 512};
   (void)sluice::port::current_parker();  // as above
-  const long before = allocations;
+  const long before = sluice::test::allocations;
   sluice::executor ex{{.max_tasks = 4, .pool = &pool, .threads = sluice::worker_threads::none}};
-  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(sluice::test::allocations - before, 1);
   auto a = ex.spawn(pooled_step(pool, 1));
   ASSERT_TRUE(a.has_value());
   ex.run_until_idle();
   EXPECT_EQ(*a->join(), 2);
-  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(sluice::test::allocations - before, 1);
 }
 
 sluice::task<int> heap_step(int v) {
@@ -227,16 +155,16 @@ TEST(ExecutorAllocation, HeapSpawnIsOneAllocationPerTask) {
   (void)sluice::port::current_parker();  // as above
   sluice::executor ex{
       {.max_tasks = 8, .threads = sluice::worker_threads::none, .run_queue = queue}};
-  long before = allocations;
+  long before = sluice::test::allocations;
   auto a = ex.spawn(heap_step(1));
   ASSERT_TRUE(a.has_value());
-  EXPECT_EQ(allocations - before, 1) << "frame and header in one block";
-  before = allocations;
+  EXPECT_EQ(sluice::test::allocations - before, 1) << "frame and header in one block";
+  before = sluice::test::allocations;
   auto b = ex.spawn(heap_parent(2));
   ASSERT_TRUE(b.has_value());
-  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(sluice::test::allocations - before, 1);
   EXPECT_EQ(ex.run_until_idle(), 2u);
-  EXPECT_EQ(allocations - before, 2) << "the awaited task's frame";
+  EXPECT_EQ(sluice::test::allocations - before, 2) << "the awaited task's frame";
   EXPECT_EQ(*a->join(), 2);
   EXPECT_EQ(*b->join(), 6);
   // Detached before it ran: the handle's reference goes first, then the
@@ -248,9 +176,9 @@ TEST(ExecutorAllocation, HeapSpawnIsOneAllocationPerTask) {
   EXPECT_EQ(ex.run_until_idle(), 1u);
   // Spawned detached: one allocation as well, freed by the run that
   // completes it (the scheduler's reference is the only one).
-  before = allocations;
+  before = sluice::test::allocations;
   ASSERT_TRUE(ex.spawn_detached(heap_step(4)));
-  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(sluice::test::allocations - before, 1);
   EXPECT_EQ(ex.run_until_idle(), 1u);
-  EXPECT_EQ(allocations - before, 1);
+  EXPECT_EQ(sluice::test::allocations - before, 1);
 }

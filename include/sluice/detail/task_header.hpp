@@ -18,7 +18,9 @@
 // (that covers the run queue, which holds a task at most once, and the
 // running worker); the join handle, if there is one (not with
 // spawn_detached), holds one until joined or detached; each waker clone
-// holds one. The last release destroys the cell.
+// holds one. The last release destroys the cell, except that a waker's
+// last release (it may run in a signal handler) only retires the task,
+// hosted: see retired_tasks below.
 //
 // run_task() acts on the state machine's decisions (tokio's harness.rs has
 // this role): begin the run, poll the hook or resume the innermost coroutine
@@ -49,6 +51,7 @@ class executor;
 namespace sluice::detail {
 
 class task_header;
+void destroy_retired_tasks() noexcept;
 
 // Where tasks go when they become runnable, and who is told when one ends.
 class task_scheduler {
@@ -104,20 +107,27 @@ class task_header {
     // the task alive meanwhile.
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
+  // A waker's release (drop, or the end of wake()): any context, a signal
+  // handler included. The last one destroys the task where that is safe
+  // anywhere (freestanding: a frame_pool's free is lock-free); hosted, where
+  // destroying frees heap memory and runs the result's destructor, neither
+  // of which a signal handler may do, it retires the task instead.
   void release() noexcept {
-    // [H1] Each release publishes its holder's uses of the task, and the
-    // last one acquires all the earlier ones before it destroys the task.
-    // The last reference needs no read-modify-write: a count of 1 seen by
-    // its holder stays 1, since a reference is only ever made from another
-    // one and nothing else refers to the task by then (it has left the
-    // live list; the run queue and the slots hold it under the scheduler's
-    // reference). So a detached task's last release, the scheduler's, is
-    // the load alone. Acquire: pairs with the release of every earlier
-    // decrement (they form one release sequence). Otherwise acq_rel, paired
-    // with itself.
-    if (refs_.load(std::memory_order_acquire) == 1 ||
-        refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    if (!drop_reference()) return;
+    if constexpr (retire_from_wakers) {
+      retire();
+    } else {
       vtable_->destroy(*this);
+    }
+  }
+  // The join handle's and the scheduler's release: thread or task context
+  // only. The last one destroys the task.
+  void release_now() noexcept {
+    if constexpr (retire_from_wakers) {
+      if (drop_reference()) vtable_->destroy(*this);
+    } else {
+      release();  // the same, in one copy of the code
+    }
   }
   // Any context. No allocation, no lock: a CAS, and a push if it decides so.
   void wake_by_ref() noexcept {
@@ -140,6 +150,9 @@ class task_header {
   // reference. Relaxed: called before spawn publishes the task (its push
   // on the run queue or into a slot releases this store with the rest).
   void forgo_handle_reference() noexcept { refs_.store(1, std::memory_order_relaxed); }
+
+  // Destroys a retired task (destroy_retired_tasks).
+  void destroy_retired() noexcept { vtable_->destroy(*this); }
 
   // Destroys a task that was never scheduled nor shared (spawn refused it).
   void discard_unstarted() noexcept {
@@ -173,6 +186,27 @@ class task_header {
  private:
   friend void run_task(task_header& t) noexcept;
 
+  // True for the last reference.
+  bool drop_reference() noexcept {
+    // [H1] Each release publishes its holder's uses of the task, and the
+    // last one acquires all the earlier ones before it destroys the task.
+    // The last reference needs no read-modify-write: a count of 1 seen by
+    // its holder stays 1, since a reference is only ever made from another
+    // one and nothing else refers to the task by then (it has left the
+    // live list; the run queue and the slots hold it under the scheduler's
+    // reference). So a detached task's last release, the scheduler's, is
+    // the load alone. Acquire: pairs with the release of every earlier
+    // decrement (they form one release sequence). Otherwise acq_rel, paired
+    // with itself.
+    return refs_.load(std::memory_order_acquire) == 1 ||
+           refs_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  }
+
+  // Pushes the task, which nothing refers to any more, on retired_tasks:
+  // a lock-free push, safe in a signal handler. The link is live_next,
+  // free since the task left the scheduler's list at completion.
+  void retire() noexcept;
+
   void finish(task_outcome outcome) noexcept {
     if (outcome == task_outcome::finished) vtable_->take_result(*this);
     // The frame is destroyed here and nowhere else: once, by the worker
@@ -189,7 +223,10 @@ class task_header {
       joiners_.notify_all_after_seq_cst_rmw();
     }
     scheduler_->task_completed(*this);
-    release();  // the scheduler's reference
+    release_now();  // the scheduler's reference
+    // A worker's completion is where tasks retired by wakers meet their
+    // end (one load when there are none).
+    if constexpr (retire_from_wakers) destroy_retired_tasks();
   }
 
   // No other thread can reach the task ([T5] in task_state.hpp): it has
@@ -212,6 +249,42 @@ class task_header {
   waiter_list joiners_;
   bool suspended_ = false;  // see has_suspended()
 };
+
+// Tasks whose last reference a waker dropped (hosted: retire_from_wakers),
+// linked through live_next, waiting to be destroyed in thread context: by
+// the next completion on any executor's worker (finish), by an executor's
+// destructor, or by destroy_retired_tasks() called by the program. One list
+// for the whole program, since a waker may outlive its executor.
+//   push (retire, any context): CAS of the head, release on success [H2];
+//   take (destroy_retired_tasks, thread context): exchange of the head with
+//   null, acquire [H2]: the destroyer sees the pushers' writes, and with
+//   them the [H1] acquire of every earlier release that each pusher made.
+// The take is of the whole list, so no node is read after another thread
+// could have destroyed it (no ABA).
+inline constinit atomic<task_header*> retired_tasks{nullptr};
+
+inline void task_header::retire() noexcept {
+  // Relaxed: the CAS below publishes the link with the node.
+  task_header* head = retired_tasks.load(std::memory_order_relaxed);
+  do {
+    live_next = head;
+    // Release [H2] pairs with the acquire exchange in destroy_retired_tasks.
+  } while (!retired_tasks.compare_exchange_weak(head, this, std::memory_order_release,
+                                                std::memory_order_relaxed));
+}
+
+// Destroys every retired task. Thread or task context only.
+inline void destroy_retired_tasks() noexcept {
+  // Relaxed: a look; the exchange below acquires what it takes.
+  if (retired_tasks.load(std::memory_order_relaxed) == nullptr) return;
+  // Acquire [H2]: pairs with the release CAS in retire().
+  task_header* t = retired_tasks.exchange(nullptr, std::memory_order_acquire);
+  while (t != nullptr) {
+    task_header* const next = t->live_next;
+    t->destroy_retired();
+    t = next;
+  }
+}
 
 // Runs a task a worker took off the run queue: one poll, then whatever the
 // state machine decides. Requires: the task was on the run queue.

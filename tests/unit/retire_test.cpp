@@ -1,0 +1,165 @@
+// A waker's last release may run in a signal handler. Hosted, it must not
+// destroy what the waker refers to there (a task: heap memory and the
+// result's destructor; a thread's parker: heap memory). It retires it, and
+// thread context destroys it later (task_header.hpp, platform/hosted/port.cpp).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+#include <utility>
+
+#include <sluice/executor.hpp>
+#include <sluice/parker.hpp>
+#include <sluice/port.hpp>
+
+#include "counting_allocator.hpp"
+#include "manual_scheduler.hpp"
+
+namespace {
+
+using sluice::task;
+using sluice::test::manual_event;
+
+std::atomic<int> results_alive{0};
+std::atomic<int> results_destroyed_in_handler{0};
+
+struct counted_result {
+  counted_result() noexcept { results_alive.fetch_add(1); }
+  counted_result(const counted_result&) noexcept { results_alive.fetch_add(1); }
+  counted_result(counted_result&&) noexcept { results_alive.fetch_add(1); }
+  counted_result& operator=(const counted_result&) = default;
+  counted_result& operator=(counted_result&&) = default;
+  ~counted_result() {
+    if (sluice::test::in_signal_handler != 0) results_destroyed_in_handler.fetch_add(1);
+    results_alive.fetch_sub(1);
+  }
+};
+
+task<counted_result> result_after(manual_event& e) {
+  co_await e;
+  co_return counted_result{};
+}
+
+task<void> nothing() {
+  co_return;
+}
+
+// What the handler does with the waker it is given.
+enum class last_use { wake, drop };
+sluice::waker* handler_waker = nullptr;
+last_use handler_use = last_use::wake;
+
+void on_signal(int) {
+  sluice::test::in_signal_handler = 1;
+  if (handler_use == last_use::wake) {
+    std::move(*handler_waker).wake();
+  } else {
+    sluice::waker dropped = std::move(*handler_waker);
+  }
+  sluice::test::in_signal_handler = 0;
+}
+
+// Gives `w` up inside a signal handler on this thread (raise() returns
+// after the handler has run).
+void give_up_in_handler(sluice::waker& w, last_use use) {
+  struct sigaction sa {};
+  struct sigaction old {};
+  sa.sa_handler = &on_signal;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &sa, &old), 0);
+  handler_waker = &w;
+  handler_use = use;
+  ASSERT_EQ(raise(SIGUSR2), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_TRUE(w.empty()) << "the handler gave the waker up";
+}
+
+// Runs a task to completion that leaves its result in the cell, and returns
+// a waker that is then the task's last reference.
+sluice::waker last_reference_to_a_completed_task(sluice::executor& ex, manual_event& e) {
+  auto h = ex.spawn(result_after(e));
+  EXPECT_TRUE(h.has_value());
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = e.stored_waker().clone();
+  e.set();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(results_alive.load(), 1) << "the result waits in the task for a join";
+  h->detach();
+  EXPECT_EQ(results_alive.load(), 1);
+  return kept;
+}
+
+void reset_counts() {
+  results_alive = 0;
+  results_destroyed_in_handler = 0;
+  sluice::test::frees_in_handler = 0;
+}
+
+class TaskRetire : public ::testing::TestWithParam<last_use> {};
+
+TEST_P(TaskRetire, AWakersLastReleaseInAHandlerFreesNothingThereAndTheNextCompletionDoes) {
+  reset_counts();
+  sluice::executor ex{{.threads = sluice::worker_threads::none}};
+  manual_event e;
+  sluice::waker kept = last_reference_to_a_completed_task(ex, e);
+  give_up_in_handler(kept, GetParam());
+  EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "operator delete ran in the handler";
+  EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
+  EXPECT_EQ(results_alive.load(), 1) << "retired, not yet destroyed";
+  ASSERT_TRUE(ex.spawn_detached(nothing()));
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(results_alive.load(), 0) << "a worker's next completion destroys retired tasks";
+}
+
+TEST_P(TaskRetire, TheExecutorsDestructorDestroysWhatIsRetired) {
+  reset_counts();
+  {
+    sluice::executor ex{{.threads = sluice::worker_threads::none}};
+    manual_event e;
+    sluice::waker kept = last_reference_to_a_completed_task(ex, e);
+    give_up_in_handler(kept, GetParam());
+    EXPECT_EQ(results_alive.load(), 1);
+  }
+  EXPECT_EQ(results_alive.load(), 0);
+  EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
+}
+
+TEST_P(TaskRetire, AfterTheLastExecutorTheProgramDestroysWhatIsRetired) {
+  reset_counts();
+  sluice::waker kept;
+  {
+    sluice::executor ex{{.threads = sluice::worker_threads::none}};
+    manual_event e;
+    kept = last_reference_to_a_completed_task(ex, e);
+  }
+  give_up_in_handler(kept, GetParam());
+  EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
+  EXPECT_EQ(results_alive.load(), 1);
+  sluice::destroy_retired_tasks();
+  EXPECT_EQ(results_alive.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(LastUse, TaskRetire, ::testing::Values(last_use::wake, last_use::drop),
+                         [](const auto& info) {
+                           return info.param == last_use::wake ? std::string("Wake")
+                                                               : std::string("Drop");
+                         });
+
+// A waker outlives its thread, so it holds the parker's last reference.
+TEST(ParkerRetire, AParkerReleasedLastInAHandlerIsDeletedByTheNextThreadThatParks) {
+  sluice::test::frees_in_handler = 0;
+  sluice::waker kept;
+  std::thread([&kept] { kept = sluice::port::current_parker().make_waker(); }).join();
+  give_up_in_handler(kept, last_use::drop);
+  EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "the parker was deleted in the handler";
+  long freed = 0;
+  std::thread([&freed] {
+    const long before = sluice::test::frees;
+    (void)sluice::port::current_parker();
+    freed = sluice::test::frees - before;
+  }).join();
+  EXPECT_GE(freed, 1) << "a thread's first current_parker() deletes the retired parkers";
+}
+
+}  // namespace
