@@ -17,6 +17,7 @@
 // parks; a task: suspended, woken through its waker).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -78,6 +79,69 @@ class [[nodiscard]] join_result {
   join_error error_ = join_error::cancelled;
 };
 
+namespace detail {
+
+inline constexpr std::size_t counted_at_run_time = ~std::size_t{0};
+
+// Waiting, in a task, for any of n tasks to complete: a join (N = 1, fixed
+// so that the loops fold away) or when_any (n counted at run time). Each
+// task that is not null has its node on its joiner list while the poll is
+// pending. Completion notifies every joiner, so a notification that a
+// withdrawal consumed needs no passing on.
+template <std::size_t N>
+class completion_poll {
+ public:
+  completion_poll(task_header* const* tasks, waiter* nodes, std::size_t n = N) noexcept
+      : tasks_(tasks), nodes_(nodes), n_(N != counted_at_run_time ? N : n) {}
+  completion_poll(const completion_poll&) = delete;
+  completion_poll& operator=(const completion_poll&) = delete;
+  ~completion_poll() { withdraw(); }
+
+  // The index of a task that has completed (acquiring its completion), or
+  // n when none has.
+  [[nodiscard]] std::size_t completed() const noexcept {
+    for (std::size_t i = 0; i < count(); ++i)
+      if (tasks_[i] != nullptr && tasks_[i]->state().is_complete()) return i;
+    return count();
+  }
+  // Ready when completed() says one has; else lists `w` (cloned) on every
+  // joiner list and looks again after the lists' [W1] fence.
+  poll_status poll(const waker& w) noexcept {
+    withdraw();
+    if (completed() != count()) return poll_status::ready;
+    for (std::size_t i = 0; i < count(); ++i)
+      if (tasks_[i] != nullptr) tasks_[i]->joiners().enqueue(nodes_[i], w.clone());
+    listed_ = true;
+    if (completed() != count()) {
+      withdraw();
+      return poll_status::ready;
+    }
+    return poll_status::pending;
+  }
+
+ private:
+  void withdraw() noexcept {
+    if (!listed_) return;
+    listed_ = false;
+    for (std::size_t i = 0; i < count(); ++i)
+      if (tasks_[i] != nullptr) (void)tasks_[i]->joiners().cancel(nodes_[i]);
+  }
+  [[nodiscard]] std::size_t count() const noexcept {
+    if constexpr (N != counted_at_run_time) {
+      return N;
+    } else {
+      return n_;
+    }
+  }
+
+  task_header* const* tasks_;
+  waiter* nodes_;
+  std::size_t n_;
+  bool listed_ = false;
+};
+
+}  // namespace detail
+
 template <class T>
 class join_handle {
  public:
@@ -131,35 +195,18 @@ class join_handle {
 
   class awaiter : public pollable_awaiter<awaiter> {
    public:
-    explicit awaiter(join_handle& h) noexcept : handle_(&h) {}
+    explicit awaiter(join_handle& h) noexcept : handle_(&h), task_(h.cell_) {}
     awaiter(const awaiter&) = delete;
     awaiter& operator=(const awaiter&) = delete;
-    ~awaiter() {
-      if (listed_) (void)handle_->cell_->joiners().cancel(waiter_);
-    }
-    bool try_complete() noexcept { return handle_->cell_->state().is_complete(); }
-    poll_status poll(const waker& w) noexcept {
-      detail::task_header& t = *handle_->cell_;
-      if (listed_) {
-        (void)t.joiners().cancel(waiter_);
-        listed_ = false;
-      }
-      if (t.state().is_complete()) return poll_status::ready;
-      t.joiners().enqueue(waiter_, w.clone());
-      listed_ = true;
-      if (t.state().is_complete()) {
-        (void)t.joiners().cancel(waiter_);
-        listed_ = false;
-        return poll_status::ready;
-      }
-      return poll_status::pending;
-    }
+    bool try_complete() noexcept { return poll_.completed() == 0; }
+    poll_status poll(const waker& w) noexcept { return poll_.poll(w); }
     join_result<T> await_resume() { return handle_->take(); }
 
    private:
     join_handle* handle_;
-    detail::waiter waiter_;
-    bool listed_ = false;
+    detail::task_header* task_;
+    detail::waiter node_;
+    detail::completion_poll<1> poll_{&task_, &node_};
   };
 
   // Requires: valid(). The handle must outlive the co_await expression.

@@ -32,7 +32,7 @@
 #                                    executor's run queue, a channel engine,
 #                                    where not inlined into the executor)
 #        contains executor, task, frame_pool, timer,
-#          join_, value_slot, promise, allocat, spawn,
+#          join_, completion_poll, value_slot, promise, allocat, spawn,
 #          current_executor                             -> executor
 #        other sluice:: (waker, parker, waiter_list,
 #          backoff, spin_lock, poll, result, time)      -> shared (all parts)
@@ -114,7 +114,7 @@ sed -n '/^Linker script and memory map/,$p' "$map" | awk '
       if (q ~ /timeout_awaiter|sleep/) return "executor"
       if (q ~ /pbuf|packet_buffer|claimed_packet|allocated_packet|claim_awaiter/) return "packet buffer"
       if (q ~ /channel|array_engine|list_engine|send_awaiter|recv_awaiter/) return "channel"
-      if (q ~ /executor|task|frame_pool|timer|join_|value_slot|promise|allocat|spawn/) return "executor"
+      if (q ~ /executor|task|frame_pool|timer|join_|completion_poll|value_slot|promise|allocat|spawn/) return "executor"
       return "shared"
     }
     if (object ~ /port\.cpp/) return "port"

@@ -62,55 +62,40 @@ task<join_result<T>> join_or_cancelled(join_handle<T> h) {
   co_return co_await h;
 }
 
-// Ready when any of the valid handles' tasks has completed. Requires: at
-// least one handle is valid.
+// Ready when any of the valid handles' tasks has completed; gives its
+// index. Requires: at least one handle is valid; the handles do not change
+// while it waits.
 template <class T>
 class any_completed : public pollable_awaiter<any_completed<T>> {
  public:
   explicit any_completed(std::vector<join_handle<T>>& handles)
-      : handles_(&handles), waiters_(handles.size()) {}
+      : tasks_(tasks_of(handles)),
+        nodes_(handles.size()),
+        poll_(tasks_.data(), nodes_.data(), tasks_.size()) {}
   any_completed(const any_completed&) = delete;
   any_completed& operator=(const any_completed&) = delete;
-  ~any_completed() { cancel_all(); }
 
-  bool try_complete() noexcept {
-    for (std::size_t i = 0; i < handles_->size(); ++i) {
-      join_handle<T>& h = (*handles_)[i];
-      if (h.valid() && h.is_finished()) {
-        index_ = i;
-        return true;
-      }
-    }
-    return false;
-  }
+  bool try_complete() noexcept { return (index_ = poll_.completed()) != tasks_.size(); }
   poll_status poll(const waker& w) noexcept {
-    cancel_all();
-    if (try_complete()) return poll_status::ready;
-    for (std::size_t i = 0; i < handles_->size(); ++i)
-      if ((*handles_)[i].valid()) (*handles_)[i].cell()->joiners().enqueue(waiters_[i], w.clone());
-    listed_ = true;
-    if (try_complete()) {
-      cancel_all();
-      return poll_status::ready;
-    }
-    return poll_status::pending;
+    const poll_status s = poll_.poll(w);
+    if (s == poll_status::ready) index_ = poll_.completed();
+    return s;
   }
   std::size_t await_resume() noexcept { return index_; }
 
  private:
-  void cancel_all() noexcept {
-    if (!listed_) return;
-    // Completion notifies every joiner, so a notification consumed here
-    // needs no passing on.
-    for (std::size_t i = 0; i < handles_->size(); ++i)
-      if ((*handles_)[i].valid()) (void)(*handles_)[i].cell()->joiners().cancel(waiters_[i]);
-    listed_ = false;
+  static std::vector<task_header*> tasks_of(std::vector<join_handle<T>>& handles) {
+    std::vector<task_header*> tasks;
+    tasks.reserve(handles.size());
+    for (join_handle<T>& h : handles)
+      tasks.push_back(h.cell());  // null for an empty handle: skipped
+    return tasks;
   }
 
-  std::vector<join_handle<T>>* handles_;
-  std::vector<waiter> waiters_;
+  std::vector<task_header*> tasks_;
+  std::vector<waiter> nodes_;
+  completion_poll<counted_at_run_time> poll_;
   std::size_t index_ = 0;
-  bool listed_ = false;
 };
 
 }  // namespace detail
