@@ -123,19 +123,28 @@ TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
   EXPECT_EQ(bias(core), 1u);
 }
 
-// A consumer whose packet length callback stalls once for 50 ms, inside its
-// turn, and says when it is inside and when it leaves.
-struct stalling_consumer {
-  std::atomic<bool> stall{false};
+// Inside the consumer's turn: says so, waits until the other thread is
+// about to drop (so that the drop always meets the turn, however late that
+// thread starts), stays 50 ms more, and says when it leaves.
+struct turn_window {
   std::atomic<bool> inside{false};
+  std::atomic<bool> attempting{false};  // set by the dropper just before it tries
   std::atomic<bool> leaving{false};
+  void hold() noexcept {
+    inside = true;
+    while (!attempting.load())
+      std::this_thread::yield();
+    std::this_thread::sleep_for(50ms);
+    leaving = true;
+  }
+};
+
+// A consumer whose packet length callback holds its turn open once.
+struct stalling_consumer : turn_window {
+  std::atomic<bool> stall{false};
   static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
     auto& self = *static_cast<stalling_consumer*>(context);
-    if (self.stall.exchange(false)) {
-      self.inside = true;
-      std::this_thread::sleep_for(50ms);
-      self.leaving = true;
-    }
+    if (self.stall.exchange(false)) self.hold();
     return length_in_user_bits(packet);
   }
 };
@@ -170,6 +179,7 @@ TEST_P(PacketBufferBiasOtherThread, DropperWaitsForTheConsumersTurnToEnd) {
     while (!consumer.inside.load())
       std::this_thread::yield();
     pbuf_span p;
+    consumer.attempting = true;
     got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop
     during = !consumer.leaving.load();
     if (got) core.abandon(p.words, 4);
@@ -259,15 +269,14 @@ TEST_F(PacketBufferBias, ProducerInsideTheConsumersTurnGivesUpInEitherKind) {
 
 // A turn outlives a dropper that gave up on it: a producer nested in the
 // consumer's biased turn (as a signal handler on its thread) ends the bias
-// and gives up; the turn then goes on for 50 ms. A dropper on another
-// thread that takes the lock meanwhile finds the bias already ended, and
-// must still wait for the turn before it makes room.
-struct handler_then_stall {
+// and gives up; the turn then goes on until a dropper on another thread
+// tries, and 50 ms more. That dropper takes the lock meanwhile, finds the
+// bias already ended, and must still wait for the turn before it makes
+// room.
+struct handler_then_stall : turn_window {
   pbuf_core* core = nullptr;
   bool armed = false;
   pbuf_status nested = pbuf_status::ok;
-  std::atomic<bool> inside{false};
-  std::atomic<bool> leaving{false};
   static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
     auto& self = *static_cast<handler_then_stall*>(context);
     if (self.armed) {
@@ -275,9 +284,7 @@ struct handler_then_stall {
       pbuf_span p;
       self.nested = self.core->try_alloc(4, p);  // gives up: its own thread's turn
       if (self.nested == pbuf_status::ok) self.core->abandon(p.words, 4);
-      self.inside = true;
-      std::this_thread::sleep_for(50ms);
-      self.leaving = true;
+      self.hold();
     }
     return length_in_user_bits(packet);
   }
@@ -299,6 +306,7 @@ TEST_F(PacketBufferBias, DropperWaitsForATurnThatAnEarlierDropperGaveUpOn) {
     while (!consumer.inside.load())
       std::this_thread::yield();
     pbuf_span p;
+    consumer.attempting = true;
     got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop; the bias is ended
     during = !consumer.leaving.load();
     if (got) core.abandon(p.words, 4);
