@@ -117,6 +117,16 @@ task<void> report_worker(std::atomic<pthread_t>& out, std::atomic<int>& holding,
   co_return;
 }
 
+// The threads of the two workers of `ex`, for pthread_kill.
+void find_two_worker_threads(sluice::executor& ex, std::atomic<pthread_t> (&out)[2]) {
+  std::atomic<int> holding{0};
+  auto w0 = ex.spawn(report_worker(out[0], holding, 2));
+  auto w1 = ex.spawn(report_worker(out[1], holding, 2));
+  ASSERT_TRUE(w0.has_value() && w1.has_value());
+  ASSERT_TRUE(w0->join().has_value());
+  ASSERT_TRUE(w1->join().has_value());
+}
+
 TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
   const int tasks = 2000 / sanitizer_scale;
   const int tokens_each = 5;
@@ -130,14 +140,8 @@ TEST(ExecutorStress, RandomWakesFromThreadsAndASignalHandler) {
     // The signal handler runs on a waker thread and on both workers (where
     // a wake goes to the interrupted worker's next-task slot).
     std::atomic<pthread_t> worker_threads[2]{};
-    {
-      std::atomic<int> holding{0};
-      auto w0 = ex.spawn(report_worker(worker_threads[0], holding, 2));
-      auto w1 = ex.spawn(report_worker(worker_threads[1], holding, 2));
-      ASSERT_TRUE(w0.has_value() && w1.has_value());
-      ASSERT_TRUE(w0->join().has_value());
-      ASSERT_TRUE(w1->join().has_value());
-    }
+    find_two_worker_threads(ex, worker_threads);
+    if (HasFatalFailure()) return;
     for (int i = 0; i < tasks; ++i) {
       auto h = ex.spawn(token_eater(slots[static_cast<std::size_t>(i)], tokens_each, finished));
       ASSERT_TRUE(h.has_value());
@@ -317,14 +321,8 @@ TEST(ExecutorStress, LastReferencesDroppedInASignalHandlerWhileWorkersComplete) 
   {
     sluice::executor ex{{.workers = 2}};
     std::atomic<pthread_t> worker_threads[2]{};
-    {
-      std::atomic<int> holding{0};
-      auto w0 = ex.spawn(report_worker(worker_threads[0], holding, 2));
-      auto w1 = ex.spawn(report_worker(worker_threads[1], holding, 2));
-      ASSERT_TRUE(w0.has_value() && w1.has_value());
-      ASSERT_TRUE(w0->join().has_value());
-      ASSERT_TRUE(w1->join().has_value());
-    }
+    find_two_worker_threads(ex, worker_threads);
+    if (HasFatalFailure()) return;
     std::atomic<bool> dropper_ready{false};
     std::atomic<pthread_t> dropper_thread{};
     std::atomic<bool> done{false};
