@@ -86,13 +86,14 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
   EXPECT_EQ(tokens.load(), 0);
 }
 
-TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
-  // Waiters block with no deadline; a lost wake-up would hang them, which
-  // the watchdog turns into a failure.
+// Waiters block with no deadline; a lost wake-up would hang them, which the
+// watchdog turns into a failure. `waiters` above the list's wake batch (8)
+// makes each notify_all wake in several turns of the lock, racing with
+// the waiters' own enqueues and cancels.
+void blocking_waiters_all_woken(int waiters, int bumpers) {
   std::atomic<int> value{0};
   std::atomic<int> finished{0};
   sluice::detail::waiter_list list;
-  constexpr int waiters = 3;
   const int target = rounds / 4;
   std::vector<std::thread> pool;
   for (int i = 0; i < waiters; ++i) {
@@ -113,20 +114,38 @@ TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
       finished.fetch_add(1);
     });
   }
-  std::thread bumper([&] {
-    for (int k = 0; k < target; ++k) {
-      value.fetch_add(1, std::memory_order_release);
-      list.notify_all();
-    }
-  });
+  std::vector<std::thread> bumping;
+  for (int b = 0; b < bumpers; ++b) {
+    bumping.emplace_back([&] {
+      // Relaxed: the CAS loop only hands out the increments; each one is
+      // published by its release store below.
+      int k = value.load(std::memory_order_relaxed);
+      while (k < target) {
+        if (value.compare_exchange_weak(k, k + 1, std::memory_order_release,
+                                        std::memory_order_relaxed)) {
+          list.notify_all();
+          ++k;
+        }
+      }
+    });
+  }
   const auto watchdog = std::chrono::steady_clock::now() + 60s;
   while (finished.load() < waiters && std::chrono::steady_clock::now() < watchdog) {
     std::this_thread::sleep_for(1ms);
   }
   ASSERT_EQ(finished.load(), waiters) << "a waiter was never woken: lost wake-up";
-  bumper.join();
+  for (auto& t : bumping)
+    t.join();
   for (auto& t : pool)
     t.join();
+}
+
+TEST(WaiterListStress, BlockingWaitersAllWokenWithoutTimeouts) {
+  blocking_waiters_all_woken(3, 1);
+}
+
+TEST(WaiterListStress, MoreBlockingWaitersThanAWakeBatchAllWoken) {
+  blocking_waiters_all_woken(20, 2);
 }
 
 }  // namespace

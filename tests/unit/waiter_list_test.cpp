@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <vector>
+
+#include "executor_test_support.hpp"
 
 namespace {
 
@@ -123,5 +126,79 @@ TEST(WaiterList, NotifyWhileLockedIsDeferredNotLost) {
   EXPECT_FALSE(list.cancel(w1));
   EXPECT_FALSE(list.cancel(w2));
 }
+
+// More waiters than one batch of wakes (wake_batch): notify_all takes the
+// lock again for the rest, and wakes every one, in arrival order.
+TEST(WaiterList, NotifyAllWakesMoreWaitersThanABatchInOrder) {
+  constexpr int n = 21;
+  std::vector<int> log;
+  std::vector<recorder> wakeables;
+  wakeables.reserve(n);
+  std::vector<sluice::detail::waiter> nodes(n);
+  sluice::detail::waiter_list list;
+  for (int i = 0; i < n; ++i) {
+    wakeables.push_back(recorder{&log, i});
+    list.enqueue(nodes[static_cast<std::size_t>(i)], sluice::make_waker(wakeables.back()));
+  }
+  list.notify_all();
+  ASSERT_EQ(log.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(log[static_cast<std::size_t>(i)], i);
+  EXPECT_FALSE(list.approx_has_waiters());
+  for (auto& w : nodes)
+    EXPECT_FALSE(list.cancel(w));
+  for (const recorder& r : wakeables)
+    EXPECT_EQ(r.refs, 1) << "every waker's reference was used up by its wake";
+}
+
+// A waker whose wake enqueues a waiter on the list that woke it. Wakes run
+// outside the list's lock, so this neither deadlocks nor is woken by the
+// notification that is being carried out (it came after it).
+struct enqueuer {
+  sluice::detail::waiter_list* list;
+  sluice::detail::waiter* node;
+  recorder* then;
+  std::vector<int>* log;
+  int id;
+  void add_ref() noexcept {}
+  void release() noexcept {}
+  void wake_by_ref() noexcept {
+    log->push_back(id);
+    list->enqueue(*node, sluice::make_waker(*then));
+  }
+};
+
+class WaiterListWake : public ::testing::TestWithParam<bool> {};
+
+TEST_P(WaiterListWake, AWakeMayEnqueueOnTheListThatWokeIt) {
+  const bool all = GetParam();
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a wake that enqueued on its list"};
+  std::vector<int> log;
+  sluice::detail::waiter_list list;
+  sluice::detail::waiter w1, w2, w3;
+  recorder second{&log, 2};
+  recorder third{&log, 3};
+  enqueuer first{&list, &w3, &third, &log, 1};
+  list.enqueue(w1, sluice::make_waker(first));
+  list.enqueue(w2, sluice::make_waker(second));
+  if (all) {
+    list.notify_all();
+    EXPECT_EQ(log, (std::vector<int>{1, 2}));
+  } else {
+    list.notify_one();
+    EXPECT_EQ(log, (std::vector<int>{1}));
+    list.notify_one();
+    EXPECT_EQ(log, (std::vector<int>{1, 2}));
+  }
+  EXPECT_TRUE(list.approx_has_waiters()) << "the waiter enqueued by the wake";
+  list.notify_one();
+  EXPECT_EQ(log, (std::vector<int>{1, 2, 3}));
+  EXPECT_FALSE(list.cancel(w1));
+  EXPECT_FALSE(list.cancel(w2));
+  EXPECT_FALSE(list.cancel(w3));
+}
+
+INSTANTIATE_TEST_SUITE_P(Notify, WaiterListWake, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "All" : "One"; });
 
 }  // namespace

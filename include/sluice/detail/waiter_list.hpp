@@ -12,7 +12,16 @@
 //   notify_one / _all      any context, including signal and interrupt
 //                          handlers: they never wait for the lock. If it is
 //                          held, the notification is left in the lock word
-//                          and the holder carries it out before unlocking.
+//                          and the holder carries it out as it unlocks.
+//
+// Wakes run outside the lock: waking may be a system call (a parked
+// thread), and enqueuers and cancellers would spin on the lock through it;
+// a waker may even enqueue on, or notify, the list that wakes it. Whoever
+// carries out notifications takes up to wake_batch wakers off the list,
+// unlocks, wakes them, and for the rest takes the lock again if it is free
+// or else leaves the rest in the lock word for the holder. So a notify_all
+// may also wake a waiter listed after it: a spurious wake, which every
+// waiter handles (it re-checks its condition).
 //
 // Lock word:
 //
@@ -23,7 +32,7 @@
 //                        not empty                    empty
 //   2       pending_all  notify_all while locked      unlock() (carries it out)
 //   3..31   pending_one  notify_one while locked      unlock() (carries it out)
-//           (a count)
+//           (a count)    (a count too large: all)
 //
 // Initial: 0 (unlocked, empty, nothing pending), so a list can be
 // constant-initialised in static storage.
@@ -186,6 +195,20 @@ class waiter_list {
 
   enum class entry : std::uint8_t { fence, seq_cst_load };
 
+  // Wakers carried out per turn of the lock (see "Wakes run outside the
+  // lock" above), on the stack of whoever carries them out. One where a
+  // wake costs no system call (freestanding: the lock turns are cheap, and
+  // code size counts).
+  static constexpr std::uint32_t wake_batch = __STDC_HOSTED__ ? 8 : 1;
+
+  // Notifications not yet carried out are kept as the lock word keeps
+  // them: pending_all, or a count of pending_one. Two sets of them merged;
+  // a count too large for the field becomes all.
+  static constexpr std::uint32_t merge(std::uint32_t a, std::uint32_t b) noexcept {
+    if (((a | b) & pending_all) != 0 || b > pending_one_max - a) return pending_all;
+    return a + b;
+  }
+
   template <entry Entry>
   void notify(std::uint32_t request) noexcept {
     std::uint32_t s;
@@ -193,50 +216,39 @@ class waiter_list {
       // [W1] seq_cst fence: the caller made the condition true before this;
       // pairs with the fence at the end of enqueue().
       fence(std::memory_order_seq_cst);
-      // Relaxed: the fence above orders this load; the CAS below re-reads.
+      // Relaxed: the fence above orders this load; the CAS in lock_or_leave
+      // re-reads.
       s = word_.load(std::memory_order_relaxed);
     } else {
       // [W1'] seq_cst load: see notify_one_after_seq_cst_rmw(); pairs with
       // the fence at the end of enqueue().
       s = word_.load(std::memory_order_seq_cst);
     }
+    if (lock_or_leave(s, request)) unlock(request);
+  }
+
+  // Takes the lock if it is free (true); if it is held, leaves `r` in the
+  // lock word for the holder, who carries it out as it unlocks (false);
+  // with nobody waiting or enqueueing, does nothing (false). `s` is the
+  // word as last read. Never waits: any context.
+  bool lock_or_leave(std::uint32_t s, std::uint32_t r) noexcept {
     for (;;) {
-      if ((s & (locked | has_waiters)) == 0) return;  // nobody waits or enqueues
+      if ((s & (locked | has_waiters)) == 0) return false;  // nobody waits or enqueues
       if ((s & locked) != 0) {
-        // Leave the request for the holder, who carries it out in unlock().
-        // Release [W3] pairs with the acquire in unlock(): the holder sees
-        // our request (and our condition change, already fenced above).
-        std::uint32_t next;
-        if (request == pending_all || (s & pending_one_max) == pending_one_max) {
-          next = s | pending_all;
-        } else {
-          next = s + pending_one;
-        }
-        // Release [W3] (see above); relaxed on failure: we re-decide on `s`.
+        const std::uint32_t next = (s & ~pending_mask) | merge(s & pending_mask, r);
+        // Release [W3] pairs with the acquire in unlock(): the
+        // holder sees our request (and our condition change, already
+        // fenced in notify). Relaxed on failure: we re-decide on `s`.
         if (word_.compare_exchange_weak(s, next, std::memory_order_release,
                                         std::memory_order_relaxed))
-          return;
+          return false;
         continue;
       }
-      // Acquire [W4] pairs with the release in unlock(): we see the list as
-      // the last holder left it.
+      // Acquire [W4] pairs with the release in unlock(): we see the
+      // list as the last holder left it.
       if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) {
-        if (request == pending_all) {
-          while (wake_front()) {
-          }
-          unlock();
-        } else {
-          // The one wake runs after the lock is released: waking may be a
-          // system call (a parked thread), and enqueuers and cancellers
-          // would spin on the lock through it. The waker has already left
-          // the node, so the node's owner may go on (or free it) first.
-          waker wk = take_front();
-          unlock();
-          std::move(wk).wake();
-        }
-        return;
-      }
+                                      std::memory_order_relaxed))
+        return true;
     }
   }
 
@@ -258,32 +270,45 @@ class waiter_list {
     }
   }
 
-  // Carries out notifications left while locked, then releases the lock.
-  void unlock() noexcept {
-    // Relaxed: the CAS below orders.
-    std::uint32_t s = word_.load(std::memory_order_relaxed);
+  // Requires: locked. Carries out `r` and every request that notifiers
+  // left in the lock word meanwhile, and releases the lock: the wakes run
+  // after it is released, wake_batch at a time ("Wakes run outside the
+  // lock"). A waker has left its node before the node reads `notified`, so
+  // the node's owner may go on (or free it) before the wake.
+  void unlock(std::uint32_t r = 0) noexcept {
     for (;;) {
-      if ((s & pending_mask) != 0) {
-        // Acquire [W3]: take the requests left by notifiers.
-        if (!word_.compare_exchange_weak(s, s & ~pending_mask, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-          continue;
-        if ((s & pending_all) != 0) {
-          while (wake_front()) {
-          }
-        } else {
-          for (std::uint32_t n = (s & pending_one_max) / pending_one; n > 0 && wake_front(); --n) {
-          }
+      waker batch[wake_batch];
+      std::uint32_t n = 0;
+      // Relaxed: the CAS below orders.
+      std::uint32_t s = word_.load(std::memory_order_relaxed);
+      for (;;) {
+        if ((s & pending_mask) != 0) {
+          // Acquire [W3]: take the requests left by notifiers.
+          if (!word_.compare_exchange_weak(s, s & ~pending_mask, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+            continue;
+          r = merge(r, s & pending_mask);
+          s &= ~pending_mask;
         }
-        s &= ~pending_mask;
-        continue;
+        while (n < wake_batch && head_ != nullptr && r != 0) {
+          batch[n++] = take_front();
+          if (r != pending_all) r -= pending_one;
+        }
+        if (head_ == nullptr) r = 0;  // nobody left to wake
+        const std::uint32_t next = head_ != nullptr ? has_waiters : 0u;
+        // Release [W4] pairs with the acquire in lock()/lock_or_leave():
+        // the next holder sees the list as we leave it. A request left
+        // meanwhile fails the CAS, and the loop takes it.
+        if (word_.compare_exchange_weak(s, next, std::memory_order_release,
+                                        std::memory_order_relaxed))
+          break;
       }
-      const std::uint32_t next = head_ != nullptr ? has_waiters : 0u;
-      // Release [W4] pairs with the acquire in lock()/notify(): the next
-      // holder sees the list as we leave it.
-      if (word_.compare_exchange_weak(s, next, std::memory_order_release,
-                                      std::memory_order_relaxed))
-        return;
+      for (std::uint32_t i = 0; i < n; ++i)
+        std::move(batch[i]).wake();
+      if (r == 0) return;
+      // More than a batch: the lock again, or the rest to its holder.
+      // Relaxed: lock_or_leave's CAS orders.
+      if (!lock_or_leave(word_.load(std::memory_order_relaxed), r)) return;
     }
   }
 
@@ -312,13 +337,6 @@ class waiter_list {
     // cancel(): the waker has left the node, so the waiter may free it.
     w->state_.store(waiter::notified, std::memory_order_release);
     return wk;
-  }
-
-  // Requires: locked. Returns false if the list was empty.
-  bool wake_front() noexcept {
-    if (head_ == nullptr) return false;
-    take_front().wake();
-    return true;
   }
 
   atomic<std::uint32_t> word_{0};
