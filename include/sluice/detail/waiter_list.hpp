@@ -62,6 +62,7 @@
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 #include <sluice/detail/backoff.hpp>
+#include <sluice/detail/config.hpp>
 #include <sluice/poll.hpp>
 #include <sluice/waker.hpp>
 
@@ -236,7 +237,7 @@ class waiter_list {
       if ((s & (locked | has_waiters)) == 0) return false;  // nobody waits or enqueues
       if ((s & locked) != 0) {
         const std::uint32_t next = (s & ~pending_mask) | merge(s & pending_mask, r);
-        // Release [W3] pairs with the acquire in unlock(): the
+        // Release [W3] pairs with the acquire in unlock_carrying_out(): the
         // holder sees our request (and our condition change, already
         // fenced in notify). Relaxed on failure: we re-decide on `s`.
         if (word_.compare_exchange_weak(s, next, std::memory_order_release,
@@ -270,17 +271,35 @@ class waiter_list {
     }
   }
 
-  // Requires: locked. Carries out `r` and every request that notifiers
-  // left in the lock word meanwhile, and releases the lock: the wakes run
-  // after it is released, wake_batch at a time ("Wakes run outside the
-  // lock"). A waker has left its node before the node reads `notified`, so
-  // the node's owner may go on (or free it) before the wake.
+  // Requires: locked. Releases the lock, carrying out `r` and every
+  // request that notifiers left in the lock word meanwhile.
   void unlock(std::uint32_t r = 0) noexcept {
+    // Relaxed: the CAS orders.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    // Nothing to carry out, the common case: one CAS (not where the build
+    // optimises for size; unlock_carrying_out does the same, in a loop).
+    if (speed_over_size && r == 0 && (s & pending_mask) == 0) {
+      // Release [W4] pairs with the acquire in lock()/lock_or_leave(): the
+      // next holder sees the list as we leave it. A request left meanwhile
+      // fails the CAS, and unlock_carrying_out takes it.
+      if (word_.compare_exchange_strong(s, head_ != nullptr ? has_waiters : 0u,
+                                        std::memory_order_release, std::memory_order_relaxed))
+        return;
+    }
+    unlock_carrying_out(r, s);
+  }
+
+  // unlock() with requests to carry out: the wakes run after the lock is
+  // released, wake_batch at a time ("Wakes run outside the lock"). A waker
+  // has left its node before the node reads `notified`, so the node's
+  // owner may go on (or free it) before the wake. `s`: the word as last
+  // read.
+  void unlock_carrying_out(std::uint32_t r, std::uint32_t s) noexcept {
     for (;;) {
-      waker batch[wake_batch];
+      // Raw wakers, each owning its reference until its wake: no
+      // destruction per slot.
+      raw_waker batch[wake_batch];
       std::uint32_t n = 0;
-      // Relaxed: the CAS below orders.
-      std::uint32_t s = word_.load(std::memory_order_relaxed);
       for (;;) {
         if ((s & pending_mask) != 0) {
           // Acquire [W3]: take the requests left by notifiers.
@@ -291,24 +310,26 @@ class waiter_list {
           s &= ~pending_mask;
         }
         while (n < wake_batch && head_ != nullptr && r != 0) {
-          batch[n++] = take_front();
+          batch[n++] = take_front().into_raw();
           if (r != pending_all) r -= pending_one;
         }
         if (head_ == nullptr) r = 0;  // nobody left to wake
         const std::uint32_t next = head_ != nullptr ? has_waiters : 0u;
-        // Release [W4] pairs with the acquire in lock()/lock_or_leave():
-        // the next holder sees the list as we leave it. A request left
-        // meanwhile fails the CAS, and the loop takes it.
+        // Release [W4], as in unlock(). A request left meanwhile fails the
+        // CAS, and the loop takes it.
         if (word_.compare_exchange_weak(s, next, std::memory_order_release,
                                         std::memory_order_relaxed))
           break;
       }
       for (std::uint32_t i = 0; i < n; ++i)
-        std::move(batch[i]).wake();
+        waker::from_raw(batch[i]).wake();
       if (r == 0) return;
       // More than a batch: the lock again, or the rest to its holder.
       // Relaxed: lock_or_leave's CAS orders.
-      if (!lock_or_leave(word_.load(std::memory_order_relaxed), r)) return;
+      s = word_.load(std::memory_order_relaxed);
+      if (!lock_or_leave(s, r)) return;
+      // Relaxed: the CAS in the loop orders.
+      s = word_.load(std::memory_order_relaxed);
     }
   }
 
