@@ -12,9 +12,10 @@ namespace sluice::test {
 extern thread_local constinit long allocations;
 extern thread_local constinit long frees;
 
-// Set by a test's signal handler while it runs (on the thread it
-// interrupted); every operator delete meanwhile counts in frees_in_handler.
-extern volatile std::sig_atomic_t in_signal_handler;
+// Set by a test's signal handler while it runs, on the thread it
+// interrupted; every operator delete on that thread meanwhile counts in
+// frees_in_handler (frees on other threads do not).
+extern thread_local constinit volatile std::sig_atomic_t in_signal_handler;
 extern std::atomic<long> frees_in_handler;
 
 }  // namespace sluice::test

@@ -9,7 +9,7 @@
 namespace sluice::test {
 thread_local constinit long allocations = 0;
 thread_local constinit long frees = 0;
-volatile std::sig_atomic_t in_signal_handler = 0;
+thread_local constinit volatile std::sig_atomic_t in_signal_handler = 0;
 std::atomic<long> frees_in_handler{0};
 }  // namespace sluice::test
 
