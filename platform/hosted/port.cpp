@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <sluice/detail/retire_list.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
 
@@ -184,39 +185,22 @@ struct hosted_parker final : parker {
 
   // The last release of a parker: the thread's own (at its exit) or a
   // waker's, which may be in a signal handler, where `delete` may not run.
-  // So it only pushes the parker on `retired` (lock-free), and thread
-  // context deletes it: the exiting thread's own release right after, a
-  // thread's first current_parker(), or the program's exit.
+  // So it only retires the parker (lock-free), and thread context deletes
+  // it: the exiting thread's own release right after, a thread's first
+  // current_parker(), or the program's exit.
   static void retire_parker(parker* p) noexcept;
 };
 
-// Parkers released for the last time, not yet deleted.
-//   push (retire_parker, any context): CAS, release [HP1];
-//   take (delete_retired_parkers, thread context): exchange with null,
-//   acquire [HP1], of the whole list (no ABA).
-constinit std::atomic<hosted_parker*> retired{nullptr};
+// Parkers released for the last time, not yet deleted ([RL1] in
+// retire_list.hpp).
+constinit detail::retire_list<hosted_parker, &hosted_parker::retired_next> retired;
 
 void hosted_parker::retire_parker(parker* p) noexcept {
-  auto* self = static_cast<hosted_parker*>(p);
-  // Relaxed: the CAS publishes the link.
-  hosted_parker* head = retired.load(std::memory_order_relaxed);
-  do {
-    self->retired_next = head;
-    // Release [HP1] pairs with the acquire exchange below.
-  } while (!retired.compare_exchange_weak(head, self, std::memory_order_release,
-                                          std::memory_order_relaxed));
+  retired.push(*static_cast<hosted_parker*>(p));
 }
 
 void delete_retired_parkers() noexcept {
-  // Relaxed: a look; the exchange acquires.
-  if (retired.load(std::memory_order_relaxed) == nullptr) return;
-  // Acquire [HP1]: pairs with the release CAS in retire_parker.
-  hosted_parker* p = retired.exchange(nullptr, std::memory_order_acquire);
-  while (p != nullptr) {
-    hosted_parker* const next = p->retired_next;
-    delete p;
-    p = next;
-  }
+  retired.take_all([](hosted_parker& p) noexcept { delete &p; });
 }
 
 // Owns the thread's reference to its parker; wakers may hold more and keep

@@ -1,15 +1,17 @@
 // A waker's last release may run in a signal handler. Hosted, it must not
-// destroy what the waker refers to there (a task: heap memory and the
-// result's destructor; a thread's parker: heap memory). It retires it, and
-// thread context destroys it later (task_header.hpp, platform/hosted/port.cpp).
+// free heap memory there (a heap task's header, with the result's
+// destructor; a thread's parker). It retires it, and thread context
+// destroys it later (task_header.hpp, platform/hosted/port.cpp).
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <csignal>
+#include <cstddef>
 #include <thread>
 #include <utility>
 
 #include <sluice/executor.hpp>
+#include <sluice/frame_pool.hpp>
 #include <sluice/parker.hpp>
 #include <sluice/port.hpp>
 
@@ -137,6 +139,24 @@ TEST_P(TaskRetire, AfterTheLastExecutorTheProgramDestroysWhatIsRetired) {
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
   EXPECT_EQ(results_alive.load(), 1);
   sluice::destroy_retired_tasks();
+  EXPECT_EQ(results_alive.load(), 0);
+}
+
+// A task whose header came from a frame_pool is destroyed at once, even in
+// a handler: the pool's free is lock-free, and a retired task would keep
+// its block (and could outlive the pool). Its frame, from the heap, went
+// at completion.
+TEST_P(TaskRetire, ATaskFromAFramePoolIsDestroyedAtOnceAndItsBlockReturns) {
+  reset_counts();
+  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  manual_event e;
+  sluice::waker kept = last_reference_to_a_completed_task(ex, e);
+  EXPECT_EQ(pool.approx_in_use(), 1u) << "the task's header";
+  give_up_in_handler(kept, GetParam());
+  EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "operator delete ran in the handler";
+  EXPECT_EQ(pool.approx_in_use(), 0u) << "the block went back to the pool in the handler";
   EXPECT_EQ(results_alive.load(), 0);
 }
 

@@ -54,13 +54,14 @@ inline constexpr bool heap_header_room = SLUICE_HEAP_HEADER_ROOM != 0;
 inline constexpr bool heap_header_room = __STDC_HOSTED__ != 0;
 #endif
 
-// Whether a task whose last reference a waker drops is retired (put on a
-// lock-free list and destroyed later in thread context, task_header.hpp)
-// instead of destroyed on the spot. A waker may be dropped in a signal
-// handler, and destroying a task there would free heap memory and run the
-// result's destructor. Hosted builds do. A freestanding build destroys at
-// once: its frames come from a frame_pool, whose free is lock-free and safe
-// in an interrupt handler (a result type's destructor must then be too).
+// Whether a heap task whose last reference a waker drops is retired (put
+// on a lock-free list and destroyed later in thread context,
+// task_header.hpp) instead of destroyed on the spot. A waker may be dropped
+// in a signal handler, and destroying a task there would free heap memory
+// and run the result's destructor. Hosted builds do. A task from a
+// frame_pool is destroyed at once in every build, and so is every task of a
+// freestanding build: the pool's free is lock-free and safe in an interrupt
+// handler (the result type's destructor must then be too).
 inline constexpr bool retire_from_wakers = __STDC_HOSTED__ != 0;
 
 // Whether to build the shortcuts that buy speed with code: not where the

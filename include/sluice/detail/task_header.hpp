@@ -19,8 +19,8 @@
 // running worker); the join handle, if there is one (not with
 // spawn_detached), holds one until joined or detached; each waker clone
 // holds one. The last release destroys the cell, except that a waker's
-// last release (it may run in a signal handler) only retires the task,
-// hosted: see retired_tasks below.
+// last release (it may run in a signal handler) of a heap task only
+// retires it, hosted: see release() and retired_tasks below.
 //
 // run_task() acts on the state machine's decisions (tokio's harness.rs has
 // this role): begin the run, poll the hook or resume the innermost coroutine
@@ -37,6 +37,7 @@
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 #include <sluice/detail/config.hpp>
+#include <sluice/detail/retire_list.hpp>
 #include <sluice/detail/task_state.hpp>
 #include <sluice/detail/timer_queue.hpp>
 #include <sluice/detail/waiter_list.hpp>
@@ -92,9 +93,10 @@ struct task_vtable {
 
 class task_header {
  public:
-  task_header(const task_vtable& vtable, task_scheduler& scheduler,
-              std::coroutine_handle<> frame) noexcept
-      : vtable_(&vtable), scheduler_(&scheduler), frame_(frame) {
+  // on_heap: the header's memory is the heap's (not a frame_pool's).
+  task_header(const task_vtable& vtable, task_scheduler& scheduler, std::coroutine_handle<> frame,
+              bool on_heap) noexcept
+      : vtable_(&vtable), scheduler_(&scheduler), frame_(frame), on_heap_(on_heap) {
     context_.header = this;
     context_.innermost = frame;
   }
@@ -108,13 +110,14 @@ class task_header {
     refs_.fetch_add(1, std::memory_order_relaxed);
   }
   // A waker's release (drop, or the end of wake()): any context, a signal
-  // handler included. The last one destroys the task where that is safe
-  // anywhere (freestanding: a frame_pool's free is lock-free); hosted, where
-  // destroying frees heap memory and runs the result's destructor, neither
-  // of which a signal handler may do, it retires the task instead.
+  // handler included. The last one of a task whose header is on the heap
+  // retires it, hosted (retire_from_wakers): freeing heap memory is not
+  // safe in a handler. One whose header came from a frame_pool is destroyed
+  // at once: the pool's free is lock-free, and a retired task would keep
+  // its block from the pool (and could outlive the pool itself).
   void release() noexcept {
     if (!drop_reference()) return;
-    if constexpr (retire_from_wakers) {
+    if (retire_from_wakers && on_heap_) {
       retire();
     } else {
       vtable_->destroy(*this);
@@ -248,42 +251,24 @@ class task_header {
   task_context context_;
   waiter_list joiners_;
   bool suspended_ = false;  // see has_suspended()
+  bool on_heap_;            // see release()
 };
 
-// Tasks whose last reference a waker dropped (hosted: retire_from_wakers),
-// linked through live_next, waiting to be destroyed in thread context: by
-// the next completion on any executor's worker (finish), by an executor's
-// destructor, or by destroy_retired_tasks() called by the program. One list
-// for the whole program, since a waker may outlive its executor.
-//   push (retire, any context): CAS of the head, release on success [H2];
-//   take (destroy_retired_tasks, thread context): exchange of the head with
-//   null, acquire [H2]: the destroyer sees the pushers' writes, and with
-//   them the [H1] acquire of every earlier release that each pusher made.
-// The take is of the whole list, so no node is read after another thread
-// could have destroyed it (no ABA).
-inline constinit atomic<task_header*> retired_tasks{nullptr};
+// Tasks whose last reference a waker dropped (hosted: retire_from_wakers;
+// heap tasks only), linked through live_next, waiting to be destroyed in
+// thread context: by the next completion on any executor's worker (finish),
+// by an executor's destructor, or by destroy_retired_tasks() called by the
+// program. One list for the whole program, since a waker may outlive its
+// executor. [RL1] in retire_list.hpp.
+inline constinit retire_list<task_header, &task_header::live_next> retired_tasks;
 
 inline void task_header::retire() noexcept {
-  // Relaxed: the CAS below publishes the link with the node.
-  task_header* head = retired_tasks.load(std::memory_order_relaxed);
-  do {
-    live_next = head;
-    // Release [H2] pairs with the acquire exchange in destroy_retired_tasks.
-  } while (!retired_tasks.compare_exchange_weak(head, this, std::memory_order_release,
-                                                std::memory_order_relaxed));
+  retired_tasks.push(*this);
 }
 
 // Destroys every retired task. Thread or task context only.
 inline void destroy_retired_tasks() noexcept {
-  // Relaxed: a look; the exchange below acquires what it takes.
-  if (retired_tasks.load(std::memory_order_relaxed) == nullptr) return;
-  // Acquire [H2]: pairs with the release CAS in retire().
-  task_header* t = retired_tasks.exchange(nullptr, std::memory_order_acquire);
-  while (t != nullptr) {
-    task_header* const next = t->live_next;
-    t->destroy_retired();
-    t = next;
-  }
+  retired_tasks.take_all([](task_header& t) noexcept { t.destroy_retired(); });
 }
 
 // Runs a task a worker took off the run queue: one poll, then whatever the
@@ -356,7 +341,7 @@ class task_cell final : public task_header {
       t = task<T>(frame);  // untouched
       return nullptr;
     }
-    auto* cell = ::new (memory) task_cell(scheduler, frame);
+    auto* cell = ::new (memory) task_cell(scheduler, frame, pool == nullptr);
     frame.promise().attach(&cell->context());
     return cell;
   }
@@ -365,8 +350,8 @@ class task_cell final : public task_header {
   [[nodiscard]] exception_slot& exception() noexcept { return exception_; }
 
  private:
-  task_cell(task_scheduler& scheduler, handle_type frame) noexcept
-      : task_header(table, scheduler, frame) {}
+  task_cell(task_scheduler& scheduler, handle_type frame, bool on_heap) noexcept
+      : task_header(table, scheduler, frame, on_heap) {}
 
   // The room in front of a heap frame, now the cell's (see create), or
   // null for a frame from a frame_pool. A coroutine frame's address is the
