@@ -139,6 +139,27 @@ struct turn_window {
   }
 };
 
+// A producer on another thread that must drop 4 words to fit: once the
+// consumer is inside its turn, it says it is about to try, and tries.
+// `got`: it made room; `during`: it did so while the consumer was still
+// inside (which a dropper must never do).
+struct other_thread_dropper {
+  std::atomic<bool> got{false};
+  std::atomic<bool> during{false};
+  std::thread thread;
+  other_thread_dropper(pbuf_core& core, turn_window& window)
+      : thread([this, &core, &window] {
+          while (!window.inside.load())
+            std::this_thread::yield();
+          pbuf_span p;
+          window.attempting = true;
+          got = core.try_alloc(4, p) == pbuf_status::ok;
+          during = !window.leaving.load();
+          if (got) core.abandon(p.words, 4);
+        }) {}
+  void join() { thread.join(); }
+};
+
 // A consumer whose packet length callback holds its turn open once.
 struct stalling_consumer : turn_window {
   std::atomic<bool> stall{false};
@@ -173,25 +194,16 @@ TEST_P(PacketBufferBiasOtherThread, DropperWaitsForTheConsumersTurnToEnd) {
   ASSERT_EQ(bias(core), biased ? 1u : 0u);
   sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a dropper waiting for the consumer"};
   consumer.stall = true;
-  std::atomic<bool> got{false};
-  std::atomic<bool> during{false};
-  std::thread producer([&] {
-    while (!consumer.inside.load())
-      std::this_thread::yield();
-    pbuf_span p;
-    consumer.attempting = true;
-    got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop
-    during = !consumer.leaving.load();
-    if (got) core.abandon(p.words, 4);
-  });
+  other_thread_dropper producer{core, consumer};
   // Inside the turn for 50 ms; the packet stays claimed until the end, so
   // the producer's room comes from a drop, not from this free.
   const pbuf_span held = core.try_claim();
   ASSERT_NE(held.words, nullptr);
   EXPECT_EQ(held.words[1], 0u);
   producer.join();
-  EXPECT_TRUE(got.load()) << "a dropper on another thread gave up on the consumer's turn";
-  EXPECT_FALSE(during.load()) << "a dropper made room while the consumer was inside its turn";
+  EXPECT_TRUE(producer.got.load()) << "a dropper on another thread gave up on the consumer's turn";
+  EXPECT_FALSE(producer.during.load())
+      << "a dropper made room while the consumer was inside its turn";
   EXPECT_EQ(core.dropped.load(), 1u);  // 1, the oldest unclaimed packet
   EXPECT_EQ(bias(core), 0u);
   core.free(held.words);
@@ -300,24 +312,15 @@ TEST_F(PacketBufferBias, DropperWaitsForATurnThatAnEarlierDropperGaveUpOn) {
   ASSERT_EQ(bias(core), 1u);
   sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a dropper waiting for the consumer"};
   consumer.armed = true;
-  std::atomic<bool> got{false};
-  std::atomic<bool> during{false};
-  std::thread producer([&] {
-    while (!consumer.inside.load())
-      std::this_thread::yield();
-    pbuf_span p;
-    consumer.attempting = true;
-    got = core.try_alloc(4, p) == pbuf_status::ok;  // needs a drop; the bias is ended
-    during = !consumer.leaving.load();
-    if (got) core.abandon(p.words, 4);
-  });
-  const pbuf_span held = core.try_claim();  // the biased turn, 50 ms long
+  other_thread_dropper producer{core, consumer};  // the bias is ended by then
+  const pbuf_span held = core.try_claim();        // the biased turn, 50 ms long
   producer.join();
   ASSERT_NE(held.words, nullptr);
   EXPECT_EQ(held.words[1], 0u);
   EXPECT_EQ(consumer.nested, pbuf_status::no_room);
-  EXPECT_TRUE(got.load());
-  EXPECT_FALSE(during.load()) << "a dropper made room while the consumer was inside its turn";
+  EXPECT_TRUE(producer.got.load());
+  EXPECT_FALSE(producer.during.load())
+      << "a dropper made room while the consumer was inside its turn";
   EXPECT_EQ(core.dropped.load(), 1u);
   core.free(held.words);
   EXPECT_EQ(claim_and_free(core), 2u);

@@ -98,14 +98,19 @@ TEST(WaiterList, WaiterCanBeListedAgainAfterNotification) {
   EXPECT_FALSE(list.cancel(w));
 }
 
-// A waker whose wake notifies the same list again: the nested notify finds
-// the lock held and is deferred to the unlock, not lost and not deadlocked.
-struct renotifier {
+// A wakeable whose references the test keeps alive itself.
+struct unreferenced {
+  void add_ref() noexcept {}
+  void release() noexcept {}
+};
+
+// A waker whose wake notifies the same list again: the wake runs after the
+// list's lock is released, so the nested notify wakes the next waiter; it
+// is neither lost nor deadlocked.
+struct renotifier : unreferenced {
   sluice::detail::waiter_list* list;
   std::vector<int>* log;
   int id;
-  void add_ref() noexcept {}
-  void release() noexcept {}
   void wake_by_ref() noexcept {
     log->push_back(id);
     list->notify_one();
@@ -115,7 +120,7 @@ struct renotifier {
 TEST(WaiterList, NotifyWhileLockedIsDeferredNotLost) {
   std::vector<int> log;
   sluice::detail::waiter_list list;
-  renotifier first{&list, &log, 1};
+  renotifier first{{}, &list, &log, 1};
   recorder second{&log, 2};
   sluice::detail::waiter w1, w2;
   list.enqueue(w1, sluice::make_waker(first));
@@ -154,14 +159,12 @@ TEST(WaiterList, NotifyAllWakesMoreWaitersThanABatchInOrder) {
 // A waker whose wake enqueues a waiter on the list that woke it. Wakes run
 // outside the list's lock, so this neither deadlocks nor is woken by the
 // notification that is being carried out (it came after it).
-struct enqueuer {
+struct enqueuer : unreferenced {
   sluice::detail::waiter_list* list;
   sluice::detail::waiter* node;
   recorder* then;
   std::vector<int>* log;
   int id;
-  void add_ref() noexcept {}
-  void release() noexcept {}
   void wake_by_ref() noexcept {
     log->push_back(id);
     list->enqueue(*node, sluice::make_waker(*then));
@@ -178,7 +181,7 @@ TEST_P(WaiterListWake, AWakeMayEnqueueOnTheListThatWokeIt) {
   sluice::detail::waiter w1, w2, w3;
   recorder second{&log, 2};
   recorder third{&log, 3};
-  enqueuer first{&list, &w3, &third, &log, 1};
+  enqueuer first{{}, &list, &w3, &third, &log, 1};
   list.enqueue(w1, sluice::make_waker(first));
   list.enqueue(w2, sluice::make_waker(second));
   if (all) {
