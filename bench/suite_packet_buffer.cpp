@@ -70,12 +70,12 @@ struct checker {
       return;
     }
     next[pid] = seq + 1;
-    for (std::uint32_t i = 3; i < n; ++i) {
-      if (w[i] != seq + i) {
-        error = "payload damaged";
-        return;
-      }
-    }
+    // One pass with no branch inside, so that the compiler vectorises it:
+    // the check is the harness's cost, not the buffer's.
+    std::uint32_t damage = 0;
+    for (std::uint32_t i = 3; i < n; ++i)
+      damage |= w[i] ^ (seq + i);
+    if (damage != 0) error = "payload damaged";
   }
 };
 
