@@ -737,13 +737,18 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 // light fence and a load to enter, a store to leave) or with the lock, as
 // a dropper's. lock_bias changes only under the lock [PB6]:
 //   lock_bias  consumer's turn                  a dropper, once it holds the lock
-//   1          biased: consumer_in := holder;   end_bias: lock_bias := 0,
-//              light fence; lock_bias still 1:  rebias_after := pbuf_rebias_after,
-//              in; else consumer_in := 0 and    heavy fence, then waits while
-//              a locked turn (row 0)            consumer_in != 0
-//   0          takes the lock; after            waits while consumer_in != 0
-//              rebias_after such turns sets     (a turn that an earlier dropper
-//              lock_bias := 1 under it          gave up on may still run)
+//   1          biased: consumer_in := holder;   end_bias: lock_bias := 0, a new
+//              light fence; lock_bias still 1:  stretch (rebias_after :=
+//              in; else consumer_in := 0 and    rebias_stretch, dropped_in_stretch
+//              a locked turn (row 0)            := 0), heavy fence, then waits
+//                                               while consumer_in != 0
+//   0          takes the lock; at the stretch's dropped_in_stretch := 1, then
+//              end (rebias_after turns):        waits while consumer_in != 0
+//              dropped_in_stretch == 0:         (a turn that an earlier dropper
+//              lock_bias := 1, rebias_stretch   gave up on may still run)
+//              := pbuf_rebias_after; else a
+//              stretch twice as long (at most
+//              pbuf_rebias_max), all under it
 // A dropper waiting for a biased turn gives up where it would give up on
 // the consumer's lock (lock_as_waiting): at once if consumer_in names its
 // own thread (a handler that interrupted the consumer), after a short spin
@@ -774,9 +779,19 @@ SLUICE_PBUF_FAST_PATH bool pbuf_core::enter_consumer(std::uint32_t holder) noexc
 SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder) noexcept {
   (void)lock_as(holder);  // the consumer always gets it
   if constexpr (speed_over_size) {
-    // Relaxed: under the lock [PB3]; so is rebias_after.
-    if (lock_bias.load(std::memory_order_relaxed) == 0 && --rebias_after == 0)
-      lock_bias.store(1, std::memory_order_relaxed);
+    // Relaxed: under the lock [PB3]; so are the stretch's fields.
+    if (lock_bias.load(std::memory_order_relaxed) == 0 && --rebias_after == 0) {
+      if (dropped_in_stretch == 0) {
+        lock_bias.store(1, std::memory_order_relaxed);
+        rebias_stretch = pbuf_rebias_after;
+      } else {
+        // Droppers all along: another stretch, longer, with no heavy fence.
+        rebias_stretch =
+            rebias_stretch < pbuf_rebias_max / 2 ? rebias_stretch * 2 : pbuf_rebias_max;
+        rebias_after = rebias_stretch;
+        dropped_in_stretch = 0;
+      }
+    }
   }
 }
 
@@ -799,8 +814,11 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   // Relaxed: under the lock [PB3]; only holders write lock_bias.
   if (lock_bias.load(std::memory_order_relaxed) != 0) {
     lock_bias.store(0, std::memory_order_relaxed);  // [PB6]
-    rebias_after = pbuf_rebias_after;
+    rebias_after = rebias_stretch;
+    dropped_in_stretch = 0;
     port::asymmetric_fence_heavy();  // [PB6]
+  } else {
+    dropped_in_stretch = 1;  // the consumer's stretch of locked turns goes on
   }
   // Waits even when an earlier holder ended the bias: that one may have
   // given up on a turn still in progress. Its load saw the turn's store

@@ -30,15 +30,17 @@ SLUICE_SAME_OFFSET(get_wlen);
 SLUICE_SAME_OFFSET(buf);
 SLUICE_SAME_OFFSET(size);
 SLUICE_SAME_OFFSET(max_usage);
-static_assert(offsetof(mpsc_pbuf_buffer, sluice_rd_seen) == offsetof(pbuf_core, rd_seen) &&
-                  offsetof(mpsc_pbuf_buffer, sluice_wr_seen) == offsetof(pbuf_core, wr_seen) &&
-                  offsetof(mpsc_pbuf_buffer, sluice_consumer_in) ==
-                      offsetof(pbuf_core, consumer_in) &&
-                  offsetof(mpsc_pbuf_buffer, sluice_lock_bias) == offsetof(pbuf_core, lock_bias) &&
-                  offsetof(mpsc_pbuf_buffer, sluice_rebias_after) ==
-                      offsetof(pbuf_core, rebias_after) &&
-                  offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters),
-              "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
+static_assert(
+    offsetof(mpsc_pbuf_buffer, sluice_rd_seen) == offsetof(pbuf_core, rd_seen) &&
+        offsetof(mpsc_pbuf_buffer, sluice_wr_seen) == offsetof(pbuf_core, wr_seen) &&
+        offsetof(mpsc_pbuf_buffer, sluice_consumer_in) == offsetof(pbuf_core, consumer_in) &&
+        offsetof(mpsc_pbuf_buffer, sluice_lock_bias) == offsetof(pbuf_core, lock_bias) &&
+        offsetof(mpsc_pbuf_buffer, sluice_rebias_after) == offsetof(pbuf_core, rebias_after) &&
+        offsetof(mpsc_pbuf_buffer, sluice_rebias_stretch) == offsetof(pbuf_core, rebias_stretch) &&
+        offsetof(mpsc_pbuf_buffer, sluice_dropped_in_stretch) ==
+            offsetof(pbuf_core, dropped_in_stretch) &&
+        offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters),
+    "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
 #undef SLUICE_SAME_OFFSET
 static_assert(sizeof(pbuf_core) <= sizeof(mpsc_pbuf_buffer),
               "struct mpsc_pbuf_buffer is too small for the engine: grow sem.opaque");

@@ -123,6 +123,70 @@ TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
   EXPECT_EQ(bias(core), 1u);
 }
 
+// Consumer turns in pairs (claim, free) on a full buffer, with a drop before
+// each pair: the buffer holds 4 packets of 4 words. Returns the turns made.
+std::uint32_t turns_with_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
+  for (std::uint32_t made = 0; made < turns; made += 2) {
+    const std::uint32_t dropped = core.dropped.load(std::memory_order_relaxed);
+    put4(core, value++);
+    EXPECT_EQ(core.dropped.load(std::memory_order_relaxed), dropped + 1) << "no drop";
+    EXPECT_NE(claim_and_free(core), 0u);
+    put4(core, value++);  // fills the room the free made, no drop
+  }
+  return turns;
+}
+
+// The same without drops: each pair makes room for the packet put after it.
+std::uint32_t turns_without_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
+  for (std::uint32_t made = 0; made < turns; made += 2) {
+    const std::uint32_t dropped = core.dropped.load(std::memory_order_relaxed);
+    EXPECT_NE(claim_and_free(core), 0u);
+    put4(core, value++);
+    EXPECT_EQ(core.dropped.load(std::memory_order_relaxed), dropped) << "a drop";
+  }
+  return turns;
+}
+
+// Droppers all along: each stretch of locked turns that met a dropper is
+// followed by one twice as long (so the bias is not set, and no dropper
+// pays the heavy fence to end it), up to pbuf_rebias_max; the first
+// stretch without a dropper sets the bias again, and the next starts at
+// pbuf_rebias_after.
+TEST_F(PacketBufferBias, DroppersAllAlongLengthenTheLockedStretch) {
+  using sluice::detail::pbuf_rebias_max;
+  std::uint32_t storage[size_words] = {};
+  pbuf_core core = overwrite_core(storage);
+  std::uint32_t value = 1;
+  for (std::uint32_t i = 0; i < 4; ++i)
+    put4(core, value++);
+  put4(core, value++);  // drops the oldest: the bias ends
+  ASSERT_EQ(bias(core), 0u);
+  ASSERT_EQ(core.rebias_after, pbuf_rebias_after);
+
+  std::uint32_t stretch = pbuf_rebias_after;
+  for (int i = 0; i < 8; ++i) {
+    turns_with_drops(core, stretch, value);
+    ASSERT_EQ(bias(core), 0u) << "a stretch with droppers set the bias again";
+    stretch = stretch * 2 < pbuf_rebias_max ? stretch * 2 : pbuf_rebias_max;
+    ASSERT_EQ(core.rebias_stretch, stretch);
+    ASSERT_EQ(core.rebias_after, stretch) << "stretch " << i;
+  }
+  ASSERT_EQ(stretch, pbuf_rebias_max) << "the test should reach the longest stretch";
+
+  // No dropper from here: the bias comes back at the end of this stretch.
+  turns_without_drops(core, stretch - 2, value);
+  ASSERT_EQ(bias(core), 0u) << "the bias came back before its stretch ended";
+  turns_without_drops(core, 2, value);
+  ASSERT_EQ(bias(core), 1u) << "a stretch without droppers left the bias off";
+  EXPECT_EQ(core.rebias_stretch, pbuf_rebias_after);
+
+  // The next drop ends it again, with the first stretch length.
+  turns_with_drops(core, 2, value);
+  EXPECT_EQ(bias(core), 0u);
+  EXPECT_EQ(core.rebias_after, pbuf_rebias_after - 2);  // the pair's two turns
+  EXPECT_EQ(core.lock.load(), 0u);
+}
+
 // Inside the consumer's turn: says so, waits until the other thread is
 // about to drop (so that the drop always meets the turn, however late that
 // thread starts), stays 50 ms more, and says when it leaves.

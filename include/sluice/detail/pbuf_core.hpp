@@ -104,9 +104,12 @@
 // gives up on it as on the consumer's lock (table above). Every dropper
 // waits for such a turn, not only the one that ends the bias: the turn may
 // have outlived a dropper that gave up on it. The consumer then
-// takes the lock, and sets lock_bias again after pbuf_rebias_after such
-// turns. A build optimised for size has no bias. See [PB6] and the table
-// beside enter_consumer in src/packet_buffer.cpp.
+// takes the lock for a stretch of turns (pbuf_rebias_after at first) and
+// sets lock_bias again at its end, unless a dropper held the lock during
+// it: then the next stretch is twice as long (up to pbuf_rebias_max), so
+// that a buffer that drops all the time costs its droppers no heavy fence
+// after the first few stretches. A build optimised for size has no bias.
+// See [PB6] and the table beside enter_consumer in src/packet_buffer.cpp.
 //
 // Why the consumer still has a turn: a claim and a drop could decide
 // the front packet by one compare-and-swap (on tmp_rd_idx as a ticket, the
@@ -187,8 +190,13 @@ inline constexpr std::uint32_t pbuf_lock_yield_after = 8;
 // How many of the consumer's turns take the overwrite lock after a dropper
 // ended its bias, before it sets the bias again: each bias a dropper ends
 // costs it one heavy fence (a membarrier hosted), so droppers pay at most
-// one per this many turns of the consumer.
+// one per this many turns of the consumer. A stretch of such turns during
+// which a dropper held the lock is followed by one twice as long, up to
+// pbuf_rebias_max turns; the bias comes back at the end of the first
+// stretch without a dropper, and the next stretch is pbuf_rebias_after
+// again.
 inline constexpr std::uint32_t pbuf_rebias_after = 1024;
+inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
@@ -264,7 +272,9 @@ struct alignas(cache_line) pbuf_core {
   // The consumer's turn with overwrite (see "The consumer's biased turn").
   atomic<std::uint32_t> consumer_in{0};  // consumer_holder() during a biased turn, else 0
   atomic<std::uint32_t> lock_bias{0};    // 1: the consumer's turns skip `lock`
-  std::uint32_t rebias_after = 0;        // under `lock`: locked turns until lock_bias is 1 again
+  std::uint32_t rebias_after = 0;        // under `lock`: locked turns left in this stretch
+  std::uint32_t rebias_stretch = pbuf_rebias_after;  // under `lock`: this stretch's length
+  std::uint32_t dropped_in_stretch = 0;  // under `lock`: 1 once a dropper held it in this stretch
 
   // ---- waiting (touched only by a notify's check while nobody waits) ----
   alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc

@@ -105,6 +105,8 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_consumer_in;
   uint32_t sluice_lock_bias;
   uint32_t sluice_rebias_after;
+  uint32_t sluice_rebias_stretch;
+  uint32_t sluice_dropped_in_stretch;
   /* Waiting producers and consumer. */
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
 };
