@@ -86,8 +86,9 @@
 // the executor may be destroyed as soon as it returns.
 //
 // Memory. Task headers come from config.pool, or from the heap when it is
-// null; task frames come from the pool when the coroutine takes a
-// frame_pool& first (see task.hpp). The run queue is a bounded channel
+// null (through each thread's cache of freed blocks, detail/frame_cache.hpp);
+// task frames come from the pool when the coroutine takes a frame_pool&
+// first (see task.hpp). The run queue is a bounded channel
 // engine of max_tasks slots: in config.run_queue when given (no heap at
 // all, for bare metal), else allocated once, at construction.
 //

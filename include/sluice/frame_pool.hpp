@@ -28,6 +28,8 @@
 
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
+#include <sluice/detail/config.hpp>
+#include <sluice/detail/frame_cache.hpp>
 
 namespace sluice {
 
@@ -153,15 +155,30 @@ inline void* allocate_in(frame_pool& pool, std::size_t bytes) noexcept {
   return prefix + 1;
 }
 
-// The nothrow form pairs with the nothrow operator new below even where a
-// program replaces only some of the global allocation functions.
+// A heap block of a task: through the thread's cache (frame_cache.hpp)
+// where frame_cache_on, else the nothrow forms of the global allocation
+// functions, which pair even where a program replaces only some of them.
+// Hosted only. Null when out of memory.
+inline void* new_heap_block(std::size_t bytes) noexcept {
+#if __STDC_HOSTED__
+  if constexpr (frame_cache_on) return frame_cache_allocate(bytes);
+#endif
+  return ::operator new(bytes, std::nothrow);
+}
+inline void delete_heap_block(void* block) noexcept {
+#if __STDC_HOSTED__
+  if constexpr (frame_cache_on) return frame_cache_free(block);
+#endif
+  ::operator delete(block, std::nothrow);
+}
+
 inline void free_heap_block(allocation_prefix* prefix) noexcept {
-  ::operator delete(static_cast<void*>(prefix), std::nothrow);
+  delete_heap_block(prefix);
 }
 
 // Hosted only (uses the global operator new). Null when out of memory.
 inline void* allocate_on_heap(std::size_t bytes) noexcept {
-  void* block = ::operator new(bytes + sizeof(allocation_prefix), std::nothrow);
+  void* block = new_heap_block(bytes + sizeof(allocation_prefix));
   if (block == nullptr) return nullptr;
   auto* prefix = ::new (block) allocation_prefix{nullptr, &free_heap_block};
   return prefix + 1;
@@ -181,7 +198,7 @@ inline void* allocate_on_heap(std::size_t bytes) noexcept {
 // comes after the frame's destruction (task_header::finish).
 template <std::size_t Room>
 void free_heap_block_before(allocation_prefix* prefix) noexcept {
-  ::operator delete(static_cast<void*>(reinterpret_cast<std::byte*>(prefix) - Room), std::nothrow);
+  delete_heap_block(reinterpret_cast<std::byte*>(prefix) - Room);
 }
 inline void keep_heap_block(allocation_prefix*) noexcept {}
 
@@ -190,7 +207,7 @@ inline void keep_heap_block(allocation_prefix*) noexcept {}
 template <std::size_t Room>
 void* allocate_on_heap_with_room(std::size_t bytes) noexcept {
   static_assert(Room % alignof(allocation_prefix) == 0);
-  void* block = ::operator new(Room + bytes + sizeof(allocation_prefix), std::nothrow);
+  void* block = new_heap_block(Room + bytes + sizeof(allocation_prefix));
   if (block == nullptr) return nullptr;
   auto* prefix = ::new (static_cast<std::byte*>(block) + Room)
       allocation_prefix{nullptr, &free_heap_block_before<Room>};

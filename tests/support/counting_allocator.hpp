@@ -17,5 +17,8 @@ extern thread_local constinit long frees;
 // frees_in_handler (frees on other threads do not).
 extern thread_local constinit volatile std::sig_atomic_t in_signal_handler;
 extern std::atomic<long> frees_in_handler;
+// Every operator delete of the binary, on any thread (relaxed; read it
+// after joining the threads that free).
+extern std::atomic<long> frees_by_all_threads;
 
 }  // namespace sluice::test

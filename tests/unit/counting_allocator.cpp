@@ -11,6 +11,7 @@ thread_local constinit long allocations = 0;
 thread_local constinit long frees = 0;
 thread_local constinit volatile std::sig_atomic_t in_signal_handler = 0;
 std::atomic<long> frees_in_handler{0};
+std::atomic<long> frees_by_all_threads{0};
 }  // namespace sluice::test
 
 namespace {
@@ -28,6 +29,7 @@ void* counted_alloc(std::size_t size, std::size_t align) {
 void counted_free(void* p) noexcept {
   if (p == nullptr) return;
   ++sluice::test::frees;
+  sluice::test::frees_by_all_threads.fetch_add(1, std::memory_order_relaxed);
   if (sluice::test::in_signal_handler != 0)
     sluice::test::frees_in_handler.fetch_add(1, std::memory_order_relaxed);
   std::free(p);

@@ -7,9 +7,11 @@
 #include <atomic>
 #include <csignal>
 #include <cstddef>
+#include <cstdint>
 #include <thread>
 #include <utility>
 
+#include <sluice/detail/frame_cache.hpp>
 #include <sluice/executor.hpp>
 #include <sluice/frame_pool.hpp>
 #include <sluice/parker.hpp>
@@ -72,8 +74,14 @@ void give_up_in_handler(sluice::waker& w, last_use use) {
   ASSERT_EQ(sigaction(SIGUSR2, &sa, &old), 0);
   handler_waker = &w;
   handler_use = use;
+  // A heap block freed in the handler may go to the thread's frame cache
+  // (frame_cache.hpp) instead of operator delete: that must not happen
+  // either (the cache is not safe in a handler).
+  const std::uint32_t cached_before = sluice::detail::frame_cache_blocks();
   ASSERT_EQ(raise(SIGUSR2), 0);
   ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_EQ(sluice::detail::frame_cache_blocks(), cached_before)
+      << "a heap block went to the frame cache in the handler";
   EXPECT_TRUE(w.empty()) << "the handler gave the waker up";
 }
 

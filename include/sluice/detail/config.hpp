@@ -64,6 +64,26 @@ inline constexpr bool heap_header_room = __STDC_HOSTED__ != 0;
 // handler (the result type's destructor must then be too).
 inline constexpr bool retire_from_wakers = __STDC_HOSTED__ != 0;
 
+// Whether heap blocks of tasks go through each thread's cache of freed
+// blocks (detail/frame_cache.hpp) instead of straight to operator new and
+// delete: hosted builds with room for the header, except under
+// AddressSanitizer, whose use-after-free checks need every block freed;
+// SLUICE_FRAME_CACHE=1 or =0 decides either way (hosted only).
+#if defined(__SANITIZE_ADDRESS__)
+#define SLUICE_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLUICE_DETAIL_ASAN 1
+#endif
+#endif
+#if defined(SLUICE_FRAME_CACHE)
+inline constexpr bool frame_cache_on = SLUICE_FRAME_CACHE != 0 && __STDC_HOSTED__ != 0;
+#elif defined(SLUICE_DETAIL_ASAN)
+inline constexpr bool frame_cache_on = false;
+#else
+inline constexpr bool frame_cache_on = heap_header_room;
+#endif
+
 // Whether to build the shortcuts that buy speed with code: not where the
 // compiler optimises for size (-Os: the Cortex-M image, whose size is a
 // budget).
