@@ -53,6 +53,7 @@ struct frame_cache_state {
   std::uint8_t count[frame_cache_classes];
   std::uint8_t blocks;  // the sum of count
   phase now;
+  std::uint32_t hits;  // requests served from the cache (wrapping; for tests)
 };
 
 inline constinit thread_local frame_cache_state frame_cache_of_thread{};
@@ -96,6 +97,7 @@ inline void* frame_cache_allocate(std::size_t bytes) noexcept {
       cache.head[cls] = *static_cast<void**>(block);
       --cache.count[cls];
       --cache.blocks;
+      ++cache.hits;
     } else {
       block = ::operator new((cls + 1) * frame_cache_granule, std::nothrow);
     }
@@ -124,6 +126,11 @@ inline void frame_cache_free(void* memory) noexcept {
     return;
   }
   ::operator delete(static_cast<void*>(tag), std::nothrow);
+}
+
+// Requests of this thread served from its cache so far (for tests).
+inline std::uint32_t frame_cache_hits() noexcept {
+  return frame_cache_of_thread.hits;
 }
 
 // The blocks this thread keeps (for tests).
