@@ -202,7 +202,10 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   context = config.context;
   // Relaxed: nothing runs on the buffer before its construction ends.
   // Where there are fast paths, the consumer starts biased.
-  if constexpr (speed_over_size) lock_bias.store(1, std::memory_order_relaxed);
+  if constexpr (speed_over_size) {
+    lock_bias.store(1, std::memory_order_relaxed);
+    rebias_stretch = pbuf_rebias_after;
+  }
   // Free words read zero (see the index invariants).
   __builtin_memset(buf, 0, std::size_t{size} * sizeof(std::uint32_t));
 }
