@@ -201,6 +201,43 @@ TEST_P(WaiterListWake, AWakeMayEnqueueOnTheListThatWokeIt) {
   EXPECT_FALSE(list.cancel(w3));
 }
 
+// A waiter whose condition stays false: each wake lists it again at once,
+// on its own node (as a parked thread or a task re-checks and waits again,
+// only sooner).
+struct relister : unreferenced {
+  sluice::detail::waiter_list* list = nullptr;
+  sluice::detail::waiter node;
+  int wakes = 0;
+  void wake_by_ref() noexcept {
+    ++wakes;
+    list->enqueue(node, sluice::make_waker(*this));
+  }
+};
+
+// notify_all wakes the waiters listed when it is carried out, once each:
+// those that list themselves again behind it wait for the next
+// notification. (Carried out to an empty list instead, it would never
+// return here: more waiters than a batch keep it busy for ever.)
+TEST(WaiterList, NotifyAllWakesTheListedOnceEvenIfTheyListThemselvesAgain) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "notify_all with waiters re-listing"};
+  constexpr int n = 20;  // more than a batch of wakes
+  sluice::detail::waiter_list list;
+  std::vector<relister> waiters(n);
+  for (relister& w : waiters) {
+    w.list = &list;
+    list.enqueue(w.node, sluice::make_waker(w));
+  }
+  list.notify_all();
+  for (const relister& w : waiters)
+    EXPECT_EQ(w.wakes, 1);
+  EXPECT_TRUE(list.approx_has_waiters()) << "every waiter listed itself again";
+  list.notify_all();
+  for (const relister& w : waiters)
+    EXPECT_EQ(w.wakes, 2);
+  for (relister& w : waiters)
+    EXPECT_TRUE(list.cancel(w.node)) << "still listed after the second notification";
+}
+
 INSTANTIATE_TEST_SUITE_P(Notify, WaiterListWake, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "All" : "One"; });
 

@@ -19,9 +19,14 @@
 // a waker may even enqueue on, or notify, the list that wakes it. Whoever
 // carries out notifications takes up to wake_batch wakers off the list,
 // unlocks, wakes them, and for the rest takes the lock again if it is free
-// or else leaves the rest in the lock word for the holder. So a notify_all
-// may also wake a waiter listed after it: a spurious wake, which every
-// waiter handles (it re-checks its condition).
+// or else leaves the rest in the lock word for the holder. A notify_all
+// becomes, when it is carried out, a count of the waiters then listed, so
+// that waiters who list themselves again after their wake (their condition
+// still false) are not woken again and again by the same notification
+// while it lasts. Waiters that cancel meanwhile leave their share of the
+// count to later ones, so a notify_all may also wake a waiter listed after
+// it: a spurious wake, which every waiter handles (it re-checks its
+// condition).
 //
 // Lock word:
 //
@@ -309,6 +314,7 @@ class waiter_list {
           r = merge(r, s & pending_mask);
           s &= ~pending_mask;
         }
+        if ((r & pending_all) != 0) r = listed_count();
         while (n < wake_batch && head_ != nullptr && r != 0) {
           batch[n++] = take_front().into_raw();
           if (r != pending_all) r -= pending_one;
@@ -349,6 +355,17 @@ class waiter_list {
 
   // Requires: locked. Unlists the front waiter, marks it notified and
   // returns its waker (empty if the list was empty), for the caller to wake.
+  // Requires: locked. A notify_all's request as a count of the waiters now
+  // listed (pending_all itself for more than the count field holds).
+  std::uint32_t listed_count() const noexcept {
+    std::uint32_t n = 0;
+    for (const waiter* w = head_; w != nullptr; w = w->next_) {
+      if (n == pending_one_max / pending_one) return pending_all;
+      ++n;
+    }
+    return n * pending_one;
+  }
+
   waker take_front() noexcept {
     waiter* w = head_;
     if (w == nullptr) return waker{};
