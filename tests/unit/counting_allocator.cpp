@@ -29,6 +29,8 @@ void* counted_alloc(std::size_t size, std::size_t align) {
 void counted_free(void* p) noexcept {
   if (p == nullptr) return;
   ++sluice::test::frees;
+  // Relaxed: counters, read by a test after it joined the threads that
+  // free (the join orders them), or after its handler returned.
   sluice::test::frees_by_all_threads.fetch_add(1, std::memory_order_relaxed);
   if (sluice::test::in_signal_handler != 0)
     sluice::test::frees_in_handler.fetch_add(1, std::memory_order_relaxed);

@@ -124,8 +124,8 @@ TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
 }
 
 // Consumer turns in pairs (claim, free) on a full buffer, with a drop before
-// each pair: the buffer holds 4 packets of 4 words. Returns the turns made.
-std::uint32_t turns_with_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
+// each pair: the buffer holds 4 packets of 4 words.
+void turns_with_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
   for (std::uint32_t made = 0; made < turns; made += 2) {
     const std::uint32_t dropped = core.dropped.load(std::memory_order_relaxed);
     put4(core, value++);
@@ -133,18 +133,16 @@ std::uint32_t turns_with_drops(pbuf_core& core, std::uint32_t turns, std::uint32
     EXPECT_NE(claim_and_free(core), 0u);
     put4(core, value++);  // fills the room the free made, no drop
   }
-  return turns;
 }
 
 // The same without drops: each pair makes room for the packet put after it.
-std::uint32_t turns_without_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
+void turns_without_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {
   for (std::uint32_t made = 0; made < turns; made += 2) {
     const std::uint32_t dropped = core.dropped.load(std::memory_order_relaxed);
     EXPECT_NE(claim_and_free(core), 0u);
     put4(core, value++);
     EXPECT_EQ(core.dropped.load(std::memory_order_relaxed), dropped) << "a drop";
   }
-  return turns;
 }
 
 // Droppers all along: each stretch of locked turns that met a dropper is

@@ -51,7 +51,7 @@ struct frame_cache_state {
   enum class phase : std::uint8_t { unused, caching, exited };
   void* head[frame_cache_classes];
   std::uint8_t count[frame_cache_classes];
-  std::uint8_t blocks;  // the sum of count
+  std::uint8_t blocks;  // the sum of count, kept so that a free checks the limit in one load
   phase now;
   std::uint32_t hits;  // requests served from the cache (wrapping; for tests)
 };
