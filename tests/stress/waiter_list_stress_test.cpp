@@ -117,8 +117,8 @@ void blocking_waiters_all_woken(int waiters, int bumpers) {
   std::vector<std::thread> bumping;
   for (int b = 0; b < bumpers; ++b) {
     bumping.emplace_back([&] {
-      // Relaxed: the CAS loop only hands out the increments; each one is
-      // published by its release store below.
+      // Relaxed: a first guess for the CAS, which hands out the increments
+      // and publishes each one (release on success) before its notify.
       int k = value.load(std::memory_order_relaxed);
       while (k < target) {
         if (value.compare_exchange_weak(k, k + 1, std::memory_order_release,
