@@ -33,6 +33,11 @@ def load(path):
             impl = case["impls"].setdefault(
                 row["impl"], {"rounds": [], "median": None, "ratio": None, "baseline": None})
             metric, value = row["metric"], float(row["value"])
+            # A case's first plain metric is the one it is measured in; a
+            # derived one (words_per_sec beside packets_per_sec) is not drawn.
+            plain = metric[:-len("_median")] if metric.endswith("_median") else metric
+            if not metric.startswith("ratio_to_") and case["metric"] not in (None, plain):
+                continue
             if metric.startswith("ratio_to_"):
                 if metric.endswith("_median"):
                     impl["ratio"] = value

@@ -28,7 +28,8 @@
 //
 //    Names: the suite and case names appear in the CSV and in --suite / --case; keep them
 //    [a-z0-9_]. Metrics: per-round name such as ops_per_sec, rtt_ns, ns_per_item (the runner
-//    adds <metric>_median and ratio_to_<baseline>[_median] rows).
+//    adds <metric>_median and ratio_to_<baseline>[_median] rows), and optionally a derived
+//    one (words_per_sec from packets_per_sec) with its own rows.
 //
 // 3. Each impl's `run` measures ONE sample for about `params.duration` and returns it in the
 //    case's unit. It must check its own results (exact-once delivery, checksums, ...) and put
@@ -80,6 +81,15 @@ struct impl_desc {
   std::function<sample(const run_params&)> run;
 };
 
+// Each value of a case also in a second unit (words/s beside packets/s), computed from it by
+// `of`. Written to the CSV as <metric> rows (per round, and _median from the case's median)
+// and shown as a column of medians; ratios stay on the case's own metric.
+struct derived_metric {
+  std::string metric;                // e.g. "words_per_sec"
+  std::string unit;                  // e.g. "words/s"
+  std::function<double(double)> of;  // empty: no second unit
+};
+
 struct case_desc {
   std::string suite;
   std::string name;  // unique within the suite, e.g. "bounded_2p2c"
@@ -89,6 +99,7 @@ struct case_desc {
   std::string unit;    // e.g. "ops/s", "ns"
   better direction = better::higher;
   std::vector<impl_desc> impls;
+  derived_metric derived;  // optional; `{}` for none
 };
 
 struct suite_options {

@@ -59,6 +59,8 @@ Output: DIR/bench-<commit>-<cpu>-<compiler>.csv (and .png), copied to DIR/latest
 CSV columns suite,case,impl,producers,consumers,metric,value,unit; metric <m> (ops_per_sec,
 rtt_ns, ns_per_item) is one row per round, <m>_median the median over rounds,
 ratio_to_<baseline> the same-round ratio and ratio_to_<baseline>_median its median.
+Packet cases add words_per_sec rows (per round, and _median from <m>_median): the same
+samples in words/s.
 Ratio = the implementation's speed / its sluice baseline's speed in the same round (for
 latency, speed = 1 / time), median over rounds: below 1.00 sluice is faster.
 Exit status: 0 ok, 1 a delivery check failed, 2 bad arguments, 3 a sample hung, 4 no plot.
@@ -302,13 +304,20 @@ double speed(const sb::case_desc& c, double v) {
 
 std::string human(double v, const std::string& unit) {
   char buf[64];
-  if (unit == "ops/s") {
+  if (unit == "ops/s" || unit == "words/s") {
     std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
   } else if (v >= 100000) {
     std::snprintf(buf, sizeof buf, "%.0f", v);
   } else {
     std::snprintf(buf, sizeof buf, "%.1f", v);
   }
+  return buf;
+}
+
+// `s` right-aligned in `width` characters.
+std::string fixed_width(const std::string& s, int width) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%*s", width, s.c_str());
   return buf;
 }
 
@@ -336,7 +345,9 @@ void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, in
   std::printf("\n%s/%s: %d producer(s) x %d consumer(s), %s (%s is better), median of %d rounds\n",
               c.suite.c_str(), c.name.c_str(), c.producers, c.consumers, c.unit.c_str(),
               c.direction == sb::better::higher ? "higher" : "lower", rounds);
-  std::printf("  %-28s %-5s %12s %25s  %s\n", "impl", "mode", "median", "min .. max",
+  const bool derived = static_cast<bool>(c.derived.of);
+  std::printf("  %-28s %-5s %12s %25s %s %s\n", "impl", "mode", "median", "min .. max",
+              derived ? fixed_width(c.derived.unit, 12).c_str() : "",
               "ratio to sluice (same-round median)");
   for (std::size_t i = 0; i < c.impls.size(); ++i) {
     const auto& d = c.impls[i];
@@ -353,8 +364,10 @@ void print_table(const sb::case_desc& c, const std::vector<impl_result>& res, in
       std::snprintf(buf, sizeof buf, "%5.2f  vs %s", r.median_ratio, d.baseline.c_str());
       ratio = buf;
     }
-    std::printf("  %-28s %-5s %12s %25s  %s\n", d.name.c_str(), d.mode.c_str(),
-                human(r.median_value, c.unit).c_str(), range.c_str(), ratio.c_str());
+    const std::string also =
+        derived ? fixed_width(human(c.derived.of(r.median_value), c.derived.unit), 12) : "";
+    std::printf("  %-28s %-5s %12s %25s %s %s\n", d.name.c_str(), d.mode.c_str(),
+                human(r.median_value, c.unit).c_str(), range.c_str(), also.c_str(), ratio.c_str());
   }
   // The bar: the best peer against each reference.
   for (std::size_t i = 0; i < c.impls.size(); ++i) {
@@ -536,6 +549,14 @@ int main(int argc, char** argv) {
       }
       r.median_value = median(r.values);
       csv.row(c, d.name, c.metric + "_median", r.median_value, c.unit);
+      if (c.derived.of) {
+        for (int k = 0; k < opt.rounds; ++k) {
+          csv.row(c, d.name, c.derived.metric, c.derived.of(r.values[static_cast<std::size_t>(k)]),
+                  c.derived.unit);
+        }
+        csv.row(c, d.name, c.derived.metric + "_median", c.derived.of(r.median_value),
+                c.derived.unit);
+      }
       auto b = index.find(d.baseline);
       if (d.role == sb::impl_role::reference || b == index.end()) continue;
       for (int k = 0; k < opt.rounds; ++k) {

@@ -301,7 +301,8 @@ case_desc throughput_case(const std::string& flavour, int n) {
                    .metric = "ops_per_sec",
                    .unit = "ops/s",
                    .direction = better::higher,
-                   .impls = {}};
+                   .impls = {},
+                   .derived = {}};
 }
 
 constexpr auto S = wait_mode::spin;
@@ -352,7 +353,8 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
               .metric = "ns_per_item",
               .unit = "ns",
               .direction = better::lower,
-              .impls = {}};
+              .impls = {},
+              .derived = {}};
   auto alone = [](std::string name, impl_role r, std::string baseline, auto m) {
     return impl_desc{.name = std::move(name),
                      .role = r,
@@ -378,7 +380,8 @@ void build(const suite_options& opt, std::vector<case_desc>& out) {
               .metric = "rtt_ns",
               .unit = "ns",
               .direction = better::lower,
-              .impls = {}};
+              .impls = {},
+              .derived = {}};
   c.impls.push_back(pingpong<S>(sb, impl_role::reference, "", make_sluice_bounded));
   c.impls.push_back(pingpong<S>(su, impl_role::variant, sb, make_sluice_unbounded));
   c.impls.push_back(pingpong<S>("sluice_static", impl_role::variant, sb, make_sluice_static));

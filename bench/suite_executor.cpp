@@ -466,7 +466,8 @@ sb::case_desc make_case(const char* name) {
                        .metric = "ns_per_op",
                        .unit = "ns",
                        .direction = sb::better::lower,
-                       .impls = {}};
+                       .impls = {},
+                       .derived = {}};
 }
 
 sb::impl_desc reference(sb::sample (*run)(const sb::run_params&)) {

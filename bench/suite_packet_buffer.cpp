@@ -5,9 +5,9 @@
 //
 // Cases, for packets of 1, 4, 16 and 64 words, without and with overwrite:
 //   cycle_w<W>            one thread: alloc + fill + commit + claim + check + free;
-//                         ns per packet (words/s = W * 1e9 / ns)
-//   <P>p1c_w<W>           P producer threads, one consumer; packets/s
-//                         (words/s = W * packets/s). With overwrite the count is
+//                         ns per packet, and words/s (W * 1e9 / ns)
+//   <P>p1c_w<W>           P producer threads, one consumer; packets/s, and
+//                         words/s (W * packets/s). With overwrite the count is
 //                         of packets committed; every one is claimed or dropped.
 // With overwrite, sluice_threads_only is the same buffer configured with
 // buffer_contexts::threads_only (no critical section around its lock).
@@ -268,7 +268,10 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                     .metric = "ns_per_packet",
                     .unit = "ns",
                     .direction = sb::better::lower,
-                    .impls = {}};
+                    .impls = {},
+                    .derived = {.metric = "words_per_sec", .unit = "words/s", .of = [](double ns) {
+                                  return ns > 0 ? W * 1e9 / ns : 0.0;
+                                }}};
     c.impls.push_back({.name = "sluice",
                        .role = sb::impl_role::reference,
                        .baseline = "",
@@ -320,7 +323,10 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                     .metric = "packets_per_sec",
                     .unit = "packets/s",
                     .direction = sb::better::higher,
-                    .impls = {}};
+                    .impls = {},
+                    .derived = {.metric = "words_per_sec",
+                                .unit = "words/s",
+                                .of = [](double packets) { return W * packets; }}};
     c.impls.push_back({.name = "sluice",
                        .role = sb::impl_role::reference,
                        .baseline = "",
