@@ -850,12 +850,13 @@ pbuf_span pbuf_core::try_claim() noexcept {
 // Apart from try_claim (and free_locked from free) so that the
 // no-overwrite path stays a test and a jump.
 [[gnu::noinline]] pbuf_span pbuf_core::claim_locked() noexcept {
-  // Nothing allocated: answer without the lock. Relaxed: a snapshot; a
+  // Nothing allocated: answer without the lock, and without reading the
+  // producers' line while our copy of tmp_wr_idx is ahead. Relaxed: a
+  // snapshot (a dropper may move tmp_rd_idx meanwhile; the turn decides); a
   // claim that races with a reservation may miss it like any try does, and
   // a waiting consumer's re-check is ordered by [PB4] (the producer's
   // reservation precedes its light fence).
-  if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
-    return {};
+  if (nothing_reserved_at(tmp_rd_idx.load(std::memory_order_relaxed))) return {};
   const consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
   const bool biased = enter_consumer(holder);
