@@ -441,9 +441,10 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
         if (drop == nullptr && notify_drop == nullptr) {
           // Nobody to tell: E7 and E8 at once, under the lock (nobody can
-          // see it in between), then reclaim it with the next round.
+          // see it in between), and E9 at once too: it is the front.
           // Relaxed: under the lock [PB3], and reclaim() is ours.
           h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
+          (void)reclaim();
           continue;
         }
         // Relaxed: under the lock; marking it claimed keeps every other
