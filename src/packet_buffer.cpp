@@ -307,13 +307,17 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 
 SLUICE_PBUF_FULL_PATH pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
                                                                pbuf_span& out) noexcept {
-  // Relaxed: the compare-and-swap below validates it.
-  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   // Acquire [PB1] (through rd_seen, stored with release after an acquire
   // load of rd_idx): the words up to r + size are free and zero. A stale
   // copy only understates the room; it is refreshed before giving up.
-  std::uint32_t r = rd_seen.load(std::memory_order_acquire);
-  bool fresh = false;
+  return reserve_from(n, rd_seen.load(std::memory_order_acquire), rd_view::copy, out);
+}
+
+pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view view,
+                                    pbuf_span& out) noexcept {
+  // Relaxed: the compare-and-swap below validates it.
+  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  bool fresh = view == rd_view::current;
   for (;;) {
     const std::uint32_t used = distance(r, w);
     if (used <= size) {
@@ -400,9 +404,11 @@ SLUICE_PBUF_FULL_PATH pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
 room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
                                       pbuf_span& victim) noexcept {
   for (;;) {
-    if (reserve_lock_free(n, out) == pbuf_status::ok) return room_step::reserved;
-    // Relaxed: written only under the lock [PB3].
+    // Relaxed: written only under the lock [PB3], or by the consumer in a
+    // biased turn that end_bias waited for (acquire [PB6]); so the words up
+    // to r + size are free and zero for us, as [PB1] gives producers.
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+    if (reserve_from(n, r, rd_view::current, out) == pbuf_status::ok) return room_step::reserved;
     const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     // Relaxed: validated by the compare-and-swaps below [PB5].
     std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
@@ -440,11 +446,11 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         // Relaxed: under the lock [PB3].
         tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
         if (drop == nullptr && notify_drop == nullptr) {
-          // Nobody to tell: E7 and E8 at once, under the lock (nobody can
-          // see it in between), and E9 at once too: it is the front.
-          // Relaxed: under the lock [PB3], and reclaim() is ours.
-          h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
-          (void)reclaim();
+          // Nobody to tell: E7, E8 and E9 at once, under the lock (nobody
+          // reads the packet in between): it is the front, so its words
+          // are zeroed and rd_idx passes them.
+          zero_words(packet, len);
+          (void)reclaim_from(r, advance(r, len), advance(t, len));
           continue;
         }
         // Relaxed: under the lock; marking it claimed keeps every other

@@ -350,6 +350,12 @@ struct alignas(cache_line) pbuf_core {
 
   bool reserve_fast(std::uint32_t n, pbuf_span& out) noexcept;
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
+  // What the caller knows of rd_idx when it reserves: a copy (rd_seen) that
+  // may understate the room and is refreshed once before giving up, or its
+  // current value (the overwrite lock holder's).
+  enum class rd_view : bool { copy, current };
+  // reserve_lock_free's body, from the caller's view r of rd_idx.
+  pbuf_status reserve_from(std::uint32_t n, std::uint32_t r, rd_view view, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
   room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
                              pbuf_span& victim) noexcept;
