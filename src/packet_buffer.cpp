@@ -305,6 +305,17 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
   return true;
 }
 
+// Whether n words (and the padding at the wrap they may need) fit between
+// w (tmp_wr_idx) and r + size (r: rd_idx, or a copy of it), as
+// reserve_from decides.
+[[gnu::always_inline]] inline bool pbuf_core::fits(std::uint32_t n, std::uint32_t r,
+                                                   std::uint32_t w) const noexcept {
+  const std::uint32_t used = distance(r, w);
+  if (used > size) return false;
+  const std::uint32_t tail = size - slot(w);
+  return (n > tail ? tail : 0) + n <= size - used;
+}
+
 SLUICE_PBUF_FULL_PATH pbuf_status pbuf_core::reserve_lock_free(std::uint32_t n,
                                                                pbuf_span& out) noexcept {
   // Acquire [PB1] (through rd_seen, stored with release after an acquire
@@ -323,7 +334,7 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
     if (used <= size) {
       const std::uint32_t tail = size - slot(w);
       const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
-      if (pad + n <= size - used) {
+      if (pad + n <= size - used) {                   // fits(n, r, w)
         // Relaxed: the reservation publishes nothing; the words it covers
         // are zero already ([PB1]) and the packet is published by its
         // header ([PB2]). Producers race only on the position itself (and,
@@ -408,10 +419,13 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     // biased turn that end_bias waited for (acquire [PB6]); so the words up
     // to r + size are free and zero for us, as [PB1] gives producers.
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-    if (reserve_from(n, r, rd_view::current, out) == pbuf_status::ok) return room_step::reserved;
-    const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     // Relaxed: validated by the compare-and-swaps below [PB5].
     std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+    if (fits(n, r, w)) {
+      if (reserve_from(n, r, rd_view::current, out) == pbuf_status::ok) return room_step::reserved;
+      continue;  // lock-free producers took the room meanwhile
+    }
+    const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     if (r == w) {
       // Empty, yet the wrap padding leaves no room: start over at slot 0;
       // the free words are zero already.

@@ -354,6 +354,7 @@ struct alignas(cache_line) pbuf_core {
   // may understate the room and is refreshed once before giving up, or its
   // current value (the overwrite lock holder's).
   enum class rd_view : bool { copy, current };
+  bool fits(std::uint32_t n, std::uint32_t r, std::uint32_t w) const noexcept;
   // reserve_lock_free's body, from the caller's view r of rd_idx.
   pbuf_status reserve_from(std::uint32_t n, std::uint32_t r, rd_view view, pbuf_span& out) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
