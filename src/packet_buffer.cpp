@@ -8,9 +8,12 @@
 // out of the lock.
 //
 // Atomic pairings used below:
-//   [PB1] rd_idx: release store in reclaim() (the freed words are zero and
-//         the consumer no longer reads them) -> acquire load in
-//         reserve_lock_free() (the producer may write them).
+//   [PB1] rd_idx: release store in reclaim() / publish_rd_idx() (the freed
+//         words are zero and the consumer no longer reads them) -> acquire
+//         load in reserve_from(), directly or through rd_seen (the producer
+//         may write them). The overwrite lock holder loads it relaxed: every
+//         earlier store to it was made under the lock [PB3] or in a biased
+//         turn that end_bias waited out [PB6].
 //   [PB2] header word: release store in commit / put_* / write_skip /
 //         abandon (the packet's words are written) -> acquire load in
 //         claim_unlocked() and panic_flush() (the consumer may read them).
@@ -26,11 +29,12 @@
 //         waiter, and the notifier's hot path costs no fence where the port
 //         has a heavy side (hosted: membarrier).
 //   [PB5] tmp_wr_idx with overwrite: lock-free producers reserve with a
-//         compare-and-swap (reserve_lock_free), so the lock holder changes it
-//         only by compare-and-swap as well (make_room_locked) and retries
-//         when a producer got in first; it moves rd_idx only after such a
-//         CAS, so a producer that sees the new rd_idx fails its own CAS on
-//         the old tmp_wr_idx.
+//         compare-and-swap (reserve_fast, reserve_from), so the lock holder
+//         changes it only by compare-and-swap as well (make_room_locked) and
+//         retries when a producer got in first; when it steps over a claimed
+//         packet it moves rd_idx only after such a CAS, so a producer that
+//         sees the new rd_idx fails its own CAS on the old tmp_wr_idx. (A
+//         drop or a reclaim moves rd_idx with no CAS: that only adds room.)
 //   [PB6] the consumer's biased turn (overwrite): the consumer stores
 //         consumer_in, runs the light side of the asymmetric fence and
 //         loads lock_bias (enter_consumer); a dropper holding the lock
@@ -417,13 +421,18 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
   for (;;) {
     // Relaxed: written only under the lock [PB3], or by the consumer in a
     // biased turn that end_bias waited for (acquire [PB6]); so the words up
-    // to r + size are free and zero for us, as [PB1] gives producers.
+    // to r + size are free and zero for us, as [PB1] gives producers. (The
+    // producers' move of an empty buffer to slot 0 is not made with
+    // overwrite: below, under the lock.)
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
     // Relaxed: validated by the compare-and-swaps below [PB5].
     std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-    if (fits(n, r, w)) {
+    // A build optimised for size does not look first.
+    if (!speed_over_size || fits(n, r, w)) {
       if (reserve_from(n, r, rd_view::current, out) == pbuf_status::ok) return room_step::reserved;
-      continue;  // lock-free producers took the room meanwhile
+      // No room after all: lock-free producers took it meanwhile (or
+      // there was none). Relaxed, as above.
+      w = tmp_wr_idx.load(std::memory_order_relaxed);
     }
     const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     if (r == w) {
@@ -454,17 +463,25 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         (void)reclaim();
         continue;
       case pbuf_valid: {  // committed and unclaimed (r == t): drop it (E7)
+        SLUICE_ASSERT(r == t, "packet buffer: a committed packet behind the claim position");
         const std::uint32_t len = words_of(packet);
         // Relaxed: a statistic, written only under the lock.
         dropped.store(dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         // Relaxed: under the lock [PB3].
         tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
         if (drop == nullptr && notify_drop == nullptr) {
-          // Nobody to tell: E7, E8 and E9 at once, under the lock (nobody
-          // reads the packet in between): it is the front, so its words
-          // are zeroed and rd_idx passes them.
-          zero_words(packet, len);
-          (void)reclaim_from(r, advance(r, len), advance(t, len));
+          // Nobody to tell: the drop is done under the lock, where nobody
+          // reads the packet in between. It is the front, so its words
+          // are zeroed and rd_idx passes them at once (E7 and E9, no skip
+          // in between); a build optimised for size stores the skip (E7
+          // and E8 in one store) and reclaims it in the next round.
+          if constexpr (speed_over_size) {
+            zero_words(packet, len);
+            (void)reclaim_from(r, advance(r, len), advance(t, len));
+          } else {
+            // Relaxed: under the lock [PB3], and reclaim() is ours.
+            h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
+          }
           continue;
         }
         // Relaxed: under the lock; marking it claimed keeps every other
@@ -669,7 +686,7 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // A producer that found the buffer empty may have moved it to slot 0
-  // (reserve_lock_free): rd_idx is then ahead of us; follow it. Relaxed:
+  // (reserve_from): rd_idx is then ahead of us; follow it. Relaxed:
   // the words in between are free and nothing else is read through it.
   if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed); moved_ahead(t, r)) {
     t = r;
@@ -702,7 +719,7 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 }
 
 // Whether rd_idx (r) is ahead of tmp_rd_idx (t): a producer that found
-// the buffer empty moved it to slot 0 (reserve_lock_free), or a dropper
+// the buffer empty moved it to slot 0 (reserve_from), or a dropper
 // passed the consumer; the consumer follows.
 [[gnu::always_inline]] inline bool pbuf_core::moved_ahead(std::uint32_t t,
                                                           std::uint32_t r) const noexcept {
@@ -871,13 +888,19 @@ pbuf_span pbuf_core::try_claim() noexcept {
 // Apart from try_claim (and free_locked from free) so that the
 // no-overwrite path stays a test and a jump.
 [[gnu::noinline]] pbuf_span pbuf_core::claim_locked() noexcept {
-  // Nothing allocated: answer without the lock, and without reading the
-  // producers' line while our copy of tmp_wr_idx is ahead. Relaxed: a
-  // snapshot (a dropper may move tmp_rd_idx meanwhile; the turn decides); a
-  // claim that races with a reservation may miss it like any try does, and
-  // a waiting consumer's re-check is ordered by [PB4] (the producer's
-  // reservation precedes its light fence).
-  if (nothing_reserved_at(tmp_rd_idx.load(std::memory_order_relaxed))) return {};
+  // Nothing allocated: answer without the lock, and (where there are fast
+  // paths) without reading the producers' line while our copy of
+  // tmp_wr_idx is ahead. Relaxed: a snapshot (a dropper may move
+  // tmp_rd_idx meanwhile; the turn decides); a claim that races with a
+  // reservation may miss it like any try does, and a waiting consumer's
+  // re-check is ordered by [PB4] (the producer's reservation precedes its
+  // light fence).
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  if constexpr (speed_over_size) {
+    if (nothing_reserved_at(t)) return {};
+  } else {
+    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
+  }
   const consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
   const bool biased = enter_consumer(holder);

@@ -306,6 +306,8 @@ class packet_buffer {
 
   // A context that took over and never returns (a panic handler) drains
   // every committed packet through fn, without the consumer or the lock.
+  // Meant for when every other core has stopped: a producer still dropping
+  // on another core may report or zero a packet while this reads it.
   std::uint32_t panic_flush(void (*fn)(void* context, const std::uint32_t* packet,
                                        std::uint32_t words) noexcept,
                             void* context) noexcept {

@@ -3,8 +3,9 @@
 // both policies. Exact accounting: every allocated packet is claimed once
 // or reported to the drop callback once (without a callback: claimed at
 // most once, and the buffer's drop count is the number never claimed);
-// payloads intact; FIFO per producer; no drop at all without overwrite. A watchdog turns a hang (a
-// lost wake-up, a deadlock on the overwrite lock) into a failure.
+// payloads intact; FIFO per producer; no drop at all without overwrite. A
+// watchdog turns a hang (a lost wake-up, a deadlock on the overwrite lock)
+// into a failure.
 #include <pthread.h>
 #include <signal.h>
 

@@ -12,11 +12,14 @@
 // Header state of a packet's first word (bit 0 valid, bit 1 busy):
 //
 //   valid busy  name       set by                         cleared by
-//   0     0     reserved   reclaim() zeroes freed words;  commit (-> committed),
-//                          so a new reservation reads 0   abandon (-> skip)
+//   0     0     reserved   reclaim() zeroes freed words   commit (-> committed),
+//                          (so does a drop with no        abandon (-> skip)
+//                          callback, E7 + E9), so a new
+//                          reservation reads 0
 //   1     0     committed  commit / put_*  [H1]           claim (-> claimed),
 //                                                         drop (-> claimed by
-//                                                         the dropper)
+//                                                         the dropper; with no
+//                                                         callback -> zero)
 //   1     1     claimed    claim, drop_one                free / drop end (-> skip)
 //   0     1     skip       reserve (padding at the wrap,  reclaim() (zeroes it
 //                          gaps when stepping over),      once rd_idx passes)
@@ -25,8 +28,11 @@
 //
 // Edges: E1 reserve (reserved), E2 commit, E3 claim, E4 free, E5 abandon,
 // E6 pad, E7 drop_one (committed -> claimed by the dropper), E8 drop end
-// (-> skip), E9 reclaim (skip -> zero words). The header word is only ever
-// read or written through atomic_ref by the engine.
+// (-> skip), E9 reclaim (skip -> zero words; with no drop callback a
+// dropped packet goes from committed to zero words at once, E7 + E9). The
+// engine reads and writes the header word through atomic_ref, except where
+// the owner of a packet's words zeroes them all (a memset) while nobody
+// else may read them (E9, and the constructor).
 //
 // Positions: the four indices run over [0, period) where period is the
 // largest multiple of size not above 2^31; slot = position % size. Keeping
@@ -41,8 +47,9 @@
 //
 // A request that does not fit only because of the padding at the wrap, in
 // an empty buffer, moves all indices to the next slot 0 first (done by the
-// producer that needs it; the consumer follows rd_idx in claim), so a
-// request for the whole size always succeeds on an empty buffer.
+// producer that needs it, or with overwrite by the lock holder; the
+// consumer follows rd_idx in claim), so a request for the whole size always
+// succeeds on an empty buffer.
 //
 // Policies:
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
@@ -59,8 +66,11 @@
 //                 words), the lock is left, the callback runs, then the
 //                 victim becomes a skip (one release store, no lock: it is
 //                 the dropper's alone while it reads claimed). With no
-//                 callback, E7 and E8 are one store under the lock, and
-//                 the same turn reclaims the words and reserves.
+//                 callback the drop is done under the lock in one step:
+//                 the packet's words are zeroed and rd_idx passes them
+//                 (a build optimised for size stores a skip, E7 and E8 in
+//                 one store, and reclaims it in the next round); the same
+//                 turn then reserves.
 //
 // The overwrite lock and handlers. `lock` reads 0 (free), or the holder's
 // role (pbuf_lock_dropper, pbuf_lock_consumer) | its thread's context token
@@ -268,7 +278,9 @@ struct alignas(cache_line) pbuf_core {
   // would cost each commit a read-modify-write on a shared line.
   atomic<std::uint32_t> claimed{0};
   atomic<std::uint32_t> flushed{0};  // by panic_flush
-  std::uint32_t wr_seen = 0;         // the consumer's copy of tmp_wr_idx
+  // The consumer's copy of tmp_wr_idx: written by the consumer only (also
+  // outside its turn, in claim's first look), never by droppers.
+  std::uint32_t wr_seen = 0;
   // The consumer's turn with overwrite (see "The consumer's biased turn").
   atomic<std::uint32_t> consumer_in{0};  // consumer_holder() during a biased turn, else 0
   atomic<std::uint32_t> lock_bias{0};    // 1: the consumer's turns skip `lock`
@@ -309,7 +321,9 @@ struct alignas(cache_line) pbuf_core {
 
   // Drains every committed, unclaimed packet through `fn` without the
   // consumer's cooperation and without the lock: for a context that took
-  // over and never returns (a panic handler). Returns the count.
+  // over and never returns (a panic handler). Returns the count. Meant for
+  // a context where every other core has stopped: a dropper still running
+  // may report or zero a packet while this reads it.
   std::uint32_t panic_flush(void (*fn)(void* context, const std::uint32_t* packet,
                                        std::uint32_t words) noexcept,
                             void* context) noexcept;
@@ -379,7 +393,7 @@ struct alignas(cache_line) pbuf_core {
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
-  bool nothing_reserved_at(std::uint32_t t) noexcept;                 // claim_unlocked
+  bool nothing_reserved_at(std::uint32_t t) noexcept;                 // the claim paths
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
