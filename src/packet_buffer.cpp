@@ -470,18 +470,12 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         // Relaxed: under the lock [PB3].
         tmp_rd_idx.store(advance(t, len), std::memory_order_relaxed);
         if (drop == nullptr && notify_drop == nullptr) {
-          // Nobody to tell: the drop is done under the lock, where nobody
-          // reads the packet in between. It is the front, so its words
-          // are zeroed and rd_idx passes them at once (E7 and E9, no skip
-          // in between); a build optimised for size stores the skip (E7
-          // and E8 in one store) and reclaims it in the next round.
-          if constexpr (speed_over_size) {
-            zero_words(packet, len);
-            (void)reclaim_from(r, advance(r, len), advance(t, len));
-          } else {
-            // Relaxed: under the lock [PB3], and reclaim() is ours.
-            h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
-          }
+          // Nobody to tell: E7 and E8 in one store, under the lock (nobody
+          // can see it in between), and the skip is the front, so reclaim()
+          // frees its words at once (E9), as it frees every skip there.
+          // Relaxed: under the lock [PB3], and reclaim() is ours.
+          h.store((len << pbuf_hdr_bits) | pbuf_busy, std::memory_order_relaxed);
+          (void)reclaim();
           continue;
         }
         // Relaxed: under the lock; marking it claimed keeps every other

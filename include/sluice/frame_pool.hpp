@@ -160,15 +160,11 @@ inline void* allocate_in(frame_pool& pool, std::size_t bytes) noexcept {
 // functions, which pair even where a program replaces only some of them.
 // Hosted only. Null when out of memory.
 inline void* new_heap_block(std::size_t bytes) noexcept {
-#if __STDC_HOSTED__
   if constexpr (frame_cache_on) return frame_cache_allocate(bytes);
-#endif
   return ::operator new(bytes, std::nothrow);
 }
 inline void delete_heap_block(void* block) noexcept {
-#if __STDC_HOSTED__
   if constexpr (frame_cache_on) return frame_cache_free(block);
-#endif
   ::operator delete(block, std::nothrow);
 }
 

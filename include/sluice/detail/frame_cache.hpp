@@ -140,4 +140,15 @@ inline std::uint32_t frame_cache_blocks() noexcept {
 
 }  // namespace sluice::detail
 
+#else  // freestanding: no cache (frame_cache_on is false)
+
+namespace sluice::detail {
+
+// Declared only, so that callers choose with `if constexpr (frame_cache_on)`
+// and no #if; a discarded statement needs no definition.
+void* frame_cache_allocate(std::size_t bytes) noexcept;
+void frame_cache_free(void* memory) noexcept;
+
+}  // namespace sluice::detail
+
 #endif  // __STDC_HOSTED__

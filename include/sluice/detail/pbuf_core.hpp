@@ -12,14 +12,12 @@
 // Header state of a packet's first word (bit 0 valid, bit 1 busy):
 //
 //   valid busy  name       set by                         cleared by
-//   0     0     reserved   reclaim() zeroes freed words   commit (-> committed),
-//                          (so does a drop with no        abandon (-> skip)
-//                          callback, E7 + E9), so a new
-//                          reservation reads 0
+//   0     0     reserved   reclaim() zeroes freed words;  commit (-> committed),
+//                          so a new reservation reads 0   abandon (-> skip)
 //   1     0     committed  commit / put_*  [H1]           claim (-> claimed),
 //                                                         drop (-> claimed by
 //                                                         the dropper; with no
-//                                                         callback -> zero)
+//                                                         callback -> skip)
 //   1     1     claimed    claim, drop_one                free / drop end (-> skip)
 //   0     1     skip       reserve (padding at the wrap,  reclaim() (zeroes it
 //                          gaps when stepping over),      once rd_idx passes)
@@ -28,11 +26,11 @@
 //
 // Edges: E1 reserve (reserved), E2 commit, E3 claim, E4 free, E5 abandon,
 // E6 pad, E7 drop_one (committed -> claimed by the dropper), E8 drop end
-// (-> skip), E9 reclaim (skip -> zero words; with no drop callback a
-// dropped packet goes from committed to zero words at once, E7 + E9). The
-// engine reads and writes the header word through atomic_ref, except where
-// the owner of a packet's words zeroes them all (a memset) while nobody
-// else may read them (E9, and the constructor).
+// (-> skip), E9 reclaim (skip -> zero words). With no drop callback, E7
+// and E8 are one store. The engine reads and writes the header word
+// through atomic_ref, except where the owner of a packet's words zeroes
+// them all (a memset) while nobody else may read them (E9, and the
+// constructor).
 //
 // Positions: the four indices run over [0, period) where period is the
 // largest multiple of size not above 2^31; slot = position % size. Keeping
@@ -66,11 +64,9 @@
 //                 words), the lock is left, the callback runs, then the
 //                 victim becomes a skip (one release store, no lock: it is
 //                 the dropper's alone while it reads claimed). With no
-//                 callback the drop is done under the lock in one step:
-//                 the packet's words are zeroed and rd_idx passes them
-//                 (a build optimised for size stores a skip, E7 and E8 in
-//                 one store, and reclaims it in the next round); the same
-//                 turn then reserves.
+//                 callback, E7 and E8 are one store under the lock, and
+//                 the same turn reclaims the words at once (the skip is
+//                 the front) and reserves.
 //
 // The overwrite lock and handlers. `lock` reads 0 (free), or the holder's
 // role (pbuf_lock_dropper, pbuf_lock_consumer) | its thread's context token

@@ -353,8 +353,6 @@ class waiter_list {
     w.next_ = w.prev_ = nullptr;
   }
 
-  // Requires: locked. Unlists the front waiter, marks it notified and
-  // returns its waker (empty if the list was empty), for the caller to wake.
   // Requires: locked. A notify_all's request as a count of the waiters now
   // listed (pending_all itself for more than the count field holds).
   std::uint32_t listed_count() const noexcept {
@@ -366,6 +364,8 @@ class waiter_list {
     return n * pending_one;
   }
 
+  // Requires: locked. Unlists the front waiter, marks it notified and
+  // returns its waker (empty if the list was empty), for the caller to wake.
   waker take_front() noexcept {
     waiter* w = head_;
     if (w == nullptr) return waker{};
