@@ -43,6 +43,22 @@
 //         takes the lock instead) or the dropper sees it inside (and waits
 //         for its release store of 0 with an acquire load, so that the
 //         turn's changes happen before the dropper's).
+//   [PB7] the move of an empty buffer to slot 0 (no overwrite: made by a
+//         producer in reserve_from) stores rd_idx ahead of tmp_rd_idx,
+//         with release [PB1]. From then on producers count their room
+//         from the new rd_idx, so they may reserve the next lap of the
+//         slot at tmp_rd_idx and write a packet's payload there. The
+//         consumer may have looked at rd_idx before the move (or the move
+//         ran inside its claim: a handler on its thread, or a waiter's
+//         waker): so it loads rd_idx again after each header it reads
+//         (acquire [PB2], which orders the later load), and if rd_idx
+//         moved, drops what it read and follows. A value written in the
+//         next lap comes from a producer that loaded the moved rd_idx (or
+//         the producers' copy of it) before writing it; and a store seen
+//         by one other core is seen by all (x86-64 and Armv8 are
+//         multi-copy atomic for this; a Cortex-M board's cores share one
+//         bus), so the consumer's load after reading that value sees the
+//         move too.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -679,21 +695,15 @@ bool pbuf_core::reclaim() noexcept {
 SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  // A producer that found the buffer empty may have moved it to slot 0
-  // (reserve_from): rd_idx is then ahead of us; follow it. Relaxed:
-  // the words in between are free and nothing else is read through it.
-  if (const std::uint32_t r = rd_idx.load(std::memory_order_relaxed); moved_ahead(t, r)) {
-    t = r;
-    // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
-    // published through it.
-    tmp_rd_idx.store(t, std::memory_order_relaxed);
-  }
+  (void)follow_rd_idx(t);
   for (;;) {
     if (nothing_reserved_at(t)) return {};
     std::uint32_t* const packet = buf + slot(t);
     atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);
+    // [PB7]: moved since our last look, the word we read may be payload.
+    if (follow_rd_idx(t)) continue;
     switch (v & pbuf_hdr_mask) {
       case 0:  // reserved, not committed: holds back what follows
         return {};
@@ -710,6 +720,21 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
         return claim_at(packet, v, t, length_of(packet, v));
     }
   }
+}
+
+// A producer that found the buffer empty may have moved it to slot 0
+// (reserve_from), or a dropper passed the consumer: rd_idx is then ahead of
+// t (tmp_rd_idx); follow it. True: t and tmp_rd_idx moved to rd_idx.
+[[gnu::always_inline]] inline bool pbuf_core::follow_rd_idx(std::uint32_t& t) noexcept {
+  // Relaxed: the words in between are free and nothing else is read
+  // through it; after a header load, ordered by its acquire [PB7].
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  if (!moved_ahead(t, r)) return false;
+  t = r;
+  // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
+  // published through it.
+  tmp_rd_idx.store(t, std::memory_order_relaxed);
+  return true;
 }
 
 // Whether rd_idx (r) is ahead of tmp_rd_idx (t): a producer that found
@@ -757,13 +782,13 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   if (words != nullptr || get_wlen != nullptr) return {};
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  // Relaxed, as in claim_unlocked: only compared here.
-  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed)))
-    return {};  // claim_unlocked follows rd_idx
   if (nothing_reserved_at(t)) return {};
   std::uint32_t* const packet = buf + slot(t);
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
+  // [PB7]: rd_idx after the header (relaxed, ordered by the acquire above);
+  // moved, the word we read may be payload, and claim_unlocked follows.
+  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
   if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
   return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
 }

@@ -46,8 +46,10 @@
 // A request that does not fit only because of the padding at the wrap, in
 // an empty buffer, moves all indices to the next slot 0 first (done by the
 // producer that needs it, or with overwrite by the lock holder; the
-// consumer follows rd_idx in claim), so a request for the whole size always
-// succeeds on an empty buffer.
+// consumer follows rd_idx in claim, and looks at it again after each
+// header it reads, as the move may have made that word payload: [PB7] in
+// src/packet_buffer.cpp), so a request for the whole size always succeeds
+// on an empty buffer.
 //
 // Policies:
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
@@ -389,6 +391,7 @@ struct alignas(cache_line) pbuf_core {
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
+  bool follow_rd_idx(std::uint32_t& t) noexcept;                      // claim_unlocked
   bool nothing_reserved_at(std::uint32_t t) noexcept;                 // the claim paths
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
