@@ -695,8 +695,9 @@ bool pbuf_core::reclaim() noexcept {
 SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  (void)follow_rd_idx(t);
   for (;;) {
+    // Nothing reserved at t: no move to follow either (a move takes
+    // tmp_wr_idx away from t).
     if (nothing_reserved_at(t)) return {};
     std::uint32_t* const packet = buf + slot(t);
     atomic_ref<std::uint32_t> h(*packet);
