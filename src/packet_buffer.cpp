@@ -54,11 +54,19 @@
 //         (acquire [PB2], which orders the later load), and if rd_idx
 //         moved, drops what it read and follows. A value written in the
 //         next lap comes from a producer that loaded the moved rd_idx (or
-//         the producers' copy of it) before writing it; and a store seen
-//         by one other core is seen by all (x86-64 and Armv8 are
+//         the producers' copy of it) with acquire before writing it, or
+//         from the producer that moved it, which passes a release fence
+//         after the move and before it writes any packet; and a store
+//         seen by one other core is seen by all (x86-64 and Armv8 are
 //         multi-copy atomic for this; a Cortex-M board's cores share one
 //         bus), so the consumer's load after reading that value sees the
-//         move too.
+//         move too. In C++ terms alone: a header that says committed or
+//         skip is stored with release after the producer's acquire of the
+//         move (or after the mover's fence), so the consumer's acquire of
+//         it makes the move visible; a header still reading 00 only says
+//         "nothing yet"; a payload word is the case the hardware argument
+//         covers (the read races with the producer's plain store, and the
+//         value is dropped).
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -392,6 +400,12 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
           // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
           rd_idx.store(start, std::memory_order_release);
           rd_seen.store(start, std::memory_order_release);
+          // [PB7] release fence: the move comes before every later store
+          // of ours, in every core's view. The packet we reserve next may
+          // cover the slot where the consumer looks for a header; a
+          // consumer that reads a word we write there (acquire) then sees
+          // the move when it looks at rd_idx again.
+          fence(std::memory_order_release);
           w = start;
           r = start;
           // A producer that reserved at `start` before the store above may

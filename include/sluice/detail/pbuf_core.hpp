@@ -283,7 +283,7 @@ struct alignas(cache_line) pbuf_core {
   atomic<std::uint32_t> consumer_in{0};  // consumer_holder() during a biased turn, else 0
   atomic<std::uint32_t> lock_bias{0};    // 1: the consumer's turns skip `lock`
   std::uint32_t rebias_after = 0;        // under `lock`: locked turns left in this stretch
-  std::uint32_t rebias_stretch = 0;      // under `lock`: this stretch's length (set with the bias)
+  std::uint32_t rebias_stretch = 0;      // under `lock`: this stretch's length (see enter_consumer)
   std::uint32_t dropped_in_stretch = 0;  // under `lock`: 1 once a dropper held it in this stretch
 
   // ---- waiting (touched only by a notify's check while nobody waits) ----
