@@ -115,6 +115,16 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 #define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
 #endif
 
+// Test builds only (SLUICE_PBUF_TEST_HOOKS, tests/hooks): a call at named
+// points of the protocols, where a test holds a thread to run another
+// inside a window that is otherwise a few instructions wide.
+#if defined(SLUICE_PBUF_TEST_HOOKS)
+void sluice_pbuf_test_hook(sluice::detail::pbuf_hook point) noexcept;  // the test's
+#define SLUICE_PBUF_HOOK(point) sluice_pbuf_test_hook(sluice::detail::pbuf_hook::point)
+#else
+#define SLUICE_PBUF_HOOK(point) static_cast<void>(0)
+#endif
+
 namespace sluice::detail {
 
 // The port's critical section around a turn with the overwrite lock, so
@@ -282,18 +292,20 @@ void pbuf_core::wake_waiters(wake_after after) noexcept {
   if (!speed_over_size) {
     if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
       notify_waiters(after);
-  } else if ((after == wake_after::commit && data_waiters.approx_has_waiters()) ||
-             ((after == wake_after::reclaim || overwrite()) &&
-              space_waiters.approx_has_waiters())) {
+  } else if ((after != wake_after::reclaim && data_waiters.approx_has_waiters()) ||
+             ((after != wake_after::commit || overwrite()) && space_waiters.approx_has_waiters())) {
     notify_waiters(after);
   }
 }
 
 [[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
   // After wake_waiters' light fence [PB4]; notify_* re-check under their
-  // own [W1] fence.
-  if (after != wake_after::reclaim && data_waiters.approx_has_waiters()) data_waiters.notify_one();
-  if ((after == wake_after::reclaim || overwrite()) && space_waiters.approx_has_waiters())
+  // own [W1] fence. A build optimised for size wakes both lists (in less
+  // code): a waiter woken for nothing re-checks and waits again.
+  if ((!speed_over_size || after != wake_after::reclaim) && data_waiters.approx_has_waiters())
+    data_waiters.notify_one();
+  if ((!speed_over_size || after != wake_after::commit || overwrite()) &&
+      space_waiters.approx_has_waiters())
     space_waiters.notify_all();
 }
 
@@ -395,6 +407,7 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
         const std::uint32_t start = advance(w, tail);
         if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
                                                std::memory_order_relaxed)) {
+          SLUICE_PBUF_HOOK(moving_to_slot_zero);
           // rd_idx == w and only moves when something is reserved, so the
           // store cannot lose a consumer's update. Release [PB1]. The
           // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
@@ -411,8 +424,10 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
           // A producer that reserved at `start` before the store above may
           // have committed and woken a consumer that then looked at the old
           // position, found nothing and waits: wake it again now that the
-          // consumer can follow rd_idx ([PB4]).
-          wake_waiters(wake_after::commit);
+          // consumer can follow rd_idx. And the store frees the words
+          // between the two positions: a producer that found no room
+          // counting from the old one may wait for them ([PB4]).
+          wake_waiters(wake_after::commit_and_reclaim);
         }
         continue;
       }
@@ -550,9 +565,10 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
   // Words of claimed packets stepped over in this call: more than one lap
   // means a claimed packet was met twice; give up instead of looping.
   std::uint32_t stepped = 0;
+  pbuf_span victim;  // dropped and reported: it ends (E8) in the next turn
   for (;;) {
     room_step step = room_step::no_room;
-    pbuf_span victim;  // dropped: reported below, then freed (E8)
+    const bool ending = victim.words != nullptr;
     // Where the consumer masks, droppers do too; elsewhere only without a
     // context token (lock_as then gives up on a lock its own thread holds:
     // a handler that interrupted the holder). No lock: the consumer holds
@@ -560,7 +576,28 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
     // retries or waits, and the consumer wakes it after unlocking.
     const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
     const auto turn = [&]() noexcept {
-      if (lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) {
+      const std::uint32_t holder = pbuf_lock_dropper | token << pbuf_lock_role_bits;
+      bool locked = lock_as(holder);
+      if constexpr (!pbuf_consumer_masks) {
+        // With a victim to end, it does not give up on the lock (where
+        // droppers may give up at all): this dropper had a turn since it
+        // started, so whatever it interrupted held neither the lock nor a
+        // turn then, and cannot take one before we return; every holder is
+        // elsewhere and lets go.
+        while (!locked && ending)
+          locked = lock_as(holder);
+      }
+      if (locked) {
+        if (ending) {
+          // E8, under the lock: a holder stepping over the victim (it reads
+          // claimed) asks words_of() for its length, and a length callback
+          // reads the header's user bits, which this store replaces.
+          // Release [PB2]: the callback's reads come before the zeroing (the
+          // acquire in reclaim(), which a consumer's biased turn may run
+          // without the lock).
+          atomic_ref<std::uint32_t>(*victim.words)
+              .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
+        }
         if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, stepped, victim);
         unlock();
       }
@@ -571,24 +608,19 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
       const dropper_guard masked(*this);
       turn();
     }
+    // A waiting producer can pass the ended victim now, a consumer waiting
+    // behind a stepped-over copy of it can claim what follows. [PB4]
+    if (ending) wake_waiters(wake_after::commit);
     if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
-    // Outside the lock, contents intact.
+    // Outside the lock, contents intact. The victim is ours while it reads
+    // claimed: nobody else reads or reuses its words.
     if (drop != nullptr) {
       drop(context, victim.words, victim.size);
     } else if (notify_drop != nullptr) {
       notify_drop(reinterpret_cast<const struct mpsc_pbuf_buffer*>(this),
                   reinterpret_cast<const union mpsc_pbuf_generic*>(victim.words));
     }
-    // E8, without the lock: the victim is ours while it reads claimed, and
-    // its words are reclaimed (zeroed) only once it reads skip. Release
-    // [PB2]: the callback's reads come before that zeroing (the acquire in
-    // reclaim()). The next round's make_room_locked reclaims it.
-    atomic_ref<std::uint32_t>(*victim.words)
-        .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
-    // A waiting producer can pass it now, a consumer waiting behind a
-    // stepped-over copy of it can claim what follows. [PB4]
-    wake_waiters(wake_after::commit);
   }
 }
 
@@ -687,8 +719,9 @@ bool pbuf_core::reclaim() noexcept {
                                                            std::uint32_t t) noexcept {
   while (r != t) {
     std::uint32_t* const words = buf + slot(r);
-    // Acquire [PB2]: a skip may come from a dropper's E8 outside the lock
-    // (reserve_overwrite): its callback's reads come before our zeroing.
+    // Acquire [PB2]: a skip may come from a dropper's E8 (reserve_overwrite)
+    // while we run without its lock (the consumer's biased turn): its
+    // callback's reads come before our zeroing.
     const std::uint32_t v = atomic_ref<std::uint32_t>(*words).load(std::memory_order_acquire);
     if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
     const std::uint32_t len = v >> pbuf_hdr_bits;

@@ -3,7 +3,11 @@
 // both policies. Exact accounting: every allocated packet is claimed once
 // or reported to the drop callback once (without a callback: claimed at
 // most once, and the buffer's drop count is the number never claimed);
-// payloads intact; FIFO per producer; no drop at all without overwrite. A
+// payloads intact; FIFO per producer; no drop at all without overwrite.
+// With overwrite, also with lengths from a packet_words callback that
+// decodes the header's user bits (so a length read while the engine
+// rewrites the header would come out wrong, and a plain read there would
+// be a race ThreadSanitizer sees). A
 // watchdog turns a hang (a lost wake-up, a deadlock on the overwrite lock)
 // into a failure.
 #include <pthread.h>
@@ -66,8 +70,20 @@ struct ledger {
   }
 };
 
+// Where packet lengths live: in the header (the engine's encoding), or in
+// the user bits, read by a packet_words callback.
+enum class lengths : std::uint8_t { in_header, by_callback };
+// The user bits hold the length XOR this, so that the engine's skip
+// encoding (the length in the same bits) decodes to another length.
+constexpr std::uint32_t length_key = 0x15a5a5u;
+
+std::uint32_t length_from_user_bits(void*, const std::uint32_t* packet) noexcept {
+  return (packet[0] >> 2) ^ length_key;  // a plain read, as a user's callback does
+}
+
 struct fixture {
   sluice::packet_buffer* pb = nullptr;
+  lengths length_source = lengths::in_header;
   ledger book;
   std::atomic<std::uint32_t> signal_seq{0};
   std::atomic<std::uint32_t> signal_failed{0};
@@ -78,7 +94,10 @@ struct fixture {
 
 fixture* current = nullptr;  // for the signal handler and the drop callback
 
-void fill(std::uint32_t* w, std::uint32_t n, std::uint32_t pid, std::uint32_t seq) {
+void fill(sluice::allocated_packet& a, std::uint32_t pid, std::uint32_t seq) {
+  const std::uint32_t n = a.size();
+  if (current->length_source == lengths::by_callback) a.set_user_bits(n ^ length_key);
+  std::uint32_t* const w = a.words();
   w[1] = pid;
   w[2] = seq;
   for (std::uint32_t i = 3; i < n; ++i)
@@ -95,6 +114,10 @@ void on_drop(void*, const std::uint32_t* packet, std::uint32_t words) noexcept {
     return;
   }
   current->book.dropped[pid][seq].fetch_add(1, std::memory_order_relaxed);
+  // A slow callback, so that other droppers meet its victim meanwhile.
+  if (current->length_source == lengths::by_callback)
+    for (int i = 0; i < 2000; ++i)
+      (void)current->bad_drops.load(std::memory_order_relaxed);
 }
 
 void on_signal(int) {
@@ -113,7 +136,7 @@ void on_signal(int) {
   if (seq < signal_capacity) {
     auto a = f.pb->try_alloc(words_for(seq));
     if (a) {
-      fill(a->words(), a->size(), signal_producer, seq);
+      fill(*a, signal_producer, seq);
       std::move(*a).commit();
       f.signal_seq.store(seq + 1, std::memory_order_relaxed);
     } else {
@@ -131,14 +154,17 @@ void on_signal(int) {
 enum class drop_report : std::uint8_t { callback, count_only };
 
 void run(sluice::overflow_policy policy, std::uint32_t size,
-         drop_report report = drop_report::callback) {
+         drop_report report = drop_report::callback, lengths length_source = lengths::in_header) {
   std::vector<std::uint32_t> storage(size);
   fixture f;
+  f.length_source = length_source;
   current = &f;
-  sluice::packet_buffer pb({.storage = storage.data(),
-                            .size_words = size,
-                            .policy = policy,
-                            .on_drop = report == drop_report::callback ? &on_drop : nullptr});
+  sluice::packet_buffer pb(
+      {.storage = storage.data(),
+       .size_words = size,
+       .policy = policy,
+       .on_drop = report == drop_report::callback ? &on_drop : nullptr,
+       .packet_words = length_source == lengths::by_callback ? &length_from_user_bits : nullptr});
   f.pb = &pb;
   const bool overwrite = policy == sluice::overflow_policy::drop_oldest;
 
@@ -174,7 +200,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
         for (;;) {
           auto a = pid == 0 ? pb.alloc_for(n, 50ms) : pb.try_alloc(n);
           if (a) {
-            fill(a->words(), n, pid, seq);
+            fill(*a, pid, seq);
             std::move(*a).commit();
             break;
           }
@@ -281,6 +307,9 @@ TEST(PacketBufferStress, NoOverwriteExactAccounting) {
 }
 TEST(PacketBufferStress, OverwriteExactAccounting) {
   run(sluice::overflow_policy::drop_oldest, 64);
+}
+TEST(PacketBufferStress, OverwriteWithLengthCallbackExactAccounting) {
+  run(sluice::overflow_policy::drop_oldest, 64, drop_report::callback, lengths::by_callback);
 }
 TEST(PacketBufferStress, OverwriteWithoutCallbackCountsEveryDrop) {
   run(sluice::overflow_policy::drop_oldest, 64, drop_report::count_only);

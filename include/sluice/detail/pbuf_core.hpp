@@ -64,8 +64,9 @@
 //                 store. The drop callback runs outside the lock: the
 //                 victim is first marked claimed (so that nobody reuses its
 //                 words), the lock is left, the callback runs, then the
-//                 victim becomes a skip (one release store, no lock: it is
-//                 the dropper's alone while it reads claimed). With no
+//                 victim becomes a skip in the dropper's next turn with the
+//                 lock (a holder stepping over it meanwhile reads its
+//                 length, through a length callback perhaps). With no
 //                 callback, E7 and E8 are one store under the lock, and
 //                 the same turn reclaims the words at once (the skip is
 //                 the front) and reserves.
@@ -98,7 +99,9 @@
 // ([PB4]: a dropper that gave up and then waits has the released lock as
 // its condition). Who masks does not change the mutual exclusion: every
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
-// lock holder, except a victim's own E8 store (above). The price, hosted
+// lock holder. A dropper with a victim to end waits for the lock without
+// giving up: it had a turn since it started, so what it interrupted holds
+// nothing. The price, hosted
 // only: a handler that interrupts its own thread inside claim, free or a
 // dropper's turn, on a buffer that must drop to fit it, fails to allocate
 // instead of being held off until that turn is done.
@@ -215,9 +218,16 @@ enum class room_step : std::uint8_t {
 
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
-  commit,   // a header became committed or skip: the consumer; with
-            // overwrite, producers too (the oldest may now be dropped)
-  reclaim,  // rd_idx moved: producers waiting for room
+  commit,              // a header became committed or skip: the consumer; with
+                       // overwrite, producers too (the oldest may now be dropped)
+  reclaim,             // rd_idx moved: producers waiting for room
+  commit_and_reclaim,  // both (the move of an empty buffer to slot 0)
+};
+
+// The points where a test build calls its hook (SLUICE_PBUF_TEST_HOOKS in
+// src/packet_buffer.cpp).
+enum class pbuf_hook : std::uint8_t {
+  moving_to_slot_zero,  // reserve_from: tmp_wr_idx moved, rd_idx not yet
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
