@@ -717,6 +717,16 @@ bool pbuf_core::reclaim() noexcept {
 
 [[gnu::always_inline]] inline bool pbuf_core::reclaim_from(std::uint32_t start, std::uint32_t r,
                                                            std::uint32_t t) noexcept {
+  r = zero_skips(r, t);
+  if (r == start) return false;
+  publish_rd_idx(r);
+  return true;
+}
+
+// Zeroes the skips from r on, up to t or the first packet still claimed
+// (E9); returns where it stopped.
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::zero_skips(std::uint32_t r,
+                                                                  std::uint32_t t) noexcept {
   while (r != t) {
     std::uint32_t* const words = buf + slot(r);
     // Acquire [PB2]: a skip may come from a dropper's E8 (reserve_overwrite)
@@ -728,9 +738,7 @@ bool pbuf_core::reclaim() noexcept {
     zero_words(words, len);  // E9
     r = advance(r, len);
   }
-  if (r == start) return false;
-  publish_rd_idx(r);
-  return true;
+  return r;
 }
 
 [[gnu::always_inline]] inline void pbuf_core::publish_rd_idx(std::uint32_t r) noexcept {
@@ -1067,12 +1075,21 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   }
 }
 
-std::uint32_t pbuf_core::panic_flush(void (*fn)(void*, const std::uint32_t*,
-                                                std::uint32_t) noexcept,
-                                     void* fn_context) noexcept {
+// panic_flush, is_pending and committed_at_claim are cold and flattened
+// (every call inside them inlined there), so that the helpers they share
+// with the hot paths stay inlined in those too where the build is
+// optimised for size (a call from a cold function would keep a copy out of
+// line, and the compiler then calls it from everywhere).
+[[gnu::cold, gnu::flatten]] std::uint32_t pbuf_core::panic_flush(
+    void (*fn)(void*, const std::uint32_t*, std::uint32_t) noexcept, void* fn_context) noexcept {
   // No lock: the context that held it may never run again. Relaxed: this
   // context owns the consumer side from now on.
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Where the consumer would start: a producer may have moved the empty
+  // buffer to slot 0 since its last look (it follows in claim). Acquire
+  // [PB1]: the move's tmp_wr_idx comes before it, so the load below sees it.
+  const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
+  if (moved_ahead(t, r)) t = r;
   const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   std::uint32_t count = 0;
   while (t != w) {
@@ -1097,6 +1114,11 @@ std::uint32_t pbuf_core::panic_flush(void (*fn)(void*, const std::uint32_t*,
   }
   // Relaxed: consumer-owned from now on (see above); observers only read.
   tmp_rd_idx.store(t, std::memory_order_relaxed);
+  // Frees what was drained (up to a packet the stopped consumer still
+  // holds), as the consumer's free would, but wakes nobody: the waiter
+  // lists' lock may belong to the context this one interrupted. Release
+  // [PB1], as in publish_rd_idx.
+  rd_idx.store(zero_skips(r, t), std::memory_order_release);
   // Relaxed, no read-modify-write: the consumer side's own counter.
   flushed.store(flushed.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
   return count;
@@ -1112,9 +1134,42 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   return used > size ? size : used;
 }
 
-bool pbuf_core::is_pending() const noexcept {
-  // Relaxed: an observer.
-  return tmp_rd_idx.load(std::memory_order_relaxed) != tmp_wr_idx.load(std::memory_order_relaxed);
+[[gnu::cold, gnu::flatten]] bool pbuf_core::is_pending() noexcept {
+  if (!overwrite()) return committed_at_claim();
+  // With overwrite, droppers pass the front and zero it: look in the
+  // consumer's turn, as a claim does.
+  const consumer_guard masked(*this);
+  const std::uint32_t holder = consumer_holder();
+  const bool biased = enter_consumer(holder);
+  const bool pending = committed_at_claim();
+  leave_consumer(holder, biased);
+  return pending;
+}
+
+[[gnu::cold, gnu::flatten]] bool pbuf_core::committed_at_claim() noexcept {
+  // Relaxed: consumer-owned (or in the consumer's turn).
+  std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Skips are passed as a claim passes them (here without moving
+  // anything); one lap at most.
+  for (std::uint32_t passed = 0; passed <= size;) {
+    // Relaxed, as in nothing_reserved_at: nothing reserved at t, no move
+    // to follow either.
+    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return false;
+    // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
+    const std::uint32_t v = header(t).load(std::memory_order_acquire);
+    // [PB7], as in claim_unlocked: moved since our look, the word we read
+    // may be payload; look at the new position. Relaxed: ordered by the
+    // acquire above.
+    const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+    if (moved_ahead(t, r)) {
+      t = r;
+      continue;
+    }
+    if ((v & pbuf_hdr_mask) != pbuf_busy) return (v & pbuf_hdr_mask) == pbuf_valid;
+    passed += v >> pbuf_hdr_bits;
+    t = advance(t, v >> pbuf_hdr_bits);
+  }
+  return false;
 }
 
 // -------------------------------------------------------------------- lock

@@ -325,7 +325,10 @@ class packet_buffer {
     // Relaxed: a statistic.
     return core_.max_usage.load(std::memory_order_relaxed);
   }
-  [[nodiscard]] bool is_pending() const noexcept { return core_.is_pending(); }
+  // Whether a claim now would find a packet (committed ones only; one
+  // allocated and not committed holds back those after it). The
+  // consumer's call, like claim.
+  [[nodiscard]] bool is_pending() noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
     // Relaxed: statistics, each read alone (the sum may mix moments).
     const std::uint32_t claimed = core_.claimed.load(std::memory_order_relaxed);

@@ -137,7 +137,15 @@ class pbuf_model {
 
   std::uint32_t used() const { return static_cast<std::uint32_t>(wr_ - rd_); }
   std::uint32_t max_used() const { return static_cast<std::uint32_t>(max_used_); }
-  bool pending() const { return trd_ != wr_; }
+  // Whether a claim now would find a packet: past the skips at the claim
+  // position, a committed one.
+  bool pending() const {
+    for (const record& r : records_) {
+      if (r.pos < trd_) continue;
+      if (r.state != kind::skip) return r.state == kind::committed;
+    }
+    return false;
+  }
   std::uint32_t size() const { return size_; }
 
  private:

@@ -182,8 +182,8 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
       const auto k = pb.counters();
       std::fprintf(stderr,
                    "packet_buffer stress: not done after 120 s (lost wake-up?): committed %u "
-                   "claimed %u dropped %u, used %u, pending %d, producers left %u\n",
-                   k.committed, k.claimed, k.dropped, pb.approx_used_words(), int(pb.is_pending()),
+                   "claimed %u dropped %u, used %u, producers left %u\n",
+                   k.committed, k.claimed, k.dropped, pb.approx_used_words(),
                    producers_left.load());
       std::abort();
     }

@@ -211,14 +211,34 @@ TEST_P(PacketBufferTest, PendingAndCounters) {
   EXPECT_FALSE(pb.is_pending());
   auto a = pb.try_alloc(2);
   ASSERT_TRUE(a);
-  EXPECT_TRUE(pb.is_pending());
+  EXPECT_FALSE(pb.is_pending()) << "allocated, not committed: nothing to claim";
   std::move(*a).commit();
+  EXPECT_TRUE(pb.is_pending());
   EXPECT_EQ(take(), 0);
   EXPECT_FALSE(pb.is_pending());
   const auto k = pb.counters();
   EXPECT_EQ(k.committed, 1u);
   EXPECT_EQ(k.claimed, 1u);
   EXPECT_EQ(k.dropped, 0u);
+}
+
+TEST_P(PacketBufferTest, PendingMeansAClaimWouldFindAPacket) {
+  auto first = pb.try_alloc(2);
+  auto second = pb.try_alloc(2);
+  ASSERT_TRUE(first && second);
+  std::move(*second).commit();
+  EXPECT_FALSE(pb.is_pending()) << "the first, not committed, holds the second back";
+  std::move(*first).abandon();  // a skip in front of the second
+  EXPECT_TRUE(pb.is_pending());
+  auto c = pb.try_claim();
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(pb.is_pending()) << "claimed: nothing more to claim";
+  c.reset();
+  auto third = pb.try_alloc(1);
+  ASSERT_TRUE(third);
+  std::move(*third).abandon();
+  EXPECT_FALSE(pb.is_pending()) << "only a skip waits";
+  EXPECT_FALSE(pb.try_claim());
 }
 
 TEST_P(PacketBufferTest, CommitsAreCountedWhenTheyLeaveTheBuffer) {

@@ -329,16 +329,22 @@ struct alignas(cache_line) pbuf_core {
 
   // Drains every committed, unclaimed packet through `fn` without the
   // consumer's cooperation and without the lock: for a context that took
-  // over and never returns (a panic handler). Returns the count. Meant for
+  // over and never returns (a panic handler), then frees them (waking
+  // nobody). Returns the count. Meant for
   // a context where every other core has stopped: a dropper still running
   // may report or zero a packet while this reads it.
   std::uint32_t panic_flush(void (*fn)(void* context, const std::uint32_t* packet,
                                        std::uint32_t words) noexcept,
                             void* context) noexcept;
 
+  // Whether a claim now would find a committed packet (skips passed; a
+  // packet allocated and not committed holds back those after it), as
+  // Zephyr's mpsc_pbuf_is_pending counts committed data only. The
+  // consumer's call (or any context's while the consumer does not run).
+  [[nodiscard]] bool is_pending() noexcept;
+
   // Observers (may be stale when they return).
   [[nodiscard]] std::uint32_t used_words() const noexcept;
-  [[nodiscard]] bool is_pending() const noexcept;
 
   // The length of the packet at `packet` through the configured callback.
   [[nodiscard]] std::uint32_t words_of(const std::uint32_t* packet) const noexcept;
@@ -398,11 +404,15 @@ struct alignas(cache_line) pbuf_core {
   // reclaim() when the words [start, r) are zeroed already (start: rd_idx,
   // t: tmp_rd_idx).
   bool reclaim_from(std::uint32_t start, std::uint32_t r, std::uint32_t t) noexcept;
+  // Zeroes the skips from r toward t (E9), up to a claimed packet; returns
+  // where it stopped.
+  std::uint32_t zero_skips(std::uint32_t r, std::uint32_t t) noexcept;
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
   bool follow_rd_idx(std::uint32_t& t) noexcept;                      // claim_unlocked
   bool nothing_reserved_at(std::uint32_t t) noexcept;                 // the claim paths
+  bool committed_at_claim() noexcept;                                 // is_pending
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
