@@ -54,9 +54,13 @@ constexpr std::uint32_t signal_capacity = 1u << 20;  // seqs the handler may use
 std::uint32_t payload_word(std::uint32_t pid, std::uint32_t seq, std::uint32_t i) {
   return (pid * 0x9e3779b9u) ^ (seq * 0x85ebca6bu) ^ (i * 0xc2b2ae35u);
 }
+// The longest packet of a run: 13 words, or the whole of a small buffer,
+// so that the oldest packets are dropped to fit one, and a claimed packet
+// may be met twice.
+std::uint32_t longest = 13;
 std::uint32_t words_for(std::uint32_t seq) {
-  return 3 + (seq * 7) % 11;
-}  // 3..13
+  return 3 + (seq * 7) % (longest - 2);
+}  // 3..longest
 
 struct ledger {
   // Per producer and sequence: times claimed, times reported dropped.
@@ -154,7 +158,9 @@ void on_signal(int) {
 enum class drop_report : std::uint8_t { callback, count_only };
 
 void run(sluice::overflow_policy policy, std::uint32_t size,
-         drop_report report = drop_report::callback, lengths length_source = lengths::in_header) {
+         drop_report report = drop_report::callback, lengths length_source = lengths::in_header,
+         std::uint32_t longest_packet = 13) {
+  longest = longest_packet;
   std::vector<std::uint32_t> storage(size);
   fixture f;
   f.length_source = length_source;
@@ -304,6 +310,9 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
 
 TEST(PacketBufferStress, NoOverwriteExactAccounting) {
   run(sluice::overflow_policy::reject_new, 61);
+}
+TEST(PacketBufferStress, OverwriteUpToTheWholeBufferExactAccounting) {
+  run(sluice::overflow_policy::drop_oldest, 16, drop_report::callback, lengths::in_header, 16);
 }
 TEST(PacketBufferStress, OverwriteExactAccounting) {
   run(sluice::overflow_policy::drop_oldest, 64);
