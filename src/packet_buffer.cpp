@@ -50,9 +50,14 @@
 //         slot at tmp_rd_idx and write a packet's payload there. The
 //         consumer may have looked at rd_idx before the move (or the move
 //         ran inside its claim: a handler on its thread, or a waiter's
-//         waker): so it loads rd_idx again after each header it reads
-//         (acquire [PB2], which orders the later load), and if rd_idx
-//         moved, drops what it read and follows. A value written in the
+//         waker): so it looks at rd_idx before each header it reads (if
+//         it moved, it follows and reads nothing at t: a consumer that
+//         slept through a move never touches the payload there), and
+//         again after (acquire [PB2], which orders the later load): if it
+//         moved meanwhile, it drops what it read and follows. The read
+//         can meet payload only when the move, and a reservation of the
+//         next lap up to t's slot, and its payload store all land between
+//         those two looks. A value written in the
 //         next lap comes from a producer that loaded the moved rd_idx (or
 //         the producers' copy of it) with acquire before writing it, or
 //         from the producer that moved it, which passes a release fence
@@ -754,12 +759,21 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
     // Nothing reserved at t: no move to follow either (a move takes
     // tmp_wr_idx away from t).
     if (nothing_reserved_at(t)) return {};
+    // [PB7]: moved since our last look, the word at t may be payload now:
+    // follow before reading it. Relaxed: the words skipped are free, and
+    // nothing is read through it.
+    const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+    if (follow_rd_idx(t, r)) continue;
+    SLUICE_PBUF_HOOK(claim_looked);
     std::uint32_t* const packet = buf + slot(t);
     atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);
-    // [PB7]: moved since our last look, the word we read may be payload.
-    if (follow_rd_idx(t)) continue;
+    // [PB7]: moved while we read it, the word may have been payload: drop
+    // it, and the look above follows. Relaxed: ordered by the acquire.
+    // (Only a move changes rd_idx in between: the consumer's own changes
+    // come later, and droppers wait for its turn.)
+    if (rd_idx.load(std::memory_order_relaxed) != r) continue;
     switch (v & pbuf_hdr_mask) {
       case 0:  // reserved, not committed: holds back what follows
         return {};
@@ -779,12 +793,10 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 }
 
 // A producer that found the buffer empty may have moved it to slot 0
-// (reserve_from), or a dropper passed the consumer: rd_idx is then ahead of
-// t (tmp_rd_idx); follow it. True: t and tmp_rd_idx moved to rd_idx.
-[[gnu::always_inline]] inline bool pbuf_core::follow_rd_idx(std::uint32_t& t) noexcept {
-  // Relaxed: the words in between are free and nothing else is read
-  // through it; after a header load, ordered by its acquire [PB7].
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+// (reserve_from): rd_idx (r, as loaded) is then ahead of t (tmp_rd_idx);
+// follow it. True: t and tmp_rd_idx moved to r.
+[[gnu::always_inline]] inline bool pbuf_core::follow_rd_idx(std::uint32_t& t,
+                                                            std::uint32_t r) noexcept {
   if (!moved_ahead(t, r)) return false;
   t = r;
   // Relaxed: consumer-owned (or under the lock [PB3]); nothing is
@@ -798,14 +810,21 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 // passed the consumer; the consumer follows.
 [[gnu::always_inline]] inline bool pbuf_core::moved_ahead(std::uint32_t t,
                                                           std::uint32_t r) const noexcept {
-  return r != t && distance(t, r) <= size;
+  return ahead_within_a_lap(t, r);
+}
+
+// Whether position b is ahead of a by 1 to size words. (One unsigned
+// comparison: a distance of 0 wraps to the largest value.)
+[[gnu::always_inline]] inline bool pbuf_core::ahead_within_a_lap(std::uint32_t a,
+                                                                 std::uint32_t b) const noexcept {
+  return distance(a, b) - 1 < size;
 }
 
 // Whether nothing is reserved at t. wr_seen is the consumer's copy of
 // tmp_wr_idx; it is reloaded only when t reached it (or it fell behind t,
 // when a dropper or the move to slot 0 advanced the consumer).
 [[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
-  if (t != wr_seen && distance(t, wr_seen) <= size) return false;
+  if (ahead_within_a_lap(t, wr_seen)) return false;
   // Relaxed: the caller's acquire of the header orders the packet's words.
   wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
   return t == wr_seen;
@@ -839,12 +858,17 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   if (nothing_reserved_at(t)) return {};
+  // [PB7], as in claim_unlocked: rd_idx before the header (moved, the word
+  // at t may be payload now) and after it (relaxed, ordered by the
+  // header's acquire: moved meanwhile, the word we read may have been
+  // payload); if it moved, claim_unlocked follows.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  if (moved_ahead(t, r)) return {};
+  SLUICE_PBUF_HOOK(claim_looked);
   std::uint32_t* const packet = buf + slot(t);
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
-  // [PB7]: rd_idx after the header (relaxed, ordered by the acquire above);
-  // moved, the word we read may be payload, and claim_unlocked follows.
-  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
+  if (rd_idx.load(std::memory_order_relaxed) != r) return {};
   if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
   return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
 }
@@ -1155,16 +1179,17 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     // Relaxed, as in nothing_reserved_at: nothing reserved at t, no move
     // to follow either.
     if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return false;
-    // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
-    const std::uint32_t v = header(t).load(std::memory_order_acquire);
-    // [PB7], as in claim_unlocked: moved since our look, the word we read
-    // may be payload; look at the new position. Relaxed: ordered by the
-    // acquire above.
+    // [PB7], as in claim_unlocked: moved before our read of the header, the
+    // word at t may be payload now; moved while we read it, it may have
+    // been. Either way, look at the new position.
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
     if (moved_ahead(t, r)) {
       t = r;
       continue;
     }
+    // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
+    const std::uint32_t v = header(t).load(std::memory_order_acquire);
+    if (rd_idx.load(std::memory_order_relaxed) != r) continue;
     if ((v & pbuf_hdr_mask) != pbuf_busy) return (v & pbuf_hdr_mask) == pbuf_valid;
     passed += v >> pbuf_hdr_bits;
     t = advance(t, v >> pbuf_hdr_bits);

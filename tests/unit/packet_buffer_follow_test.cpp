@@ -7,7 +7,9 @@
 // src/packet_buffer.cpp). Here the producer runs where a signal handler on
 // the consumer's thread could: inside the claim, woken by the room that
 // passing a skip packet makes.
+#include <atomic>
 #include <cstdint>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -73,6 +75,45 @@ TEST(PacketBufferFollow, ClaimFollowsAMoveToSlotZeroMadeDuringIt) {
   (void)core.space_waiters.cancel(node);
   if (got.words != nullptr) core.free(got.words);
   EXPECT_EQ(core.try_claim().words, nullptr);
+  EXPECT_EQ(core.used_words(), 0u);
+}
+
+// The same move made on another thread while the consumer does nothing,
+// with nothing ordering the consumer after it but what the claim itself
+// loads: the consumer's last look left it at slot 3, and the word there is
+// now payload, written with a plain store. The claim must not read it (a
+// read would be a data race that ThreadSanitizer reports, and a misread
+// header).
+TEST(PacketBufferFollow, AClaimAfterAMoveOnAnotherThreadReadsNoPayloadAsAHeader) {
+  std::uint32_t storage[size_words];
+  pbuf_core core({.buffer = storage, .size = size_words});
+  pbuf_span p;
+  ASSERT_EQ(core.try_alloc(3, p), pbuf_status::ok);
+  p.words[0] = 3u << 2;
+  core.commit(p.words);
+  const pbuf_span first = core.try_claim();
+  ASSERT_EQ(first.words, storage);
+  core.free(first.words);  // empty at slot 3
+
+  std::atomic<bool> produced{false};
+  std::thread producer([&] {
+    pbuf_span q;
+    if (core.try_alloc(size_words, q) == pbuf_status::ok) {  // moves to slot 0
+      q.words[0] = size_words << 2;
+      for (std::uint32_t i = 1; i < size_words; ++i)
+        q.words[i] = (3u << 2) | pbuf_valid;  // plain stores
+      core.commit(q.words);
+    }
+    // Relaxed: tells the consumer to go on without ordering anything.
+    produced.store(true, std::memory_order_relaxed);
+  });
+  while (!produced.load(std::memory_order_relaxed))
+    std::this_thread::yield();
+  const pbuf_span got = core.try_claim();
+  producer.join();
+  EXPECT_EQ(got.words, storage);
+  EXPECT_EQ(got.size, size_words);
+  if (got.words != nullptr) core.free(got.words);
   EXPECT_EQ(core.used_words(), 0u);
 }
 

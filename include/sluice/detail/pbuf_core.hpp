@@ -228,6 +228,7 @@ enum class wake_after : std::uint8_t {
 // src/packet_buffer.cpp).
 enum class pbuf_hook : std::uint8_t {
   moving_to_slot_zero,  // reserve_from: tmp_wr_idx moved, rd_idx not yet
+  claim_looked,         // a claim looked at rd_idx and is about to read a header
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
@@ -410,9 +411,10 @@ struct alignas(cache_line) pbuf_core {
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
-  bool follow_rd_idx(std::uint32_t& t) noexcept;                      // claim_unlocked
-  bool nothing_reserved_at(std::uint32_t t) noexcept;                 // the claim paths
-  bool committed_at_claim() noexcept;                                 // is_pending
+  bool ahead_within_a_lap(std::uint32_t a, std::uint32_t b) const noexcept;
+  bool follow_rd_idx(std::uint32_t& t, std::uint32_t r) noexcept;  // claim_unlocked
+  bool nothing_reserved_at(std::uint32_t t) noexcept;              // the claim paths
+  bool committed_at_claim() noexcept;                              // is_pending
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).
