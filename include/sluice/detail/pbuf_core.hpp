@@ -46,7 +46,7 @@
 // A request that does not fit only because of the padding at the wrap, in
 // an empty buffer, moves all indices to the next slot 0 first (done by the
 // producer that needs it, or with overwrite by the lock holder; the
-// consumer follows rd_idx in claim, and looks at it again after each
+// consumer follows rd_idx in claim: it looks at it before and after each
 // header it reads, as the move may have made that word payload: [PB7] in
 // src/packet_buffer.cpp), so a request for the whole size always succeeds
 // on an empty buffer.
