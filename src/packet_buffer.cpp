@@ -1160,13 +1160,27 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::is_pending() noexcept {
   if (!overwrite()) return committed_at_claim();
-  // With overwrite, droppers pass the front and zero it: look in the
-  // consumer's turn, as a claim does.
-  const consumer_guard masked(*this);
-  const std::uint32_t holder = consumer_holder();
-  const bool biased = enter_consumer(holder);
-  const bool pending = committed_at_claim();
-  leave_consumer(holder, biased);
+  // With overwrite, droppers pass the front and zero it, and the consumer
+  // claims in its turn: look in a dropper's turn, which excludes both and
+  // can be taken from any context (the consumer's turn cannot: a second
+  // entry would end the consumer's own turn). Where a dropper would give
+  // up (a handler that interrupted a holder or the consumer's turn on its
+  // own thread), answer "perhaps": true, so that a consumer looks again
+  // rather than sleeps.
+  const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
+  bool pending = true;
+  const auto look = [&]() noexcept {
+    if (lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) {
+      if (!speed_over_size || end_bias(token)) pending = committed_at_claim();
+      unlock();
+    }
+  };
+  if (token != 0) {
+    look();
+  } else {
+    const dropper_guard masked(*this);
+    look();
+  }
   return pending;
 }
 
@@ -1222,7 +1236,7 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
                                    std::memory_order_relaxed))
       return true;
     while (seen != 0) {
-      if (!waiter.wait(seen, holder >> pbuf_lock_role_bits, spin)) {
+      if (!waiter.wait(seen, holder >> pbuf_lock_role_bits, spin) || in_own_biased_turn(holder)) {
         // Only a dropper gives up (no handler claims).
         SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,
                       "packet buffer: the consumer re-entered claim or free (from a handler?)");
@@ -1231,6 +1245,24 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
       // Relaxed: waiting for the holder; the compare-and-swap orders.
       seen = lock.load(std::memory_order_relaxed);
     }
+  }
+}
+
+// Whether `holder`, a dropper, is a handler that interrupted its own
+// thread's consumer inside a biased turn (consumer_in names its token).
+// That turn holds no lock, but the holder may be a dropper waiting for it
+// to end (end_bias), and it cannot end before the handler returns: the
+// handler gives up, as it does on a lock its own thread holds.
+[[gnu::always_inline]] inline bool pbuf_core::in_own_biased_turn(
+    std::uint32_t holder) const noexcept {
+  if constexpr (speed_over_size && !pbuf_consumer_masks) {
+    const std::uint32_t token = holder >> pbuf_lock_role_bits;
+    // Relaxed: only this thread stores its own token there, and a handler
+    // sees its thread's stores in program order.
+    return (holder & pbuf_lock_role_mask) == pbuf_lock_dropper && token != 0 &&
+           consumer_in.load(std::memory_order_relaxed) >> pbuf_lock_role_bits == token;
+  } else {
+    return false;
   }
 }
 

@@ -326,8 +326,10 @@ class packet_buffer {
     return core_.max_usage.load(std::memory_order_relaxed);
   }
   // Whether a claim now would find a packet (committed ones only; one
-  // allocated and not committed holds back those after it). The
-  // consumer's call, like claim.
+  // allocated and not committed holds back those after it). With
+  // drop_oldest, any context's call (true where it cannot look: a handler
+  // that interrupted a turn on its own thread); with reject_new, the
+  // consumer's, like claim.
   [[nodiscard]] bool is_pending() noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
     // Relaxed: statistics, each read alone (the sum may mix moments).

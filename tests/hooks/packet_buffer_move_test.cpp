@@ -18,7 +18,10 @@
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+
 #include <sluice/time.hpp>
+#include "hooks.hpp"
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -38,7 +41,15 @@ std::atomic<bool> run_mover_in_claim{false};
 
 }  // namespace
 
+std::atomic<void (*)()> at_claim_looked{nullptr};
+
 void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
+  if (point == pbuf_hook::claim_looked) {
+    if (auto* action = at_claim_looked.exchange(nullptr)) {
+      action();
+      return;
+    }
+  }
   if (point == pbuf_hook::moving_to_slot_zero && std::this_thread::get_id() == held_thread.load() &&
       stage.load() == 0) {
     stage.store(1);
@@ -69,15 +80,7 @@ TEST(PacketBufferMove, TheMoveToSlotZeroWakesAProducerWaitingForRoom) {
   reset_hooks();
   std::uint32_t storage[size_words];
   pbuf_core core({.buffer = storage, .size = size_words});
-  // Empty, at position 5.
-  pbuf_span p;
-  ASSERT_EQ(core.try_alloc(5, p), pbuf_status::ok);
-  p.words[0] = 5u << 2;
-  core.commit(p.words);
-  const pbuf_span first = core.try_claim();
-  ASSERT_EQ(first.words, storage);
-  core.free(first.words);
-  ASSERT_EQ(core.used_words(), 0u);
+  sluice::test::make_empty_at(core, 5);
 
   // The mover: 14 words do not fit in the 11 before the wrap, so it moves
   // the empty buffer to position 16 (slot 0), and is held there.
@@ -148,14 +151,7 @@ TEST_P(PacketBufferMoveDuringClaim, TheClaimDropsAHeaderReadAfterTheMoveAndFollo
   std::uint32_t storage[size_words];
   pbuf_core core(
       {.buffer = storage, .size = size_words, .words = GetParam() ? length_in_user_bits : nullptr});
-  // Empty, at position 3.
-  pbuf_span p;
-  ASSERT_EQ(core.try_alloc(3, p), pbuf_status::ok);
-  p.words[0] = 3u << 2;
-  core.commit(p.words);
-  const pbuf_span first = core.try_claim();
-  ASSERT_EQ(first.words, storage);
-  core.free(first.words);
+  sluice::test::make_empty_at(core, 3);
 
   // The mover: 14 words do not fit in the 13 before the wrap, so it moves
   // the empty buffer to position 16 (slot 0), and is held there. Let go, it

@@ -9,6 +9,8 @@
 
 #include <sluice/detail/pbuf_core.hpp>
 
+#include "pbuf_test_support.hpp"
+
 namespace {
 
 using sluice::detail::pbuf_core;
@@ -45,15 +47,6 @@ class PacketBufferFlush : public testing::TestWithParam<bool> {
     core.commit(p.words);
   }
 
-  // Empty at position 5: a 5-word packet through.
-  void empty_at_5() {
-    put(5, 0);
-    const pbuf_span p = core.try_claim();
-    ASSERT_EQ(p.words, storage);
-    core.free(p.words);
-    ASSERT_EQ(core.used_words(), 0u);
-  }
-
   std::vector<flushed_packet> flush() {
     std::vector<flushed_packet> seen;
     const std::uint32_t count = core.panic_flush(collect, &seen);
@@ -63,7 +56,7 @@ class PacketBufferFlush : public testing::TestWithParam<bool> {
 };
 
 TEST_P(PacketBufferFlush, FollowsTheMoveToSlotZero) {
-  empty_at_5();
+  sluice::test::make_empty_at(core, 5);
   put(6, 11);  // 6 words do not fit in the 3 before the wrap: moves to slot 0
   put(2, 22);
   EXPECT_EQ(flush(), (std::vector<flushed_packet>{{11, 6}, {22, 2}}));
@@ -72,7 +65,7 @@ TEST_P(PacketBufferFlush, FollowsTheMoveToSlotZero) {
 }
 
 TEST_P(PacketBufferFlush, FollowsTheMoveToSlotZeroWherePayloadReadsAsAHeader) {
-  empty_at_5();
+  sluice::test::make_empty_at(core, 5);
   // Each payload word reads as a committed 2-word packet's header; the
   // word at slot 5, where the consumer last stood, is one of them.
   constexpr std::uint32_t looks_committed = (2u << 2) | pbuf_valid;

@@ -14,7 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+
 #include <sluice/waker.hpp>
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -51,13 +53,8 @@ TEST(PacketBufferFollow, ClaimFollowsAMoveToSlotZeroMadeDuringIt) {
   pbuf_core core({.buffer = storage, .size = size_words});
   // Move the indices off slot 0: a 3-word packet through, then a 2-word
   // packet abandoned (a skip at [3, 5)).
+  sluice::test::make_empty_at(core, 3);
   pbuf_span p;
-  ASSERT_EQ(core.try_alloc(3, p), pbuf_status::ok);
-  p.words[0] = 3u << 2;
-  core.commit(p.words);
-  const pbuf_span first = core.try_claim();
-  ASSERT_EQ(first.words, storage);
-  core.free(first.words);
   ASSERT_EQ(core.try_alloc(2, p), pbuf_status::ok);
   core.abandon(p.words, 2);
 
@@ -87,13 +84,7 @@ TEST(PacketBufferFollow, ClaimFollowsAMoveToSlotZeroMadeDuringIt) {
 TEST(PacketBufferFollow, AClaimAfterAMoveOnAnotherThreadReadsNoPayloadAsAHeader) {
   std::uint32_t storage[size_words];
   pbuf_core core({.buffer = storage, .size = size_words});
-  pbuf_span p;
-  ASSERT_EQ(core.try_alloc(3, p), pbuf_status::ok);
-  p.words[0] = 3u << 2;
-  core.commit(p.words);
-  const pbuf_span first = core.try_claim();
-  ASSERT_EQ(first.words, storage);
-  core.free(first.words);  // empty at slot 3
+  sluice::test::make_empty_at(core, 3);
 
   std::atomic<bool> produced{false};
   std::thread producer([&] {

@@ -92,8 +92,10 @@
 //             (SLUICE_PBUF_CONSUMER_MASKS)      or is resumed by the
 //                                               scheduler)
 // A handler that produces and needs room interrupted either a context that
-// holds no lock, or a holder on its own thread (then it gives up: no
-// deadlock; with masking it cannot interrupt a dropper at all). The
+// holds no lock, or a holder on its own thread, or its thread's consumer
+// inside a biased turn (consumer_in names its token: a dropper holding the
+// lock may be waiting for that turn to end). In the last two cases it gives
+// up: no deadlock; with masking it cannot interrupt a dropper at all. The
 // consumer never waits for anything while holding
 // the lock. After unlocking, the consumer wakes producers waiting for room
 // ([PB4]: a dropper that gave up and then waits has the released lock as
@@ -340,8 +342,11 @@ struct alignas(cache_line) pbuf_core {
 
   // Whether a claim now would find a committed packet (skips passed; a
   // packet allocated and not committed holds back those after it), as
-  // Zephyr's mpsc_pbuf_is_pending counts committed data only. The
-  // consumer's call (or any context's while the consumer does not run).
+  // Zephyr's mpsc_pbuf_is_pending counts committed data only. With
+  // overwrite, any context's call (it takes a dropper's turn; true where a
+  // dropper would give up). Without, the consumer's (or any context's while
+  // the consumer does not run): it reads headers the consumer may be
+  // freeing.
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
@@ -420,6 +425,7 @@ struct alignas(cache_line) pbuf_core {
   // (see the header comment).
   [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
   [[nodiscard]] bool lock_as_waiting(std::uint32_t holder) noexcept;  // lock_as' full path
+  bool in_own_biased_turn(std::uint32_t holder) const noexcept;       // lock_as_waiting
   // The consumer's lock value (with its thread's token where droppers use
   // tokens, so a handler on its thread knows it at once).
   static std::uint32_t consumer_holder() noexcept;

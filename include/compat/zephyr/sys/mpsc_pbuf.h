@@ -144,7 +144,9 @@ const union mpsc_pbuf_generic* mpsc_pbuf_claim(struct mpsc_pbuf_buffer* buffer);
 void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic* packet);
 
 /* True if a committed packet waits to be claimed (one allocated and not
- * committed holds back those after it). The consumer's call. */
+ * committed holds back those after it). With MPSC_PBUF_MODE_OVERWRITE any
+ * context may call it (true where it cannot look: a handler that
+ * interrupted a turn on its own thread); without, the consumer's call. */
 bool mpsc_pbuf_is_pending(struct mpsc_pbuf_buffer* buffer);
 
 /* Buffer size and current usage, in bytes. */

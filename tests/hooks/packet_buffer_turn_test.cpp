@@ -1,0 +1,148 @@
+// The consumer's biased turn (overwrite; pbuf_core.hpp, "The consumer's
+// biased turn"), held at claim_looked, inside it:
+// - a signal handler on the consumer's thread that must drop to fit, while
+//   a dropper on another thread holds the lock and waits for the turn to
+//   end, gives up instead of waiting for that dropper (which waits for a
+//   turn that cannot end before the handler returns);
+// - is_pending from another thread waits for the turn like a dropper,
+//   instead of entering it a second time (which would end it under the
+//   consumer's feet).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <sluice/detail/pbuf_core.hpp>
+
+#include "hooks.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::detail::pbuf_core;
+using sluice::detail::pbuf_span;
+using sluice::detail::pbuf_status;
+
+constexpr std::uint32_t size_words = 16;
+
+pbuf_core* core = nullptr;  // for the hook actions and the handler
+
+// A full overwrite buffer of four 4-word packets, tagged 1..4.
+void fill(pbuf_core& c) {
+  for (std::uint32_t tag = 1; tag <= 4; ++tag) {
+    pbuf_span p;
+    ASSERT_EQ(c.try_alloc(4, p), pbuf_status::ok);
+    p.words[0] = 4u << 2;
+    p.words[1] = tag << 2;
+    c.commit(p.words);
+  }
+}
+
+// A producer that must drop to fit, on its own thread.
+std::thread dropper;
+std::atomic<bool> dropper_done{false};
+void start_dropper() {
+  dropper_done.store(false);
+  dropper = std::thread([] {
+    pbuf_span q;
+    if (core->try_alloc(4, q) == pbuf_status::ok) {
+      q.words[0] = 4u << 2;
+      q.words[1] = 5u << 2;
+      core->commit(q.words);
+    }
+    dropper_done.store(true);
+  });
+  // It holds the lock and has ended the bias: it waits for our turn.
+  while (core->lock.load() == 0 || core->lock_bias.load() != 0)
+    std::this_thread::yield();
+}
+
+std::atomic<int> handler_status{-1};
+void producing_handler(int) {
+  pbuf_span q;
+  const pbuf_status s = core->try_alloc(4, q);
+  if (s == pbuf_status::ok) core->abandon(q.words, 4);
+  handler_status.store(static_cast<int>(s));
+}
+
+TEST(PacketBufferTurn, AHandlerInsideItsThreadsBiasedTurnGivesUpOnADropper) {
+  if (!sluice::detail::speed_over_size) GTEST_SKIP() << "no biased turn in a size-optimised build";
+  std::uint32_t storage[size_words];
+  pbuf_core c(
+      {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
+  core = &c;
+  fill(c);
+  struct sigaction sa {};
+  sa.sa_handler = &producing_handler;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  handler_status.store(-1);
+  at_claim_looked.store(+[] {
+    ASSERT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
+    start_dropper();
+    // A handler that waited would never return: say so instead of hanging.
+    std::thread([] {
+      std::this_thread::sleep_for(10s);
+      if (handler_status.load() == -1) {
+        std::fprintf(stderr, "the handler waits for the dropper, which waits for its turn\n");
+        std::_Exit(3);
+      }
+    }).detach();
+    raise(SIGUSR1);
+  });
+  const pbuf_span got = c.try_claim();
+  dropper.join();
+  signal(SIGUSR1, SIG_DFL);
+  EXPECT_EQ(handler_status.load(), static_cast<int>(pbuf_status::no_room));
+  ASSERT_NE(got.words, nullptr);
+  EXPECT_EQ(got.words[1] >> 2, 1u);
+  c.free(got.words);
+  EXPECT_TRUE(dropper_done.load());
+}
+
+std::atomic<std::uint32_t> consumer_in_after{0};
+std::atomic<bool> observer_done{false};
+std::atomic<bool> observer_answer{false};
+std::thread observer;
+
+TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
+  if (!sluice::detail::speed_over_size) GTEST_SKIP() << "no biased turn in a size-optimised build";
+  std::uint32_t storage[size_words];
+  pbuf_core c(
+      {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
+  core = &c;
+  fill(c);
+  observer_done.store(false);
+  at_claim_looked.store(+[] {
+    observer = std::thread([] {
+      observer_answer.store(core->is_pending());
+      observer_done.store(true);
+    });
+    // It may not finish while we are inside the turn; give it the time to
+    // try (a second entry would be over in microseconds).
+    std::this_thread::sleep_for(100ms);
+    consumer_in_after.store(core->consumer_in.load());
+    EXPECT_FALSE(observer_done.load()) << "is_pending ran inside the consumer's turn";
+  });
+  const pbuf_span got = c.try_claim();
+  observer.join();
+  EXPECT_NE(consumer_in_after.load(), 0u) << "an observer ended the consumer's turn";
+  EXPECT_TRUE(observer_answer.load()) << "three committed packets wait";
+  ASSERT_NE(got.words, nullptr);
+  c.free(got.words);
+  for (int i = 0; i < 3; ++i) {
+    const pbuf_span p = c.try_claim();
+    ASSERT_NE(p.words, nullptr);
+    c.free(p.words);
+  }
+  EXPECT_FALSE(c.is_pending());
+}
+
+}  // namespace
