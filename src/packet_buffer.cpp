@@ -43,35 +43,26 @@
 //         takes the lock instead) or the dropper sees it inside (and waits
 //         for its release store of 0 with an acquire load, so that the
 //         turn's changes happen before the dropper's).
-//   [PB7] the move of an empty buffer to slot 0 (no overwrite: made by a
-//         producer in reserve_from) stores rd_idx ahead of tmp_rd_idx,
-//         with release [PB1]. From then on producers count their room
-//         from the new rd_idx, so they may reserve the next lap of the
-//         slot at tmp_rd_idx and write a packet's payload there. The
-//         consumer may have looked at rd_idx before the move (or the move
-//         ran inside its claim: a handler on its thread, or a waiter's
-//         waker): so it looks at rd_idx before each header it reads (if
-//         it moved, it follows and reads nothing at t: a consumer that
-//         slept through a move never touches the payload there), and
-//         again after (acquire [PB2], which orders the later load): if it
-//         moved meanwhile, it drops what it read and follows. The read
-//         can meet payload only when the move, and a reservation of the
-//         next lap up to t's slot, and its payload store all land between
-//         those two looks. A value written in the
-//         next lap comes from a producer that loaded the moved rd_idx (or
-//         the producers' copy of it) with acquire before writing it, or
-//         from the producer that moved it, which passes a release fence
-//         after the move and before it writes any packet; and a store
-//         seen by one other core is seen by all (x86-64 and Armv8 are
-//         multi-copy atomic for this; a Cortex-M board's cores share one
-//         bus), so the consumer's load after reading that value sees the
-//         move too. In C++ terms alone: a header that says committed or
-//         skip is stored with release after the producer's acquire of the
-//         move (or after the mover's fence), so the consumer's acquire of
-//         it makes the move visible; a header still reading 00 only says
-//         "nothing yet"; a payload word is the case the hardware argument
-//         covers (the read races with the producer's plain store, and the
-//         value is dropped).
+//   [PB7] the move of an empty buffer to slot 0 (no overwrite: a
+//         producer in reserve_from; the table in pbuf_core.hpp). It
+//         makes the words from the old position to the wrap free, and the
+//         next lap may cover the consumer's position t with payload, so
+//         the consumer must know of the move before it reads the header
+//         at t. The producer marks tmp_wr_idx (its old position | pbuf_moving);
+//         finish_move, by whoever meets the mark, moves rd_idx (a CAS from
+//         the old value, so a late helper cannot move it back) and then
+//         clears the mark with a release CAS. Every later position in
+//         tmp_wr_idx is a read-modify-write after that clear, so the
+//         consumer's acquire load in nothing_reserved_at that sees a
+//         position past t also sees the moved rd_idx, which it loads next
+//         and follows (a marked value it takes for "nothing reserved").
+//         The consumer reads a header only at a t behind its copy of
+//         tmp_wr_idx: the buffer has held a packet since that load, so no
+//         move can start until the consumer passes t itself, and no
+//         producer writes at t's slot before the consumer frees it. A
+//         move that ran inside a claim (a handler on the consumer's
+//         thread, or a waker) found the buffer empty: t had reached the
+//         copy, and the next look reloads it.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -340,7 +331,9 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
   const std::uint32_t r = rd_seen.load(std::memory_order_acquire);
   const std::uint32_t used = distance(r, w);
   const std::uint32_t tail = size - slot(w);
-  if (used > size || n > tail || n > size - used || (flags & pbuf_flag_max_utilization) != 0)
+  // (A move to slot 0 in progress, [PB7]: the full path ends it.)
+  if ((w & pbuf_moving) != 0 || used > size || n > tail || n > size - used ||
+      (flags & pbuf_flag_max_utilization) != 0)
     return false;
   // Relaxed, as in reserve_lock_free ([PB1], [PB2], [PB5]).
   if (!tmp_wr_idx.compare_exchange_strong(w, advance(w, n), std::memory_order_relaxed,
@@ -375,6 +368,14 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   bool fresh = view == rd_view::current;
   for (;;) {
+    if ((w & pbuf_moving) != 0) {
+      // A move to slot 0 in progress (ours, or another producer's that may
+      // have stalled): end it, then count from its new position [PB7].
+      // Relaxed: the compare-and-swap below validates the fresh guess.
+      r = finish_move(w);
+      w = tmp_wr_idx.load(std::memory_order_relaxed);
+      continue;
+    }
     const std::uint32_t used = distance(r, w);
     if (used <= size) {
       const std::uint32_t tail = size - slot(w);
@@ -402,37 +403,19 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
       }
       if (fresh) {
         // With overwrite, rd_idx is the lock holder's: make_room_locked
-        // moves an empty buffer to slot 0 there.
+        // pads an empty buffer up to slot 0 there and passes the skip.
         if (used != 0 || overwrite()) return pbuf_status::no_room;
         // Empty, but the padding leaves no room (a request near the full
         // size): move the empty buffer to the next slot 0. Only a producer
         // that finds it empty does this, so the consumer, which has nothing
         // claimed then, never has to. Relaxed CAS: it succeeds only if
         // nothing was reserved since we saw w; the words skipped are free.
-        const std::uint32_t start = advance(w, tail);
-        if (tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
+        // The mark makes everyone else end the move before anything else
+        // [PB7]; the loop's first branch ends it here.
+        if (tmp_wr_idx.compare_exchange_strong(w, w | pbuf_moving, std::memory_order_relaxed,
                                                std::memory_order_relaxed)) {
           SLUICE_PBUF_HOOK(moving_to_slot_zero);
-          // rd_idx == w and only moves when something is reserved, so the
-          // store cannot lose a consumer's update. Release [PB1]. The
-          // consumer follows in claim (it sees rd_idx ahead of tmp_rd_idx).
-          rd_idx.store(start, std::memory_order_release);
-          rd_seen.store(start, std::memory_order_release);
-          // [PB7] release fence: the move comes before every later store
-          // of ours, in every core's view. The packet we reserve next may
-          // cover the slot where the consumer looks for a header; a
-          // consumer that reads a word we write there (acquire) then sees
-          // the move when it looks at rd_idx again.
-          fence(std::memory_order_release);
-          w = start;
-          r = start;
-          // A producer that reserved at `start` before the store above may
-          // have committed and woken a consumer that then looked at the old
-          // position, found nothing and waits: wake it again now that the
-          // consumer can follow rd_idx. And the store frees the words
-          // between the two positions: a producer that found no room
-          // counting from the old one may wait for them ([PB4]).
-          wake_waiters(wake_after::commit_and_reclaim);
+          w |= pbuf_moving;
         }
         continue;
       }
@@ -459,6 +442,34 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
   }
 }
 
+// [PB7], the table in pbuf_core.hpp. Whoever meets the mark ends the move,
+// so a producer that stalls after marking holds up nobody (lock-free).
+// Each step is a compare-and-swap from the value before the move, which
+// only the first to try wins: a late helper cannot take back a later
+// value. Returns the new position.
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::finish_move(std::uint32_t marked) noexcept {
+  const std::uint32_t from = marked & ~pbuf_moving;
+  const std::uint32_t start = advance(from, size - slot(from));
+  std::uint32_t r = from;
+  // Acquire [PB1], whether the CAS wins or not (the value it reads is the
+  // consumer's last store, or continues its release sequence): the words
+  // up to from + size are zero, and the caller reserves next. (Orders on
+  // the operations, not fences: ThreadSanitizer does not model fences.)
+  (void)rd_idx.compare_exchange_strong(r, start, std::memory_order_acquire,
+                                       std::memory_order_acquire);
+  // Release [PB7]: rd_idx at start comes before every position reserved
+  // from now on; pairs with the acquire in nothing_reserved_at.
+  if (tmp_wr_idx.compare_exchange_strong(marked, start, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+    // The move freed the words between the two positions: a producer that
+    // counted its room from the old rd_idx may wait for them ([PB4]). (A
+    // consumer waiting for data is woken by the next commit: nothing was
+    // reserved at start before the mark was cleared.)
+    wake_waiters(wake_after::reclaim);
+  }
+  return start;
+}
+
 // Overwrite, under the lock: reserves `n` words if they fit, otherwise makes
 // room by one step: drops the oldest packet (returned in `victim`; the
 // caller runs the callback outside the lock), passes a skip, or steps over
@@ -473,7 +484,7 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     // biased turn that end_bias waited for (acquire [PB6]); so the words up
     // to r + size are free and zero for us, as [PB1] gives producers. (The
     // producers' move of an empty buffer to slot 0 is not made with
-    // overwrite: below, under the lock.)
+    // overwrite: below, the lock holder pads to slot 0 instead.)
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
     // Relaxed: validated by the compare-and-swaps below [PB5].
     std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
@@ -486,17 +497,14 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     }
     const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     if (r == w) {
-      // Empty, yet the wrap padding leaves no room: start over at slot 0;
-      // the free words are zero already.
-      if (slot(r) == 0) return room_step::no_room;
-      const std::uint32_t start = advance(r, size - slot(r));
-      // Relaxed CAS [PB5]: fails if a producer reserved since we read w.
-      if (!tmp_wr_idx.compare_exchange_strong(w, start, std::memory_order_relaxed,
-                                              std::memory_order_relaxed))
-        continue;
-      // Relaxed: under the lock [PB3]; t == r == w, nothing to claim.
-      tmp_rd_idx.store(start, std::memory_order_relaxed);
-      rd_idx.store(start, std::memory_order_release);  // [PB1]
+      // Empty, yet the wrap padding leaves no room: pad up to slot 0; the
+      // next step passes the skip at the front (t == r), which moves every
+      // index there. Relaxed CAS [PB5]: fails if a producer reserved since
+      // we read w.
+      const std::uint32_t tail = size - slot(w);
+      if (tmp_wr_idx.compare_exchange_strong(w, advance(w, tail), std::memory_order_relaxed,
+                                             std::memory_order_relaxed))
+        write_skip(r, tail);
       continue;
     }
     atomic_ref<std::uint32_t> h = header(r);
@@ -756,24 +764,19 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned (or under the lock).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   for (;;) {
-    // Nothing reserved at t: no move to follow either (a move takes
-    // tmp_wr_idx away from t).
+    // Nothing reserved at t (or a move to slot 0 in progress): nothing to
+    // claim.
     if (nothing_reserved_at(t)) return {};
-    // [PB7]: moved since our last look, the word at t may be payload now:
-    // follow before reading it. Relaxed: the words skipped are free, and
-    // nothing is read through it.
-    const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-    if (follow_rd_idx(t, r)) continue;
+    // [PB7]: a move that ended before the reservation we saw leaves t
+    // behind rd_idx, and the word at t may be payload now: follow before
+    // reading it. Relaxed: after nothing_reserved_at's acquire of that
+    // reservation (with overwrite, a dropper's move comes before our turn).
+    if (follow_rd_idx(t, rd_idx.load(std::memory_order_relaxed))) continue;
     SLUICE_PBUF_HOOK(claim_looked);
     std::uint32_t* const packet = buf + slot(t);
     atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = h.load(std::memory_order_acquire);
-    // [PB7]: moved while we read it, the word may have been payload: drop
-    // it, and the look above follows. Relaxed: ordered by the acquire.
-    // (Only a move changes rd_idx in between: the consumer's own changes
-    // come later, and droppers wait for its turn.)
-    if (rd_idx.load(std::memory_order_relaxed) != r) continue;
     switch (v & pbuf_hdr_mask) {
       case 0:  // reserved, not committed: holds back what follows
         return {};
@@ -822,12 +825,16 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
 
 // Whether nothing is reserved at t. wr_seen is the consumer's copy of
 // tmp_wr_idx; it is reloaded only when t reached it (or it fell behind t,
-// when a dropper or the move to slot 0 advanced the consumer).
+// when a dropper or the move to slot 0 advanced the consumer). A move to
+// slot 0 in progress (marked) counts as nothing: the buffer was empty.
 [[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
   if (ahead_within_a_lap(t, wr_seen)) return false;
-  // Relaxed: the caller's acquire of the header orders the packet's words.
-  wr_seen = tmp_wr_idx.load(std::memory_order_relaxed);
-  return t == wr_seen;
+  // Acquire [PB7]: pairs with the release in finish_move, so the caller's
+  // next look at rd_idx sees a move that ended before this position.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
+  if ((w & pbuf_moving) != 0) return true;
+  wr_seen = w;
+  return t == w;
 }
 
 // Claims the committed packet of n words at position t whose header reads
@@ -858,17 +865,13 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   if (nothing_reserved_at(t)) return {};
-  // [PB7], as in claim_unlocked: rd_idx before the header (moved, the word
-  // at t may be payload now) and after it (relaxed, ordered by the
-  // header's acquire: moved meanwhile, the word we read may have been
-  // payload); if it moved, claim_unlocked follows.
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  if (moved_ahead(t, r)) return {};
+  // [PB7], as in claim_unlocked: moved, the word at t may be payload now;
+  // claim_unlocked follows.
+  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
   SLUICE_PBUF_HOOK(claim_looked);
   std::uint32_t* const packet = buf + slot(t);
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
-  if (rd_idx.load(std::memory_order_relaxed) != r) return {};
   if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
   return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
 }
@@ -1109,12 +1112,14 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   // No lock: the context that held it may never run again. Relaxed: this
   // context owns the consumer side from now on.
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Acquire [PB7], as in nothing_reserved_at. During a move to slot 0 the
+  // mark is on the old position, where the buffer is empty.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire) & ~pbuf_moving;
   // Where the consumer would start: a producer may have moved the empty
-  // buffer to slot 0 since its last look (it follows in claim). Acquire
-  // [PB1]: the move's tmp_wr_idx comes before it, so the load below sees it.
-  const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
+  // buffer to slot 0 since its last look (it follows in claim). Relaxed:
+  // after the acquire above.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   if (moved_ahead(t, r)) t = r;
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   std::uint32_t count = 0;
   while (t != w) {
     atomic_ref<std::uint32_t> h = header(t);
@@ -1153,7 +1158,7 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
 std::uint32_t pbuf_core::used_words() const noexcept {
   // Relaxed: an observer; a torn pair is clamped.
   const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed) & ~pbuf_moving;
   const std::uint32_t used = distance(r, w);
   return used > size ? size : used;
 }
@@ -1190,12 +1195,12 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   // Skips are passed as a claim passes them (here without moving
   // anything); one lap at most.
   for (std::uint32_t passed = 0; passed <= size;) {
-    // Relaxed, as in nothing_reserved_at: nothing reserved at t, no move
-    // to follow either.
-    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return false;
-    // [PB7], as in claim_unlocked: moved before our read of the header, the
-    // word at t may be payload now; moved while we read it, it may have
-    // been. Either way, look at the new position.
+    // Acquire [PB7], as in nothing_reserved_at (whose copy is the
+    // consumer's alone): nothing reserved at t, or a move in progress.
+    const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
+    if (t == w || (w & pbuf_moving) != 0) return false;
+    // [PB7], as in claim_unlocked: moved, the word at t may be payload
+    // now; look at the new position.
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
     if (moved_ahead(t, r)) {
       t = r;
@@ -1203,7 +1208,6 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     }
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = header(t).load(std::memory_order_acquire);
-    if (rd_idx.load(std::memory_order_relaxed) != r) continue;
     if ((v & pbuf_hdr_mask) != pbuf_busy) return (v & pbuf_hdr_mask) == pbuf_valid;
     passed += v >> pbuf_hdr_bits;
     t = advance(t, v >> pbuf_hdr_bits);

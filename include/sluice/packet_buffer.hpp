@@ -213,36 +213,41 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
         !packet_,
         "a claim awaiter was destroyed holding a claimed packet, after a ready poll and "
         "before await_resume (a driver destroyed a coroutine whose poll hook said ready)");
-    if (listed_) (void)core_.data_waiters.cancel(node_);
+    withdraw();
   }
 
   bool try_complete() noexcept {
     const detail::pbuf_span s = core_.try_claim();
     if (s.words == nullptr) return false;
-    packet_ = claimed_packet(&core_, s);
+    // Ready is final: no packet is held here yet (it leaves through
+    // await_resume), so there is nothing to free first.
+    SLUICE_ASSERT(!packet_, "a claim awaiter was polled again after a ready poll");
+    packet_.core_ = &core_;
+    packet_.span_ = s;
     return true;
   }
 
   poll_status poll(const waker& w) noexcept {
-    if (listed_) {
-      listed_ = false;
-      (void)core_.data_waiters.cancel(node_);  // one consumer: nothing to pass on
-    }
+    withdraw();
     if (try_complete()) return poll_status::ready;
     core_.data_waiters.enqueue(node_, w.clone());
     listed_ = true;
     detail::pbuf_core::wait_fence();  // [PB4]: before the re-check
-    if (try_complete()) {
-      listed_ = false;
-      (void)core_.data_waiters.cancel(node_);
-      return poll_status::ready;
-    }
-    return poll_status::pending;
+    if (!try_complete()) return poll_status::pending;
+    withdraw();
+    return poll_status::ready;
   }
 
   claimed_packet await_resume() noexcept { return std::move(packet_); }
 
  private:
+  // Off the consumer's waiter list, if on it (one consumer: a notification
+  // it took has nobody else to go to).
+  [[gnu::noinline]] void withdraw() noexcept {
+    if (listed_) (void)core_.data_waiters.cancel(node_);
+    listed_ = false;
+  }
+
   detail::pbuf_core& core_;
   detail::waiter node_;
   claimed_packet packet_;
@@ -343,12 +348,17 @@ class packet_buffer {
     detail::pbuf_config out;
     out.buffer = c.storage;
     out.size = c.size_words;
-    out.flags =
-        (c.policy == overflow_policy::drop_oldest ? detail::pbuf_flag_overwrite : 0u) |
-        (c.utilization == utilization_tracking::track_max ? detail::pbuf_flag_max_utilization
-                                                          : 0u) |
-        ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u) |
-        (c.contexts == buffer_contexts::threads_only ? detail::pbuf_flag_threads_only : 0u);
+    // Each choice is 0 or 1: shifted to its flag's bit.
+    static_assert(detail::pbuf_flag_overwrite == 1u << 1 &&
+                  detail::pbuf_flag_max_utilization == 1u << 2 &&
+                  detail::pbuf_flag_threads_only == 1u << 8);
+    static_assert(static_cast<int>(overflow_policy::drop_oldest) == 1 &&
+                  static_cast<int>(utilization_tracking::track_max) == 1 &&
+                  static_cast<int>(buffer_contexts::threads_only) == 1);
+    out.flags = (static_cast<std::uint32_t>(c.policy) & 1u) << 1 |
+                (static_cast<std::uint32_t>(c.utilization) & 1u) << 2 |
+                (static_cast<std::uint32_t>(c.contexts) & 1u) << 8 |
+                ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u);
     out.drop = c.on_drop;
     out.words = c.packet_words;
     out.context = c.context;

@@ -1,17 +1,14 @@
 // The move of an empty buffer to slot 0 (no overwrite; pbuf_core.hpp, "A
 // request that does not fit only because of the padding at the wrap"),
-// held between its two steps: the producer making it has moved tmp_wr_idx
-// to the next slot 0 and not yet rd_idx.
+// with the producer making it held right after it marked tmp_wr_idx.
 //
-// - Another producer reserves at the new slot 0 meanwhile, so that,
-//   counted from the old rd_idx, the buffer looks almost full, and a third
-//   producer finds no room and waits. The move's store of rd_idx frees the
-//   words between the two positions: it must wake that waiter.
-// - A claim looks at rd_idx (not moved yet) and, before it reads the
-//   header at its position, the move ends and the mover's packet covers
-//   that slot with payload: the claim must drop what it read and follow.
+// - Other producers meet the mark and end the move themselves: a producer
+//   that stalls there holds up nobody, and once it goes on it must not
+//   take rd_idx back.
+// - A claim during the move finds nothing and reads no header (the word
+//   at its position is the next lap's payload once the move ends); after
+//   the move it follows to slot 0 and claims the mover's packet.
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <thread>
 
@@ -19,7 +16,6 @@
 
 #include <sluice/detail/pbuf_core.hpp>
 
-#include <sluice/time.hpp>
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
 
@@ -34,10 +30,9 @@ using sluice::detail::pbuf_valid;
 // The thread held at moving_to_slot_zero, and where it is: 1 held, 2 let go.
 std::atomic<std::thread::id> held_thread{};
 std::atomic<int> stage{0};
-// Set once the held mover committed its packet (the claim test).
-std::atomic<bool> mover_committed{false};
-// Whether the claim test's consumer runs the mover inside its claim.
-std::atomic<bool> run_mover_in_claim{false};
+// Set while a claim must not reach a header read; counts those that did.
+std::atomic<bool> watch_claims{false};
+std::atomic<int> claims_looked{0};
 
 }  // namespace
 
@@ -49,18 +44,12 @@ void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
       action();
       return;
     }
+    if (watch_claims.load()) claims_looked.fetch_add(1);
   }
   if (point == pbuf_hook::moving_to_slot_zero && std::this_thread::get_id() == held_thread.load() &&
       stage.load() == 0) {
     stage.store(1);
     while (stage.load() != 2)
-      std::this_thread::yield();
-  } else if (point == pbuf_hook::claim_looked && run_mover_in_claim.exchange(false)) {
-    // The consumer looked at rd_idx; let the mover end the move, reserve
-    // and fill its packet before the consumer reads the header. Acquire:
-    // the mover's words are ours to look at afterwards.
-    stage.store(2);
-    while (!mover_committed.load(std::memory_order_acquire))
       std::this_thread::yield();
   }
 }
@@ -72,68 +61,87 @@ constexpr std::uint32_t size_words = 16;
 void reset_hooks() {
   held_thread.store({});
   stage.store(0);
-  mover_committed.store(false);
-  run_mover_in_claim.store(false);
+  watch_claims.store(false);
+  claims_looked.store(0);
 }
 
-TEST(PacketBufferMove, TheMoveToSlotZeroWakesAProducerWaitingForRoom) {
+// A thread that asks for `words`, which do not fit before the wrap of the
+// empty buffer, so it marks the move to slot 0 and is held there (the
+// constructor returns once it is); `then` runs in it with what it got.
+// let_go() (or the destructor, after a failed assertion) lets it go on.
+class held_mover {
+ public:
+  template <class Then>
+  held_mover(pbuf_core& core, std::uint32_t words, Then then)
+      : thread_([&core, words, then] {
+          held_thread.store(std::this_thread::get_id());
+          pbuf_span q;
+          const pbuf_status status = core.try_alloc(words, q);
+          then(status, q);
+        }) {
+    while (stage.load() != 1)
+      std::this_thread::yield();
+  }
+  held_mover(const held_mover&) = delete;
+  held_mover& operator=(const held_mover&) = delete;
+  ~held_mover() { let_go(); }
+
+  void let_go() {
+    stage.store(2);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
+
+TEST(PacketBufferMove, AProducerMeetingAMoveInProgressEndsItAndReservesAtSlotZero) {
   reset_hooks();
   std::uint32_t storage[size_words];
   pbuf_core core({.buffer = storage, .size = size_words});
   sluice::test::make_empty_at(core, 5);
 
-  // The mover: 14 words do not fit in the 11 before the wrap, so it moves
-  // the empty buffer to position 16 (slot 0), and is held there.
+  // The mover: 14 words do not fit in the 11 before the wrap, so it marks
+  // the move of the empty buffer to position 16 (slot 0), and is held.
   pbuf_status mover_status = pbuf_status::ok;
-  std::thread mover([&] {
-    held_thread.store(std::this_thread::get_id());
-    pbuf_span q;
-    mover_status = core.try_alloc(14, q);
-    if (mover_status == pbuf_status::ok) core.abandon(q.words, 14);
+  held_mover mover(core, 14, [&](pbuf_status status, pbuf_span q) {
+    mover_status = status;
+    if (status == pbuf_status::ok) core.abandon(q.words, 14);
   });
-  while (stage.load() != 1)
-    std::this_thread::yield();
 
-  // A producer reserves 3 words at the new slot 0: from the old rd_idx
-  // (5), 14 of 16 words now look used.
-  pbuf_span early;
+  // Another producer ends the move and reserves 3 words at slot 0; then 6
+  // more fit at once (counted from rd_idx = 16, 9 of 16 words are used). A
+  // move that only its maker could end would leave rd_idx at 5 and make
+  // the buffer look almost full.
+  pbuf_span early, second;
   ASSERT_EQ(core.try_alloc(3, early), pbuf_status::ok);
   EXPECT_EQ(early.words, storage);
+  ASSERT_EQ(core.try_alloc(6, second), pbuf_status::ok) << "the move was not ended for us";
+  EXPECT_EQ(second.words, storage + 3);
+  EXPECT_EQ(core.used_words(), 9u);
 
-  // A producer that needs 6 words finds no room and waits, with no deadline.
-  std::atomic<bool> waiter_done{false};
-  pbuf_status waiter_status = pbuf_status::no_room;
-  std::thread waiter([&] {
-    pbuf_span q;
-    waiter_status = core.alloc_until(6, sluice::time_point::max(), q);
-    if (waiter_status == pbuf_status::ok) core.abandon(q.words, 6);
-    waiter_done.store(true);
-  });
-  while (!core.space_waiters.approx_has_waiters())
-    std::this_thread::yield();
-  // Past its re-check and asleep (a re-check that ran after the move
-  // would find room by itself).
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_FALSE(waiter_done.load());
-
-  // The move ends: rd_idx = 16, so 3 words are used and 6 fit.
-  stage.store(2);
-  mover.join();
-  EXPECT_EQ(mover_status, pbuf_status::no_room);  // 3 + 14 > 16
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (!waiter_done.load() && std::chrono::steady_clock::now() < until)
-    std::this_thread::yield();
-  EXPECT_TRUE(waiter_done.load()) << "the move freed room, and the waiting producer sleeps on";
-
-  // Whatever happened, let the waiter finish: freeing the early packet
-  // makes room and wakes it.
+  // The first packet goes through, so rd_idx moves past slot 0 (to 19).
   early.words[0] = 3u << 2;
   core.commit(early.words);
-  const pbuf_span c = core.try_claim();
-  ASSERT_EQ(c.words, storage);
-  core.free(c.words);
-  waiter.join();
-  EXPECT_EQ(waiter_status, pbuf_status::ok);
+  const pbuf_span c1 = core.try_claim();
+  ASSERT_EQ(c1.words, storage);
+  core.free(c1.words);
+  EXPECT_EQ(core.used_words(), 6u);
+
+  // The mover goes on: its move was ended by others, and it must not move
+  // rd_idx back to 16 (that would count the freed words as used again).
+  mover.let_go();
+  EXPECT_EQ(mover_status, pbuf_status::no_room);  // 6 + 14 > 16
+  EXPECT_EQ(core.used_words(), 6u);
+
+  second.words[0] = 6u << 2;
+  core.commit(second.words);
+  const pbuf_span c2 = core.try_claim();
+  ASSERT_EQ(c2.words, storage + 3);
+  EXPECT_EQ(c2.size, 6u);
+  core.free(c2.words);
+  EXPECT_EQ(core.used_words(), 0u);
+  EXPECT_EQ(core.try_claim().words, nullptr);
 }
 
 // A length callback for the second run below (the claim then takes its
@@ -146,43 +154,44 @@ std::uint32_t length_in_user_bits(void*, const std::uint32_t* packet) noexcept {
 
 class PacketBufferMoveDuringClaim : public testing::TestWithParam<bool> {};
 
-TEST_P(PacketBufferMoveDuringClaim, TheClaimDropsAHeaderReadAfterTheMoveAndFollows) {
+TEST_P(PacketBufferMoveDuringClaim, AClaimDuringTheMoveReadsNoHeaderThenFollows) {
   reset_hooks();
   std::uint32_t storage[size_words];
   pbuf_core core(
       {.buffer = storage, .size = size_words, .words = GetParam() ? length_in_user_bits : nullptr});
   sluice::test::make_empty_at(core, 3);
 
-  // The mover: 14 words do not fit in the 13 before the wrap, so it moves
-  // the empty buffer to position 16 (slot 0), and is held there. Let go, it
-  // reserves [16, 30), which covers slot 3, fills every payload word with
-  // what a committed 3-word packet's header reads, and commits.
+  // The mover: 14 words do not fit in the 13 before the wrap, so it marks
+  // the move of the empty buffer to position 16 (slot 0), and is held.
+  // Let go, it reserves [16, 30), which covers slot 3, fills every payload
+  // word with what a committed 3-word packet's header reads, and commits.
   constexpr std::uint32_t looks_committed = (3u << 2) | pbuf_valid;
-  std::uint32_t* moved_packet = nullptr;
-  std::thread mover([&] {
-    held_thread.store(std::this_thread::get_id());
-    pbuf_span q;
-    if (core.try_alloc(14, q) == pbuf_status::ok) {
-      q.words[0] = 14u << 2;
-      for (std::uint32_t i = 1; i < 14; ++i)
-        q.words[i] = looks_committed;
-      moved_packet = q.words;
-      core.commit(q.words);
-    }
-    // Release: the packet's words, to the consumer's hook (acquire).
-    mover_committed.store(true, std::memory_order_release);
+  std::atomic<std::uint32_t*> moved_packet{nullptr};
+  held_mover mover(core, 14, [&](pbuf_status status, pbuf_span q) {
+    if (status != pbuf_status::ok) return;
+    q.words[0] = 14u << 2;
+    for (std::uint32_t i = 1; i < 14; ++i)
+      q.words[i] = looks_committed;
+    core.commit(q.words);
+    moved_packet.store(q.words);
   });
-  while (stage.load() != 1)
-    std::this_thread::yield();
 
-  // The claim sees something reserved past slot 3 and rd_idx not moved;
-  // at claim_looked the move ends and slot 3 becomes payload.
-  run_mover_in_claim.store(true);
+  // During the move the buffer holds nothing: a claim finds nothing, and
+  // reads no header at slot 3 (once the move ends, that word is payload,
+  // and a producer may be writing it while the claim reads).
+  watch_claims.store(true);
+  EXPECT_EQ(core.try_claim().words, nullptr);
+  EXPECT_FALSE(core.is_pending());
+  watch_claims.store(false);
+  EXPECT_EQ(claims_looked.load(), 0) << "a claim read a header during the move";
+
+  mover.let_go();
+  ASSERT_NE(moved_packet.load(), nullptr);
+  EXPECT_EQ(moved_packet.load(), storage);
+  // The claim follows rd_idx to slot 0; slot 3's payload is never taken
+  // for a header.
   const pbuf_span got = core.try_claim();
-  mover.join();
-  EXPECT_FALSE(run_mover_in_claim.load()) << "the claim never reached claim_looked";
-  ASSERT_NE(moved_packet, nullptr);
-  EXPECT_EQ(got.words, moved_packet) << "claimed a payload word as a header";
+  EXPECT_EQ(got.words, moved_packet.load()) << "claimed a payload word as a header";
   EXPECT_EQ(got.size, 14u);
   if (got.words != nullptr) core.free(got.words);
   EXPECT_EQ(core.try_claim().words, nullptr);

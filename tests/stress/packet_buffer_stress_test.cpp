@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -56,11 +57,16 @@ std::uint32_t payload_word(std::uint32_t pid, std::uint32_t seq, std::uint32_t i
 }
 // The longest packet of a run: 13 words, or the whole of a small buffer,
 // so that the oldest packets are dropped to fit one, and a claimed packet
-// may be met twice.
+// may be met twice (with overwrite), or the empty buffer is moved to slot
+// 0 to fit one (without).
 std::uint32_t longest = 13;
+// The shortest: 3 words (producer, sequence, one payload word), or more
+// than half a small buffer, so that it holds one packet at a time and
+// nearly every allocation finds it empty.
+std::uint32_t shortest = 3;
 std::uint32_t words_for(std::uint32_t seq) {
-  return 3 + (seq * 7) % (longest - 2);
-}  // 3..longest
+  return shortest + (seq * 7) % (longest - shortest + 1);
+}  // shortest..longest
 
 struct ledger {
   // Per producer and sequence: times claimed, times reported dropped.
@@ -159,8 +165,11 @@ enum class drop_report : std::uint8_t { callback, count_only };
 
 void run(sluice::overflow_policy policy, std::uint32_t size,
          drop_report report = drop_report::callback, lengths length_source = lengths::in_header,
-         std::uint32_t longest_packet = 13) {
+         std::uint32_t longest_packet = 13, std::uint32_t shortest_packet = 3,
+         std::uint32_t most_per_producer = per_producer) {
   longest = longest_packet;
+  shortest = shortest_packet;
+  const std::uint32_t count = std::min(per_producer, most_per_producer);
   std::vector<std::uint32_t> storage(size);
   fixture f;
   f.length_source = length_source;
@@ -201,7 +210,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   std::atomic<bool> producers_joined{false};
   for (std::uint32_t pid = 0; pid < thread_producers; ++pid) {
     threads.emplace_back([&, pid] {
-      for (std::uint32_t seq = 0; seq < per_producer; ++seq) {
+      for (std::uint32_t seq = 0; seq < count; ++seq) {
         const std::uint32_t n = words_for(seq);
         for (;;) {
           auto a = pid == 0 ? pb.alloc_for(n, 50ms) : pb.try_alloc(n);
@@ -272,7 +281,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   EXPECT_EQ(f.bad_drops.load(), 0u) << "a dropped packet was reported with damaged contents";
   std::uint64_t claimed = 0, dropped = 0, committed = 0, unclaimed = 0;
   for (std::uint32_t pid = 0; pid < producers; ++pid) {
-    const std::uint32_t n = pid == signal_producer ? f.signal_seq.load() : per_producer;
+    const std::uint32_t n = pid == signal_producer ? f.signal_seq.load() : count;
     committed += n;
     std::uint32_t wrong = 0;
     for (std::uint32_t seq = 0; seq < n; ++seq) {
@@ -310,6 +319,20 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
 
 TEST(PacketBufferStress, NoOverwriteExactAccounting) {
   run(sluice::overflow_policy::reject_new, 61);
+}
+// Packets of 9 to 16 words in 16: the buffer holds one at a time, and one
+// that does not fit before the wrap of the emptied buffer moves it to slot
+// 0, with other producers (and the handler) meeting the move and the
+// consumer claiming beside it; the next lap's payload covers the slot
+// where the consumer stood. One packet at a time is slow going: at most
+// 100,000 per producer thread (about 40,000 moves).
+TEST(PacketBufferStress, NoOverwriteMovesToSlotZeroExactAccounting) {
+  run(sluice::overflow_policy::reject_new, 16, drop_report::callback, lengths::in_header, 16, 9,
+      100'000);
+}
+TEST(PacketBufferStress, NoOverwriteMovesToSlotZeroWithLengthCallback) {
+  run(sluice::overflow_policy::reject_new, 16, drop_report::callback, lengths::by_callback, 16, 9,
+      100'000);
 }
 TEST(PacketBufferStress, OverwriteUpToTheWholeBufferExactAccounting) {
   run(sluice::overflow_policy::drop_oldest, 16, drop_report::callback, lengths::in_header, 16);

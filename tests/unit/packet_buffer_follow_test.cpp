@@ -1,7 +1,7 @@
 // The consumer follows the move of an empty buffer to slot 0 (pbuf_core.hpp,
 // "A request that does not fit only because of the padding at the wrap")
-// even when the move happens in the middle of its claim, after its look at
-// the indices and before its read of the next header. The producer that moves it
+// even when the move happens in the middle of its claim, after it passed a
+// skip and before it reads the next header. The producer that moves it
 // reserves the whole buffer from slot 0, so the word where the consumer
 // would have read that header is now the new packet's payload ([PB7] in
 // src/packet_buffer.cpp). Here the producer runs where a signal handler on

@@ -44,12 +44,21 @@
 //   [tmp_wr_idx, rd_idx+size) free words; every word there reads zero
 //
 // A request that does not fit only because of the padding at the wrap, in
-// an empty buffer, moves all indices to the next slot 0 first (done by the
-// producer that needs it, or with overwrite by the lock holder; the
-// consumer follows rd_idx in claim: it looks at it before and after each
-// header it reads, as the move may have made that word payload: [PB7] in
-// src/packet_buffer.cpp), so a request for the whole size always succeeds
-// on an empty buffer.
+// an empty buffer, moves all indices to the next slot 0 first, so a request
+// for the whole size always succeeds on an empty buffer. With overwrite the
+// lock holder does it (it pads up to slot 0, then passes the skip at the
+// front like any other). Without, the producer that needs it marks the move
+// in tmp_wr_idx (pbuf_moving), and whoever meets the mark ends it: rd_idx
+// to the new position, then the mark cleared with release; the consumer
+// reads tmp_wr_idx with acquire and follows rd_idx before it reads a
+// header ([PB7] in src/packet_buffer.cpp):
+//
+//   tmp_wr_idx     rd_idx         producers              consumer
+//   w              w (empty)      reserve, or mark       nothing to claim
+//   w | moving     w or start     end the move, retry    nothing to claim
+//   start (+ n)    start          reserve                follows to start
+//
+// (start: w's next slot 0.)
 //
 // Policies:
 //   no-overwrite  producers are lock-free: reserving is one compare-and-swap
@@ -184,6 +193,11 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 // critical section around it.
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 
+// Set in tmp_wr_idx (on the position the move starts from) while a
+// producer moves an empty buffer to slot 0 (no overwrite; positions stay
+// below 2^31, so the bit is free).
+inline constexpr std::uint32_t pbuf_moving = 1u << 31;
+
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
 // Who holds the overwrite lock: its value is role | context token << 2
@@ -220,16 +234,15 @@ enum class room_step : std::uint8_t {
 
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
-  commit,              // a header became committed or skip: the consumer; with
-                       // overwrite, producers too (the oldest may now be dropped)
-  reclaim,             // rd_idx moved: producers waiting for room
-  commit_and_reclaim,  // both (the move of an empty buffer to slot 0)
+  commit,   // a header became committed or skip: the consumer; with
+            // overwrite, producers too (the oldest may now be dropped)
+  reclaim,  // rd_idx moved: producers waiting for room
 };
 
 // The points where a test build calls its hook (SLUICE_PBUF_TEST_HOOKS in
 // src/packet_buffer.cpp).
 enum class pbuf_hook : std::uint8_t {
-  moving_to_slot_zero,  // reserve_from: tmp_wr_idx moved, rd_idx not yet
+  moving_to_slot_zero,  // reserve_from: tmp_wr_idx marked, the move not ended
   claim_looked,         // a claim looked at rd_idx and is about to read a header
 };
 
@@ -274,7 +287,8 @@ struct alignas(cache_line) pbuf_core {
   void* context = nullptr;
 
   // ---- written by producers ----
-  alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};  // end of reserved space
+  // End of reserved space (| pbuf_moving during a move to slot 0).
+  alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};
   atomic<std::uint32_t> rd_seen{0};  // producers' copy of rd_idx, refreshed when short of room
   atomic<std::uint32_t> max_usage{0};
   atomic<std::uint32_t> lock{0};     // overwrite policy only
@@ -391,6 +405,9 @@ struct alignas(cache_line) pbuf_core {
   bool fits(std::uint32_t n, std::uint32_t r, std::uint32_t w) const noexcept;
   // reserve_lock_free's body, from the caller's view r of rd_idx.
   pbuf_status reserve_from(std::uint32_t n, std::uint32_t r, rd_view view, pbuf_span& out) noexcept;
+  // Ends the move to slot 0 that `marked` (tmp_wr_idx as loaded) announces;
+  // returns the new position.
+  std::uint32_t finish_move(std::uint32_t marked) noexcept;
   pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
   room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
                              pbuf_span& victim) noexcept;

@@ -12,7 +12,8 @@
  * buffer from an empty one without the MPSC_PBUF_FULL flag. wr_idx is the
  * end of the committed data found in allocation order (advanced as packets
  * are claimed: producers commit with one store to the packet's header and
- * touch no shared index). Read them only for diagnostics.
+ * touch no shared index). While a producer moves an empty buffer to slot 0,
+ * tmp_wr_idx has bit 31 set. Read them only for diagnostics.
  *
  * Header word: the buffer reads and writes its two bits atomically. Code
  * that sets its own bits of the first word through bit-fields between alloc
