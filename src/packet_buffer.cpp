@@ -589,37 +589,36 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
     // retries or waits, and the consumer wakes it after unlocking.
     const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
     const auto turn = [&]() noexcept {
-      const std::uint32_t holder = pbuf_lock_dropper | token << pbuf_lock_role_bits;
-      bool locked = lock_as(holder);
-      if constexpr (!pbuf_consumer_masks) {
-        // With a victim to end, it does not give up on the lock (where
-        // droppers may give up at all): this dropper had a turn since it
-        // started, so whatever it interrupted held neither the lock nor a
-        // turn then, and cannot take one before we return; every holder is
-        // elsewhere and lets go.
-        while (!locked && ending)
-          locked = lock_as(holder);
+      if (!lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) return false;
+      if (ending) {
+        // E8, under the lock: a holder stepping over the victim (it reads
+        // claimed) asks words_of() for its length, and a length callback
+        // reads the header's user bits, which this store replaces.
+        // Release [PB2]: the callback's reads come before the zeroing (the
+        // acquire in reclaim(), which a consumer's biased turn may run
+        // without the lock).
+        atomic_ref<std::uint32_t>(*victim.words)
+            .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
       }
-      if (locked) {
-        if (ending) {
-          // E8, under the lock: a holder stepping over the victim (it reads
-          // claimed) asks words_of() for its length, and a length callback
-          // reads the header's user bits, which this store replaces.
-          // Release [PB2]: the callback's reads come before the zeroing (the
-          // acquire in reclaim(), which a consumer's biased turn may run
-          // without the lock).
-          atomic_ref<std::uint32_t>(*victim.words)
-              .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
-        }
-        if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, stepped, victim);
-        unlock();
-      }
+      if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, stepped, victim);
+      unlock();
+      return true;
     };
-    if (token != 0) {
-      turn();
-    } else {
-      const dropper_guard masked(*this);
-      turn();
+    for (;;) {
+      bool locked;
+      if (token != 0) {
+        locked = turn();
+      } else {
+        const dropper_guard masked(*this);
+        locked = turn();
+      }
+      // With a victim to end, it does not give up on the lock (where
+      // droppers may give up at all): this dropper had a turn since it
+      // started, so whatever it interrupted held neither the lock nor a
+      // turn then, and cannot take one before we return; every holder is
+      // elsewhere and lets go. It tries again outside the critical
+      // section, so that a holder preempted on this core can run.
+      if (pbuf_consumer_masks || locked || !ending) break;
     }
     // A waiting producer can pass the ended victim now, a consumer waiting
     // behind a stepped-over copy of it can claim what follows. [PB4]

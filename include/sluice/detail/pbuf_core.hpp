@@ -112,10 +112,11 @@
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
 // lock holder. A dropper with a victim to end waits for the lock without
 // giving up: it had a turn since it started, so what it interrupted holds
-// nothing. The price, hosted
-// only: a handler that interrupts its own thread inside claim, free or a
-// dropper's turn, on a buffer that must drop to fit it, fails to allocate
-// instead of being held off until that turn is done.
+// nothing (between tries it leaves its critical section, so that a holder
+// preempted on its core can run). The price, hosted only: a handler that
+// interrupts its own thread inside claim, free or a dropper's turn, on a
+// buffer that must drop to fit it, fails to allocate instead of being held
+// off until that turn is done.
 //
 // The consumer's biased turn. Droppers are rare (a full buffer), the
 // consumer's turns are not: so the consumer's turn skips the lock while
