@@ -457,6 +457,7 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
   // the operations, not fences: ThreadSanitizer does not model fences.)
   (void)rd_idx.compare_exchange_strong(r, start, std::memory_order_acquire,
                                        std::memory_order_acquire);
+  SLUICE_PBUF_HOOK(moved_rd_idx);
   // Release [PB7]: rd_idx at start comes before every position reserved
   // from now on; pairs with the acquire in nothing_reserved_at.
   if (tmp_wr_idx.compare_exchange_strong(marked, start, std::memory_order_release,
@@ -1112,8 +1113,9 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   // context owns the consumer side from now on.
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // Acquire [PB7], as in nothing_reserved_at. During a move to slot 0 the
-  // mark is on the old position, where the buffer is empty.
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire) & ~pbuf_moving;
+  // buffer is empty: nothing to flush, and no header to read ahead of w.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
+  if ((w & pbuf_moving) != 0) return 0;
   // Where the consumer would start: a producer may have moved the empty
   // buffer to slot 0 since its last look (it follows in claim). Relaxed:
   // after the acquire above.
@@ -1155,9 +1157,12 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
 // ---------------------------------------------------------------- observers
 
 std::uint32_t pbuf_core::used_words() const noexcept {
-  // Relaxed: an observer; a torn pair is clamped.
+  // Relaxed: an observer; a torn pair is clamped. During a move to slot 0
+  // the buffer is empty (rd_idx may already be at the new position, ahead
+  // of the marked one).
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  if ((w & pbuf_moving) != 0) return 0;
   const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed) & ~pbuf_moving;
   const std::uint32_t used = distance(r, w);
   return used > size ? size : used;
 }

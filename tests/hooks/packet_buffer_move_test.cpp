@@ -27,8 +27,9 @@ using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 using sluice::detail::pbuf_valid;
 
-// The thread held at moving_to_slot_zero, and where it is: 1 held, 2 let go.
+// The thread held at held_point, and where it is: 1 held, 2 let go.
 std::atomic<std::thread::id> held_thread{};
+std::atomic<pbuf_hook> held_point{pbuf_hook::moving_to_slot_zero};
 std::atomic<int> stage{0};
 // Set while a claim must not reach a header read; counts those that did.
 std::atomic<bool> watch_claims{false};
@@ -46,7 +47,7 @@ void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
     }
     if (watch_claims.load()) claims_looked.fetch_add(1);
   }
-  if (point == pbuf_hook::moving_to_slot_zero && std::this_thread::get_id() == held_thread.load() &&
+  if (point == held_point.load() && std::this_thread::get_id() == held_thread.load() &&
       stage.load() == 0) {
     stage.store(1);
     while (stage.load() != 2)
@@ -60,6 +61,7 @@ constexpr std::uint32_t size_words = 16;
 
 void reset_hooks() {
   held_thread.store({});
+  held_point.store(pbuf_hook::moving_to_slot_zero);
   stage.store(0);
   watch_claims.store(false);
   claims_looked.store(0);
@@ -140,6 +142,63 @@ TEST(PacketBufferMove, AProducerMeetingAMoveInProgressEndsItAndReservesAtSlotZer
   ASSERT_EQ(c2.words, storage + 3);
   EXPECT_EQ(c2.size, 6u);
   core.free(c2.words);
+  EXPECT_EQ(core.used_words(), 0u);
+  EXPECT_EQ(core.try_claim().words, nullptr);
+}
+
+// The mover held between the two steps of ending its own move: rd_idx is
+// at the new position, tmp_wr_idx still marked at the old one.
+TEST(PacketBufferMove, BetweenTheTwoStepsOfTheMoveTheBufferIsEmptyAndAnotherProducerEndsIt) {
+  reset_hooks();
+  held_point.store(pbuf_hook::moved_rd_idx);
+  std::uint32_t storage[size_words];
+  pbuf_core core({.buffer = storage, .size = size_words});
+  sluice::test::make_empty_at(core, 5);
+
+  pbuf_status mover_status = pbuf_status::no_room;
+  pbuf_span mover_packet;
+  held_mover mover(core, 14, [&](pbuf_status status, pbuf_span q) {
+    mover_status = status;
+    mover_packet = q;
+  });
+
+  // rd_idx = 16 is ahead of the marked position 5: the buffer is empty,
+  // not full (distance 16 - 5 would count a whole lap), and nothing is
+  // there to claim or flush.
+  EXPECT_EQ(core.used_words(), 0u) << "the buffer looked used during the move";
+  EXPECT_FALSE(core.is_pending());
+  EXPECT_EQ(core.try_claim().words, nullptr);
+  int flushed = 0;
+  const auto count = [](void* context, const std::uint32_t*, std::uint32_t) noexcept {
+    ++*static_cast<int*>(context);
+  };
+  EXPECT_EQ(core.panic_flush(count, &flushed), 0u);
+  EXPECT_EQ(flushed, 0);
+  EXPECT_EQ(core.used_words(), 0u);
+
+  // Another producer clears the mark and reserves at slot 0.
+  pbuf_span early;
+  ASSERT_EQ(core.try_alloc(1, early), pbuf_status::ok);
+  EXPECT_EQ(early.words, storage);
+  EXPECT_EQ(core.used_words(), 1u);
+
+  // The mover's own clear then fails (it must not take tmp_wr_idx back to
+  // 16 over the packet at slot 0); it reserves its 14 words after it.
+  mover.let_go();
+  ASSERT_EQ(mover_status, pbuf_status::ok);
+  EXPECT_EQ(mover_packet.words, storage + 1);
+  EXPECT_EQ(core.used_words(), 15u);
+
+  early.words[0] = 1u << 2;
+  core.commit(early.words);
+  mover_packet.words[0] = 14u << 2;
+  core.commit(mover_packet.words);
+  for (const pbuf_span expected : {pbuf_span{storage, 1}, pbuf_span{storage + 1, 14}}) {
+    const pbuf_span got = core.try_claim();
+    ASSERT_EQ(got.words, expected.words);
+    EXPECT_EQ(got.size, expected.size);
+    core.free(got.words);
+  }
   EXPECT_EQ(core.used_words(), 0u);
   EXPECT_EQ(core.try_claim().words, nullptr);
 }

@@ -244,6 +244,7 @@ enum class wake_after : std::uint8_t {
 // src/packet_buffer.cpp).
 enum class pbuf_hook : std::uint8_t {
   moving_to_slot_zero,  // reserve_from: tmp_wr_idx marked, the move not ended
+  moved_rd_idx,         // finish_move: rd_idx at the new position, the mark still set
   claim_looked,         // a claim looked at rd_idx and is about to read a header
 };
 
