@@ -55,7 +55,8 @@
 //
 //   tmp_wr_idx     rd_idx         producers              consumer
 //   w              w (empty)      reserve, or mark       nothing to claim
-//   w | moving     w or start     end the move, retry    nothing to claim
+//   w | moving     w or start     end the move, retry    nothing to claim;
+//                                                        used_words 0
 //   start (+ n)    start          reserve                follows to start
 //
 // (start: w's next slot 0.)
