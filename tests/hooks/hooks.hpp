@@ -4,6 +4,12 @@
 
 #include <atomic>
 
+#include <sluice/detail/pbuf_core.hpp>
+
 // Run once at the next claim_looked (then cleared), before the move
 // tests' own handling of that point.
 extern std::atomic<void (*)()> at_claim_looked;
+
+// Called first at every hook point, from whichever thread reaches it, while
+// set (the move stress test counts the move's steps with it).
+extern std::atomic<void (*)(sluice::detail::pbuf_hook)> observe_hook;

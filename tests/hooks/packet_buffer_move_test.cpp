@@ -38,8 +38,10 @@ std::atomic<int> claims_looked{0};
 }  // namespace
 
 std::atomic<void (*)()> at_claim_looked{nullptr};
+std::atomic<void (*)(pbuf_hook)> observe_hook{nullptr};
 
 void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
+  if (auto* observe = observe_hook.load()) observe(point);
   if (point == pbuf_hook::claim_looked) {
     if (auto* action = at_claim_looked.exchange(nullptr)) {
       action();
