@@ -1157,12 +1157,15 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
 // ---------------------------------------------------------------- observers
 
 std::uint32_t pbuf_core::used_words() const noexcept {
-  // Relaxed: an observer; a torn pair is clamped. During a move to slot 0
-  // the buffer is empty (rd_idx may already be at the new position, ahead
-  // of the marked one).
+  // Relaxed: an observer. rd_idx first: it never passes tmp_wr_idx, so a
+  // later look at tmp_wr_idx is not behind it (the other order could see
+  // rd_idx past an older tmp_wr_idx and report a full buffer). What moved
+  // between the two looks is clamped. During a move to slot 0 the buffer
+  // is empty (rd_idx may be at the new position, ahead of the marked one).
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  SLUICE_PBUF_HOOK(used_looked);
   const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   if ((w & pbuf_moving) != 0) return 0;
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   const std::uint32_t used = distance(r, w);
   return used > size ? size : used;
 }

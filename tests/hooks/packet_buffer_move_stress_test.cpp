@@ -5,7 +5,10 @@
 // producer, payload intact; and the move's steps counted at its hook
 // points: every mark is followed by its mover's own attempt to end it.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -99,9 +102,21 @@ TEST(PacketBufferMoveStress, OthersEndTheMovesOfStalledMoversExactAccounting) {
   std::uint32_t next[producers] = {};
   std::uint64_t received = 0;
   std::uint64_t bad = 0;
+  // A hang guard, not a speed check: a run takes well under a second. A
+  // producer may be stuck inside the buffer then, so it cannot be joined:
+  // say where it stopped and end the process.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (received < std::uint64_t{producers} * per_producer) {
     const pbuf_span got = core.try_claim();
     if (got.words == nullptr) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::fprintf(stderr,
+                     "packet_buffer move stress: stuck after %llu of %u packets (a packet "
+                     "lost, or the buffer wedged), used %u words\n",
+                     static_cast<unsigned long long>(received), producers * per_producer,
+                     core.used_words());
+        std::abort();
+      }
       std::this_thread::yield();
       continue;
     }

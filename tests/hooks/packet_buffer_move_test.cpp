@@ -205,6 +205,41 @@ TEST(PacketBufferMove, BetweenTheTwoStepsOfTheMoveTheBufferIsEmptyAndAnotherProd
   EXPECT_EQ(core.try_claim().words, nullptr);
 }
 
+// An observer held between used_words' two looks (rd_idx, then
+// tmp_wr_idx) while a packet goes all the way through. Looking at
+// tmp_wr_idx first would see rd_idx past it and report a full buffer.
+TEST(PacketBufferObserver, UsedWordsBetweenItsTwoLooksReportsNoMoreThanWasThere) {
+  reset_hooks();
+  held_point.store(pbuf_hook::used_looked);
+  std::uint32_t storage[size_words];
+  pbuf_core core({.buffer = storage, .size = size_words});
+  sluice::test::make_empty_at(core, 5);
+
+  std::uint32_t seen = size_words + 1;
+  std::thread observer([&] {
+    held_thread.store(std::this_thread::get_id());
+    seen = core.used_words();
+  });
+  while (stage.load() != 1)
+    std::this_thread::yield();
+
+  // 3 words allocated, committed, claimed and freed: at most 3 were used.
+  pbuf_span p;
+  const pbuf_status status = core.try_alloc(3, p);
+  if (status == pbuf_status::ok) {
+    p.words[0] = 3u << 2;
+    core.commit(p.words);
+    const pbuf_span got = core.try_claim();
+    EXPECT_EQ(got.words, p.words);
+    if (got.words != nullptr) core.free(got.words);
+  }
+  stage.store(2);
+  observer.join();
+  ASSERT_EQ(status, pbuf_status::ok);
+  EXPECT_LE(seen, 3u) << "an observer reported " << seen << " of " << size_words
+                      << " words used while at most 3 were";
+}
+
 // A length callback for the second run below (the claim then takes its
 // full path): the length in the user bits, as the buffer keeps it itself.
 std::uint32_t length_in_user_bits(void*, const std::uint32_t* packet) noexcept {

@@ -247,6 +247,7 @@ enum class pbuf_hook : std::uint8_t {
   moving_to_slot_zero,  // reserve_from: tmp_wr_idx marked, the move not ended
   moved_rd_idx,         // finish_move: rd_idx at the new position, the mark still set
   claim_looked,         // a claim looked at rd_idx and is about to read a header
+  used_looked,          // used_words looked at rd_idx, not yet at tmp_wr_idx
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
