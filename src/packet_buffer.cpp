@@ -975,6 +975,7 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
     // consumer's step back in enter_consumer).
     const std::uint32_t in = consumer_in.load(std::memory_order_acquire);
     if (in == 0) return true;
+    SLUICE_PBUF_HOOK(turn_awaited);
     if (!waiter.wait(in, token, spin)) return false;
   }
 }
@@ -1247,6 +1248,7 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
                                    std::memory_order_relaxed))
       return true;
     while (seen != 0) {
+      SLUICE_PBUF_HOOK(lock_awaited);
       if (!waiter.wait(seen, holder >> pbuf_lock_role_bits, spin) || in_own_biased_turn(holder)) {
         // Only a dropper gives up (no handler claims).
         SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,

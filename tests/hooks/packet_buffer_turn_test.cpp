@@ -110,6 +110,7 @@ TEST(PacketBufferTurn, AHandlerInsideItsThreadsBiasedTurnGivesUpOnADropper) {
 std::atomic<std::uint32_t> consumer_in_after{0};
 std::atomic<bool> observer_done{false};
 std::atomic<bool> observer_answer{false};
+std::atomic<bool> observer_waits{false};  // it reached turn_awaited
 std::thread observer;
 
 TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
@@ -120,19 +121,31 @@ TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
   core = &c;
   fill(c);
   observer_done.store(false);
+  observer_waits.store(false);
+  // Only the observer can reach turn_awaited: the consumer is held inside
+  // its turn (below), and nobody else runs.
+  observe_hook.store(+[](sluice::detail::pbuf_hook point) {
+    if (point == sluice::detail::pbuf_hook::turn_awaited) observer_waits.store(true);
+  });
   at_claim_looked.store(+[] {
     observer = std::thread([] {
       observer_answer.store(core->is_pending());
       observer_done.store(true);
     });
-    // It may not finish while we are inside the turn; give it the time to
-    // try (a second entry would be over in microseconds).
-    std::this_thread::sleep_for(100ms);
+    // Either it finishes, which it may not while we are inside the turn,
+    // or it finds us inside and waits. (The deadline only turns a hang
+    // into a message.)
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!observer_done.load() && !observer_waits.load() &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
     consumer_in_after.store(core->consumer_in.load());
     EXPECT_FALSE(observer_done.load()) << "is_pending ran inside the consumer's turn";
+    EXPECT_TRUE(observer_waits.load()) << "is_pending did not wait for the consumer's turn";
   });
   const pbuf_span got = c.try_claim();
   observer.join();
+  observe_hook.store(nullptr);
   EXPECT_NE(consumer_in_after.load(), 0u) << "an observer ended the consumer's turn";
   EXPECT_TRUE(observer_answer.load()) << "three committed packets wait";
   ASSERT_NE(got.words, nullptr);

@@ -248,6 +248,8 @@ enum class pbuf_hook : std::uint8_t {
   moved_rd_idx,         // finish_move: rd_idx at the new position, the mark still set
   claim_looked,         // a claim looked at rd_idx and is about to read a header
   used_looked,          // used_words looked at rd_idx, not yet at tmp_wr_idx
+  turn_awaited,         // end_bias: the lock held, the consumer seen in its turn; waits next
+  lock_awaited,         // lock_as: the lock seen held by another; waits next (or gives up)
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).

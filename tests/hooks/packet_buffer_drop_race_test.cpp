@@ -7,7 +7,9 @@
 // the callback would decode the engine's skip encoding, and dropper 2
 // would step over a wrong length (indices off the packet boundaries,
 // zeroing past the storage). Here dropper 2's length callback lets
-// dropper 1 go on and watches the header for a while.
+// dropper 1 go on and watches the header until dropper 1 waits for the
+// lock (hook point lock_awaited), which it must take again after its
+// callback: to end the victim, and to reserve.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -19,6 +21,8 @@
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+
+#include "hooks.hpp"
 
 namespace {
 
@@ -44,6 +48,8 @@ struct scene {
   std::atomic<int> phase{0};  // 1: dropper 1 in its drop callback; 2: it may go on
   std::atomic<const std::uint32_t*> victim{nullptr};
   std::atomic<bool> header_changed{false};  // while dropper 2 read the length
+  std::atomic<std::thread::id> dropper1{};
+  std::atomic<bool> dropper1_waits{false};  // it reached lock_awaited
   std::mutex dropped_lock;                  // both droppers report
   std::vector<std::uint32_t> dropped;       // tags
 };
@@ -53,12 +59,17 @@ std::uint32_t length_of(void*, const std::uint32_t* packet) noexcept {
   atomic_ref<std::uint32_t> h(*const_cast<std::uint32_t*>(packet));
   if (packet == current->victim.load() && current->phase.load() == 1) {
     // Dropper 2, stepping over dropper 1's victim: let dropper 1 finish
-    // its callback, as a preemption here could, and give its E8 time to land.
+    // its callback, as a preemption here could, and watch the header until
+    // dropper 1 waits for the lock we hold. (The deadline only turns a
+    // hang into a message.)
     const std::uint32_t before = h.load(std::memory_order_acquire);
     current->phase.store(2);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-    while (h.load(std::memory_order_acquire) == before && std::chrono::steady_clock::now() < until)
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (h.load(std::memory_order_acquire) == before && !current->dropper1_waits.load() &&
+           std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();
+    EXPECT_TRUE(current->dropper1_waits.load() || h.load(std::memory_order_acquire) != before)
+        << "dropper 1 neither ended its victim nor waited for the lock in 10 s";
     if (h.load(std::memory_order_acquire) != before) current->header_changed.store(true);
   }
   return decode_length(h.load(std::memory_order_relaxed));
@@ -72,6 +83,7 @@ void on_drop(void*, const std::uint32_t* packet, std::uint32_t n) noexcept {
   }
   if (current->phase.load() == 0) {
     // Dropper 1: park in the callback until dropper 2 reads the length.
+    current->dropper1.store(std::this_thread::get_id());
     current->victim.store(packet);
     current->phase.store(1);
     while (current->phase.load() != 2)
@@ -101,12 +113,18 @@ TEST(PacketBufferDropRace, AVictimEndsOnlyWhenNoLockHolderReadsItsLength) {
                   .drop = on_drop,
                   .words = length_of});
   for (std::uint32_t tag = 1; tag <= 4; ++tag)
-    put4(core, tag);                             // full
+    put4(core, tag);  // full
+  observe_hook.store(+[](sluice::detail::pbuf_hook point) {
+    if (point == sluice::detail::pbuf_hook::lock_awaited &&
+        std::this_thread::get_id() == current->dropper1.load())
+      current->dropper1_waits.store(true);
+  });
   std::thread dropper1([&] { put4(core, 5); });  // drops packet 1 and parks
   while (s.phase.load() != 1)
     std::this_thread::yield();
   put4(core, 6);  // dropper 2: steps over packet 1 (claimed), drops packet 2
   dropper1.join();
+  observe_hook.store(nullptr);
   EXPECT_FALSE(s.header_changed.load())
       << "the victim's header changed while a lock holder read its length";
 
