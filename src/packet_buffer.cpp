@@ -11,9 +11,10 @@
 //   [PB1] rd_idx: release store in reclaim() / publish_rd_idx() (the freed
 //         words are zero and the consumer no longer reads them) -> acquire
 //         load in reserve_from(), directly or through rd_seen (the producer
-//         may write them). The overwrite lock holder loads it relaxed: every
-//         earlier store to it was made under the lock [PB3] or in a biased
-//         turn that end_bias waited out [PB6].
+//         may write them), and in used_words() (its look at tmp_wr_idx
+//         after it is not older than the reclaimer's). The overwrite lock
+//         holder loads it relaxed: every earlier store to it was made under
+//         the lock [PB3] or in a biased turn that end_bias waited out [PB6].
 //   [PB2] header word: release store in commit / put_* / write_skip /
 //         abandon (the packet's words are written) -> acquire load in
 //         claim_unlocked() and panic_flush() (the consumer may read them).
@@ -474,11 +475,13 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
 // Overwrite, under the lock: reserves `n` words if they fit, otherwise makes
 // room by one step: drops the oldest packet (returned in `victim`; the
 // caller runs the callback outside the lock), passes a skip, or steps over
-// a claimed packet. Lock-free producers (the fast path of reserve_overwrite)
+// a claimed packet. For a waiting allocation (first_step == no_drop) it
+// only pads and passes skips: a committed or claimed packet at the front is
+// no room. Lock-free producers (the fast path of reserve_overwrite)
 // move tmp_wr_idx meanwhile, so every change of it here is a
 // compare-and-swap [PB5], retried on failure; rd_idx, tmp_rd_idx (the
 // consumer claims under the lock too) and reclaiming are the lock holder's.
-room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& first_step,
                                       pbuf_span& victim) noexcept {
   for (;;) {
     // Relaxed: written only under the lock [PB3], or by the consumer in a
@@ -508,11 +511,14 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         write_skip(r, tail);
       continue;
     }
-    atomic_ref<std::uint32_t> h = header(r);
+    std::uint32_t* const packet = buf + slot(r);
+    atomic_ref<std::uint32_t> h(*packet);
     // Acquire [PB2]: the header may come from a lock-free commit, and a
     // dropped packet's words go to the drop callback.
     const std::uint32_t v = h.load(std::memory_order_acquire);
-    std::uint32_t* const packet = buf + slot(r);
+    // A waiting allocation drops nothing and steps over nothing (as
+    // Zephyr's, which waits before it would drop): it waits for the free.
+    if (first_step == no_drop && (v & pbuf_valid) != 0) return room_step::no_room;
     switch (v & pbuf_hdr_mask) {
       case 0:  // the oldest packet is not committed: it holds the rest back
         return room_step::no_room;
@@ -547,7 +553,15 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
         break;
     }
     const std::uint32_t len = words_of(packet);
-    if (stepped + len > size) return room_step::no_room;  // met twice
+    // Met twice: a lap after the first claimed packet this call stepped
+    // over, rd_idx is back at its words (or another's met since); nothing
+    // but a free makes more room. (Counting the words stepped over instead
+    // let a 1-word packet be met `size` times, a lap each, under the lock.)
+    if (first_step == no_step) {
+      first_step = r;
+    } else if (distance(first_step, r) >= size) {
+      return room_step::no_room;
+    }
     // The free words before it become skips, its own words re-enter the
     // stream ahead as a future skip (its header turns into one when it is
     // freed).
@@ -569,16 +583,15 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     // Release [PB1], after the CAS above: a producer that sees the new
     // rd_idx either sees the new tmp_wr_idx or fails its own CAS.
     rd_idx.store(after, std::memory_order_release);
-    stepped += len;
   }
 }
 
-pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept {
+pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept {
   // Room without dropping: lock-free, as without overwrite.
   if (reserve_lock_free(n, out) == pbuf_status::ok) return pbuf_status::ok;
-  // Words of claimed packets stepped over in this call: more than one lap
-  // means a claimed packet was met twice; give up instead of looping.
-  std::uint32_t stepped = 0;
+  // Where this call first stepped over a claimed packet: a lap later it
+  // meets it again and gives up instead of looping. (no_drop: it may not.)
+  std::uint32_t first_step = may_drop ? no_step : no_drop;
   pbuf_span victim;  // dropped and reported: it ends (E8) in the next turn
   for (;;) {
     room_step step = room_step::no_room;
@@ -601,7 +614,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
         atomic_ref<std::uint32_t>(*victim.words)
             .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
       }
-      if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, stepped, victim);
+      if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, first_step, victim);
       unlock();
       return true;
     };
@@ -637,22 +650,22 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out) noexce
   }
 }
 
-pbuf_status pbuf_core::try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
+pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept {
   SLUICE_ASSERT(n >= 1, "packet buffer: allocation of zero words");
   if (n > size) return pbuf_status::too_large;
   if (speed_over_size && reserve_fast(n, out)) return pbuf_status::ok;
-  return overwrite() ? reserve_overwrite(n, out) : reserve_lock_free(n, out);
+  return overwrite() ? reserve_overwrite(n, out, may_drop) : reserve_lock_free(n, out);
 }
 
 pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_span& out) noexcept {
-  pbuf_status status = try_alloc(n, out);
+  pbuf_status status = reserve(n, out, false);
   if (status != pbuf_status::no_room) return status;
   parker& self = port::current_parker();
   waiter node;
   for (;;) {
     space_waiters.enqueue(node, self.make_waker());
     wait_fence();  // [PB4]
-    status = try_alloc(n, out);
+    status = reserve(n, out, false);
     if (status != pbuf_status::no_room) {
       if (!space_waiters.cancel(node)) space_waiters.notify_one();
       return status;
@@ -660,7 +673,7 @@ pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_sp
     while (!node.is_notified() && port::now() < deadline)
       self.park_until(deadline);
     const bool timed_out = space_waiters.cancel(node);
-    status = try_alloc(n, out);
+    status = reserve(n, out, false);
     if (status != pbuf_status::no_room) return status;
     if (timed_out || port::now() >= deadline) return pbuf_status::timeout;
   }
@@ -672,8 +685,9 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   const std::uint32_t v = h.load(std::memory_order_relaxed);
   // Release [PB2]: publishes every word of the packet to claim (E2).
   h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // The consumer may wait for it; with overwrite, a committed oldest
-  // packet can be dropped, so a producer may wait for it too. [PB4]
+  // The consumer may wait for it. [PB4] (With overwrite the check looks
+  // for waiting producers too, for the sake of abandon: a producer that
+  // waits for room may pass the skip it leaves at the front.)
   wake_waiters(wake_after::commit);
 }
 
@@ -1158,13 +1172,20 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
 // ---------------------------------------------------------------- observers
 
 std::uint32_t pbuf_core::used_words() const noexcept {
-  // Relaxed: an observer. rd_idx first: it never passes tmp_wr_idx, so a
-  // later look at tmp_wr_idx is not behind it (the other order could see
-  // rd_idx past an older tmp_wr_idx and report a full buffer). What moved
-  // between the two looks is clamped. During a move to slot 0 the buffer
-  // is empty (rd_idx may be at the new position, ahead of the marked one).
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  // rd_idx first: it never passes tmp_wr_idx, so a later look at
+  // tmp_wr_idx is not behind it (the other order could see rd_idx past an
+  // older tmp_wr_idx and report a full buffer). Acquire [PB1]: that later
+  // look then sees at least the tmp_wr_idx that the store of rd_idx came
+  // after (relaxed, a weakly ordered core could answer it from before).
+  // What moved between the two looks is clamped. During a move to slot 0
+  // the buffer is empty (rd_idx may be at the new position, ahead of the
+  // marked one). The move's own store of rd_idx is not a release (a byte
+  // budget): on a weakly ordered core an observer that sees it may still
+  // see the position from before the mark, and report a full buffer for
+  // that moment.
+  const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
   SLUICE_PBUF_HOOK(used_looked);
+  // Relaxed: an observer; ordered after rd_idx's load by its acquire.
   const std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   if ((w & pbuf_moving) != 0) return 0;
   const std::uint32_t used = distance(r, w);

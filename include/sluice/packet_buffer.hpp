@@ -268,8 +268,10 @@ class packet_buffer {
     detail::pbuf_span span;
     return finish_alloc(core_.try_alloc(words, span), span);
   }
-  // Waits for room until the deadline. Requires: thread context, outside
-  // any critical section (never from an interrupt or signal handler).
+  // Waits for room until the deadline. Drops nothing, with drop_oldest too
+  // (as Zephyr's alloc with a timeout): it waits for the consumer to free.
+  // Requires: thread context, outside any critical section (never from an
+  // interrupt or signal handler).
   [[nodiscard]] result<allocated_packet, alloc_error> alloc_until(std::uint32_t words,
                                                                   time_point deadline) noexcept {
     detail::pbuf_span span;

@@ -39,12 +39,14 @@ static uint32_t get_wlen(const union mpsc_pbuf_generic* packet) {
 
 static uint32_t dropped_count;
 static uint32_t dropped_first_data;
+static uint32_t dropped_last_data;
 
 static void notify_drop(const struct mpsc_pbuf_buffer* buffer,
                         const union mpsc_pbuf_generic* packet) {
   const struct test_packet* p = (const struct test_packet*)packet;
   (void)buffer;
   if (dropped_count == 0) dropped_first_data = p->data[0];
+  dropped_last_data = p->data[0];
   dropped_count++;
 }
 
@@ -164,6 +166,32 @@ static int overwrite(void) {
     mpsc_pbuf_free(&buffer, c);
   }
   CHECK(expect == 107);
+
+  /* Full again: with a timeout nothing is dropped (it waits, and times
+   * out); with K_NO_WAIT the oldest goes. */
+  for (uint32_t i = 0; i < 5; i++) {
+    struct test_packet* p = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
+    CHECK(p != NULL);
+    p->hdr.len = 2;
+    p->data[0] = 200 + i;
+    mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)p);
+  }
+  CHECK(dropped_count == 2);
+  CHECK(mpsc_pbuf_alloc(&buffer, 2, K_MSEC(5)) == NULL);
+  CHECK(dropped_count == 2);
+  struct test_packet* last = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
+  CHECK(last != NULL);
+  CHECK(dropped_count == 3 && dropped_last_data == 200);
+  last->hdr.len = 2;
+  last->data[0] = 205;
+  mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)last);
+  expect = 201;
+  while ((c = mpsc_pbuf_claim(&buffer)) != NULL) {
+    CHECK(((const struct test_packet*)c)->data[0] == expect);
+    expect++;
+    mpsc_pbuf_free(&buffer, c);
+  }
+  CHECK(expect == 206);
   CHECK(K_TIMEOUT_EQ(K_FOREVER, K_FOREVER) && !K_TIMEOUT_EQ(K_NO_WAIT, K_USEC(1)));
   CHECK(K_SECONDS(1).ticks == K_MSEC(1000).ticks);
   return 0;

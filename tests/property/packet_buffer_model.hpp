@@ -49,7 +49,9 @@ class pbuf_model {
       out.error = alloc_error::too_large;
       return out;
     }
-    std::uint32_t stepped = 0;
+    // Where this allocation first stepped over a claimed packet: one lap
+    // later it meets it (or another it met) again and gives up.
+    std::optional<std::uint64_t> first_step;
     for (;;) {
       const std::uint64_t used = wr_ - rd_;
       const std::uint32_t tail = size_ - static_cast<std::uint32_t>(wr_ % size_);
@@ -76,7 +78,11 @@ class pbuf_model {
           reclaim();
           break;
         case kind::claimed: {
-          if (stepped + front.len > size_) return out;
+          if (!first_step) {
+            first_step = rd_;
+          } else if (rd_ - *first_step >= size_) {
+            return out;
+          }
           // The free words before it become skips (split at the end).
           const std::uint64_t lap = rd_ + size_;
           while (wr_ != lap) {
@@ -92,7 +98,6 @@ class pbuf_model {
           wr_ += len;
           if (trd_ - rd_ < len) trd_ = rd_ + len;
           rd_ += len;
-          stepped += len;
           break;
         }
         case kind::committed: {

@@ -7,7 +7,9 @@
 //     while the producer commits one packet at a time, so most commits meet
 //     a consumer that is going to sleep or asleep;
 //   - room: two producers block in alloc_until(forever) on a buffer that
-//     holds two packets while the consumer frees one packet at a time.
+//     holds two packets while the consumer frees one packet at a time (with
+//     drop_oldest too: a waiting allocation drops nothing, it waits for the
+//     free as without).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -108,12 +110,12 @@ void hand_off(sluice::overflow_policy policy) {
   EXPECT_EQ(pb.counters().dropped, 0u);
 }
 
-void room() {
+void room(sluice::overflow_policy policy) {
   // Two packets of 4 words fill the buffer: nearly every allocation waits
   // (without a deadline) for the consumer's free; the consumer also waits
   // without a deadline for each packet.
   std::vector<std::uint32_t> storage(8);
-  sluice::packet_buffer pb({.storage = storage.data(), .size_words = 8});
+  sluice::packet_buffer pb({.storage = storage.data(), .size_words = 8, .policy = policy});
   watchdog dog("packet_buffer room", 20s);
   constexpr std::uint32_t producers = 2;
   std::vector<std::thread> threads;
@@ -151,6 +153,7 @@ void room() {
   EXPECT_EQ(failed.load(), 0u);
   EXPECT_EQ(next[0] + next[1], producers * packets);
   EXPECT_EQ(pb.counters().claimed, producers * packets);
+  EXPECT_EQ(pb.counters().dropped, 0u);
 }
 
 TEST(PacketBufferWakeStress, CommitWakesBlockedConsumer) {
@@ -160,7 +163,10 @@ TEST(PacketBufferWakeStress, CommitWakesBlockedConsumerWithOverwrite) {
   hand_off(sluice::overflow_policy::drop_oldest);
 }
 TEST(PacketBufferWakeStress, FreeWakesBlockedProducers) {
-  room();
+  room(sluice::overflow_policy::reject_new);
+}
+TEST(PacketBufferWakeStress, FreeWakesBlockedProducersWithOverwrite) {
+  room(sluice::overflow_policy::drop_oldest);
 }
 
 }  // namespace

@@ -230,14 +230,15 @@ inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
   reserved,  // the words fit: reserved
-  no_room,   // the oldest is not committed, or a claimed packet met twice
+  no_room,   // the oldest is not committed, a claimed packet met twice, or
+             // the caller may not drop (a waiting allocation)
   victim,    // the oldest was taken for dropping: report it, then free it
 };
 
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
   commit,   // a header became committed or skip: the consumer; with
-            // overwrite, producers too (the oldest may now be dropped)
+            // overwrite, producers too (a skip at the front may be passed)
   reclaim,  // rd_idx moved: producers waiting for room
 };
 
@@ -328,10 +329,15 @@ struct alignas(cache_line) pbuf_core {
   pbuf_core(const pbuf_core&) = delete;
   pbuf_core& operator=(const pbuf_core&) = delete;
 
-  // Producer side. Reserve `n` words; never waits.
+  // Producer side. Reserve `n` words; never waits. With overwrite, drops
+  // the oldest packets to make room.
   // Requires: 1 <= n (a longer request fails with too_large).
-  [[nodiscard]] pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept;
-  // Waits for room until `deadline` (time_point::max(): forever).
+  [[nodiscard]] pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
+    return reserve(n, out, true);
+  }
+  // Waits for room until `deadline` (time_point::max(): forever). Drops
+  // nothing in either policy, as Zephyr's alloc with a timeout: with
+  // overwrite it waits for the consumer to free, like without.
   // Requires: thread context, outside any critical section.
   [[nodiscard]] pbuf_status alloc_until(std::uint32_t n, time_point deadline,
                                         pbuf_span& out) noexcept;
@@ -414,8 +420,15 @@ struct alignas(cache_line) pbuf_core {
   // Ends the move to slot 0 that `marked` (tmp_wr_idx as loaded) announces;
   // returns the new position.
   std::uint32_t finish_move(std::uint32_t marked) noexcept;
-  pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out) noexcept;
-  room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& stepped,
+  // try_alloc's body; a waiting allocation passes may_drop = false.
+  pbuf_status reserve(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept;
+  pbuf_status reserve_overwrite(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept;
+  // first_step: where the call first stepped over a claimed packet, or
+  // no_step (none yet), or no_drop (a waiting allocation: it drops and
+  // steps over nothing). Both are above every position.
+  static constexpr std::uint32_t no_step = ~std::uint32_t{0};
+  static constexpr std::uint32_t no_drop = ~std::uint32_t{1};
+  room_step make_room_locked(std::uint32_t n, pbuf_span& out, std::uint32_t& first_step,
                              pbuf_span& victim) noexcept;
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;

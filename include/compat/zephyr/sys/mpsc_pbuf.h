@@ -123,7 +123,9 @@ struct mpsc_pbuf_buffer_config {
 void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buffer_config* config);
 
 /* Allocates wlen words; null when it cannot (too large, or no room before
- * the timeout). */
+ * the timeout). With K_NO_WAIT, MPSC_PBUF_MODE_OVERWRITE drops the oldest
+ * packets to make room; with any other timeout nothing is dropped in either
+ * mode: it waits for the consumer to free (from a thread only). */
 union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t wlen,
                                          k_timeout_t timeout);
 
