@@ -194,6 +194,19 @@ static int overwrite(void) {
   CHECK(expect == 206);
   CHECK(K_TIMEOUT_EQ(K_FOREVER, K_FOREVER) && !K_TIMEOUT_EQ(K_NO_WAIT, K_USEC(1)));
   CHECK(K_SECONDS(1).ticks == K_MSEC(1000).ticks);
+  CHECK(K_MINUTES(1).ticks == K_SECONDS(60).ticks && K_HOURS(1).ticks == K_MINUTES(60).ticks);
+  CHECK(K_TICKS(CONFIG_SYS_CLOCK_TICKS_PER_SEC).ticks == K_SECONDS(1).ticks);
+  CHECK(K_TIMEOUT_EQ(K_TICKS(K_TICKS_FOREVER), K_FOREVER));
+
+  /* As Zephyr's init: the flag of a power-of-two size is set for the
+   * caller, and only then. */
+  CHECK(buffer.flags == MPSC_PBUF_MODE_OVERWRITE);
+  static struct mpsc_pbuf_buffer pow2;
+  static uint32_t eight[8];
+  const struct mpsc_pbuf_buffer_config pow2_config = {
+      .buf = eight, .size = 8, .notify_drop = notify_drop, .get_wlen = get_wlen, .flags = 0};
+  mpsc_pbuf_init(&pow2, &pow2_config);
+  CHECK(pow2.flags == MPSC_PBUF_SIZE_POW2);
   return 0;
 }
 

@@ -10,7 +10,9 @@
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PACKET_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PACKET_H_
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
