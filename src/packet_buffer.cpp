@@ -554,14 +554,19 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     }
     const std::uint32_t len = words_of(packet);
     // Met twice: a lap after the first claimed packet this call stepped
-    // over, rd_idx is back at its words (or another's met since); nothing
-    // but a free makes more room. (Counting the words stepped over instead
-    // let a 1-word packet be met `size` times, a lap each, under the lock.)
-    if (first_step == no_step) {
-      first_step = r;
-    } else if (distance(first_step, r) >= size) {
-      return room_step::no_room;
-    }
+    // over, rd_idx is back at its words, and nothing but a free makes more
+    // room. (Counting the words stepped over instead let a 1-word packet be
+    // met `size` times, a lap each, under the lock.) Within a turn nothing
+    // is freed, so exactly a lap on is where that packet is met again.
+    // Between turns (a victim's callback runs outside the lock) the
+    // consumer may free it and claim others: more than a lap on, a claimed
+    // packet is met for the first time, and the count starts again from it.
+    // From no_step (all ones) every position is more than a lap on, except
+    // the last of a period of 2^31 (0 on): a first step there starts no
+    // count, and the next step does.
+    const std::uint32_t since = distance(first_step, r);
+    if (since == size) return room_step::no_room;
+    if (since > size) first_step = r;
     // The free words before it become skips, its own words re-enter the
     // stream ahead as a future skip (its header turns into one when it is
     // freed).

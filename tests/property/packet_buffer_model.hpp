@@ -50,7 +50,7 @@ class pbuf_model {
       return out;
     }
     // Where this allocation first stepped over a claimed packet: one lap
-    // later it meets it (or another it met) again and gives up.
+    // later it meets it again and gives up.
     std::optional<std::uint64_t> first_step;
     for (;;) {
       const std::uint64_t used = wr_ - rd_;
@@ -78,11 +78,11 @@ class pbuf_model {
           reclaim();
           break;
         case kind::claimed: {
-          if (!first_step) {
-            first_step = rd_;
-          } else if (rd_ - *first_step >= size_) {
-            return out;
-          }
+          // A lap on is that packet again; further on, it was freed since
+          // (only between the turns of a call with a drop callback, which
+          // this model does not interleave) and the count starts again.
+          if (first_step && rd_ - *first_step == size_) return out;
+          if (!first_step || rd_ - *first_step > size_) first_step = rd_;
           // The free words before it become skips (split at the end).
           const std::uint64_t lap = rd_ + size_;
           while (wr_ != lap) {

@@ -334,6 +334,10 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
 
 // Committing the oldest packet is not room: with overwrite as without, the
 // timed allocation waits on until the consumer takes it, and drops nothing.
+// (Here the take usually comes before the woken producer looks again, so a
+// producer that dropped instead would seldom be caught: the deterministic
+// check is PacketBufferOverwriteWait below, which sees the waiter listed.
+// This one is the wake through the consumer's free, in every size.)
 TEST_P(PacketBufferTest, TimedAllocWaitsPastTheCommitOfTheOldestForTheConsumer) {
   auto oldest = pb.try_alloc(GetParam().size - 1);
   ASSERT_TRUE(oldest);
@@ -902,6 +906,78 @@ TEST(PacketBufferOverwriteSteps, AHeldOneWordPacketIsSteppedOverOnceNotOncePerWo
   ASSERT_EQ(c.try_alloc(size, p), pbuf_status::ok) << "freed, the whole buffer is usable";
   c.abandon(p.words, size);
   EXPECT_EQ(c.try_claim().words, nullptr);
+}
+
+}  // namespace
+
+namespace {
+
+// The lap that bounds stepping over claimed packets is counted per turn of
+// the lock. Between turns (the drop callback runs outside the lock) the
+// consumer may free the packet stepped over and claim one the next turn
+// meets first, a lap on: that one is met once, and stepping over it (and
+// dropping what follows) makes room. Counted per call, the allocation gave
+// up with no_room there. The callback plays the consumer and a producer.
+struct turn_scene {
+  sluice::detail::pbuf_core* core = nullptr;
+  sluice::detail::pbuf_span held;  // the consumer's packet
+  std::vector<std::uint32_t> dropped_words;
+};
+turn_scene* scene_now = nullptr;
+
+void put_short(sluice::detail::pbuf_core& c, std::uint32_t words) {
+  sluice::detail::pbuf_span p;
+  ASSERT_EQ(c.try_alloc(words, p), sluice::detail::pbuf_status::ok);
+  p.words[0] = words << 2;  // the length, in the header
+  c.commit(p.words);
+}
+
+void consumer_between_turns(void*, const std::uint32_t*, std::uint32_t words) noexcept {
+  turn_scene& s = *scene_now;
+  s.dropped_words.push_back(words);
+  if (s.dropped_words.size() == 1) {
+    s.core->free(s.held.words);  // the packet the first turn stepped over
+  } else if (s.dropped_words.size() == 2) {
+    EXPECT_EQ(s.core->try_claim().words, nullptr);  // passes the skips
+    put_short(*s.core, 1);                          // B
+    put_short(*s.core, 1);                          // C
+    s.held = s.core->try_claim();                   // B, a lap on
+    EXPECT_NE(s.held.words, nullptr);
+  }
+}
+
+TEST(PacketBufferOverwriteSteps, TheLapIsCountedPerTurnOfTheLock) {
+  using sluice::detail::pbuf_core;
+  using sluice::detail::pbuf_span;
+  using sluice::detail::pbuf_status;
+  std::uint32_t storage[16];
+  pbuf_core c({.buffer = storage,
+               .size = 16,
+               .flags = sluice::detail::pbuf_flag_overwrite,
+               .drop = consumer_between_turns});
+  turn_scene s;
+  s.core = &c;
+  scene_now = &s;
+  put_short(c, 1);  // X
+  put_short(c, 2);  // Y
+  put_short(c, 1);  // V
+  s.held = c.try_claim();
+  ASSERT_EQ(s.held.words, storage);  // X
+  pbuf_span big;
+  // Steps over X and drops Y; then drops V; then meets B once, steps over
+  // it and drops C.
+  ASSERT_EQ(c.try_alloc(14, big), pbuf_status::ok) << "gave up a lap after a packet since freed";
+  EXPECT_EQ(s.dropped_words, (std::vector<std::uint32_t>{2, 1, 1}));
+  big.words[0] = 14u << 2;
+  c.commit(big.words);
+  c.free(s.held.words);  // B
+  const pbuf_span got = c.try_claim();
+  ASSERT_NE(got.words, nullptr);
+  EXPECT_EQ(got.size, 14u);
+  c.free(got.words);
+  EXPECT_EQ(c.try_claim().words, nullptr);
+  EXPECT_EQ(c.used_words(), 0u);
+  scene_now = nullptr;
 }
 
 }  // namespace

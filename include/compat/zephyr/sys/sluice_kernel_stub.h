@@ -36,10 +36,10 @@ typedef struct {
 #define CONFIG_SYS_CLOCK_TICKS_PER_SEC 10000
 #endif
 #define K_TICKS_FOREVER ((k_ticks_t)-1)
-#define K_TICKS(t)                                                         \
-  ((k_timeout_t){(k_ticks_t)(t) == K_TICKS_FOREVER                         \
-                     ? K_TICKS_FOREVER                                     \
-                     : (k_ticks_t)(t)*(1000000000 / CONFIG_SYS_CLOCK_TICKS_PER_SEC)})
+#define K_TICKS(t)                                 \
+  ((k_timeout_t){(k_ticks_t)(t) == K_TICKS_FOREVER \
+                     ? K_TICKS_FOREVER             \
+                     : (k_ticks_t)(t) * (1000000000 / CONFIG_SYS_CLOCK_TICKS_PER_SEC)})
 #define K_TIMEOUT_EQ(a, b) ((a).ticks == (b).ticks)
 
 #endif /* SLUICE_COMPAT_ZEPHYR_SYS_KERNEL_STUB_H_ */
