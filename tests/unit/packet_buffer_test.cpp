@@ -912,12 +912,14 @@ TEST(PacketBufferOverwriteSteps, AHeldOneWordPacketIsSteppedOverOnceNotOncePerWo
 
 namespace {
 
-// The lap that bounds stepping over claimed packets is counted per turn of
-// the lock. Between turns (the drop callback runs outside the lock) the
-// consumer may free the packet stepped over and claim one the next turn
-// meets first, a lap on: that one is met once, and stepping over it (and
-// dropping what follows) makes room. Counted per call, the allocation gave
-// up with no_room there. The callback plays the consumer and a producer.
+// The lap that bounds stepping over claimed packets starts again from a
+// claimed packet met more than a lap after the first one. Between turns
+// (the drop callback runs outside the lock) the consumer may free the
+// packet stepped over and claim one that the next turn meets first, more
+// than a lap on: that one is met once, and stepping over it (and dropping
+// what follows) makes room. Counted from the first packet alone, the
+// allocation gave up with no_room there. The callback plays the consumer
+// and a producer.
 struct turn_scene {
   sluice::detail::pbuf_core* core = nullptr;
   sluice::detail::pbuf_span held;  // the consumer's packet
@@ -946,7 +948,7 @@ void consumer_between_turns(void*, const std::uint32_t*, std::uint32_t words) no
   }
 }
 
-TEST(PacketBufferOverwriteSteps, TheLapIsCountedPerTurnOfTheLock) {
+TEST(PacketBufferOverwriteSteps, TheLapStartsAgainFromAPacketMetMoreThanALapOn) {
   using sluice::detail::pbuf_core;
   using sluice::detail::pbuf_span;
   using sluice::detail::pbuf_status;
