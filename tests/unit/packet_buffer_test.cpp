@@ -828,14 +828,17 @@ TEST(HostedPort, LightFenceIsABarrierExactlyWhenTheKernelGivesAMembarrier) {
 
 namespace {
 
+// The engine's own interface (sluice/detail/pbuf_core.hpp), as the C API
+// uses it: where a test needs to see its waiter list or its positions.
+using sluice::detail::pbuf_core;
+using sluice::detail::pbuf_span;
+using sluice::detail::pbuf_status;
+
 // With overwrite, a timed allocation on a buffer full of committed packets
 // waits (it is seen on the waiter list) rather than dropping the oldest,
 // and the consumer's free lets it through. Both steps are observed, not
 // timed: the producer either returns or is listed first.
 TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping) {
-  using sluice::detail::pbuf_core;
-  using sluice::detail::pbuf_span;
-  using sluice::detail::pbuf_status;
   std::uint32_t storage[16];
   pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
   for (std::uint32_t tag = 1; tag <= 4; ++tag) {
@@ -874,19 +877,12 @@ TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping
   EXPECT_EQ(c.try_claim().words, nullptr) << "the abandoned packet is padding";
 }
 
-}  // namespace
-
-namespace {
-
 // Overwrite: a request that cannot fit beside a held 1-word packet meets
 // it again one lap after stepping over it, and gives up there. (The bound
 // counted the words stepped over: `size` meetings, a lap each, all under
 // the lock the consumer needs to free the packet.) Seen in how far the
 // write position moved.
 TEST(PacketBufferOverwriteSteps, AHeldOneWordPacketIsSteppedOverOnceNotOncePerWord) {
-  using sluice::detail::pbuf_core;
-  using sluice::detail::pbuf_span;
-  using sluice::detail::pbuf_status;
   constexpr std::uint32_t size = 64;
   std::uint32_t storage[size];
   pbuf_core c({.buffer = storage, .size = size, .flags = sluice::detail::pbuf_flag_overwrite});
@@ -908,10 +904,6 @@ TEST(PacketBufferOverwriteSteps, AHeldOneWordPacketIsSteppedOverOnceNotOncePerWo
   EXPECT_EQ(c.try_claim().words, nullptr);
 }
 
-}  // namespace
-
-namespace {
-
 // The lap that bounds stepping over claimed packets starts again from a
 // claimed packet met more than a lap after the first one. Between turns
 // (the drop callback runs outside the lock) the consumer may free the
@@ -921,15 +913,15 @@ namespace {
 // allocation gave up with no_room there. The callback plays the consumer
 // and a producer.
 struct turn_scene {
-  sluice::detail::pbuf_core* core = nullptr;
-  sluice::detail::pbuf_span held;  // the consumer's packet
+  pbuf_core* core = nullptr;
+  pbuf_span held;  // the consumer's packet
   std::vector<std::uint32_t> dropped_words;
 };
 turn_scene* scene_now = nullptr;
 
-void put_short(sluice::detail::pbuf_core& c, std::uint32_t words) {
-  sluice::detail::pbuf_span p;
-  ASSERT_EQ(c.try_alloc(words, p), sluice::detail::pbuf_status::ok);
+void put_short(pbuf_core& c, std::uint32_t words) {
+  pbuf_span p;
+  ASSERT_EQ(c.try_alloc(words, p), pbuf_status::ok);
   p.words[0] = words << 2;  // the length, in the header
   c.commit(p.words);
 }
@@ -949,9 +941,6 @@ void consumer_between_turns(void*, const std::uint32_t*, std::uint32_t words) no
 }
 
 TEST(PacketBufferOverwriteSteps, TheLapStartsAgainFromAPacketMetMoreThanALapOn) {
-  using sluice::detail::pbuf_core;
-  using sluice::detail::pbuf_span;
-  using sluice::detail::pbuf_status;
   std::uint32_t storage[16];
   pbuf_core c({.buffer = storage,
                .size = 16,
