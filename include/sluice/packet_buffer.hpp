@@ -106,11 +106,13 @@ struct packet_buffer_counters {
 class packet_buffer;
 
 // A packet allocated and not yet published. It must end with commit() or
-// abandon(); dropping it otherwise is a broken precondition.
+// abandon(); dropping it otherwise is a broken precondition, which debug
+// builds stop at. (A release build does not check: the words stay
+// reserved, and hold back every packet after them.)
 class allocated_packet {
  public:
   allocated_packet(allocated_packet&& other) noexcept
-      : core_(std::exchange(other.core_, nullptr)), span_(other.span_) {}
+      : core_(std::exchange(other.core_, nullptr)), span_(std::exchange(other.span_, {})) {}
   allocated_packet& operator=(allocated_packet&&) = delete;
   allocated_packet(const allocated_packet&) = delete;
   ~allocated_packet() {
@@ -127,6 +129,13 @@ class allocated_packet {
   // Sets bits 2..31 of the header word to `bits` (given unshifted).
   // Requires: a packet_words callback (otherwise those bits hold the length).
   void set_user_bits(std::uint32_t bits) noexcept {
+    SLUICE_ASSERT(core_ != nullptr,
+                  "allocated_packet: set_user_bits() after it was moved or ended");
+    SLUICE_ASSERT(core_->words != nullptr,
+                  "allocated_packet: set_user_bits() needs a packet_words callback (without one, "
+                  "bits 2..31 of the header hold the length)");
+    SLUICE_ASSERT(bits < (std::uint32_t{1} << (32 - detail::pbuf_hdr_bits)),
+                  "allocated_packet: user bits wider than the header's 30");
     // Relaxed: the producer's own word until commit publishes it.
     detail::atomic_ref<std::uint32_t>(*span_.words)
         .store(bits << detail::pbuf_hdr_bits, std::memory_order_relaxed);
@@ -138,9 +147,18 @@ class allocated_packet {
   }
 
   // Publishes the packet to the consumer.
-  void commit() && noexcept { std::exchange(core_, nullptr)->commit(span_.words); }
+  void commit() && noexcept {
+    SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
+    SLUICE_ASSERT(core_->words_of(span_.words) == span_.size,
+                  "allocated_packet: the packet_words callback reads another length than was "
+                  "allocated (set the user bits first)");
+    std::exchange(core_, nullptr)->commit(span_.words);
+  }
   // Gives the words back as padding; the consumer never sees them.
-  void abandon() && noexcept { std::exchange(core_, nullptr)->abandon(span_.words, span_.size); }
+  void abandon() && noexcept {
+    SLUICE_ASSERT(core_ != nullptr, "allocated_packet: abandon() after it was moved or ended");
+    std::exchange(core_, nullptr)->abandon(span_.words, span_.size);
+  }
 
  private:
   friend class packet_buffer;
@@ -156,12 +174,12 @@ class claimed_packet {
  public:
   claimed_packet() noexcept = default;
   claimed_packet(claimed_packet&& other) noexcept
-      : core_(std::exchange(other.core_, nullptr)), span_(other.span_) {}
+      : core_(std::exchange(other.core_, nullptr)), span_(std::exchange(other.span_, {})) {}
   claimed_packet& operator=(claimed_packet&& other) noexcept {
     if (this != &other) {
       reset();
       core_ = std::exchange(other.core_, nullptr);
-      span_ = other.span_;
+      span_ = std::exchange(other.span_, {});
     }
     return *this;
   }
@@ -172,17 +190,23 @@ class claimed_packet {
   [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
   [[nodiscard]] const std::uint32_t* words() const noexcept { return span_.words; }
   [[nodiscard]] std::uint32_t size() const noexcept { return span_.size; }
-  [[nodiscard]] const std::uint32_t* payload() const noexcept { return span_.words + 1; }
-  [[nodiscard]] std::uint32_t payload_size() const noexcept { return span_.size - 1; }
+  // Empty: null and 0.
+  [[nodiscard]] const std::uint32_t* payload() const noexcept {
+    return span_.words != nullptr ? span_.words + 1 : nullptr;
+  }
+  [[nodiscard]] std::uint32_t payload_size() const noexcept {
+    return span_.size != 0 ? span_.size - 1 : 0;
+  }
   [[nodiscard]] std::uint32_t user_bits() const noexcept {
+    SLUICE_ASSERT(core_ != nullptr, "claimed_packet: user_bits() of an empty handle");
     // Relaxed: claimed, so the header is the consumer's until freed.
     return detail::atomic_ref<std::uint32_t>(*span_.words).load(std::memory_order_relaxed) >>
            detail::pbuf_hdr_bits;
   }
 
-  // Frees the packet now.
+  // Frees the packet now; the handle is empty after.
   void reset() noexcept {
-    if (core_ != nullptr) std::exchange(core_, nullptr)->free(span_.words);
+    if (core_ != nullptr) std::exchange(core_, nullptr)->free(std::exchange(span_, {}).words);
   }
 
  private:
@@ -299,6 +323,10 @@ class packet_buffer {
   }
 
   // ---- the consumer (one) ----
+  // Claims, frees (a claimed_packet's reset or destruction), is_pending
+  // and panic_flush are the consumer's, one at a time: a claimed_packet may
+  // move to another thread, but its free must not run while the consumer
+  // claims (both tidy the read side; together they can strand it for good).
   // It may hold several claimed packets. With drop_oldest, a held packet
   // that a producer stepped over re-enters the stream ahead: a claim that
   // reaches it again finds nothing until it is freed (it is not delivered

@@ -972,3 +972,85 @@ TEST(PacketBufferOverwriteSteps, TheLapStartsAgainFromAPacketMetMoreThanALapOn) 
 }
 
 }  // namespace
+
+namespace {
+
+// The handles: what an empty, moved-from or freed one answers, and the
+// misuses that debug builds stop with a message naming them.
+TEST(PacketBufferHandles, EmptyMovedFromAndFreedHandlesAnswerNothing) {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  sluice::claimed_packet none = pb.try_claim();
+  EXPECT_FALSE(none);
+  EXPECT_EQ(none.payload(), nullptr);
+  EXPECT_EQ(none.payload_size(), 0u);
+  EXPECT_EQ(none.size(), 0u);
+
+  auto a = pb.try_alloc(3);
+  ASSERT_TRUE(a);
+  sluice::allocated_packet moved = std::move(*a);
+  EXPECT_EQ(a->words(), nullptr) << "a moved-from packet still points at the words";
+  EXPECT_EQ(a->size(), 0u);
+  moved.payload()[0] = 5;
+  std::move(moved).commit();
+
+  sluice::claimed_packet c = pb.try_claim();
+  ASSERT_TRUE(c);
+  sluice::claimed_packet taken = std::move(c);
+  EXPECT_FALSE(c);
+  EXPECT_EQ(c.words(), nullptr);
+  EXPECT_EQ(c.payload_size(), 0u);
+  EXPECT_EQ(taken.payload()[0], 5u);
+  taken.reset();
+  EXPECT_FALSE(taken);
+  EXPECT_EQ(taken.words(), nullptr) << "a freed packet's handle still points at its words";
+  EXPECT_EQ(taken.payload_size(), 0u);
+  EXPECT_EQ(pb.counters().claimed, 1u);
+}
+
+std::uint32_t length_in_bits(void*, const std::uint32_t* packet) noexcept {
+  // Relaxed: the caller owns the packet.
+  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+             .load(std::memory_order_relaxed) >>
+         2;
+}
+
+void commit_twice() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(2);
+  if (!a) std::abort();
+  sluice::allocated_packet p = std::move(*a);
+  std::move(p).commit();
+  std::move(p).commit();
+}
+
+void user_bits_without_a_callback() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(2);
+  if (!a) std::abort();
+  a->set_user_bits(1);  // would overwrite the length
+}
+
+void commit_with_a_length_the_callback_does_not_read() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16, .packet_words = &length_in_bits});
+  auto a = pb.try_alloc(4);
+  if (!a) std::abort();
+  a->set_user_bits(3);
+  std::move(*a).commit();
+}
+
+TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the checks are assertions: debug builds only";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(commit_twice(), "commit\\(\\) after it was moved or ended");
+  EXPECT_DEATH(user_bits_without_a_callback(), "set_user_bits\\(\\) needs a packet_words callback");
+  EXPECT_DEATH(commit_with_a_length_the_callback_does_not_read(),
+               "reads another length than was allocated");
+}
+
+}  // namespace
