@@ -277,6 +277,24 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   }
 }
 
+namespace {
+
+// Whom a notifier's `after` may concern. A build optimised for size wakes
+// both lists (in less code): a waiter woken for nothing re-checks and waits
+// again.
+[[gnu::always_inline]] inline bool may_wake_consumer(wake_after after) noexcept {
+  return !speed_over_size || after != wake_after::reclaim;
+}
+// Producers wait for room: rd_idx moving, or with overwrite a skip they can
+// pass at the front (a committed packet is no room for a waiting producer:
+// it drops nothing).
+[[gnu::always_inline]] inline bool may_wake_producers(wake_after after, bool overwrite) noexcept {
+  return !speed_over_size || after == wake_after::reclaim ||
+         (after == wake_after::skip && overwrite);
+}
+
+}  // namespace
+
 void pbuf_core::wake_waiters(wake_after after) noexcept {
   // [PB4] light side: the caller's condition store comes before the loads
   // of the waiter words; pairs with the heavy side in wait_fence().
@@ -284,25 +302,18 @@ void pbuf_core::wake_waiters(wake_after after) noexcept {
   // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
   // waiter whose re-check missed our condition is seen here (listed, or
   // its list locked). Only the lists that notify_waiters would notify are
-  // read (in less code, both). The notifying is apart so that this check,
-  // on every commit and free, stays short.
-  if (!speed_over_size) {
-    if (data_waiters.approx_has_waiters() || space_waiters.approx_has_waiters())
-      notify_waiters(after);
-  } else if ((after != wake_after::reclaim && data_waiters.approx_has_waiters()) ||
-             ((after != wake_after::commit || overwrite()) && space_waiters.approx_has_waiters())) {
+  // read. The notifying is apart so that this check, on every commit and
+  // free, stays short.
+  if ((may_wake_consumer(after) && data_waiters.approx_has_waiters()) ||
+      (may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters()))
     notify_waiters(after);
-  }
 }
 
 [[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
   // After wake_waiters' light fence [PB4]; notify_* re-check under their
-  // own [W1] fence. A build optimised for size wakes both lists (in less
-  // code): a waiter woken for nothing re-checks and waits again.
-  if ((!speed_over_size || after != wake_after::reclaim) && data_waiters.approx_has_waiters())
-    data_waiters.notify_one();
-  if ((!speed_over_size || after != wake_after::commit || overwrite()) &&
-      space_waiters.approx_has_waiters())
+  // own [W1] fence.
+  if (may_wake_consumer(after) && data_waiters.approx_has_waiters()) data_waiters.notify_one();
+  if (may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters())
     space_waiters.notify_all();
 }
 
@@ -641,7 +652,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
     }
     // A waiting producer can pass the ended victim now, a consumer waiting
     // behind a stepped-over copy of it can claim what follows. [PB4]
-    if (ending) wake_waiters(wake_after::commit);
+    if (ending) wake_waiters(wake_after::skip);
     if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
     // Outside the lock, contents intact. The victim is ours while it reads
@@ -690,9 +701,7 @@ void pbuf_core::commit(std::uint32_t* packet) noexcept {
   const std::uint32_t v = h.load(std::memory_order_relaxed);
   // Release [PB2]: publishes every word of the packet to claim (E2).
   h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // The consumer may wait for it. [PB4] (With overwrite the check looks
-  // for waiting producers too, for the sake of abandon: a producer that
-  // waits for room may pass the skip it leaves at the front.)
+  // The consumer may wait for it. [PB4]
   wake_waiters(wake_after::commit);
 }
 
@@ -701,7 +710,7 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
   atomic_ref<std::uint32_t>(*packet).store((n << pbuf_hdr_bits) | pbuf_busy,
                                            std::memory_order_release);
   // The consumer may wait behind it; with overwrite, a producer may too.
-  wake_waiters(wake_after::commit);  // [PB4]
+  wake_waiters(wake_after::skip);  // [PB4]
 }
 
 bool pbuf_core::put_word(std::uint32_t first) noexcept {
@@ -1082,7 +1091,7 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet)
   // claimed), the new skip still helps a waiter: a producer whose
   // overwrite met this claimed packet can now pass it, and a consumer
   // waiting behind its stepped-over copy can now claim what follows.
-  if (!reclaim()) wake_waiters(wake_after::commit);  // [PB4]
+  if (!reclaim()) wake_waiters(wake_after::skip);  // [PB4]
 }
 
 void pbuf_core::free(const std::uint32_t* packet) noexcept {

@@ -877,6 +877,33 @@ TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping
   EXPECT_EQ(c.try_claim().words, nullptr) << "the abandoned packet is padding";
 }
 
+// With overwrite, a waiting producer can pass a skip at the front itself
+// (the consumer here never claims): abandoning the packet that held it back
+// must wake it (wake_after::skip), though a commit there would not.
+TEST(PacketBufferOverwriteWait, AnAbandonedOldestPacketWakesAWaitingProducer) {
+  std::uint32_t storage[16];
+  pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
+  pbuf_span oldest;
+  ASSERT_EQ(c.try_alloc(16, oldest), pbuf_status::ok);
+  std::atomic<bool> done{false};
+  std::atomic<int> status{-1};
+  std::thread producer([&] {
+    pbuf_span q;
+    const pbuf_status s = c.alloc_until(4, sluice::time_point::max(), q);
+    if (s == pbuf_status::ok) c.abandon(q.words, 4);
+    status = static_cast<int>(s);
+    done = true;
+  });
+  while (!done.load() && !c.space_waiters.approx_has_waiters())
+    std::this_thread::yield();
+  ASSERT_FALSE(done.load()) << "room without the abandon";
+  c.abandon(oldest.words, 16);
+  producer.join();  // without the wake-up, for ever (the test's time limit fails it)
+  EXPECT_EQ(status.load(), static_cast<int>(pbuf_status::ok));
+  EXPECT_EQ(c.try_claim().words, nullptr);
+  EXPECT_EQ(c.dropped.load(), 0u);
+}
+
 // Overwrite: a request that cannot fit beside a held 1-word packet meets
 // it again one lap after stepping over it, and gives up there. (The bound
 // counted the words stepped over: `size` meetings, a lap each, all under

@@ -237,8 +237,11 @@ enum class room_step : std::uint8_t {
 
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
-  commit,   // a header became committed or skip: the consumer; with
-            // overwrite, producers too (a skip at the front may be passed)
+  commit,   // a header became committed: the consumer
+  skip,     // a header became a skip (abandon, a freed stepped-over or
+            // later claimed packet, a victim's end): the consumer, and with
+            // overwrite producers waiting for room (they pass a skip at the
+            // front)
   reclaim,  // rd_idx moved: producers waiting for room
 };
 
