@@ -136,6 +136,32 @@ static int no_overwrite(void) {
   return 0;
 }
 
+/* Puts `count` packets of 2 words with K_NO_WAIT (in overwrite mode, each
+ * drops what it must); data first_data, first_data + 1, ... */
+static int put_pairs(struct mpsc_pbuf_buffer* buffer, uint32_t count, uint32_t first_data) {
+  for (uint32_t i = 0; i < count; i++) {
+    struct test_packet* p = (struct test_packet*)mpsc_pbuf_alloc(buffer, 2, K_NO_WAIT);
+    CHECK(p != NULL);
+    p->hdr.len = 2;
+    p->data[0] = first_data + i;
+    mpsc_pbuf_commit(buffer, (union mpsc_pbuf_generic*)p);
+  }
+  return 0;
+}
+
+/* Claims every packet; their data must run first_data up to end_data. */
+static int claim_run(struct mpsc_pbuf_buffer* buffer, uint32_t first_data, uint32_t end_data) {
+  uint32_t expect = first_data;
+  const union mpsc_pbuf_generic* c;
+  while ((c = mpsc_pbuf_claim(buffer)) != NULL) {
+    CHECK(((const struct test_packet*)c)->data[0] == expect);
+    expect++;
+    mpsc_pbuf_free(buffer, c);
+  }
+  CHECK(expect == end_data);
+  return 0;
+}
+
 static int overwrite(void) {
   static struct mpsc_pbuf_buffer buffer;
   static uint32_t small[10];
@@ -149,33 +175,14 @@ static int overwrite(void) {
   mpsc_pbuf_init(&buffer, &config);
   uint32_t max;
   CHECK(mpsc_pbuf_get_max_utilization(&buffer, &max) == -ENOTSUP);
-  for (uint32_t i = 0; i < 7; i++) {
-    struct test_packet* p = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
-    CHECK(p != NULL);
-    p->hdr.len = 2;
-    p->data[0] = 100 + i;
-    mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)p);
-  }
+  CHECK(put_pairs(&buffer, 7, 100) == 0);
   CHECK(dropped_count == 2);
   CHECK(dropped_first_data == 100);
-  uint32_t expect = 102;
-  const union mpsc_pbuf_generic* c;
-  while ((c = mpsc_pbuf_claim(&buffer)) != NULL) {
-    CHECK(((const struct test_packet*)c)->data[0] == expect);
-    expect++;
-    mpsc_pbuf_free(&buffer, c);
-  }
-  CHECK(expect == 107);
+  CHECK(claim_run(&buffer, 102, 107) == 0);
 
   /* Full again: with a timeout nothing is dropped (it waits, and times
    * out); with K_NO_WAIT the oldest goes. */
-  for (uint32_t i = 0; i < 5; i++) {
-    struct test_packet* p = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
-    CHECK(p != NULL);
-    p->hdr.len = 2;
-    p->data[0] = 200 + i;
-    mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)p);
-  }
+  CHECK(put_pairs(&buffer, 5, 200) == 0);
   CHECK(dropped_count == 2);
   CHECK(mpsc_pbuf_alloc(&buffer, 2, K_MSEC(5)) == NULL);
   CHECK(dropped_count == 2);
@@ -185,13 +192,7 @@ static int overwrite(void) {
   last->hdr.len = 2;
   last->data[0] = 205;
   mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)last);
-  expect = 201;
-  while ((c = mpsc_pbuf_claim(&buffer)) != NULL) {
-    CHECK(((const struct test_packet*)c)->data[0] == expect);
-    expect++;
-    mpsc_pbuf_free(&buffer, c);
-  }
-  CHECK(expect == 206);
+  CHECK(claim_run(&buffer, 201, 206) == 0);
   CHECK(K_TIMEOUT_EQ(K_FOREVER, K_FOREVER) && !K_TIMEOUT_EQ(K_NO_WAIT, K_USEC(1)));
   CHECK(K_SECONDS(1).ticks == K_MSEC(1000).ticks);
   CHECK(K_MINUTES(1).ticks == K_SECONDS(60).ticks && K_HOURS(1).ticks == K_MINUTES(60).ticks);

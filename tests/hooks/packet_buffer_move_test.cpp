@@ -125,8 +125,7 @@ TEST(PacketBufferMove, AProducerMeetingAMoveInProgressEndsItAndReservesAtSlotZer
   EXPECT_EQ(core.used_words(), 9u);
 
   // The first packet goes through, so rd_idx moves past slot 0 (to 19).
-  early.words[0] = 3u << 2;
-  core.commit(early.words);
+  sluice::test::commit_with_length(core, early);
   const pbuf_span c1 = core.try_claim();
   ASSERT_EQ(c1.words, storage);
   core.free(c1.words);
@@ -138,14 +137,8 @@ TEST(PacketBufferMove, AProducerMeetingAMoveInProgressEndsItAndReservesAtSlotZer
   EXPECT_EQ(mover_status, pbuf_status::no_room);  // 6 + 14 > 16
   EXPECT_EQ(core.used_words(), 6u);
 
-  second.words[0] = 6u << 2;
-  core.commit(second.words);
-  const pbuf_span c2 = core.try_claim();
-  ASSERT_EQ(c2.words, storage + 3);
-  EXPECT_EQ(c2.size, 6u);
-  core.free(c2.words);
-  EXPECT_EQ(core.used_words(), 0u);
-  EXPECT_EQ(core.try_claim().words, nullptr);
+  sluice::test::commit_with_length(core, second);
+  sluice::test::claim_in_order(core, {{storage + 3, 6}});
 }
 
 // The mover held between the two steps of ending its own move: rd_idx is
@@ -191,18 +184,9 @@ TEST(PacketBufferMove, BetweenTheTwoStepsOfTheMoveTheBufferIsEmptyAndAnotherProd
   EXPECT_EQ(mover_packet.words, storage + 1);
   EXPECT_EQ(core.used_words(), 15u);
 
-  early.words[0] = 1u << 2;
-  core.commit(early.words);
-  mover_packet.words[0] = 14u << 2;
-  core.commit(mover_packet.words);
-  for (const pbuf_span expected : {pbuf_span{storage, 1}, pbuf_span{storage + 1, 14}}) {
-    const pbuf_span got = core.try_claim();
-    ASSERT_EQ(got.words, expected.words);
-    EXPECT_EQ(got.size, expected.size);
-    core.free(got.words);
-  }
-  EXPECT_EQ(core.used_words(), 0u);
-  EXPECT_EQ(core.try_claim().words, nullptr);
+  sluice::test::commit_with_length(core, early);
+  sluice::test::commit_with_length(core, mover_packet);
+  sluice::test::claim_in_order(core, {{storage, 1}, {storage + 1, 14}});
 }
 
 // An observer held between used_words' two looks (rd_idx, then

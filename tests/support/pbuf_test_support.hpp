@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include <gtest/gtest.h>
 
@@ -21,6 +22,45 @@ inline void make_empty_at(detail::pbuf_core& core, std::uint32_t position) {
   ASSERT_EQ(claimed.words, p.words);
   core.free(claimed.words);
   ASSERT_EQ(core.used_words(), 0u);
+}
+
+// Publishes an allocated packet whose length lives in its header (the
+// default layout): the header's user bits, then commit.
+inline void commit_with_length(detail::pbuf_core& core, detail::pbuf_span p) {
+  p.words[0] = p.size << detail::pbuf_hdr_bits;
+  core.commit(p.words);
+}
+
+// Allocates, and commits with its length in the header, a packet of
+// `words`; its span (null words when there was no room).
+inline detail::pbuf_span put_with_length(detail::pbuf_core& core, std::uint32_t words) {
+  detail::pbuf_span p;
+  EXPECT_EQ(core.try_alloc(words, p), detail::pbuf_status::ok) << words << " words";
+  if (p.words != nullptr) commit_with_length(core, p);
+  return p;
+}
+
+// Claims each of `expected` in turn (where and how long), frees it, and
+// then finds the buffer empty.
+inline void claim_in_order(detail::pbuf_core& core,
+                           std::initializer_list<detail::pbuf_span> expected) {
+  for (const detail::pbuf_span e : expected) {
+    const detail::pbuf_span got = core.try_claim();
+    ASSERT_EQ(got.words, e.words);
+    EXPECT_EQ(got.size, e.size);
+    core.free(got.words);
+  }
+  EXPECT_EQ(core.used_words(), 0u);
+  EXPECT_EQ(core.try_claim().words, nullptr);
+}
+
+// A packet_words answer for packets whose header's user bits hold their
+// length.
+inline std::uint32_t length_in_user_bits(const std::uint32_t* packet) noexcept {
+  // Relaxed: the caller (claim, free, a dropper) owns the packet.
+  return detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+             .load(std::memory_order_relaxed) >>
+         detail::pbuf_hdr_bits;
 }
 
 }  // namespace sluice::test

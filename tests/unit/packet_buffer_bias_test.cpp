@@ -15,6 +15,7 @@
 #include <sluice/detail/pbuf_core.hpp>
 
 #include "executor_test_support.hpp"
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -54,12 +55,7 @@ void put4(pbuf_core& core, std::uint32_t value) {
 }
 
 // The length a packet states in its user bits (see put4).
-std::uint32_t length_in_user_bits(const std::uint32_t* packet) {
-  // Relaxed: the caller (claim, free, a dropper) owns the packet.
-  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-             .load(std::memory_order_relaxed) >>
-         2;
-}
+using sluice::test::length_in_user_bits;
 
 // Claims the oldest packet and frees it: two turns of the consumer.
 std::uint32_t claim_and_free(pbuf_core& core) {

@@ -18,6 +18,7 @@
 #include <test_driver.hpp>
 
 #include "executor_test_support.hpp"
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -622,14 +623,7 @@ TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer)
 
 namespace {
 
-// A packet_words callback's answer for packets whose user bits hold their
-// length (set_user_bits(n) below).
-std::uint32_t length_in_user_bits(const std::uint32_t* packet) noexcept {
-  // Relaxed: the caller (claim or free) owns the packet.
-  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-             .load(std::memory_order_relaxed) >>
-         2;
-}
+using sluice::test::length_in_user_bits;  // set_user_bits(n) below
 
 // Fills a 16-word buffer with 4 committed packets of 4 words, payloads
 // first, first + 1, ...
@@ -838,6 +832,39 @@ using sluice::detail::pbuf_status;
 // waits (it is seen on the waiter list) rather than dropping the oldest,
 // and the consumer's free lets it through. Both steps are observed, not
 // timed: the producer either returns or is listed first.
+// A producer in alloc_until on its own thread, which abandons what it
+// gets. listed_or_done() returns once it either returned (done) or is on
+// the waiter list: observed, not timed.
+class waiting_producer {
+ public:
+  waiting_producer(pbuf_core& c, std::uint32_t words, sluice::time_point deadline)
+      : core_(c), thread_([this, words, deadline] {
+          pbuf_span q;
+          const pbuf_status s = core_.alloc_until(words, deadline, q);
+          if (s == pbuf_status::ok) core_.abandon(q.words, words);
+          status_ = s;
+          done_ = true;
+        }) {}
+  ~waiting_producer() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool listed_or_done() {
+    while (!done_.load() && !core_.space_waiters.approx_has_waiters())
+      std::this_thread::yield();
+    return done_.load();
+  }
+  pbuf_status join() {
+    thread_.join();
+    return status_.load();
+  }
+
+ private:
+  pbuf_core& core_;
+  std::atomic<bool> done_{false};
+  std::atomic<pbuf_status> status_{pbuf_status::no_room};
+  std::thread thread_;
+};
+
 TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping) {
   std::uint32_t storage[16];
   pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
@@ -848,25 +875,14 @@ TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping
     p.words[1] = tag;
     c.commit(p.words);
   }
-  std::atomic<bool> done{false};
-  std::atomic<int> status{-1};
-  std::thread producer([&] {
-    pbuf_span q;
-    const pbuf_status s = c.alloc_until(4, sluice::deadline_after(60s), q);
-    if (s == pbuf_status::ok) c.abandon(q.words, 4);
-    status = static_cast<int>(s);
-    done = true;
-  });
-  while (!done.load() && !c.space_waiters.approx_has_waiters())
-    std::this_thread::yield();
-  EXPECT_FALSE(done.load()) << "the timed allocation returned without waiting";
+  waiting_producer producer(c, 4, sluice::deadline_after(60s));
+  EXPECT_FALSE(producer.listed_or_done()) << "the timed allocation returned without waiting";
   EXPECT_EQ(c.dropped.load(), 0u) << "the timed allocation dropped a packet";
   const pbuf_span oldest = c.try_claim();
   ASSERT_NE(oldest.words, nullptr);
   EXPECT_EQ(oldest.words[1], 1u);
   c.free(oldest.words);
-  producer.join();
-  EXPECT_EQ(status.load(), static_cast<int>(pbuf_status::ok));
+  EXPECT_EQ(producer.join(), pbuf_status::ok);
   EXPECT_EQ(c.dropped.load(), 0u);
   for (std::uint32_t tag = 2; tag <= 4; ++tag) {
     const pbuf_span p = c.try_claim();
@@ -885,21 +901,11 @@ TEST(PacketBufferOverwriteWait, AnAbandonedOldestPacketWakesAWaitingProducer) {
   pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
   pbuf_span oldest;
   ASSERT_EQ(c.try_alloc(16, oldest), pbuf_status::ok);
-  std::atomic<bool> done{false};
-  std::atomic<int> status{-1};
-  std::thread producer([&] {
-    pbuf_span q;
-    const pbuf_status s = c.alloc_until(4, sluice::time_point::max(), q);
-    if (s == pbuf_status::ok) c.abandon(q.words, 4);
-    status = static_cast<int>(s);
-    done = true;
-  });
-  while (!done.load() && !c.space_waiters.approx_has_waiters())
-    std::this_thread::yield();
-  ASSERT_FALSE(done.load()) << "room without the abandon";
+  waiting_producer producer(c, 4, sluice::time_point::max());
+  ASSERT_FALSE(producer.listed_or_done()) << "room without the abandon";
   c.abandon(oldest.words, 16);
-  producer.join();  // without the wake-up, for ever (the test's time limit fails it)
-  EXPECT_EQ(status.load(), static_cast<int>(pbuf_status::ok));
+  // Without the wake-up, for ever (the test's time limit fails it).
+  EXPECT_EQ(producer.join(), pbuf_status::ok);
   EXPECT_EQ(c.try_claim().words, nullptr);
   EXPECT_EQ(c.dropped.load(), 0u);
 }
@@ -915,8 +921,7 @@ TEST(PacketBufferOverwriteSteps, AHeldOneWordPacketIsSteppedOverOnceNotOncePerWo
   pbuf_core c({.buffer = storage, .size = size, .flags = sluice::detail::pbuf_flag_overwrite});
   pbuf_span p;
   ASSERT_EQ(c.try_alloc(1, p), pbuf_status::ok);
-  p.words[0] = 1u << 2;  // the length, in the header
-  c.commit(p.words);
+  sluice::test::commit_with_length(c, p);
   const pbuf_span held = c.try_claim();
   ASSERT_NE(held.words, nullptr);
   const std::uint32_t before = c.tmp_wr_idx.load();
@@ -946,12 +951,7 @@ struct turn_scene {
 };
 turn_scene* scene_now = nullptr;
 
-void put_short(pbuf_core& c, std::uint32_t words) {
-  pbuf_span p;
-  ASSERT_EQ(c.try_alloc(words, p), pbuf_status::ok);
-  p.words[0] = words << 2;  // the length, in the header
-  c.commit(p.words);
-}
+using sluice::test::put_with_length;
 
 void consumer_between_turns(void*, const std::uint32_t*, std::uint32_t words) noexcept {
   turn_scene& s = *scene_now;
@@ -960,8 +960,8 @@ void consumer_between_turns(void*, const std::uint32_t*, std::uint32_t words) no
     s.core->free(s.held.words);  // the packet the first turn stepped over
   } else if (s.dropped_words.size() == 2) {
     EXPECT_EQ(s.core->try_claim().words, nullptr);  // passes the skips
-    put_short(*s.core, 1);                          // B
-    put_short(*s.core, 1);                          // C
+    put_with_length(*s.core, 1);                    // B
+    put_with_length(*s.core, 1);                    // C
     s.held = s.core->try_claim();                   // B, a lap on
     EXPECT_NE(s.held.words, nullptr);
   }
@@ -976,9 +976,9 @@ TEST(PacketBufferOverwriteSteps, TheLapStartsAgainFromAPacketMetMoreThanALapOn) 
   turn_scene s;
   s.core = &c;
   scene_now = &s;
-  put_short(c, 1);  // X
-  put_short(c, 2);  // Y
-  put_short(c, 1);  // V
+  put_with_length(c, 1);  // X
+  put_with_length(c, 2);  // Y
+  put_with_length(c, 1);  // V
   s.held = c.try_claim();
   ASSERT_EQ(s.held.words, storage);  // X
   pbuf_span big;
@@ -986,8 +986,7 @@ TEST(PacketBufferOverwriteSteps, TheLapStartsAgainFromAPacketMetMoreThanALapOn) 
   // it and drops C.
   ASSERT_EQ(c.try_alloc(14, big), pbuf_status::ok) << "gave up a lap after a packet since freed";
   EXPECT_EQ(s.dropped_words, (std::vector<std::uint32_t>{2, 1, 1}));
-  big.words[0] = 14u << 2;
-  c.commit(big.words);
+  sluice::test::commit_with_length(c, big);
   c.free(s.held.words);  // B
   const pbuf_span got = c.try_claim();
   ASSERT_NE(got.words, nullptr);
@@ -1036,10 +1035,7 @@ TEST(PacketBufferHandles, EmptyMovedFromAndFreedHandlesAnswerNothing) {
 }
 
 std::uint32_t length_in_bits(void*, const std::uint32_t* packet) noexcept {
-  // Relaxed: the caller owns the packet.
-  return sluice::detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-             .load(std::memory_order_relaxed) >>
-         2;
+  return length_in_user_bits(packet);
 }
 
 void commit_twice() {
