@@ -667,8 +667,9 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
 }
 
 pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept {
-  SLUICE_ASSERT(n >= 1, "packet buffer: allocation of zero words");
-  if (n > size) return pbuf_status::too_large;
+  // Zero words never fit either: a packet holds at least its header word.
+  // (One unsigned test: 0 - 1 is above every size.)
+  if (n - 1 >= size) return pbuf_status::too_large;
   if (speed_over_size && reserve_fast(n, out)) return pbuf_status::ok;
   return overwrite() ? reserve_overwrite(n, out, may_drop) : reserve_lock_free(n, out);
 }

@@ -32,7 +32,8 @@ namespace sluice {
 
 // Why an allocation failed.
 enum class alloc_error : std::uint8_t {
-  too_large,  // larger than the whole buffer: never fits
+  too_large,  // never fits: more words than the whole buffer, or zero (a
+              // packet holds at least its header word)
   no_room,    // not now (full, or held back by uncommitted/claimed packets)
   timeout,    // no room before the deadline
 };

@@ -120,6 +120,7 @@ static int no_overwrite(void) {
   CHECK(mpsc_pbuf_alloc(&buffer, 1, K_MSEC(5)) == NULL);
   mpsc_pbuf_commit(&buffer, full);
   CHECK(mpsc_pbuf_alloc(&buffer, 33, K_NO_WAIT) == NULL);
+  CHECK(mpsc_pbuf_alloc(&buffer, 0, K_NO_WAIT) == NULL);
 
   uint32_t size, now, max;
   mpsc_pbuf_get_utilization(&buffer, &size, &now);

@@ -122,6 +122,9 @@ TEST_P(PacketBufferTest, FullSizeAllocationWorksAndLargerFails) {
   auto big = pb.try_alloc(n + 1);
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error(), alloc_error::too_large);
+  auto huge = pb.try_alloc(~std::uint32_t{0});
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error(), alloc_error::too_large);
   // Move the indices off slot 0 first: the buffer is empty but misaligned.
   put(3, 1);
   EXPECT_EQ(take(), 1);
@@ -129,6 +132,21 @@ TEST_P(PacketBufferTest, FullSizeAllocationWorksAndLargerFails) {
   EXPECT_EQ(take(), 2);
   put(n, 3);
   EXPECT_EQ(take(), 3);
+}
+
+TEST_P(PacketBufferTest, AZeroWordAllocationFailsAsTooLargeAndTakesNothing) {
+  // A packet holds at least its header word: zero words never fit, in
+  // every build (a 0-word packet's header would be the next packet's).
+  auto none = pb.try_alloc(0);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error(), alloc_error::too_large);
+  auto timed = pb.alloc_for(0, 1ms);
+  ASSERT_FALSE(timed);
+  EXPECT_EQ(timed.error(), alloc_error::too_large);
+  EXPECT_EQ(pb.approx_used_words(), 0u);
+  put(2, 7);
+  EXPECT_EQ(take(), 7);
+  EXPECT_FALSE(pb.try_claim());
 }
 
 TEST_P(PacketBufferTest, WrapLeavesASkipPacketAndStartsAtSlotZero) {

@@ -334,7 +334,7 @@ struct alignas(cache_line) pbuf_core {
 
   // Producer side. Reserve `n` words; never waits. With overwrite, drops
   // the oldest packets to make room.
-  // Requires: 1 <= n (a longer request fails with too_large).
+  // A request for 0 words or for more than `size` fails with too_large.
   [[nodiscard]] pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
     return reserve(n, out, true);
   }
