@@ -199,6 +199,39 @@ class holder_waiter {
   std::uint32_t waits_ = 0;  // toward yielding the core
 };
 
+// Debug builds, without overwrite: the consumer's calls (claim, free,
+// is_pending) run one at a time, and two at once (a free on another thread
+// during a claim, two consumers) can strand the read side for good. Each
+// such call marks consumer_in, which only the overwrite policy's biased turn
+// uses otherwise, and a call that finds it marked names the mistake. (With
+// overwrite the turn's lock orders the calls, and enter_consumer checks a
+// biased turn.) It catches the calls that overlap, not every misuse.
+class pbuf_consumer_call {
+ public:
+  explicit pbuf_consumer_call(pbuf_core& core) noexcept : core_(core) {
+    if constexpr (debug_checks) {
+      if ((core_.flags & pbuf_flag_overwrite) != 0) return;
+      // Relaxed: a check, not a synchronisation; the calls it catches race.
+      const std::uint32_t before = core_.consumer_in.exchange(1, std::memory_order_relaxed);
+      SLUICE_ASSERT(before == 0,
+                    "packet buffer: two consumer calls at once (claim, free or is_pending on "
+                    "two threads, or two consumers)");
+    }
+  }
+  ~pbuf_consumer_call() {
+    if constexpr (debug_checks) {
+      // Relaxed: as above.
+      if ((core_.flags & pbuf_flag_overwrite) == 0)
+        core_.consumer_in.store(0, std::memory_order_relaxed);
+    }
+  }
+  pbuf_consumer_call(const pbuf_consumer_call&) = delete;
+  pbuf_consumer_call& operator=(const pbuf_consumer_call&) = delete;
+
+ private:
+  pbuf_core& core_;
+};
+
 namespace {
 
 constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
@@ -1011,6 +1044,7 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
 
 pbuf_span pbuf_core::try_claim() noexcept {
   if (overwrite()) return claim_locked();
+  const pbuf_consumer_call one_at_a_time(*this);
   if constexpr (speed_over_size) {
     if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
   }
@@ -1098,9 +1132,10 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet)
 void pbuf_core::free(const std::uint32_t* packet) noexcept {
   if (overwrite()) {
     free_locked(packet);
-  } else if (!speed_over_size || !free_fast(packet)) {
-    free_unlocked(packet);
+    return;
   }
+  const pbuf_consumer_call one_at_a_time(*this);
+  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
@@ -1208,7 +1243,10 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 }
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::is_pending() noexcept {
-  if (!overwrite()) return committed_at_claim();
+  if (!overwrite()) {
+    const pbuf_consumer_call one_at_a_time(*this);
+    return committed_at_claim();
+  }
   // With overwrite, droppers pass the front and zero it, and the consumer
   // claims in its turn: look in a dropper's turn, which excludes both and
   // can be taken from any context (the consumer's turn cannot: a second

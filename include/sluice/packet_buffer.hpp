@@ -328,6 +328,7 @@ class packet_buffer {
   // and panic_flush are the consumer's, one at a time: a claimed_packet may
   // move to another thread, but its free must not run while the consumer
   // claims (both tidy the read side; together they can strand it for good).
+  // With reject_new, a debug build names two such calls that overlap.
   // It may hold several claimed packets. With drop_oldest, a held packet
   // that a producer stepped over re-enters the stream ahead: a claim that
   // reaches it again finds nothing until it is freed (it is not delivered

@@ -317,7 +317,9 @@ struct alignas(cache_line) pbuf_core {
   // outside its turn, in claim's first look), never by droppers.
   std::uint32_t wr_seen = 0;
   // The consumer's turn with overwrite (see "The consumer's biased turn").
-  atomic<std::uint32_t> consumer_in{0};  // consumer_holder() during a biased turn, else 0
+  // consumer_holder() during a biased turn, else 0; without overwrite, in
+  // debug builds, 1 during a consumer call (pbuf_consumer_call).
+  atomic<std::uint32_t> consumer_in{0};
   atomic<std::uint32_t> lock_bias{0};    // 1: the consumer's turns skip `lock`
   std::uint32_t rebias_after = 0;        // under `lock`: locked turns left in this stretch
   std::uint32_t rebias_stretch = 0;      // under `lock`: this stretch's length (see enter_consumer)
