@@ -306,7 +306,6 @@ struct alignas(cache_line) pbuf_core {
 
   // ---- written by the consumer ----
   alignas(cache_line) atomic<std::uint32_t> tmp_rd_idx{0};  // next position to claim
-  atomic<std::uint32_t> rd_idx{0};                          // oldest word not yet freed
   atomic<std::uint32_t> wr_idx{0};  // end of the committed prefix claim has reached
   // Counters, wrapping (observers). Commits are counted where they leave
   // the buffer (claimed + flushed + dropped): a count kept by producers
@@ -328,6 +327,12 @@ struct alignas(cache_line) pbuf_core {
   // ---- waiting (touched only by a notify's check while nobody waits) ----
   alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc
   waiter_list data_waiters;                       // the consumer waiting for a commit
+
+  // ---- written by the consumer, read by producers short of room ----
+  // On a line of its own: producers that poll a full buffer for room load
+  // it, which then costs the consumer one miss per free (its store after
+  // their load) rather than misses on each claim's stores beside it as well.
+  alignas(cache_line) atomic<std::uint32_t> rd_idx{0};  // oldest word not yet freed
 
   pbuf_core() noexcept = default;
   explicit pbuf_core(const pbuf_config& config) noexcept;

@@ -67,9 +67,10 @@ typedef uint32_t (*mpsc_pbuf_get_wlen)(const union mpsc_pbuf_generic* packet);
 typedef void (*mpsc_pbuf_notify_drop)(const struct mpsc_pbuf_buffer* buffer,
                                       const union mpsc_pbuf_generic* packet);
 
-/* sluice's state beyond Zephyr's fields (waiter lists). */
+/* sluice's state beyond Zephyr's fields (waiter lists; at most one cache
+ * line, as the field after it starts the next). */
 struct mpsc_pbuf_sluice_sync {
-  uintptr_t opaque[16];
+  uintptr_t opaque[8];
 };
 
 #if defined(__cplusplus)
@@ -98,7 +99,6 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_dropped;
   /* Written by the consumer. */
   MPSC_PBUF_SLUICE_LINE uint32_t tmp_rd_idx; /* next packet to claim */
-  uint32_t rd_idx;                           /* oldest word not yet freed */
   uint32_t wr_idx;                           /* end of the committed data found so far */
   uint32_t sluice_claimed;
   uint32_t sluice_flushed;
@@ -110,6 +110,8 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_dropped_in_stretch;
   /* Waiting producers and consumer. */
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
+  /* Written by the consumer, read by producers short of room. */
+  MPSC_PBUF_SLUICE_LINE uint32_t rd_idx; /* oldest word not yet freed */
 };
 
 struct mpsc_pbuf_buffer_config {
