@@ -40,9 +40,9 @@ static_assert(
         offsetof(mpsc_pbuf_buffer, sluice_dropped_in_stretch) ==
             offsetof(pbuf_core, dropped_in_stretch) &&
         offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters) &&
-        sizeof(mpsc_pbuf_sluice_sync) >=
-            offsetof(pbuf_core, data_waiters) + sizeof(pbuf_core::data_waiters) -
-                offsetof(pbuf_core, space_waiters),
+        sizeof(mpsc_pbuf_sluice_sync) >= offsetof(pbuf_core, data_waiters) +
+                                             sizeof(pbuf_core::data_waiters) -
+                                             offsetof(pbuf_core, space_waiters),
     "struct mpsc_pbuf_buffer and pbuf_core disagree on sluice's fields");
 #undef SLUICE_SAME_OFFSET
 static_assert(sizeof(pbuf_core) <= sizeof(mpsc_pbuf_buffer),
