@@ -327,7 +327,8 @@ class packet_buffer {
   // Claims, frees (a claimed_packet's reset or destruction), is_pending
   // and panic_flush are the consumer's, one at a time: a claimed_packet may
   // move to another thread, but its free must not run while the consumer
-  // claims (both tidy the read side; together they can strand it for good).
+  // claims, a claim_until or claim_async that waits included (both tidy the
+  // read side; together they can strand it for good).
   // With reject_new, a debug build names two such calls that overlap.
   // It may hold several claimed packets. With drop_oldest, a held packet
   // that a producer stepped over re-enters the stream ahead: a claim that
