@@ -48,6 +48,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
@@ -86,6 +87,14 @@ struct ring_geometry {
   static constexpr ring_geometry of(std::size_t capacity) noexcept {
     const std::size_t mark = std::bit_ceil(capacity + 1);
     return ring_geometry{capacity, mark, 2 * mark};
+  }
+
+  // The position after `pos` (see the file comment). A member of the
+  // geometry rather than of array_engine, so that every engine shares one
+  // copy of it where it is not inlined (-Os).
+  [[nodiscard]] constexpr std::size_t advance(std::size_t pos) const noexcept {
+    const std::size_t index = pos & (mark_bit - 1);
+    return index + 1 < capacity ? pos + 1 : (pos & ~(one_lap - 1)) + one_lap;
   }
 };
 
@@ -161,14 +170,18 @@ class array_engine {
                   "array slots must fill whole cache lines (no false sharing between slots)");
     static_assert(alignof(array_engine) >= contention_spacing,
                   "head_ and tail_ must sit on their own cache lines");
-    const ring_geometry g = slots_.geometry();
-    // Relaxed: we are the only thread left.
-    std::size_t head = head_.load(std::memory_order_relaxed);
-    const std::size_t tail = tail_.load(std::memory_order_relaxed) & ~g.mark_bit;
-    while (head != tail) {
-      const std::size_t index = head & (g.mark_bit - 1);
-      slots_[index].value.destroy();
-      head = advance(g, head);
+    // A T without a destructor leaves nothing to walk (the loop would
+    // stay in the code all the same).
+    if constexpr (!std::is_trivially_destructible_v<T>) {
+      const ring_geometry g = slots_.geometry();
+      // Relaxed: we are the only thread left.
+      std::size_t head = head_.load(std::memory_order_relaxed);
+      const std::size_t tail = tail_.load(std::memory_order_relaxed) & ~g.mark_bit;
+      while (head != tail) {
+        const std::size_t index = head & (g.mark_bit - 1);
+        slots_[index].value.destroy();
+        head = g.advance(head);
+      }
     }
   }
 
@@ -189,7 +202,7 @@ class array_engine {
       if (stamp == tail) {
         // seq_cst [A3]/[C1]: claims position `tail`; the notify after this
         // send relies on it being seq_cst. Failure relaxed: retried.
-        if (tail_.compare_exchange_weak(tail, advance(g, tail), std::memory_order_seq_cst,
+        if (tail_.compare_exchange_weak(tail, g.advance(tail), std::memory_order_seq_cst,
                                         std::memory_order_relaxed)) {
           slot.value.construct(static_cast<T&&>(value));
           // Release [A2]: publishes the value to the receiver at `tail`.
@@ -225,7 +238,7 @@ class array_engine {
       const std::size_t stamp = slot.load_stamp(index);
       if (stamp == head + 1) {
         // seq_cst [A3]/[C1]: claims position `head`. Failure relaxed: retried.
-        if (head_.compare_exchange_weak(head, advance(g, head), std::memory_order_seq_cst,
+        if (head_.compare_exchange_weak(head, g.advance(head), std::memory_order_seq_cst,
                                         std::memory_order_relaxed)) {
           T& stored = slot.value.get();
           out.construct(static_cast<T&&>(stored));
@@ -281,11 +294,6 @@ class array_engine {
   [[nodiscard]] std::size_t capacity() const noexcept { return slots_.geometry().capacity; }
 
  private:
-  static constexpr std::size_t advance(const ring_geometry& g, std::size_t pos) noexcept {
-    const std::size_t index = pos & (g.mark_bit - 1);
-    return index + 1 < g.capacity ? pos + 1 : (pos & ~(g.one_lap - 1)) + g.one_lap;
-  }
-
   // Written by receivers only.
   alignas(contention_spacing) atomic<std::size_t> head_{0};
   // Written by senders (and close).
