@@ -108,8 +108,8 @@ class packet_buffer;
 
 // A packet allocated and not yet published. It must end with commit() or
 // abandon(); dropping it otherwise is a broken precondition, which debug
-// builds stop at. (A release build does not check: the words stay
-// reserved, and hold back every packet after them.)
+// builds stop at. A release build abandons it then, so that its words do
+// not stay reserved and hold back every packet after them.
 class allocated_packet {
  public:
   allocated_packet(allocated_packet&& other) noexcept
@@ -118,6 +118,7 @@ class allocated_packet {
   allocated_packet(const allocated_packet&) = delete;
   ~allocated_packet() {
     SLUICE_ASSERT(core_ == nullptr, "allocated_packet destroyed without commit() or abandon()");
+    if (core_ != nullptr) core_->abandon(span_.words, span_.size);
   }
 
   // All words; word 0 is the header word (write it with set_user_bits).

@@ -1094,4 +1094,49 @@ TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
                "reads another length than was allocated");
 }
 
+void drop_an_allocated_packet() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(4);
+  if (!a) std::abort();
+}
+
+TEST(PacketBufferHandlesDeathTest, AnAllocatedPacketDroppedWithoutAnEndIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only (release abandons, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(drop_an_allocated_packet(), "destroyed without commit\\(\\) or abandon\\(\\)");
+}
+
+// A release build abandons a dropped allocated packet: its words come back
+// as padding instead of holding back every packet after them for good.
+TEST(PacketBufferHandles, AnAllocatedPacketDroppedWithoutAnEndIsAbandonedInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+    std::uint32_t words[16];
+    sluice::packet_buffer pb({.storage = words, .size_words = 16, .policy = policy});
+    for (std::uint32_t round = 0; round < 8; ++round) {
+      {
+        auto dropped = pb.try_alloc(5);
+        ASSERT_TRUE(dropped) << round;
+      }
+      auto a = pb.try_alloc(3);
+      ASSERT_TRUE(a) << round;
+      a->payload()[0] = round;
+      std::move(*a).commit();
+      sluice::claimed_packet c = pb.try_claim();
+      ASSERT_TRUE(c) << "the dropped packet held back the next one, round " << round;
+      EXPECT_EQ(c.payload()[0], round);
+      c.reset();
+      EXPECT_FALSE(pb.try_claim());
+      EXPECT_EQ(pb.approx_used_words(), 0u) << "the dropped packet's words stayed reserved";
+    }
+    EXPECT_EQ(pb.counters().claimed, 8u);
+    EXPECT_EQ(pb.counters().dropped, 0u);
+  }
+}
+
 }  // namespace
