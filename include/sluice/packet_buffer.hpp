@@ -109,7 +109,8 @@ class packet_buffer;
 // A packet allocated and not yet published. It must end with commit() or
 // abandon(); dropping it otherwise is a broken precondition, which debug
 // builds stop at. A release build abandons it then, so that its words do
-// not stay reserved and hold back every packet after them.
+// not stay reserved and hold back every packet after them. It must not
+// outlive its packet_buffer (or the buffer's storage).
 class allocated_packet {
  public:
   allocated_packet(allocated_packet&& other) noexcept
@@ -171,7 +172,8 @@ class allocated_packet {
 };
 
 // A claimed packet, freed when the handle goes (or on reset()). Empty when
-// nothing was claimed.
+// nothing was claimed. It must not outlive its packet_buffer (or the
+// buffer's storage).
 class claimed_packet {
  public:
   claimed_packet() noexcept = default;

@@ -27,8 +27,8 @@
 #        contains timeout_awaiter, sleep                -> executor (timers)
 #        contains pbuf, packet_buffer, claimed_packet,
 #          allocated_packet, claim_awaiter              -> packet buffer
-#        contains channel, array_engine, list_engine,
-#          send_awaiter, recv_awaiter                   -> channel (also the
+#        contains channel, array_engine, ring_geometry,
+#          list_engine, send_awaiter, recv_awaiter      -> channel (also the
 #                                    executor's run queue, a channel engine,
 #                                    where not inlined into the executor)
 #        contains executor, task, frame_pool, timer,
@@ -113,7 +113,7 @@ sed -n '/^Linker script and memory map/,$p' "$map" | awk '
     if (q ~ /^sluice::/ || q ~ /^std::/) {
       if (q ~ /timeout_awaiter|sleep/) return "executor"
       if (q ~ /pbuf|packet_buffer|claimed_packet|allocated_packet|claim_awaiter/) return "packet buffer"
-      if (q ~ /channel|array_engine|list_engine|send_awaiter|recv_awaiter/) return "channel"
+      if (q ~ /channel|array_engine|ring_geometry|list_engine|send_awaiter|recv_awaiter/) return "channel"
       if (q ~ /executor|task|frame_pool|timer|join_|completion_poll|value_slot|promise|allocat|spawn/) return "executor"
       return "shared"
     }
