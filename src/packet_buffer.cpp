@@ -60,10 +60,12 @@
 //         The consumer reads a header only at a t behind its copy of
 //         tmp_wr_idx: the buffer has held a packet since that load, so no
 //         move can start until the consumer passes t itself, and no
-//         producer writes at t's slot before the consumer frees it. A
-//         move that ran inside a claim (a handler on the consumer's
-//         thread, or a waker) found the buffer empty: t had reached the
-//         copy, and the next look reloads it.
+//         producer writes at t's slot before the consumer frees it. So
+//         a look at rd_idx is needed only after a reload of the copy
+//         (claim_fast skips it otherwise; every reload is followed by
+//         one). A move that ran inside a claim (a handler on the
+//         consumer's thread, or a waker) found the buffer empty: t had
+//         reached the copy, and the next look reloads it.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -926,10 +928,17 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   if (words != nullptr || get_wlen != nullptr) return {};
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  if (nothing_reserved_at(t)) return {};
-  // [PB7], as in claim_unlocked: moved, the word at t may be payload now;
-  // claim_unlocked follows.
-  if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
+  // Without overwrite, t behind our copy of tmp_wr_idx needs no look at
+  // rd_idx ([PB7]): the claim that loaded the copy looked right after, and
+  // the buffer has held a reservation since, so no move to slot 0 started.
+  // (That skips a load of the line that producers short of room poll.)
+  // With overwrite a dropper may have passed us between turns: look.
+  if (overwrite() || !ahead_within_a_lap(t, wr_seen)) {
+    if (nothing_reserved_at(t)) return {};
+    // [PB7], as in claim_unlocked: moved, the word at t may be payload
+    // now; claim_unlocked follows.
+    if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
+  }
   SLUICE_PBUF_HOOK(claim_looked);
   std::uint32_t* const packet = buf + slot(t);
   // Acquire [PB2], as in claim_unlocked.
