@@ -752,9 +752,10 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
 bool pbuf_core::put_word(std::uint32_t first) noexcept {
   pbuf_span p;
   if (try_alloc(1, p) != pbuf_status::ok) return false;
-  // Relaxed: the producer's own word until commit publishes it ([PB2]).
-  atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
-                                            std::memory_order_relaxed);
+  // Relaxed, and without the valid bit: the producer's own word until
+  // commit sets that bit with release ([PB2]). (A valid bit stored here
+  // could let the consumer claim the packet before its words are seen.)
+  atomic_ref<std::uint32_t>(*p.words).store(first & ~pbuf_hdr_mask, std::memory_order_relaxed);
   commit(p.words);
   return true;
 }
@@ -765,9 +766,10 @@ bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept 
   if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
   static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
   __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
-  // Relaxed: the producer's own word until commit publishes it ([PB2]).
-  atomic_ref<std::uint32_t>(*p.words).store((first & ~pbuf_hdr_mask) | pbuf_valid,
-                                            std::memory_order_relaxed);
+  // Relaxed, and without the valid bit: the producer's own word until
+  // commit sets that bit with release ([PB2]). (A valid bit stored here
+  // could let the consumer claim the packet before its words are seen.)
+  atomic_ref<std::uint32_t>(*p.words).store(first & ~pbuf_hdr_mask, std::memory_order_relaxed);
   commit(p.words);
   return true;
 }
@@ -777,9 +779,8 @@ bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   if (n == 0 || try_alloc(n, p) != pbuf_status::ok) return false;
   for (std::uint32_t i = 1; i < n; ++i)
     p.words[i] = data[i];
-  // Relaxed: the producer's own word until commit publishes it ([PB2]).
-  atomic_ref<std::uint32_t>(*p.words).store((data[0] & ~pbuf_hdr_mask) | pbuf_valid,
-                                            std::memory_order_relaxed);
+  // Relaxed, and without the valid bit, as in put_word.
+  atomic_ref<std::uint32_t>(*p.words).store(data[0] & ~pbuf_hdr_mask, std::memory_order_relaxed);
   commit(p.words);
   return true;
 }
