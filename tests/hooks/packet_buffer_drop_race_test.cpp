@@ -94,10 +94,11 @@ void on_drop(void*, const std::uint32_t* packet, std::uint32_t n) noexcept {
 void put4(pbuf_core& core, std::uint32_t tag) {
   pbuf_span p;
   ASSERT_EQ(core.try_alloc(4, p), pbuf_status::ok);
-  p.words[0] = encode_length(4);
   p.words[1] = tag << 2;  // payload words with the header bits clear
   p.words[2] = 0;
   p.words[3] = 0;
+  // Relaxed: the producer's own header word until commit publishes it.
+  atomic_ref<std::uint32_t>(*p.words).store(encode_length(4), std::memory_order_relaxed);
   core.commit(p.words);
 }
 

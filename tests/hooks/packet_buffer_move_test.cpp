@@ -211,8 +211,7 @@ TEST(PacketBufferObserver, UsedWordsBetweenItsTwoLooksReportsNoMoreThanWasThere)
   pbuf_span p;
   const pbuf_status status = core.try_alloc(3, p);
   if (status == pbuf_status::ok) {
-    p.words[0] = 3u << 2;
-    core.commit(p.words);
+    sluice::test::commit_with_length(core, p);
     const pbuf_span got = core.try_claim();
     EXPECT_EQ(got.words, p.words);
     if (got.words != nullptr) core.free(got.words);
@@ -249,10 +248,9 @@ TEST_P(PacketBufferMoveDuringClaim, AClaimDuringTheMoveReadsNoHeaderThenFollows)
   std::atomic<std::uint32_t*> moved_packet{nullptr};
   held_mover mover(core, 14, [&](pbuf_status status, pbuf_span q) {
     if (status != pbuf_status::ok) return;
-    q.words[0] = 14u << 2;
     for (std::uint32_t i = 1; i < 14; ++i)
       q.words[i] = looks_committed;
-    core.commit(q.words);
+    sluice::test::commit_with_length(core, q);
     moved_packet.store(q.words);
   });
 

@@ -22,6 +22,7 @@
 #include <sluice/detail/pbuf_core.hpp>
 
 #include "hooks.hpp"
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -39,9 +40,8 @@ void fill(pbuf_core& c) {
   for (std::uint32_t tag = 1; tag <= 4; ++tag) {
     pbuf_span p;
     ASSERT_EQ(c.try_alloc(4, p), pbuf_status::ok);
-    p.words[0] = 4u << 2;
     p.words[1] = tag << 2;
-    c.commit(p.words);
+    sluice::test::commit_with_length(c, p);
   }
 }
 
@@ -53,9 +53,8 @@ void start_dropper() {
   dropper = std::thread([] {
     pbuf_span q;
     if (core->try_alloc(4, q) == pbuf_status::ok) {
-      q.words[0] = 4u << 2;
       q.words[1] = 5u << 2;
-      core->commit(q.words);
+      sluice::test::commit_with_length(*core, q);
     }
     dropper_done.store(true);
   });

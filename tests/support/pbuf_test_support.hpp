@@ -10,25 +10,27 @@
 
 namespace sluice::test {
 
+// Publishes an allocated packet whose length lives in its header (the
+// default layout): the header's user bits, then commit.
+inline void commit_with_length(detail::pbuf_core& core, detail::pbuf_span p) {
+  // Relaxed: the producer's own word until commit publishes it (a header
+  // word is only ever accessed atomically: claims and droppers may load it).
+  detail::atomic_ref<std::uint32_t>(*p.words).store(p.size << detail::pbuf_hdr_bits,
+                                                    std::memory_order_relaxed);
+  core.commit(p.words);
+}
+
 // Leaves a new buffer (nothing put yet) empty at `position` (1 to its
 // size): one packet of that many words through, with its length in the
 // header. The words it used are zero again.
 inline void make_empty_at(detail::pbuf_core& core, std::uint32_t position) {
   detail::pbuf_span p;
   ASSERT_EQ(core.try_alloc(position, p), detail::pbuf_status::ok);
-  p.words[0] = position << 2;
-  core.commit(p.words);
+  commit_with_length(core, p);
   const detail::pbuf_span claimed = core.try_claim();
   ASSERT_EQ(claimed.words, p.words);
   core.free(claimed.words);
   ASSERT_EQ(core.used_words(), 0u);
-}
-
-// Publishes an allocated packet whose length lives in its header (the
-// default layout): the header's user bits, then commit.
-inline void commit_with_length(detail::pbuf_core& core, detail::pbuf_span p) {
-  p.words[0] = p.size << detail::pbuf_hdr_bits;
-  core.commit(p.words);
 }
 
 // Allocates, and commits with its length in the header, a packet of

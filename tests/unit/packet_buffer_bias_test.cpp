@@ -49,9 +49,8 @@ std::uint32_t bias(const pbuf_core& core) {
 void put4(pbuf_core& core, std::uint32_t value) {
   pbuf_span p;
   ASSERT_EQ(core.try_alloc(4, p), pbuf_status::ok);
-  p.words[0] = 4u << 2;  // the user bits: its length
   p.words[1] = value;
-  core.commit(p.words);
+  sluice::test::commit_with_length(core, p);  // the user bits: its length
 }
 
 // The length a packet states in its user bits (see put4).
@@ -327,9 +326,8 @@ TEST_F(PacketBufferBias, ProducerInsideTheConsumersTurnGivesUpInEitherKind) {
   // Outside the consumer, the same buffer drops as usual: 8 words need 101.
   pbuf_span p;
   ASSERT_EQ(core.try_alloc(8, p), pbuf_status::ok);
-  p.words[0] = 8u << 2;
   p.words[1] = 200;
-  core.commit(p.words);
+  sluice::test::commit_with_length(core, p);
   EXPECT_EQ(core.dropped.load(), 1u);
   EXPECT_EQ(claim_and_free(core), 102u);
   EXPECT_EQ(claim_and_free(core), 103u);

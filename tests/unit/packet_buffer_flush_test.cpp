@@ -41,10 +41,9 @@ class PacketBufferFlush : public testing::TestWithParam<bool> {
   void put(std::uint32_t n, std::uint32_t fill) {
     pbuf_span p;
     ASSERT_EQ(core.try_alloc(n, p), pbuf_status::ok);
-    p.words[0] = n << 2;
     for (std::uint32_t i = 1; i < n; ++i)
       p.words[i] = fill;
-    core.commit(p.words);
+    sluice::test::commit_with_length(core, p);
   }
 
   std::vector<flushed_packet> flush() {

@@ -41,10 +41,9 @@ struct whole_buffer_producer {
     pbuf_span p;
     if (core->try_alloc(size_words, p) != pbuf_status::ok) return;
     packet = p.words;
-    p.words[0] = size_words << 2;  // the length, in the header's user bits
     for (std::uint32_t i = 1; i < size_words; ++i)
       p.words[i] = (3u << 2) | pbuf_valid;
-    core->commit(p.words);
+    sluice::test::commit_with_length(*core, p);  // the length in the header
   }
 };
 
@@ -90,10 +89,9 @@ TEST(PacketBufferFollow, AClaimAfterAMoveOnAnotherThreadReadsNoPayloadAsAHeader)
   std::thread producer([&] {
     pbuf_span q;
     if (core.try_alloc(size_words, q) == pbuf_status::ok) {  // moves to slot 0
-      q.words[0] = size_words << 2;
       for (std::uint32_t i = 1; i < size_words; ++i)
         q.words[i] = (3u << 2) | pbuf_valid;  // plain stores
-      core.commit(q.words);
+      sluice::test::commit_with_length(core, q);
     }
     // Relaxed: tells the consumer to go on without ordering anything.
     produced.store(true, std::memory_order_relaxed);

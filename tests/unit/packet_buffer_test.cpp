@@ -889,9 +889,8 @@ TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping
   for (std::uint32_t tag = 1; tag <= 4; ++tag) {
     pbuf_span p;
     ASSERT_EQ(c.try_alloc(4, p), pbuf_status::ok);
-    p.words[0] = 4u << 2;
     p.words[1] = tag;
-    c.commit(p.words);
+    sluice::test::commit_with_length(c, p);
   }
   waiting_producer producer(c, 4, sluice::deadline_after(60s));
   EXPECT_FALSE(producer.listed_or_done()) << "the timed allocation returned without waiting";
