@@ -236,8 +236,10 @@ class pbuf_consumer_call {
 
 namespace {
 
+// 0 for a buffer of no words (a release build lets one through: every
+// allocation is then too large, so no position ever moves).
 constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
-  return size * ((std::uint32_t{1} << 31) / size);
+  return size == 0 ? 0 : size * ((std::uint32_t{1} << 31) / size);
 }
 
 // Packets of up to 4 words inline (the stores are relaxed atomics so that
@@ -261,7 +263,10 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
                 "packet buffer: size must be 1 to 2^29 words");
   SLUICE_ASSERT((config.flags & pbuf_flag_pow2) == 0 || (config.size & (config.size - 1)) == 0,
                 "packet buffer: MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
-  flags = config.flags & ~pbuf_flag_full;
+  // The power-of-two flag follows the size, whoever set it: a release
+  // build given it for another size would map positions to wrong slots.
+  flags = (config.flags & ~(pbuf_flag_full | pbuf_flag_pow2)) |
+          ((config.size & (config.size - 1)) == 0 ? pbuf_flag_pow2 : 0);
   notify_drop = config.c_notify_drop;
   get_wlen = config.c_get_wlen;
   buf = config.buffer;

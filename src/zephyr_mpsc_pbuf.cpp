@@ -80,9 +80,9 @@ void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buff
   sluice::detail::pbuf_config c;
   c.buffer = config->buf;
   c.size = config->size;
-  // As Zephyr's init: a power-of-two size sets MPSC_PBUF_SIZE_POW2 itself.
+  // As Zephyr's init, a power-of-two size sets MPSC_PBUF_SIZE_POW2 itself
+  // (the engine derives it).
   c.flags = config->flags;
-  if (config->size != 0 && (config->size & (config->size - 1)) == 0) c.flags |= MPSC_PBUF_SIZE_POW2;
   c.c_notify_drop = config->notify_drop;
   c.c_get_wlen = config->get_wlen;
   ::new (static_cast<void*>(buffer)) pbuf_core(c);

@@ -398,8 +398,7 @@ class packet_buffer {
                   static_cast<int>(buffer_contexts::threads_only) == 1);
     out.flags = (static_cast<std::uint32_t>(c.policy) & 1u) << 1 |
                 (static_cast<std::uint32_t>(c.utilization) & 1u) << 2 |
-                (static_cast<std::uint32_t>(c.contexts) & 1u) << 8 |
-                ((c.size_words & (c.size_words - 1)) == 0 ? detail::pbuf_flag_pow2 : 0u);
+                (static_cast<std::uint32_t>(c.contexts) & 1u) << 8;  // pow2: the engine's
     out.drop = c.on_drop;
     out.words = c.packet_words;
     out.context = c.context;

@@ -1139,3 +1139,84 @@ TEST(PacketBufferHandles, AnAllocatedPacketDroppedWithoutAnEndIsAbandonedInRelea
 }
 
 }  // namespace
+
+namespace {
+
+// Configurations that debug builds refuse by name. A release build does
+// what it can with them: no fault, no wrong packet.
+
+void make_a_buffer_of_no_words() {
+  std::uint32_t words[1];
+  sluice::packet_buffer pb({.storage = words, .size_words = 0});
+}
+
+void make_a_pow2_buffer_of_12_words() {
+  std::uint32_t words[12];
+  sluice::detail::pbuf_core core(
+      {.buffer = words, .size = 12, .flags = sluice::detail::pbuf_flag_pow2});
+}
+
+TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the checks are assertions: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(make_a_buffer_of_no_words(), "size must be 1 to 2\\^29 words");
+  EXPECT_DEATH(make_a_pow2_buffer_of_12_words(),
+               "MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
+}
+
+// A buffer of no words refuses every allocation as too large (there is
+// nothing it could ever hold) and never touches the storage.
+TEST(PacketBufferConfig, ABufferOfNoWordsRefusesEveryAllocationInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop in the constructor (above)";
+  }
+  for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+    SCOPED_TRACE(policy == overflow_policy::drop_oldest ? "drop_oldest" : "reject_new");
+    std::uint32_t words[1] = {0xdeadbeef};
+    sluice::packet_buffer pb({.storage = words, .size_words = 0, .policy = policy});
+    for (std::uint32_t n = 0; n < 3; ++n) {
+      auto now = pb.try_alloc(n);
+      ASSERT_FALSE(now);
+      EXPECT_EQ(now.error(), alloc_error::too_large);
+      auto timed = pb.alloc_for(n, 1ms);
+      ASSERT_FALSE(timed);
+      EXPECT_EQ(timed.error(), alloc_error::too_large);
+    }
+    EXPECT_FALSE(pb.put_word(0));
+    EXPECT_FALSE(pb.try_claim());
+    EXPECT_FALSE(pb.is_pending());
+    EXPECT_EQ(pb.approx_used_words(), 0u);
+    EXPECT_EQ(words[0], 0xdeadbeefu) << "the storage of no words was written";
+  }
+}
+
+// The power-of-two flag follows the size: given for 12 words (the C API
+// passes the caller's flags on), a release build maps positions to slots
+// by division, so packets that cross the first lap keep their words.
+TEST(PacketBufferConfig, APowerOfTwoFlagOnAnotherSizeIsIgnoredInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop in the constructor (above)";
+  }
+  std::uint32_t words[12];
+  sluice::detail::pbuf_core core(
+      {.buffer = words, .size = 12, .flags = sluice::detail::pbuf_flag_pow2});
+  std::uint32_t put = 0;
+  for (std::uint32_t taken = 0; taken < 40; ++taken) {
+    for (; put < taken + 3; ++put) {  // three 3-word packets in flight
+      sluice::detail::pbuf_span p;
+      ASSERT_EQ(core.try_alloc(3, p), sluice::detail::pbuf_status::ok) << "packet " << put;
+      p.words[1] = put;
+      p.words[2] = ~put;
+      sluice::test::commit_with_length(core, p);
+    }
+    const sluice::detail::pbuf_span c = core.try_claim();
+    ASSERT_NE(c.words, nullptr) << "packet " << taken;
+    ASSERT_EQ(c.words[1], taken);
+    ASSERT_EQ(c.words[2], ~taken);
+    core.free(c.words);
+  }
+}
+
+}  // namespace
