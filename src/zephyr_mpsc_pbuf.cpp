@@ -95,12 +95,12 @@ union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t
   const auto n = static_cast<std::uint32_t>(wlen);
   sluice::detail::pbuf_span span;
   sluice::detail::pbuf_status status;
-  if (timeout.ticks == 0) {
+  const std::int64_t ns = sluice_k_timeout_ns(timeout);
+  if (ns == 0) {
     status = c.try_alloc(n, span);
   } else {
     const sluice::time_point deadline =
-        timeout.ticks < 0 ? sluice::time_point::max()
-                          : sluice::deadline_after(sluice::duration{timeout.ticks});
+        ns < 0 ? sluice::time_point::max() : sluice::deadline_after(sluice::duration{ns});
     status = c.alloc_until(n, deadline, span);
   }
   if (status != sluice::detail::pbuf_status::ok) return nullptr;

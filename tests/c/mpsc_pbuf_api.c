@@ -197,8 +197,30 @@ static int overwrite(void) {
   CHECK(K_TIMEOUT_EQ(K_FOREVER, K_FOREVER) && !K_TIMEOUT_EQ(K_NO_WAIT, K_USEC(1)));
   CHECK(K_SECONDS(1).ticks == K_MSEC(1000).ticks);
   CHECK(K_MINUTES(1).ticks == K_SECONDS(60).ticks && K_HOURS(1).ticks == K_MINUTES(60).ticks);
-  CHECK(K_TICKS(CONFIG_SYS_CLOCK_TICKS_PER_SEC).ticks == K_SECONDS(1).ticks);
+  CHECK(K_TIMEOUT_EQ(K_TICKS(CONFIG_SYS_CLOCK_TICKS_PER_SEC), K_SECONDS(1)));
   CHECK(K_TIMEOUT_EQ(K_TICKS(K_TICKS_FOREVER), K_FOREVER));
+  CHECK(K_TIMEOUT_EQ(K_TICKS(0), K_NO_WAIT) && K_TIMEOUT_EQ(K_USEC(1000), K_MSEC(1)));
+  /* Each macro evaluates its argument once. */
+  k_ticks_t evaluated = 0;
+  const k_timeout_t once = K_TICKS(++evaluated);
+  CHECK(evaluated == 1 && K_TIMEOUT_EQ(once, K_USEC(100)));
+  CHECK(K_TIMEOUT_EQ(K_MSEC(++evaluated), K_MSEC(2)) && evaluated == 2);
+  /* A tick rate that does not divide a second: rounded up, not cut. */
+  const k_timeout_t third = {1, 3};
+  CHECK(sluice_k_timeout_ns(third) == 333333334);
+  const k_timeout_t odd = {32769, 32768};
+  CHECK(sluice_k_timeout_ns(odd) == 1000030518);
+  const k_timeout_t far = {INT64_MAX, 1};
+  CHECK(sluice_k_timeout_ns(far) == INT64_MAX);
+  /* A wait in ticks ends: with a packet held (a timed allocation drops
+   * nothing), a full-size one is refused after it. */
+  struct test_packet* held = (struct test_packet*)mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
+  CHECK(held != NULL);
+  CHECK(mpsc_pbuf_alloc(&buffer, buffer.size, K_TICKS(1)) == NULL);
+  held->hdr.len = 2;
+  held->data[0] = 206;
+  mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)held);
+  CHECK(claim_run(&buffer, 206, 207) == 0);
 
   /* As Zephyr's init: the flag of a power-of-two size is set for the
    * caller, and only then. */

@@ -4,9 +4,12 @@
  * that has Zephyr's own <zephyr/kernel.h> uses Zephyr's packet buffer, not
  * this one.
  *
- * Here a k_timeout_t counts nanoseconds on sluice's monotonic clock;
- * K_FOREVER is -1, K_NO_WAIT is 0. K_TICKS counts ticks of
- * CONFIG_SYS_CLOCK_TICKS_PER_SEC (10000 where the build does not say).
+ * Here a k_timeout_t counts nanoseconds on sluice's monotonic clock, or,
+ * made by K_TICKS, ticks of CONFIG_SYS_CLOCK_TICKS_PER_SEC (10000 where the
+ * build does not say; the rate travels in the value, and the wait rounds
+ * up to whole nanoseconds). A negative count waits forever: K_FOREVER and
+ * K_TICKS(K_TICKS_FOREVER). K_NO_WAIT is 0. Every macro evaluates its
+ * argument once; K_TIMEOUT_EQ compares the waits, whatever the unit.
  */
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_KERNEL_STUB_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_KERNEL_STUB_H_
@@ -20,15 +23,16 @@
 typedef int64_t k_ticks_t;
 
 typedef struct {
-  k_ticks_t ticks; /* nanoseconds; -1: forever */
+  k_ticks_t ticks;    /* nanoseconds, or ticks where tick_rate is set; < 0: forever */
+  uint32_t tick_rate; /* 0, or ticks per second (K_TICKS) */
 } k_timeout_t;
 
-#define K_NO_WAIT ((k_timeout_t){0})
-#define K_FOREVER ((k_timeout_t){-1})
-#define K_NSEC(t) ((k_timeout_t){(k_ticks_t)(t)})
-#define K_USEC(t) ((k_timeout_t){(k_ticks_t)(t)*1000})
-#define K_MSEC(ms) ((k_timeout_t){(k_ticks_t)(ms)*1000000})
-#define K_SECONDS(s) ((k_timeout_t){(k_ticks_t)(s)*1000000000})
+#define K_NO_WAIT ((k_timeout_t){0, 0})
+#define K_FOREVER ((k_timeout_t){-1, 0})
+#define K_NSEC(t) ((k_timeout_t){(k_ticks_t)(t), 0})
+#define K_USEC(t) ((k_timeout_t){(k_ticks_t)(t)*1000, 0})
+#define K_MSEC(ms) ((k_timeout_t){(k_ticks_t)(ms)*1000000, 0})
+#define K_SECONDS(s) ((k_timeout_t){(k_ticks_t)(s)*1000000000, 0})
 #define K_MINUTES(m) K_SECONDS((k_ticks_t)(m)*60)
 #define K_HOURS(h) K_MINUTES((k_ticks_t)(h)*60)
 
@@ -36,10 +40,23 @@ typedef struct {
 #define CONFIG_SYS_CLOCK_TICKS_PER_SEC 10000
 #endif
 #define K_TICKS_FOREVER ((k_ticks_t)-1)
-#define K_TICKS(t)                                 \
-  ((k_timeout_t){(k_ticks_t)(t) == K_TICKS_FOREVER \
-                     ? K_TICKS_FOREVER             \
-                     : (k_ticks_t)(t) * (1000000000 / CONFIG_SYS_CLOCK_TICKS_PER_SEC)})
-#define K_TIMEOUT_EQ(a, b) ((a).ticks == (b).ticks)
+#define K_TICKS(t) ((k_timeout_t){(k_ticks_t)(t), (uint32_t)(CONFIG_SYS_CLOCK_TICKS_PER_SEC)})
+
+/* The wait in nanoseconds: -1 forever; ticks round up; a wait past
+ * INT64_MAX nanoseconds (about 292 years) is INT64_MAX. */
+static inline int64_t sluice_k_timeout_ns(k_timeout_t timeout) {
+  if (timeout.ticks < 0) return -1;
+  if (timeout.tick_rate == 0) return timeout.ticks;
+  const int64_t rate = (int64_t)timeout.tick_rate;
+  const int64_t seconds = timeout.ticks / rate;
+  const int64_t rest = timeout.ticks % rate; /* < 2^32: times 10^9 fits */
+  if (seconds > (INT64_MAX - 1000000000) / 1000000000) return INT64_MAX;
+  return seconds * 1000000000 + (rest * 1000000000 + rate - 1) / rate;
+}
+
+static inline int sluice_k_timeout_eq(k_timeout_t a, k_timeout_t b) {
+  return sluice_k_timeout_ns(a) == sluice_k_timeout_ns(b);
+}
+#define K_TIMEOUT_EQ(a, b) sluice_k_timeout_eq((a), (b))
 
 #endif /* SLUICE_COMPAT_ZEPHYR_SYS_KERNEL_STUB_H_ */
