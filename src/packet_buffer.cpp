@@ -658,37 +658,40 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
     // it (we may have interrupted it), or our own thread does; the caller
     // retries or waits, and the consumer wakes it after unlocking.
     const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
+    bool ended = false;
     const auto turn = [&]() noexcept {
-      if (!lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) return false;
-      if (ending) {
-        // E8, under the lock: a holder stepping over the victim (it reads
-        // claimed) asks words_of() for its length, and a length callback
-        // reads the header's user bits, which this store replaces.
-        // Release [PB2]: the callback's reads come before the zeroing (the
-        // acquire in reclaim(), which a consumer's biased turn may run
-        // without the lock).
-        atomic_ref<std::uint32_t>(*victim.words)
-            .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
+      if (!lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) return;
+      if (!speed_over_size || end_bias(token)) {
+        if (ending) {
+          // E8, under the lock and with no biased turn beside it: a holder
+          // stepping over the victim (it reads claimed), or a claim
+          // passing it, asks words_of() for its length, and a length
+          // callback reads the header's user bits, which this store
+          // replaces. Release [PB2]: the callback's reads come before the
+          // zeroing (the acquire in zero_skips).
+          atomic_ref<std::uint32_t>(*victim.words)
+              .store((victim.size << pbuf_hdr_bits) | pbuf_busy, std::memory_order_release);
+          ended = true;
+        }
+        step = make_room_locked(n, out, first_step, victim);
       }
-      if (!speed_over_size || end_bias(token)) step = make_room_locked(n, out, first_step, victim);
       unlock();
-      return true;
     };
     for (;;) {
-      bool locked;
       if (token != 0) {
-        locked = turn();
+        turn();
       } else {
         const dropper_guard masked(*this);
-        locked = turn();
+        turn();
       }
-      // With a victim to end, it does not give up on the lock (where
-      // droppers may give up at all): this dropper had a turn since it
-      // started, so whatever it interrupted held neither the lock nor a
-      // turn then, and cannot take one before we return; every holder is
-      // elsewhere and lets go. It tries again outside the critical
-      // section, so that a holder preempted on this core can run.
-      if (pbuf_consumer_masks || locked || !ending) break;
+      // With a victim to end, it does not give up on the lock or on a
+      // biased turn (where droppers may give up at all): this dropper had
+      // a turn since it started, so whatever it interrupted held neither
+      // the lock nor a turn then, and cannot take one before we return;
+      // every holder is elsewhere and lets go. It tries again outside the
+      // critical section, so that a holder preempted on this core can run.
+      // (Where the consumer masks, nobody gives up: one turn ends it.)
+      if (pbuf_consumer_masks || !ending || ended) break;
     }
     // A waiting producer can pass the ended victim now, a consumer waiting
     // behind a stepped-over copy of it can claim what follows. [PB4]
@@ -812,9 +815,9 @@ bool pbuf_core::reclaim() noexcept {
                                                                   std::uint32_t t) noexcept {
   while (r != t) {
     std::uint32_t* const words = buf + slot(r);
-    // Acquire [PB2]: a skip may come from a dropper's E8 (reserve_overwrite)
-    // while we run without its lock (the consumer's biased turn): its
-    // callback's reads come before our zeroing.
+    // Acquire [PB2]: a skip may come from a producer's abandon, made
+    // without the lock, or from a dropper's E8 (after its drop callback):
+    // their writes and reads of the words come before our zeroing.
     const std::uint32_t v = atomic_ref<std::uint32_t>(*words).load(std::memory_order_acquire);
     if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
     const std::uint32_t len = v >> pbuf_hdr_bits;
@@ -857,10 +860,17 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
         tmp_rd_idx.store(t, std::memory_order_relaxed);
         (void)reclaim();  // passing skips makes room and wakes producers
         continue;
-      case pbuf_valid | pbuf_busy:  // a claimed packet stepped over, still held
-        return {};
-      default:
-        return claim_at(packet, v, t, length_of(packet, v));
+      default: {  // committed, or a claimed packet stepped over and still held
+        const std::uint32_t n = length_of(packet, v);
+        if ((v & pbuf_busy) == 0) return claim_at(packet, v, t, n);
+        // Held: passed, not delivered again. It joins the claimed packets
+        // behind tmp_rd_idx, and its free makes it a skip there (reclaim
+        // stops at it until then; a dropper that meets it at rd_idx steps
+        // over it again). Relaxed: as for a skip above.
+        t = advance(t, n);
+        tmp_rd_idx.store(t, std::memory_order_relaxed);
+        continue;
+      }
     }
   }
 }
@@ -1289,8 +1299,8 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 [[gnu::cold, gnu::flatten]] bool pbuf_core::committed_at_claim() noexcept {
   // Relaxed: consumer-owned (or in the consumer's turn).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  // Skips are passed as a claim passes them (here without moving
-  // anything); one lap at most.
+  // Skips and held packets are passed as a claim passes them (here
+  // without moving anything); one lap at most.
   for (std::uint32_t passed = 0; passed <= size;) {
     // Acquire [PB7], as in nothing_reserved_at (whose copy is the
     // consumer's alone): nothing reserved at t, or a move in progress.
@@ -1305,9 +1315,14 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     }
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
     const std::uint32_t v = header(t).load(std::memory_order_acquire);
-    if ((v & pbuf_hdr_mask) != pbuf_busy) return (v & pbuf_hdr_mask) == pbuf_valid;
-    passed += v >> pbuf_hdr_bits;
-    t = advance(t, v >> pbuf_hdr_bits);
+    if ((v & pbuf_hdr_mask) == 0) return false;
+    if ((v & pbuf_hdr_mask) == pbuf_valid) return true;
+    // A skip (its length in the header), or a held packet stepped over:
+    // claim passes both.
+    const std::uint32_t n =
+        (v & pbuf_hdr_mask) == pbuf_busy ? v >> pbuf_hdr_bits : words_of(buf + slot(t));
+    passed += n;
+    t = advance(t, n);
   }
   return false;
 }

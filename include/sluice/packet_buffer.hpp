@@ -335,9 +335,8 @@ class packet_buffer {
   // With reject_new, a debug build names two such calls that overlap.
   // It may hold several claimed packets. With drop_oldest, a held packet
   // that a producer stepped over re-enters the stream ahead: a claim that
-  // reaches it again finds nothing until it is freed (it is not delivered
-  // twice), so a consumer that waits for the next packet while it holds
-  // one can wait behind its own packet. Free before waiting.
+  // reaches it passes it (it is not delivered twice) and returns what
+  // follows.
 
   [[nodiscard]] claimed_packet try_claim() noexcept {
     return claimed_packet(&core_, core_.try_claim());

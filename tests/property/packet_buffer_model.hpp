@@ -121,8 +121,10 @@ class pbuf_model {
       record& r = at(trd_);
       switch (r.state) {
         case kind::reserved:
-        case kind::claimed:
           return std::nullopt;
+        case kind::claimed:  // held, stepped over into the stream: passed
+          trd_ += r.len;
+          continue;
         case kind::skip:
           trd_ += r.len;
           reclaim();
@@ -142,12 +144,13 @@ class pbuf_model {
 
   std::uint32_t used() const { return static_cast<std::uint32_t>(wr_ - rd_); }
   std::uint32_t max_used() const { return static_cast<std::uint32_t>(max_used_); }
-  // Whether a claim now would find a packet: past the skips at the claim
-  // position, a committed one.
+  // Whether a claim now would find a packet: past the skips and held
+  // packets at the claim position, a committed one.
   bool pending() const {
     for (const record& r : records_) {
       if (r.pos < trd_) continue;
-      if (r.state != kind::skip) return r.state == kind::committed;
+      if (r.state == kind::committed || r.state == kind::reserved)
+        return r.state == kind::committed;
     }
     return false;
   }

@@ -231,17 +231,38 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   std::vector<std::uint32_t> next(producers, 0);
   std::uint32_t bad = 0;
   std::thread consumer([&] {
+    // With overwrite, one packet in 16 is kept while the next ones are
+    // claimed (without waiting: a kept packet may leave producers no room):
+    // producers step over it, and claims pass it where it re-enters the
+    // stream. Its words are checked again when it goes.
+    sluice::claimed_packet kept;
+    std::uint32_t taken = 0;
+    const auto intact = [](const sluice::claimed_packet& p) {
+      const std::uint32_t* w = p.words();
+      bool ok = w[1] < producers && p.size() == words_for(w[2]);
+      for (std::uint32_t i = 3; ok && i < p.size(); ++i)
+        ok = w[i] == payload_word(w[1], w[2], i);
+      return ok;
+    };
+    const auto let_go = [&] {
+      if (kept && !intact(kept) && bad++ < 5)
+        std::fprintf(stderr, "a kept packet changed: pid %u seq %u\n", kept.words()[1],
+                     kept.words()[2]);
+      kept.reset();
+    };
     for (;;) {
-      auto c = pb.claim_for(20ms);
+      auto c = kept ? pb.try_claim() : pb.claim_for(20ms);
       if (!c) {
+        if (kept) {
+          let_go();
+          continue;
+        }
         if (producers_joined.load() && !pb.is_pending()) break;
         continue;
       }
       const std::uint32_t* w = c.words();
       const std::uint32_t pid = w[1], seq = w[2];
-      bool ok = pid < producers && c.size() == words_for(seq) && seq >= next[pid];
-      for (std::uint32_t i = 3; ok && i < c.size(); ++i)
-        ok = w[i] == payload_word(pid, seq, i);
+      const bool ok = intact(c) && seq >= next[pid];
       if (!ok) {
         if (bad++ < 5)
           std::fprintf(stderr, "bad packet: pid %u seq %u size %u\n", pid, seq, c.size());
@@ -252,6 +273,10 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
       }
       next[pid] = seq + 1;
       f.book.claimed[pid][seq].fetch_add(1, std::memory_order_relaxed);
+      if (overwrite && ++taken % 16 == 0) {
+        let_go();
+        kept = std::move(c);
+      }
     }
   });
   targets.push_back(consumer.native_handle());

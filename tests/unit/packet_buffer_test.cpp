@@ -475,6 +475,42 @@ TEST_P(OverwriteTest, ClaimedPacketIsSteppedOverAndNotDeliveredTwice) {
   EXPECT_EQ(got.size() + drops.packets.size() + 1, count + 1);
 }
 
+// A held packet that a producer stepped over re-enters the stream ahead of
+// the consumer. A claim that reaches it passes it (it is not delivered
+// twice), so the consumer gets what follows while it still holds it, and
+// is_pending says so.
+TEST_P(OverwriteTest, AClaimPassesTheHeldPacketAProducerSteppedOver) {
+  const std::uint32_t n = GetParam().size;
+  const std::uint32_t count = n / 2;
+  for (std::uint32_t i = 0; i < count; ++i)
+    put(2, 100 + i);
+  auto held = pb.try_claim();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held.payload()[0], 100u);
+  for (std::uint32_t i = 0; i < count; ++i)
+    put(2, 200 + i);  // the first steps over 100's words
+  EXPECT_TRUE(pb.is_pending());
+  std::vector<std::int64_t> got;
+  for (std::int64_t t; (t = take()) != -1;)
+    got.push_back(t);
+  EXPECT_FALSE(pb.is_pending());
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), 200 + count - 1) << "the claims stopped at the held packet";
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NE(got[i], 100) << "the held packet was delivered again";
+    if (i > 0) {
+      EXPECT_LT(got[i - 1], got[i]) << "out of order";
+    }
+  }
+  EXPECT_EQ(got.size() + drops.packets.size() + 1, 2 * count);
+  EXPECT_EQ(held.payload()[0], 100u) << "a claimed packet is never overwritten";
+  held.reset();
+  EXPECT_EQ(pb.approx_used_words(), 0u) << "its free reclaims its words";
+  put(n, 300);
+  EXPECT_EQ(take(), 300);
+  EXPECT_EQ(take(), -1);
+}
+
 TEST_P(OverwriteTest, ClaimedPacketMetTwiceDoesNotLoop) {
   const std::uint32_t n = GetParam().size;
   put(n - 2, 1);

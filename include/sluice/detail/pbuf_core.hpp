@@ -153,8 +153,9 @@
 // words before it become skip packets, tmp_wr_idx and rd_idx move past it,
 // and its words re-enter the stream as a future skip (its own header becomes
 // one when it is freed), so it is never overwritten and never delivered
-// twice. Stepping is bounded to one lap per allocation (no endless loop on
-// a claimed packet met twice).
+// twice: a claim that reaches it still claimed passes it, and it joins the
+// claimed packets behind tmp_rd_idx. Stepping is bounded to one lap per allocation (no endless loop
+// on a claimed packet met twice).
 #pragma once
 
 #include <cstddef>
