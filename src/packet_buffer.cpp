@@ -692,9 +692,19 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
       // critical section, so that a holder preempted on this core can run.
       // (Where the consumer masks, nobody gives up: one turn ends it.)
       if (pbuf_consumer_masks || !ending || ended) break;
+      if constexpr (speed_over_size) {
+        // The lock was held, or end_bias gave up on a biased turn: one
+        // that started after our first turn (the consumer rebiased while
+        // the callback ran), on another core, and perhaps interrupted
+        // there by a handler that waits for the lock. Wait for the turn
+        // here, without the lock, so that such a handler can take it, give
+        // up and return. Relaxed: a hint; end_bias decides.
+        backoff spin;
+        while (consumer_in.load(std::memory_order_relaxed) != 0)
+          spin.snooze();
+      }
     }
-    // A waiting producer can pass the ended victim now, a consumer waiting
-    // behind a stepped-over copy of it can claim what follows. [PB4]
+    // A waiting producer can pass the ended victim now. [PB4]
     if (ending) wake_waiters(wake_after::skip);
     if (step == room_step::reserved) return pbuf_status::ok;
     if (step == room_step::no_room) return pbuf_status::no_room;
@@ -1149,8 +1159,7 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet)
   // Freed at the front, reclaim moves rd_idx and wakes producers. Freed
   // elsewhere (a packet that an overwrite stepped over, or one of several
   // claimed), the new skip still helps a waiter: a producer whose
-  // overwrite met this claimed packet can now pass it, and a consumer
-  // waiting behind its stepped-over copy can now claim what follows.
+  // overwrite met this claimed packet can now pass it.
   if (!reclaim()) wake_waiters(wake_after::skip);  // [PB4]
 }
 

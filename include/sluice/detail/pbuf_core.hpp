@@ -111,10 +111,12 @@
 // ([PB4]: a dropper that gave up and then waits has the released lock as
 // its condition). Who masks does not change the mutual exclusion: every
 // change of rd_idx, tmp_rd_idx or of a header at the front is made by the
-// lock holder. A dropper with a victim to end waits for the lock without
-// giving up: it had a turn since it started, so what it interrupted holds
-// nothing (between tries it leaves its critical section, so that a holder
-// preempted on its core can run). The price, hosted only: a handler that
+// lock holder. A dropper with a victim to end waits for the lock, and for
+// a biased turn (it ends the victim only once no biased turn runs beside
+// it), without giving up: it had a turn since it started, so what it
+// interrupted holds nothing (between tries it leaves its critical section
+// and waits for a biased turn there, so that a holder preempted on its
+// core, or a handler inside that turn, can run). The price, hosted only: a handler that
 // interrupts its own thread inside claim, free or a dropper's turn, on a
 // buffer that must drop to fit it, fails to allocate instead of being held
 // off until that turn is done.
