@@ -265,8 +265,10 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
                 "packet buffer: MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
   // The power-of-two flag follows the size, whoever set it: a release
   // build given it for another size would map positions to wrong slots.
+  // (Not for 0 words, as Zephyr's init: one unsigned test, true only where
+  // size - 1 is the mask below the size's single bit.)
   flags = (config.flags & ~(pbuf_flag_full | pbuf_flag_pow2)) |
-          ((config.size & (config.size - 1)) == 0 ? pbuf_flag_pow2 : 0);
+          (config.size - 1 < (config.size ^ (config.size - 1)) ? pbuf_flag_pow2 : 0);
   notify_drop = config.c_notify_drop;
   get_wlen = config.c_get_wlen;
   buf = config.buffer;

@@ -206,8 +206,8 @@ TEST(PacketBufferTurn, ADropperEndsItsVictimOnlyAfterTheConsumersBiasedTurn) {
     dropper_awaits.store(true);
   });
   at_claim_looked.store(+[] {
-    ASSERT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
-    callback_go.store(true);
+    EXPECT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
+    callback_go.store(true);  // whatever the check says: the dropper must not hang
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (!dropper_awaits.load() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();

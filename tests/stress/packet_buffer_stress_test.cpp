@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -234,8 +235,10 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
     // With overwrite, one packet in 16 is kept while the next ones are
     // claimed (without waiting: a kept packet may leave producers no room):
     // producers step over it, and claims pass it where it re-enters the
-    // stream. Its words are checked again when it goes.
+    // stream. All its words, header included, are checked again when it
+    // goes.
     sluice::claimed_packet kept;
+    std::uint32_t kept_first[3] = {};  // its header, producer and sequence
     std::uint32_t taken = 0;
     const auto intact = [](const sluice::claimed_packet& p) {
       const std::uint32_t* w = p.words();
@@ -245,9 +248,13 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
       return ok;
     };
     const auto let_go = [&] {
-      if (kept && !intact(kept) && bad++ < 5)
-        std::fprintf(stderr, "a kept packet changed: pid %u seq %u\n", kept.words()[1],
-                     kept.words()[2]);
+      if (!kept) return;
+      const std::uint32_t* w = kept.words();
+      if ((w[0] != kept_first[0] || w[1] != kept_first[1] || w[2] != kept_first[2] ||
+           !intact(kept)) &&
+          bad++ < 5)
+        std::fprintf(stderr, "a kept packet changed: pid %u seq %u\n", kept_first[1],
+                     kept_first[2]);
       kept.reset();
     };
     for (;;) {
@@ -276,6 +283,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
       if (overwrite && ++taken % 16 == 0) {
         let_go();
         kept = std::move(c);
+        std::memcpy(kept_first, kept.words(), sizeof kept_first);
       }
     }
   });

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1210,8 +1211,12 @@ TEST(PacketBufferConfig, ABufferOfNoWordsRefusesEveryAllocationInReleaseBuilds) 
   }
   for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
     SCOPED_TRACE(policy == overflow_policy::drop_oldest ? "drop_oldest" : "reject_new");
-    std::uint32_t words[1] = {0xdeadbeef};
-    sluice::packet_buffer pb({.storage = words, .size_words = 0, .policy = policy});
+    // Storage of no words: AddressSanitizer reports any read or write.
+    const std::unique_ptr<std::uint32_t[]> words(new std::uint32_t[0]);
+    sluice::packet_buffer pb({.storage = words.get(),
+                              .size_words = 0,
+                              .policy = policy,
+                              .utilization = sluice::utilization_tracking::track_max});
     for (std::uint32_t n = 0; n < 3; ++n) {
       auto now = pb.try_alloc(n);
       ASSERT_FALSE(now);
@@ -1220,12 +1225,22 @@ TEST(PacketBufferConfig, ABufferOfNoWordsRefusesEveryAllocationInReleaseBuilds) 
       ASSERT_FALSE(timed);
       EXPECT_EQ(timed.error(), alloc_error::too_large);
     }
+    const std::uint32_t data[2] = {0, 0};
     EXPECT_FALSE(pb.put_word(0));
+    EXPECT_FALSE(pb.put_word_ext(0, data));
+    EXPECT_FALSE(pb.put_data(data, 1));
     EXPECT_FALSE(pb.try_claim());
+    EXPECT_FALSE(pb.claim_for(1ms));
     EXPECT_FALSE(pb.is_pending());
     EXPECT_EQ(pb.approx_used_words(), 0u);
-    EXPECT_EQ(words[0], 0xdeadbeefu) << "the storage of no words was written";
+    EXPECT_EQ(pb.max_used_words(), 0u);
+    EXPECT_EQ(pb.panic_flush([](void*, const std::uint32_t*, std::uint32_t) noexcept {}, nullptr),
+              0u);
   }
+  // As Zephyr's init, 0 words is not a power of two.
+  std::uint32_t none[1];
+  const sluice::detail::pbuf_core core({.buffer = none, .size = 0});
+  EXPECT_EQ(core.flags & sluice::detail::pbuf_flag_pow2, 0u);
 }
 
 // The power-of-two flag follows the size: given for 12 words (the C API

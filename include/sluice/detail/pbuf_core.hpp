@@ -75,8 +75,9 @@
 //                 victim is first marked claimed (so that nobody reuses its
 //                 words), the lock is left, the callback runs, then the
 //                 victim becomes a skip in the dropper's next turn with the
-//                 lock (a holder stepping over it meanwhile reads its
-//                 length, through a length callback perhaps). With no
+//                 lock and no biased turn beside it (a holder stepping over
+//                 it meanwhile, or a claim passing it, reads its length,
+//                 through a length callback perhaps). With no
 //                 callback, E7 and E8 are one store under the lock, and
 //                 the same turn reclaims the words at once (the skip is
 //                 the front) and reserves.
