@@ -431,7 +431,28 @@ TEST_P(PacketBufferTest, BlockingClaimIsWokenByCommit) {
 
 // ------------------------------------------------------------ overwrite only
 
-class OverwriteTest : public PacketBufferTest {};
+class OverwriteTest : public PacketBufferTest {
+ protected:
+  // Fills the buffer with 2-word packets whose payloads count from 100,
+  // and claims the first (100): the packet a producer then steps over.
+  sluice::claimed_packet fill_and_hold_the_first() {
+    for (std::uint32_t i = 0; i < GetParam().size / 2; ++i)
+      put(2, 100 + i);
+    auto held = pb.try_claim();
+    EXPECT_TRUE(held);
+    if (held) {
+      EXPECT_EQ(held.payload()[0], 100u);
+    }
+    return held;
+  }
+  // Claims (and frees) until nothing is left: the payloads, in order.
+  std::vector<std::int64_t> take_all() {
+    std::vector<std::int64_t> got;
+    for (std::int64_t t; (t = take()) != -1;)
+      got.push_back(t);
+    return got;
+  }
+};
 
 TEST_P(OverwriteTest, DropsOldestWithContentsIntact) {
   const std::uint32_t n = GetParam().size;
@@ -444,9 +465,7 @@ TEST_P(OverwriteTest, DropsOldestWithContentsIntact) {
   EXPECT_EQ(drops.packets[0], (std::vector<std::uint32_t>{100}));
   EXPECT_EQ(drops.packets[1], (std::vector<std::uint32_t>{101}));
   EXPECT_EQ(pb.counters().dropped, 2u);
-  std::vector<std::int64_t> got;
-  for (std::int64_t t; (t = take()) != -1;)
-    got.push_back(t);
+  const std::vector<std::int64_t> got = take_all();
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.front(), 102);
   EXPECT_EQ(got.back(), 201);
@@ -454,21 +473,15 @@ TEST_P(OverwriteTest, DropsOldestWithContentsIntact) {
 }
 
 TEST_P(OverwriteTest, ClaimedPacketIsSteppedOverAndNotDeliveredTwice) {
-  const std::uint32_t n = GetParam().size;
-  const std::uint32_t count = n / 2;
-  for (std::uint32_t i = 0; i < count; ++i)
-    put(2, 100 + i);
-  auto held = pb.try_claim();
+  const std::uint32_t count = GetParam().size / 2;
+  auto held = fill_and_hold_the_first();
   ASSERT_TRUE(held);
-  EXPECT_EQ(held.payload()[0], 100u);
   put(2, 200);  // cannot use 100's words: steps over them, drops 101
   ASSERT_FALSE(drops.packets.empty());
   EXPECT_EQ(drops.packets[0], (std::vector<std::uint32_t>{101}));
   EXPECT_EQ(held.payload()[0], 100u) << "a claimed packet is never overwritten";
   held.reset();
-  std::vector<std::int64_t> got;
-  for (std::int64_t t; (t = take()) != -1;)
-    got.push_back(t);
+  const std::vector<std::int64_t> got = take_all();
   for (auto t : got)
     EXPECT_NE(t, 100) << "the stepped-over packet came back";
   ASSERT_FALSE(got.empty());
@@ -483,17 +496,12 @@ TEST_P(OverwriteTest, ClaimedPacketIsSteppedOverAndNotDeliveredTwice) {
 TEST_P(OverwriteTest, AClaimPassesTheHeldPacketAProducerSteppedOver) {
   const std::uint32_t n = GetParam().size;
   const std::uint32_t count = n / 2;
-  for (std::uint32_t i = 0; i < count; ++i)
-    put(2, 100 + i);
-  auto held = pb.try_claim();
+  auto held = fill_and_hold_the_first();
   ASSERT_TRUE(held);
-  EXPECT_EQ(held.payload()[0], 100u);
   for (std::uint32_t i = 0; i < count; ++i)
     put(2, 200 + i);  // the first steps over 100's words
   EXPECT_TRUE(pb.is_pending());
-  std::vector<std::int64_t> got;
-  for (std::int64_t t; (t = take()) != -1;)
-    got.push_back(t);
+  const std::vector<std::int64_t> got = take_all();
   EXPECT_FALSE(pb.is_pending());
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.back(), 200 + count - 1) << "the claims stopped at the held packet";
