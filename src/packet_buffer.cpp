@@ -291,23 +291,34 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
   return length_of(packet);
 }
 
+// A packet's length, from the callback or the header. Debug builds name a
+// length that no packet can have (a claim that passes a held packet of 0
+// words would never move on).
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::checked_length(
+    std::uint32_t n) const noexcept {
+  SLUICE_ASSERT(n - 1 < size,
+                "packet buffer: a packet's length (from its header or the length callback) is 0 "
+                "or more than the buffer holds");
+  return n;
+}
+
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
     const std::uint32_t* packet) const noexcept {
-  if (words != nullptr) return words(context, packet);
+  if (words != nullptr) return checked_length(words(context, packet));
   if (get_wlen != nullptr)
-    return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
+    return checked_length(get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet)));
   // Relaxed: callers own the packet (or hold the lock) when they ask.
-  return atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-             .load(std::memory_order_relaxed) >>
-         pbuf_hdr_bits;
+  return checked_length(atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+                            .load(std::memory_order_relaxed) >>
+                        pbuf_hdr_bits);
 }
 
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
     const std::uint32_t* packet, std::uint32_t first) const noexcept {
-  if (words != nullptr) return words(context, packet);
+  if (words != nullptr) return checked_length(words(context, packet));
   if (get_wlen != nullptr)
-    return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
-  return first >> pbuf_hdr_bits;
+    return checked_length(get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet)));
+  return checked_length(first >> pbuf_hdr_bits);
 }
 
 void pbuf_core::note_usage(std::uint32_t used) noexcept {

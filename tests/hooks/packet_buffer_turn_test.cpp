@@ -214,7 +214,10 @@ TEST(PacketBufferTurn, ADropperEndsItsVictimOnlyAfterTheConsumersBiasedTurn) {
     EXPECT_TRUE(dropper_awaits.load()) << "the dropper did not wait for the consumer's turn";
   });
   const pbuf_span got = c.try_claim();
+  const bool hook_ran = callback_go.load();
+  callback_go.store(true);  // a claim that never reached the hook must not hang the test
   dropper_thread.join();
+  EXPECT_TRUE(hook_ran) << "the claim did not reach claim_looked";
   observe_hook.store(nullptr);
   EXPECT_EQ(victim_tag.load(), 1u);
   EXPECT_EQ(victim_header_while_awaited.load() & sluice::detail::pbuf_hdr_mask,

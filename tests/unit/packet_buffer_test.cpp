@@ -891,10 +891,6 @@ using sluice::detail::pbuf_core;
 using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 
-// With overwrite, a timed allocation on a buffer full of committed packets
-// waits (it is seen on the waiter list) rather than dropping the oldest,
-// and the consumer's free lets it through. Both steps are observed, not
-// timed: the producer either returns or is listed first.
 // A producer in alloc_until on its own thread, which abandons what it
 // gets. listed_or_done() returns once it either returned (done) or is on
 // the waiter list: observed, not timed.
@@ -928,6 +924,10 @@ class waiting_producer {
   std::thread thread_;
 };
 
+// With overwrite, a timed allocation on a buffer full of committed packets
+// waits (it is seen on the waiter list) rather than dropping the oldest,
+// and the consumer's free lets it through. Both steps are observed, not
+// timed: the producer either returns or is listed first.
 TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping) {
   std::uint32_t storage[16];
   pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
@@ -1199,6 +1199,31 @@ void make_a_pow2_buffer_of_12_words() {
   std::uint32_t words[12];
   sluice::detail::pbuf_core core(
       {.buffer = words, .size = 12, .flags = sluice::detail::pbuf_flag_pow2});
+}
+
+// A length callback that answers `length` for every packet, on a buffer
+// of 8 words; a committed 2-word packet is then claimed.
+template <std::uint32_t length>
+void claim_with_a_callback_length() {
+  std::uint32_t words[8];
+  sluice::detail::pbuf_core core(
+      {.buffer = words,
+       .size = 8,
+       .flags = sluice::detail::pbuf_flag_overwrite,
+       .words = [](void*, const std::uint32_t*) noexcept { return length; }});
+  sluice::detail::pbuf_span p;
+  if (core.try_alloc(2, p) != sluice::detail::pbuf_status::ok) std::abort();
+  core.commit(p.words);
+  (void)core.try_claim();
+}
+
+TEST(PacketBufferConfigDeathTest, ALengthNoPacketCanHaveIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(claim_with_a_callback_length<0>(), "length .* is 0 or more than the buffer holds");
+  EXPECT_DEATH(claim_with_a_callback_length<9>(), "length .* is 0 or more than the buffer holds");
 }
 
 TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {

@@ -117,10 +117,10 @@
 // it), without giving up: it had a turn since it started, so what it
 // interrupted holds nothing (between tries it leaves its critical section
 // and waits for a biased turn there, so that a holder preempted on its
-// core, or a handler inside that turn, can run). The price, hosted only: a handler that
-// interrupts its own thread inside claim, free or a dropper's turn, on a
-// buffer that must drop to fit it, fails to allocate instead of being held
-// off until that turn is done.
+// core, or a handler inside that turn, can run). The price, hosted only:
+// a handler that interrupts its own thread inside claim, free or a
+// dropper's turn, on a buffer that must drop to fit it, fails to allocate
+// instead of being held off until that turn is done.
 //
 // The consumer's biased turn. Droppers are rare (a full buffer), the
 // consumer's turns are not: so the consumer's turn skips the lock while
@@ -157,8 +157,8 @@
 // and its words re-enter the stream as a future skip (its own header becomes
 // one when it is freed), so it is never overwritten and never delivered
 // twice: a claim that reaches it still claimed passes it, and it joins the
-// claimed packets behind tmp_rd_idx. Stepping is bounded to one lap per allocation (no endless loop
-// on a claimed packet met twice).
+// claimed packets behind tmp_rd_idx. Stepping is bounded to one lap per
+// allocation (no endless loop on a claimed packet met twice).
 #pragma once
 
 #include <cstddef>
@@ -418,6 +418,7 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
   // The same, given the packet's first word as the caller just read it.
   std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
+  std::uint32_t checked_length(std::uint32_t n) const noexcept;  // length_of's check
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
   void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
