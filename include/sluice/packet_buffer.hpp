@@ -165,8 +165,19 @@ class allocated_packet {
 
  private:
   friend class packet_buffer;
+  friend class alloc_awaiter;
   allocated_packet(detail::pbuf_core* core, detail::pbuf_span span) noexcept
       : core_(core), span_(span) {}
+  // The packet just reserved at `span`: in the default layout its header
+  // word gets the length now.
+  static allocated_packet reserved(detail::pbuf_core* core, detail::pbuf_span span) noexcept {
+    if (core->words == nullptr) {
+      // Relaxed: the producer's own word until commit.
+      detail::atomic_ref<std::uint32_t>(*span.words)
+          .store(span.size << detail::pbuf_hdr_bits, std::memory_order_relaxed);
+    }
+    return allocated_packet(core, span);
+  }
   detail::pbuf_core* core_;
   detail::pbuf_span span_;
 };
@@ -282,6 +293,81 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
   bool listed_ = false;
 };
 
+// `co_await pb.alloc_async(words)`: suspends a producer task until the
+// packet fits, and resumes with it; with too_large at once for a request
+// that never fits. It waits as alloc_until does: it drops nothing, with
+// drop_oldest too, and the consumer's free (or its passing of padding at
+// the front) wakes it ([PB4] in src/packet_buffer.cpp: a free pays the light
+// side of the port's asymmetric fence and a load of the waiter word; the
+// heavy side is paid here, before the task suspends). Tasks only, like
+// alloc_until: never an interrupt or signal handler.
+class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
+ public:
+  alloc_awaiter(detail::pbuf_core& core, std::uint32_t words) noexcept
+      : core_(core), words_(words) {}
+  alloc_awaiter(const alloc_awaiter&) = delete;
+  alloc_awaiter& operator=(const alloc_awaiter&) = delete;
+  // Ready is final (poll.hpp): a packet reserved by a ready poll leaves
+  // only through await_resume. An awaiter destroyed holding one means its
+  // driver broke that rule; debug builds report it, and a release build
+  // abandons the words, so that they do not hold back every later packet.
+  ~alloc_awaiter() {
+    SLUICE_ASSERT(
+        span_.words == nullptr,
+        "an alloc awaiter was destroyed holding an allocated packet, after a ready poll and "
+        "before await_resume (a driver destroyed a coroutine whose poll hook said ready)");
+    if (span_.words != nullptr) core_.abandon(span_.words, span_.size);
+    withdraw(true);
+  }
+
+  bool try_complete() noexcept {
+    SLUICE_ASSERT(status_ == detail::pbuf_status::no_room,
+                  "an alloc awaiter was polled again after a ready poll");
+    detail::pbuf_span span;
+    const detail::pbuf_status status = core_.try_alloc_without_drop(words_, span);
+    if (status == detail::pbuf_status::no_room) return false;
+    status_ = status;  // ok or too_large: a waiting allocation has no deadline
+    span_ = span;
+    return true;
+  }
+
+  poll_status poll(const waker& w) noexcept {
+    // Woken (or polled for nothing): off the list first. A notification
+    // taken here was for us; nobody else needs it.
+    withdraw(false);
+    if (try_complete()) return poll_status::ready;
+    core_.space_waiters.enqueue(node_, w.clone());
+    listed_ = true;
+    detail::pbuf_core::wait_fence();  // [PB4]: before the re-check
+    if (!try_complete()) return poll_status::pending;
+    // Room without a wake: a notification that reached us meanwhile may
+    // be another waiter's due; pass it on, as alloc_until does.
+    withdraw(true);
+    return poll_status::ready;
+  }
+
+  [[nodiscard]] result<allocated_packet, alloc_error> await_resume() noexcept {
+    if (status_ == detail::pbuf_status::too_large) return alloc_error::too_large;
+    SLUICE_ASSERT(span_.words != nullptr, "alloc awaiter: await_resume before a ready poll");
+    return allocated_packet::reserved(&core_, std::exchange(span_, {}));
+  }
+
+ private:
+  // Off the producers' waiter list, if on it; with `pass_on`, a
+  // notification already taken goes to the next waiter.
+  [[gnu::noinline]] void withdraw(bool pass_on) noexcept {
+    if (listed_ && !core_.space_waiters.cancel(node_) && pass_on) core_.space_waiters.notify_one();
+    listed_ = false;
+  }
+
+  detail::pbuf_core& core_;
+  detail::waiter node_;
+  detail::pbuf_span span_;
+  std::uint32_t words_;
+  detail::pbuf_status status_ = detail::pbuf_status::no_room;  // no_room: not done yet
+  bool listed_ = false;
+};
+
 class packet_buffer {
  public:
   explicit packet_buffer(const packet_buffer_config& config) noexcept
@@ -308,6 +394,12 @@ class packet_buffer {
   [[nodiscard]] result<allocated_packet, alloc_error> alloc_for(std::uint32_t words,
                                                                 duration timeout) noexcept {
     return alloc_until(words, deadline_after(timeout));
+  }
+  // In a task: waits for room as alloc_until does, without a deadline (a
+  // task that stops waiting drops the awaiter: it leaves the waiter list).
+  // Errors: too_large only.
+  [[nodiscard]] alloc_awaiter alloc_async(std::uint32_t words) noexcept {
+    return alloc_awaiter(core_, words);
   }
 
   // Short puts: copy and publish in one step; never wait; false when there
@@ -416,13 +508,7 @@ class packet_buffer {
       case detail::pbuf_status::timeout:
         return alloc_error::timeout;
     }
-    if (core_.words == nullptr) {
-      // Default layout: the length lives in the header word. Relaxed: the
-      // producer's own word until commit.
-      detail::atomic_ref<std::uint32_t>(*span.words)
-          .store(span.size << detail::pbuf_hdr_bits, std::memory_order_relaxed);
-    }
-    return allocated_packet(&core_, span);
+    return allocated_packet::reserved(&core_, span);
   }
 
   detail::pbuf_core core_;

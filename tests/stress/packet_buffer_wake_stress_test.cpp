@@ -9,7 +9,10 @@
 //   - room: two producers block in alloc_until(forever) on a buffer that
 //     holds two packets while the consumer frees one packet at a time (with
 //     drop_oldest too: a waiting allocation drops nothing, it waits for the
-//     free as without).
+//     free as without);
+//   - tasks: the same with producer tasks in alloc_async and the consumer
+//     task in claim_async, on an executor, one producer cancelled again and
+//     again.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,7 +23,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sluice/executor.hpp>
+#include <sluice/join_handle.hpp>
 #include <sluice/packet_buffer.hpp>
+#include <sluice/task.hpp>
 
 namespace {
 
@@ -154,6 +160,131 @@ void room(sluice::overflow_policy policy) {
   EXPECT_EQ(next[0] + next[1], producers * packets);
   EXPECT_EQ(pb.counters().claimed, producers * packets);
   EXPECT_EQ(pb.counters().dropped, 0u);
+}
+
+// Tasks on a 2-worker executor: three producer tasks wait for room in
+// alloc_async on a buffer that holds two packets, the consumer task waits
+// for each packet in claim_async, and a fourth producer is cancelled over
+// and over, wherever it is (mostly waiting for room: its awaiter must leave
+// the waiter list, and pass on a wake it took). Every committed packet is
+// claimed once, in order per producer; nothing is dropped.
+constexpr std::uint32_t task_producers = 3;
+constexpr std::uint32_t pest = task_producers;  // the cancelled one's id
+constexpr std::uint32_t sentinel = 99;          // the last packet, from the test thread
+
+struct task_counts {
+  std::atomic<std::uint32_t> committed[task_producers + 1] = {};
+  std::atomic<std::uint32_t> failed{0};
+  std::atomic<std::uint32_t> out_of_order{0};
+  std::uint32_t received[task_producers + 1] = {};  // the consumer task's
+};
+
+sluice::task<void> produce(sluice::packet_buffer& pb, task_counts& counts, std::uint32_t pid,
+                           std::uint32_t count) {
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto a = co_await pb.alloc_async(4);
+    if (!a) {
+      counts.failed.fetch_add(1);
+      co_return;
+    }
+    // Relaxed: only this producer (one task at a time for the pest) counts
+    // its packets; the join orders the final read.
+    const std::uint32_t seq = counts.committed[pid].load(std::memory_order_relaxed);
+    a->payload()[0] = pid;
+    a->payload()[1] = seq;
+    a->payload()[2] = ~seq;
+    std::move(*a).commit();
+    counts.committed[pid].store(seq + 1, std::memory_order_relaxed);
+  }
+}
+
+sluice::task<void> consume(sluice::packet_buffer& pb, task_counts& counts,
+                           std::atomic<std::uint32_t>& progress) {
+  for (;;) {
+    sluice::claimed_packet c = co_await pb.claim_async();
+    const std::uint32_t pid = c.payload()[0];
+    if (pid == sentinel) co_return;
+    if (c.size() != 4 || pid > pest || c.payload()[1] != counts.received[pid] ||
+        c.payload()[2] != ~c.payload()[1]) {
+      counts.out_of_order.fetch_add(1);
+      co_return;
+    }
+    ++counts.received[pid];
+    progress.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void tasks_room(sluice::overflow_policy policy) {
+  std::vector<std::uint32_t> storage(8);
+  sluice::packet_buffer pb({.storage = storage.data(), .size_words = 8, .policy = policy});
+  watchdog dog("packet_buffer tasks", 20s);
+  task_counts counts;
+  std::uint32_t cancels = 0;
+  {
+    sluice::executor ex{{.workers = 2}};
+    const auto spawn = [&ex](sluice::task<void> t) {
+      auto h = ex.spawn(std::move(t));
+      EXPECT_TRUE(h.has_value());
+      return h ? std::move(h).value() : sluice::join_handle<void>{};
+    };
+    auto consumer = spawn(consume(pb, counts, dog.progress));
+    std::vector<sluice::join_handle<void>> producers;
+    for (std::uint32_t pid = 0; pid < task_producers; ++pid)
+      producers.push_back(spawn(produce(pb, counts, pid, packets)));
+    const auto producers_done = [&] {
+      for (auto& h : producers)
+        if (!h.is_finished()) return false;
+      return true;
+    };
+    // Until the others are done, and at least 8 pests were cancelled (a
+    // pest alone still waits: the buffer holds two packets).
+    for (std::uint32_t tries = 0;
+         (!producers_done() || (cancels < 8 && tries < 10'000)) && counts.out_of_order.load() == 0;
+         ++tries) {
+      auto h = spawn(produce(pb, counts, pest, packets));
+      std::this_thread::sleep_for(std::chrono::microseconds(20 + tries % 7 * 30));
+      (void)h.cancel();
+      // One pest at a time: its count has one writer.
+      if (!h.join()) ++cancels;
+    }
+    for (auto& h : producers)
+      (void)h.join();
+    // From this thread: the consumer task ends at it.
+    if (counts.out_of_order.load() == 0) {
+      auto last = pb.alloc_until(4, sluice::time_point::max());
+      EXPECT_TRUE(last);
+      if (last) {
+        last->payload()[0] = sentinel;
+        std::move(*last).commit();
+      }
+      (void)consumer.join();
+    } else {
+      (void)consumer.cancel();
+      (void)consumer.join();
+    }
+  }
+  EXPECT_EQ(counts.failed.load(), 0u);
+  EXPECT_EQ(counts.out_of_order.load(), 0u);
+  std::uint32_t total = 0;
+  for (std::uint32_t pid = 0; pid <= pest; ++pid) {
+    EXPECT_EQ(counts.received[pid], counts.committed[pid].load()) << "producer " << pid;
+    total += counts.committed[pid].load();
+  }
+  for (std::uint32_t pid = 0; pid < task_producers; ++pid)
+    EXPECT_EQ(counts.committed[pid].load(), packets) << "producer " << pid;
+  EXPECT_EQ(pb.counters().claimed, total + 1);  // and the sentinel
+  EXPECT_EQ(pb.counters().dropped, 0u);
+  EXPECT_GE(cancels, 8u) << "pests cancelled before they finished";
+  std::printf(
+      "packet_buffer tasks: %u packets claimed, %u from the cancelled producer, %u cancels\n",
+      total, counts.committed[pest].load(), cancels);
+}
+
+TEST(PacketBufferWakeStress, FreeWakesProducerTasksSomeCancelled) {
+  tasks_room(sluice::overflow_policy::reject_new);
+}
+TEST(PacketBufferWakeStress, FreeWakesProducerTasksSomeCancelledWithOverwrite) {
+  tasks_room(sluice::overflow_policy::drop_oldest);
 }
 
 TEST(PacketBufferWakeStress, CommitWakesBlockedConsumer) {

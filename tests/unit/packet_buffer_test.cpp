@@ -417,6 +417,74 @@ TEST_P(PacketBufferTest, ConsumerTaskIsWokenByCommit) {
   producer.join();
 }
 
+// A producer task waits for room and is woken by the consumer's free; with
+// drop_oldest too, a waiting allocation drops nothing.
+TEST_P(PacketBufferTest, ProducerTaskIsWokenByFreeAndDropsNothing) {
+  const std::uint32_t n = GetParam().size;
+  put(n / 2, 1);
+  put(n - n / 2, 2);  // full
+  auto producer = [&]() -> sluice::test::task<std::uint32_t> {
+    auto a = co_await pb.alloc_async(n / 2);
+    if (!a) co_return 0;
+    const std::uint32_t words = a->size();
+    a->payload()[0] = 3;
+    std::move(*a).commit();
+    co_return words;
+  };
+  sluice::test::abort_watchdog dog(30s, "a producer task waiting for the free");
+  std::atomic<bool> freed{false};
+  std::thread consumer([&] {
+    std::this_thread::sleep_for(10ms);
+    freed = true;
+    EXPECT_EQ(take(), 1);  // frees the first packet: room for the task's
+  });
+  EXPECT_EQ(sluice::test::block_on(producer()), n / 2);
+  consumer.join();
+  EXPECT_TRUE(freed.load()) << "the task allocated before the free";
+  EXPECT_EQ(take(), 2);
+  EXPECT_EQ(take(), 3);
+  EXPECT_EQ(take(), -1);
+  EXPECT_TRUE(drops.packets.empty());
+  EXPECT_EQ(pb.counters().dropped, 0u);
+}
+
+// Room now: no suspension; too large: the error at once, in either policy.
+TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
+  const std::uint32_t n = GetParam().size;
+  auto producer = [&](std::uint32_t words) -> sluice::test::task<int> {
+    auto a = co_await pb.alloc_async(words);
+    if (!a) co_return a.error() == alloc_error::too_large ? -1 : -2;
+    a->payload()[0] = 7;
+    std::move(*a).commit();
+    co_return static_cast<int>(words);
+  };
+  EXPECT_EQ(sluice::test::block_on(producer(0)), -1);
+  EXPECT_EQ(sluice::test::block_on(producer(n + 1)), -1);
+  EXPECT_EQ(sluice::test::block_on(producer(n)), static_cast<int>(n));  // the whole buffer
+  auto c = pb.try_claim();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.size(), n);
+  EXPECT_EQ(c.payload()[0], 7u);
+}
+
+// An awaiter dropped while it waits leaves the waiter list: the free that
+// follows wakes nobody (a node left listed would be a dead one, which the
+// sanitizers name), and the room stays for the next producer.
+TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
+  const std::uint32_t n = GetParam().size;
+  put(n, 1);  // full
+  sluice::waker w = sluice::port::current_parker().make_waker();
+  {
+    auto awaiter = pb.alloc_async(1);
+    EXPECT_FALSE(awaiter.await_ready());
+    EXPECT_EQ(awaiter.poll(w), sluice::poll_status::pending);
+  }
+  EXPECT_EQ(take(), 1);
+  auto a = pb.try_alloc(n);
+  EXPECT_TRUE(a) << "the dropped awaiter took no words";
+  if (a) std::move(*a).abandon();
+}
+
 TEST_P(PacketBufferTest, BlockingClaimIsWokenByCommit) {
   std::thread producer([&] {
     std::this_thread::sleep_for(10ms);
@@ -637,6 +705,46 @@ void claim_ready_then_destroy() {
   sluice::waker w = sluice::port::current_parker().make_waker();
   auto awaiter = pb.claim_async();
   if (awaiter.poll(w) != sluice::poll_status::ready) std::abort();
+}
+
+// The same for an alloc awaiter: the packet it reserved must not vanish
+// (a release build abandons it, so that it holds nothing back).
+void alloc_ready_then_destroy() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  sluice::waker w = sluice::port::current_parker().make_waker();
+  auto awaiter = pb.alloc_async(2);
+  if (awaiter.poll(w) != sluice::poll_status::ready) std::abort();
+}
+
+TEST(PacketBufferDeathTest, AllocAwaiterDestroyedAfterAReadyPollIsReported) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(alloc_ready_then_destroy(),
+               "alloc awaiter was destroyed holding an allocated packet");
+}
+
+// Release builds: the words of a packet reserved by a ready poll whose
+// awaiter was then destroyed become padding, and hold nothing back.
+TEST(PacketBufferAsync, AnAllocAwaiterDestroyedAfterAReadyPollGivesItsWordsBackInRelease) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  std::uint32_t words[8];
+  sluice::packet_buffer pb({.storage = words, .size_words = 8});
+  sluice::waker w = sluice::port::current_parker().make_waker();
+  {
+    auto awaiter = pb.alloc_async(3);
+    ASSERT_EQ(awaiter.poll(w), sluice::poll_status::ready);
+  }
+  ASSERT_TRUE(pb.put_word(pb.default_header(1)));
+  auto c = pb.try_claim();
+  ASSERT_TRUE(c) << "the abandoned words held back the packet after them";
+  EXPECT_EQ(c.size(), 1u);
+  c.reset();
+  EXPECT_EQ(pb.approx_used_words(), 0u);
 }
 
 TEST(PacketBufferDeathTest, ClaimAwaiterDestroyedAfterAReadyPollIsReported) {

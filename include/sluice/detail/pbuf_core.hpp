@@ -355,6 +355,11 @@ struct alignas(cache_line) pbuf_core {
   // Requires: thread context, outside any critical section.
   [[nodiscard]] pbuf_status alloc_until(std::uint32_t n, time_point deadline,
                                         pbuf_span& out) noexcept;
+  // One try of a waiting allocation (alloc_until's, or a producer task's):
+  // never waits, and drops nothing in either policy (no_room instead).
+  [[nodiscard]] pbuf_status try_alloc_without_drop(std::uint32_t n, pbuf_span& out) noexcept {
+    return reserve(n, out, false);
+  }
   // Publishes the packet whose first word is `packet` (E2).
   void commit(std::uint32_t* packet) noexcept;
   // Turns an allocated, uncommitted packet of `n` words into padding (E5).
