@@ -737,7 +737,10 @@ pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out, bool may_drop) n
   // (One unsigned test: 0 - 1 is above every size.)
   if (n - 1 >= size) return pbuf_status::too_large;
   if (speed_over_size && reserve_fast(n, out)) return pbuf_status::ok;
-  return overwrite() ? reserve_overwrite(n, out, may_drop) : reserve_lock_free(n, out);
+  const pbuf_status status =
+      overwrite() ? reserve_overwrite(n, out, may_drop) : reserve_lock_free(n, out);
+  if (status == pbuf_status::no_room) SLUICE_PBUF_HOOK(room_refused);
+  return status;
 }
 
 pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_span& out) noexcept {

@@ -323,6 +323,9 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
   bool try_complete() noexcept {
     SLUICE_ASSERT(status_ == detail::pbuf_status::no_room,
                   "an alloc awaiter was polled again after a ready poll");
+    // A release build keeps what it has rather than reserve a second
+    // packet, which nobody would ever end.
+    if (status_ != detail::pbuf_status::no_room) return true;
     detail::pbuf_span span;
     const detail::pbuf_status status = core_.try_alloc_without_drop(words_, span);
     if (status == detail::pbuf_status::no_room) return false;

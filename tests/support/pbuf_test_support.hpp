@@ -1,12 +1,14 @@
 // Shared by the packet buffer's unit and hook tests.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+#include <sluice/waker.hpp>
 
 namespace sluice::test {
 
@@ -63,6 +65,23 @@ inline std::uint32_t length_in_user_bits(const std::uint32_t* packet) noexcept {
   return detail::atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
              .load(std::memory_order_relaxed) >>
          detail::pbuf_hdr_bits;
+}
+
+// A waker that counts its wakes in `wakes` (which must outlive it and its
+// clones).
+inline waker counting_waker(std::atomic<int>& wakes) {
+  static constexpr waker_vtable vtable{
+      [](const void* d) noexcept {
+        return raw_waker{d, &vtable};
+      },
+      [](const void* d) noexcept {
+        static_cast<std::atomic<int>*>(const_cast<void*>(d))->fetch_add(1);
+      },
+      [](const void* d) noexcept {
+        static_cast<std::atomic<int>*>(const_cast<void*>(d))->fetch_add(1);
+      },
+      [](const void*) noexcept {}};
+  return waker::from_raw({&wakes, &vtable});
 }
 
 }  // namespace sluice::test

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -458,6 +459,15 @@ TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
     std::move(*a).commit();
     co_return static_cast<int>(words);
   };
+  for (const std::uint32_t words : {0u, n + 1, n}) {
+    auto awaiter = pb.alloc_async(words);
+    EXPECT_TRUE(awaiter.await_ready()) << words << " words: no suspension";
+    auto a = awaiter.await_resume();
+    EXPECT_EQ(static_cast<bool>(a), words == n) << words << " words";
+    if (a) std::move(*a).abandon();
+  }
+  EXPECT_FALSE(pb.try_claim());  // passes the abandoned words: empty again
+  sluice::test::abort_watchdog dog(30s, "a producer task that must not wait");
   EXPECT_EQ(sluice::test::block_on(producer(0)), -1);
   EXPECT_EQ(sluice::test::block_on(producer(n + 1)), -1);
   EXPECT_EQ(sluice::test::block_on(producer(n)), static_cast<int>(n));  // the whole buffer
@@ -724,6 +734,40 @@ TEST(PacketBufferDeathTest, AllocAwaiterDestroyedAfterAReadyPollIsReported) {
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   EXPECT_DEATH(alloc_ready_then_destroy(),
                "alloc awaiter was destroyed holding an allocated packet");
+}
+
+// Two producer awaiters listed; one takes a wake and is dropped without
+// using it: the wake goes on to the other. One dropped without a wake
+// wakes nobody.
+TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
+  std::uint32_t words[8];
+  sluice::detail::pbuf_core core({.buffer = words, .size = 8});
+  (void)sluice::test::put_with_length(core, 8);  // full
+  std::atomic<int> wakes[2] = {0, 0};
+  std::optional<sluice::alloc_awaiter> awaiters[2];
+  for (int i = 0; i < 2; ++i) {
+    awaiters[i].emplace(core, 2);
+    ASSERT_EQ(awaiters[i]->poll(sluice::test::counting_waker(wakes[i])),
+              sluice::poll_status::pending);
+  }
+  core.space_waiters.notify_one();
+  ASSERT_EQ(wakes[0].load() + wakes[1].load(), 1);
+  const int woken = wakes[0].load() == 1 ? 0 : 1;
+  awaiters[woken].reset();  // never used its wake
+  EXPECT_EQ(wakes[1 - woken].load(), 1) << "the wake was not passed on";
+  awaiters[1 - woken].reset();  // woken itself: passes on to nobody
+  EXPECT_EQ(wakes[woken].load(), 1);
+
+  std::atomic<int> quiet[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    awaiters[i].emplace(core, 2);
+    ASSERT_EQ(awaiters[i]->poll(sluice::test::counting_waker(quiet[i])),
+              sluice::poll_status::pending);
+  }
+  awaiters[0].reset();  // listed, never woken
+  EXPECT_EQ(quiet[1].load(), 0) << "a drop without a wake woke another";
+  awaiters[1].reset();
+  EXPECT_EQ(quiet[0].load() + quiet[1].load(), 0);
 }
 
 // Release builds: the words of a packet reserved by a ready poll whose

@@ -258,6 +258,7 @@ enum class pbuf_hook : std::uint8_t {
   used_looked,          // used_words looked at rd_idx, not yet at tmp_wr_idx
   turn_awaited,         // end_bias: the lock held, the consumer seen in its turn; waits next
   lock_awaited,         // lock_as: the lock seen held by another; waits next (or gives up)
+  room_refused,         // reserve: no room (nothing held); the caller decides next
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).

@@ -1,0 +1,65 @@
+// A producer task's alloc_async: room that appears between its first try
+// and its listing on the producers' waiter list. The free that makes it
+// finds nobody listed and wakes nobody, so only the re-check after the
+// wait fence ([PB4] in src/packet_buffer.cpp) can see it. Held at
+// room_refused, the first try's refusal, where this thread frees the
+// consumer's packet itself.
+#include <atomic>
+#include <cstdint>
+
+#include <gtest/gtest.h>
+
+#include <sluice/detail/pbuf_core.hpp>
+#include <sluice/packet_buffer.hpp>
+
+#include "hooks.hpp"
+#include "pbuf_test_support.hpp"
+
+namespace {
+
+using sluice::detail::pbuf_core;
+using sluice::detail::pbuf_hook;
+using sluice::detail::pbuf_span;
+
+std::atomic<pbuf_core*> core_to_free{nullptr};
+std::atomic<const std::uint32_t*> packet_to_free{nullptr};
+
+void free_at_the_first_refusal(pbuf_hook point) {
+  if (point != pbuf_hook::room_refused) return;
+  if (const std::uint32_t* packet = packet_to_free.exchange(nullptr))
+    core_to_free.load()->free(packet);
+}
+
+class AsyncRoom : public ::testing::TestWithParam<bool> {};  // with overwrite?
+
+TEST_P(AsyncRoom, TheRecheckSeesRoomFreedBeforeTheTaskIsListed) {
+  std::uint32_t words[8];
+  pbuf_core core(
+      {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
+  (void)sluice::test::put_with_length(core, 4);
+  (void)sluice::test::put_with_length(core, 4);  // full
+  const pbuf_span held = core.try_claim();
+  ASSERT_NE(held.words, nullptr);
+  core_to_free.store(&core);
+  packet_to_free.store(held.words);
+  observe_hook.store(&free_at_the_first_refusal);
+  std::atomic<int> wakes{0};
+  sluice::alloc_awaiter awaiter(core, 4);
+  const sluice::poll_status status = awaiter.poll(sluice::test::counting_waker(wakes));
+  observe_hook.store(nullptr);
+  EXPECT_EQ(packet_to_free.load(), nullptr) << "no refusal: the first try found room";
+  EXPECT_EQ(status, sluice::poll_status::ready)
+      << "the room freed before the listing was missed: nobody would wake the task";
+  EXPECT_EQ(wakes.load(), 0);
+  if (status == sluice::poll_status::ready) {
+    auto a = awaiter.await_resume();
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->words(), held.words);
+    std::move(*a).abandon();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, AsyncRoom, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Overwrite" : "NoOverwrite"; });
+
+}  // namespace
