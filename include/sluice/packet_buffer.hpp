@@ -398,9 +398,10 @@ class packet_buffer {
                                                                 duration timeout) noexcept {
     return alloc_until(words, deadline_after(timeout));
   }
-  // In a task: waits for room as alloc_until does, without a deadline (a
-  // task that stops waiting drops the awaiter: it leaves the waiter list).
-  // Errors: too_large only.
+  // In a task: waits for room as alloc_until does, without a deadline of
+  // its own (co_await sluice::with_timeout(d, pb.alloc_async(n)), sleep.hpp,
+  // gives it one; a task that stops waiting drops the awaiter, which leaves
+  // the waiter list). Errors: too_large only.
   [[nodiscard]] alloc_awaiter alloc_async(std::uint32_t words) noexcept {
     return alloc_awaiter(core_, words);
   }

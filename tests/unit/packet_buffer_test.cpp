@@ -16,7 +16,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sluice/executor.hpp>
 #include <sluice/packet_buffer.hpp>
+#include <sluice/sleep.hpp>
+#include <sluice/task.hpp>
 #include <test_driver.hpp>
 
 #include "executor_test_support.hpp"
@@ -768,6 +771,62 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   EXPECT_EQ(quiet[1].load(), 0) << "a drop without a wake woke another";
   awaiters[1].reset();
   EXPECT_EQ(quiet[0].load() + quiet[1].load(), 0);
+}
+
+// A task's allocation and claim under with_timeout (sleep.hpp): the words
+// it got (committed), or -1 on timeout, -2 too large.
+sluice::task<int> alloc_within(sluice::packet_buffer& pb, std::uint32_t words, sluice::duration d) {
+  auto r = co_await sluice::with_timeout(d, pb.alloc_async(words));
+  if (!r) co_return -1;
+  if (!*r) co_return -2;
+  const int got = static_cast<int>((*r)->size());
+  (*r)->payload()[0] = static_cast<std::uint32_t>(got);
+  std::move(**r).commit();
+  co_return got;
+}
+// The claimed packet's first payload word, or -1 on timeout.
+sluice::task<int> claim_within(sluice::packet_buffer& pb, sluice::duration d) {
+  auto r = co_await sluice::with_timeout(d, pb.claim_async());
+  if (!r) co_return -1;
+  co_return static_cast<int>(r->payload()[0]);
+}
+
+// On a real executor: the timeout wins over a full (or empty) buffer and
+// takes nothing; the free (or commit) wins over a long timeout. With
+// drop_oldest too: a waiting allocation drops nothing.
+TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
+  sluice::test::abort_watchdog dog(60s, "packet buffer timeouts in tasks");
+  for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+    std::uint32_t words[8];
+    sluice::packet_buffer pb({.storage = words, .size_words = 8, .policy = policy});
+    sluice::executor ex{{.workers = 2}};
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10ms)), -1);  // nothing committed
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 9, 10s)), -2);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 4, 10s)), 4);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 3, 10s)), 3);    // 7 of 8 words used
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 2, 10ms)), -1);  // the timeout wins
+    std::thread consumer([&] {
+      std::this_thread::sleep_for(10ms);
+      auto c = pb.try_claim();  // frees the first packet: room for the next
+      EXPECT_TRUE(c);
+      if (c) {
+        EXPECT_EQ(c.payload()[0], 4u);
+      }
+    });
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 2, 10s)), 2);  // the free wins
+    consumer.join();
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 3);
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 2);
+    std::thread producer([&] {
+      std::this_thread::sleep_for(10ms);
+      const std::uint32_t packet[2] = {sluice::packet_buffer::default_header(2), 5};
+      EXPECT_TRUE(pb.put_data(packet, 2));
+    });
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 5);  // the commit wins
+    producer.join();
+    EXPECT_EQ(pb.counters().claimed, 4u);
+    EXPECT_EQ(pb.counters().dropped, 0u);
+  }
 }
 
 // Release builds: the words of a packet reserved by a ready poll whose
