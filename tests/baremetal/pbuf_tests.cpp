@@ -1,11 +1,15 @@
 // The packet buffer on bare metal: alloc/commit/claim/free, wrap-around,
-// both overflow policies with exact drop counts, and three producer cores
-// feeding one consumer.
+// both overflow policies with exact drop counts, three producer cores
+// feeding one consumer, and producer and consumer tasks on the executor
+// waiting in alloc_async and claim_async.
 #include <cstdint>
 #include <utility>
 
 #include <sluice/detail/atomic.hpp>
+#include <sluice/executor.hpp>
+#include <sluice/frame_pool.hpp>
 #include <sluice/packet_buffer.hpp>
+#include <sluice/task.hpp>
 
 #include "runner.hpp"
 
@@ -161,6 +165,112 @@ TEST_CASE(pbuf_three_producer_cores_one_consumer_exact) {
   for (unsigned c = 1; c < 4; ++c)
     CHECK_EQ(s.claimed[c], mpsc_packets);
   CHECK(!s.pb.try_claim());
+}
+
+// Tasks on the executor (workers on cores 1 to 3, core 0 joins): three
+// producer tasks wait in alloc_async on a buffer that holds two packets,
+// one consumer task waits in claim_async for each; in both policies every
+// packet is claimed once, in order per producer, and none is dropped.
+constexpr std::uint32_t async_packets = 400;  // per producer
+constexpr std::uint32_t async_max_tasks = 8;
+constexpr std::size_t async_frame_block = 512;
+
+struct async_state {
+  alignas(sluice::frame_pool::block_alignment)
+      std::byte storage[sluice::frame_pool::storage_for(async_frame_block, 2 * async_max_tasks)];
+  sluice::frame_pool pool{storage, sizeof storage, async_frame_block};
+  sluice::run_queue_slot queue[async_max_tasks];
+  std::uint32_t words[8];
+  sluice::packet_buffer* pb = nullptr;
+  sluice::executor* ex = nullptr;
+  std::uint32_t received[3] = {};  // the consumer task's
+  std::uint32_t wrong = 0;         // the consumer task's
+  atomic<std::uint32_t> failed{0};
+};
+
+sluice::task<std::uint32_t> async_producer(sluice::frame_pool&, async_state& s, std::uint32_t pid) {
+  for (std::uint32_t seq = 0; seq < async_packets; ++seq) {
+    auto a = co_await s.pb->alloc_async(4);
+    if (!a) {
+      s.failed.fetch_add(1, std::memory_order_relaxed);  // read after the joins
+      co_return seq;
+    }
+    a->payload()[0] = pid;
+    a->payload()[1] = seq;
+    a->payload()[2] = ~seq;
+    std::move(*a).commit();
+  }
+  co_return async_packets;
+}
+
+sluice::task<std::uint32_t> async_consumer(sluice::frame_pool&, async_state& s) {
+  std::uint32_t total = 0;
+  while (total != 3 * async_packets) {
+    sluice::claimed_packet c = co_await s.pb->claim_async();
+    const std::uint32_t pid = c.payload()[0];
+    if (c.size() != 4 || pid > 2 || c.payload()[1] != s.received[pid] ||
+        c.payload()[2] != ~c.payload()[1]) {
+      ++s.wrong;
+      co_return total;
+    }
+    ++s.received[pid];
+    ++total;
+  }
+  co_return total;
+}
+
+void async_core(unsigned core, void* context) noexcept {
+  auto& s = *static_cast<async_state*>(context);
+  if (core != 0) {
+    s.ex->run_worker();  // returns at shutdown
+    return;
+  }
+  auto consumer = s.ex->spawn(async_consumer(s.pool, s));
+  CHECK(consumer.has_value());
+  sluice::join_handle<std::uint32_t> producers[3];
+  for (std::uint32_t pid = 0; pid < 3; ++pid) {
+    auto h = s.ex->spawn(async_producer(s.pool, s, pid));
+    if (CHECK(h.has_value())) producers[pid] = std::move(*h);
+  }
+  for (auto& h : producers) {
+    if (!h.valid()) continue;
+    sluice::join_result<std::uint32_t> r = h.join();  // blocks core 0
+    CHECK(r.has_value() && *std::move(r) == async_packets);
+  }
+  if (consumer) {
+    sluice::join_result<std::uint32_t> r = consumer->join();
+    CHECK(r.has_value() && *std::move(r) == 3 * async_packets);
+  }
+  s.ex->shutdown();  // the workers return
+}
+
+void async_run(sluice::overflow_policy policy) {
+  static async_state states[2];  // one each: a state holds its pool, and so cannot be reset
+  async_state& s = states[policy == sluice::overflow_policy::drop_oldest ? 1 : 0];
+  sluice::packet_buffer pb({.storage = s.words, .size_words = 8, .policy = policy});
+  sluice::executor ex{{.max_tasks = async_max_tasks,
+                       .pool = &s.pool,
+                       .threads = sluice::worker_threads::none,
+                       .run_queue = s.queue}};
+  s.pb = &pb;
+  s.ex = &ex;
+  runner::on_all_cores(&async_core, &s);
+  CHECK_EQ(s.failed.load(std::memory_order_relaxed), 0u);
+  CHECK_EQ(s.wrong, 0u);
+  for (std::uint32_t pid = 0; pid < 3; ++pid)
+    CHECK_EQ(s.received[pid], async_packets);
+  CHECK_EQ(pb.counters().claimed, 3 * async_packets);
+  CHECK_EQ(pb.counters().dropped, 0u);
+  CHECK(!pb.try_claim());
+  CHECK_EQ(ex.approx_live_tasks(), 0u);
+  CHECK_EQ(s.pool.approx_in_use(), 0u);
+}
+
+TEST_CASE(pbuf_async_producer_and_consumer_tasks_on_4_cores) {
+  async_run(sluice::overflow_policy::reject_new);
+}
+TEST_CASE(pbuf_async_producer_and_consumer_tasks_on_4_cores_overwrite) {
+  async_run(sluice::overflow_policy::drop_oldest);
 }
 
 }  // namespace
