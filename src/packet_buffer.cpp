@@ -93,7 +93,7 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 // Nothing to yield to: a lock holder on another core keeps running.
 [[gnu::weak]] void yield_core() noexcept {}
 
-#if !__STDC_HOSTED__
+#if !__STDC_HOSTED__ || defined(SLUICE_TEST_NO_CONTEXT_TOKENS)
 // No token: droppers mask around their turn with the overwrite lock.
 [[gnu::weak]] std::uint32_t context_token() noexcept {
   return 0;
@@ -712,6 +712,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
         // there by a handler that waits for the lock. Wait for the turn
         // here, without the lock, so that such a handler can take it, give
         // up and return. Relaxed: a hint; end_bias decides.
+        SLUICE_PBUF_HOOK(victim_awaits_turn);
         backoff spin;
         while (consumer_in.load(std::memory_order_relaxed) != 0)
           spin.snooze();

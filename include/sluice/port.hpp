@@ -112,8 +112,10 @@ void yield_core() noexcept;
 // lock (and give up) instead of masking around the lock; with 0 they mask
 // (the weak default in src/packet_buffer.cpp returns 0). Any context.
 // Hosted, the thread's id, cached in a thread_local and read inline (the
-// consumer's turn asks for it twice per packet).
-#if __STDC_HOSTED__
+// consumer's turn asks for it twice per packet). A hosted build with
+// SLUICE_TEST_NO_CONTEXT_TOKENS gets the weak default's 0 instead: the
+// tests of a port without tokens (tests/no_tokens/).
+#if __STDC_HOSTED__ && !defined(SLUICE_TEST_NO_CONTEXT_TOKENS)
 extern thread_local constinit detail::atomic<std::uint32_t> context_token_cache;
 std::uint32_t context_token_first() noexcept;  // fills the cache
 inline std::uint32_t context_token() noexcept {

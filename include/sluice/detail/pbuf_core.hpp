@@ -259,6 +259,8 @@ enum class pbuf_hook : std::uint8_t {
   turn_awaited,         // end_bias: the lock held, the consumer seen in its turn; waits next
   lock_awaited,         // lock_as: the lock seen held by another; waits next (or gives up)
   room_refused,         // reserve: no room (nothing held); the caller decides next
+  victim_awaits_turn,   // reserve_overwrite: a victim to end, a biased turn seen; waits
+                        // outside the lock (ports where droppers give up only)
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
