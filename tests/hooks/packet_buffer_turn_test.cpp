@@ -25,6 +25,7 @@
 
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
+#include "victim_turn.hpp"
 
 namespace {
 
@@ -36,16 +37,6 @@ using sluice::detail::pbuf_status;
 constexpr std::uint32_t size_words = 16;
 
 pbuf_core* core = nullptr;  // for the hook actions and the handler
-
-// A full overwrite buffer of four 4-word packets, tagged 1..4.
-void fill(pbuf_core& c) {
-  for (std::uint32_t tag = 1; tag <= 4; ++tag) {
-    pbuf_span p;
-    ASSERT_EQ(c.try_alloc(4, p), pbuf_status::ok);
-    p.words[1] = tag << 2;
-    sluice::test::commit_with_length(c, p);
-  }
-}
 
 // A producer that must drop to fit, on its own thread.
 std::thread dropper;
@@ -79,7 +70,7 @@ TEST(PacketBufferTurn, AHandlerInsideItsThreadsBiasedTurnGivesUpOnADropper) {
   pbuf_core c(
       {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
   core = &c;
-  fill(c);
+  sluice::test::fill_four_tagged(c);
   struct sigaction sa {};
   sa.sa_handler = &producing_handler;
   sigemptyset(&sa.sa_mask);
@@ -120,7 +111,7 @@ TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
   pbuf_core c(
       {.buffer = storage, .size = size_words, .flags = sluice::detail::pbuf_flag_overwrite});
   core = &c;
-  fill(c);
+  sluice::test::fill_four_tagged(c);
   observer_done.store(false);
   observer_waits.store(false);
   // Only the observer can reach turn_awaited: the consumer is held inside
@@ -160,80 +151,16 @@ TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
 }
 
 // The victim's drop callback holds the dropper until the consumer is inside
-// a biased turn (the test sets the bias again, as the consumer's locked
-// turns would after a stretch), then lets it take its next turn.
-std::atomic<bool> in_callback{false}, callback_go{false}, dropper_awaits{false};
-std::atomic<std::uint32_t> victim_tag{0}, victim_header_while_awaited{0};
-
-void hold_in_callback(void*, const std::uint32_t* packet, std::uint32_t) noexcept {
-  victim_tag.store(packet[1] >> 2);
-  in_callback.store(true);
-  while (!callback_go.load())
-    std::this_thread::yield();
-}
-
+// a biased turn (victim_turn.hpp): the dropper takes the lock, ends the bias
+// and waits for the turn. The victim must still read claimed then.
 TEST(PacketBufferTurn, ADropperEndsItsVictimOnlyAfterTheConsumersBiasedTurn) {
   if (!sluice::detail::speed_over_size) GTEST_SKIP() << "no biased turn in a size-optimised build";
-  std::uint32_t storage[size_words];
-  pbuf_core c({.buffer = storage,
-               .size = size_words,
-               .flags = sluice::detail::pbuf_flag_overwrite,
-               .drop = &hold_in_callback});
-  core = &c;
-  fill(c);
-  in_callback.store(false);
-  callback_go.store(false);
-  dropper_awaits.store(false);
-  victim_header_while_awaited.store(0);
-  std::atomic<int> dropper_status{-1};
-  std::thread dropper_thread([&] {
-    pbuf_span q;
-    const pbuf_status s = c.try_alloc(4, q);  // drops packet 1, the victim
-    if (s == pbuf_status::ok) {
-      q.words[1] = 5u << 2;
-      sluice::test::commit_with_length(c, q);
-    }
-    dropper_status.store(static_cast<int>(s));
-  });
-  while (!in_callback.load())
-    std::this_thread::yield();
-  c.lock_bias.store(1);
-  // In the consumer's biased turn: the dropper takes the lock, ends the
-  // bias and waits for the turn. The victim must still read claimed then.
-  observe_hook.store(+[](sluice::detail::pbuf_hook point) {
-    if (point != sluice::detail::pbuf_hook::turn_awaited || dropper_awaits.load()) return;
-    victim_header_while_awaited.store(std::atomic_ref<std::uint32_t>(core->buf[0]).load());
-    dropper_awaits.store(true);
-  });
-  at_claim_looked.store(+[] {
-    EXPECT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
-    callback_go.store(true);  // whatever the check says: the dropper must not hang
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!dropper_awaits.load() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::yield();
-    EXPECT_TRUE(dropper_awaits.load()) << "the dropper did not wait for the consumer's turn";
-  });
-  const pbuf_span got = c.try_claim();
-  const bool hook_ran = callback_go.load();
-  callback_go.store(true);  // a claim that never reached the hook must not hang the test
-  dropper_thread.join();
-  EXPECT_TRUE(hook_ran) << "the claim did not reach claim_looked";
-  observe_hook.store(nullptr);
-  EXPECT_EQ(victim_tag.load(), 1u);
-  EXPECT_EQ(victim_header_while_awaited.load() & sluice::detail::pbuf_hdr_mask,
-            sluice::detail::pbuf_valid | sluice::detail::pbuf_busy)
-      << "the victim became a skip beside the consumer's biased turn";
-  EXPECT_EQ(dropper_status.load(), static_cast<int>(pbuf_status::ok));
-  ASSERT_NE(got.words, nullptr);
-  EXPECT_EQ(got.words[1] >> 2, 2u);
-  c.free(got.words);
-  for (std::uint32_t tag : {3u, 4u, 5u}) {
-    const pbuf_span p = c.try_claim();
-    ASSERT_NE(p.words, nullptr);
-    EXPECT_EQ(p.words[1] >> 2, tag);
-    c.free(p.words);
-  }
-  EXPECT_FALSE(c.is_pending());
+  sluice::test::victim_turn_buffer b;
+  const sluice::test::victim_turn_seen seen =
+      sluice::test::victim_beside_a_biased_turn(b.core, sluice::detail::pbuf_hook::turn_awaited);
+  sluice::test::expect_victim_claimed_at_the_point(
+      seen, "the dropper did not wait for the consumer's turn");
+  sluice::test::expect_the_rest_in_order(b.core, seen);
 }
 
 }  // namespace

@@ -10,7 +10,6 @@
 // - Stress: three producer threads that drop, and the consumer, with exact
 //   accounting: every packet claimed or reported dropped once.
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -20,43 +19,31 @@
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/port.hpp>
 
+#include "hooks.hpp"
 #include "pbuf_test_support.hpp"
+#include "victim_turn.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
 using sluice::detail::pbuf_core;
 using sluice::detail::pbuf_hook;
 using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 
-std::atomic<void (*)()> at_claim_looked{nullptr};
-std::atomic<void (*)(pbuf_hook)> at_hook{nullptr};
-
 }  // namespace
 
-// The engine's test hook, for this binary.
+// The hooks of hooks.hpp, and the engine's test hook, for this binary.
+std::atomic<void (*)()> at_claim_looked{nullptr};
+std::atomic<void (*)(pbuf_hook)> observe_hook{nullptr};
+
 void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
-  if (auto* action = at_hook.load()) action(point);
+  if (auto* observe = observe_hook.load()) observe(point);
   if (point == pbuf_hook::claim_looked) {
     if (auto* action = at_claim_looked.exchange(nullptr)) action();
   }
 }
 
 namespace {
-
-constexpr std::uint32_t size_words = 16;
-pbuf_core* core = nullptr;
-
-// A full overwrite buffer of four 4-word packets, tagged 1..4.
-void fill(pbuf_core& c) {
-  for (std::uint32_t tag = 1; tag <= 4; ++tag) {
-    pbuf_span p;
-    ASSERT_EQ(c.try_alloc(4, p), pbuf_status::ok);
-    p.words[1] = tag << 2;
-    sluice::test::commit_with_length(c, p);
-  }
-}
 
 TEST(PacketBufferNoTokens, TheBuildHasNoTokens) {
   EXPECT_EQ(sluice::port::context_token(), 0u);
@@ -66,82 +53,20 @@ TEST(PacketBufferNoTokens, TheBuildHasNoTokens) {
 }
 
 // The victim's drop callback holds the dropper until the consumer is inside
-// a biased turn (the test sets the bias again, as the consumer's locked
-// turns would after a stretch).
-std::atomic<bool> in_callback{false}, callback_go{false}, waits_outside{false};
-std::atomic<std::uint32_t> victim_tag{0}, victim_header_outside{0}, lock_outside{0};
-
-void hold_in_callback(void*, const std::uint32_t* packet, std::uint32_t) noexcept {
-  victim_tag.store(packet[1] >> 2);
-  in_callback.store(true);
-  while (!callback_go.load())
-    std::this_thread::yield();
-}
-
+// a biased turn (victim_turn.hpp). Without tokens the dropper gives up on
+// the turn after a short spin; it must then wait for the turn outside the
+// lock (where a handler inside the turn could take the lock and give up),
+// with the victim still claimed, and end the victim only after the turn.
 TEST(PacketBufferNoTokens, ADropperWaitsOutsideTheLockForTheTurnBeforeItEndsItsVictim) {
   if (!sluice::detail::speed_over_size) GTEST_SKIP() << "no biased turn in a size-optimised build";
-  std::uint32_t storage[size_words];
-  pbuf_core c({.buffer = storage,
-               .size = size_words,
-               .flags = sluice::detail::pbuf_flag_overwrite,
-               .drop = &hold_in_callback});
-  core = &c;
-  fill(c);
-  in_callback.store(false);
-  callback_go.store(false);
-  waits_outside.store(false);
-  victim_header_outside.store(0);
-  lock_outside.store(~0u);
-  std::atomic<int> dropper_status{-1};
-  std::thread dropper([&] {
-    pbuf_span q;
-    const pbuf_status s = c.try_alloc(4, q);  // drops packet 1, the victim
-    if (s == pbuf_status::ok) {
-      q.words[1] = 5u << 2;
-      sluice::test::commit_with_length(c, q);
-    }
-    dropper_status.store(static_cast<int>(s));
-  });
-  while (!in_callback.load())
-    std::this_thread::yield();
-  c.lock_bias.store(1);
-  at_hook.store(+[](pbuf_hook point) {
-    if (point != pbuf_hook::victim_awaits_turn || waits_outside.load()) return;
-    victim_header_outside.store(std::atomic_ref<std::uint32_t>(core->buf[0]).load());
-    lock_outside.store(core->lock.load());
-    waits_outside.store(true);
-  });
-  at_claim_looked.store(+[] {
-    EXPECT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
-    callback_go.store(true);  // whatever the check says: the dropper must not hang
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!waits_outside.load() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::yield();
-    EXPECT_TRUE(waits_outside.load()) << "the dropper did not give up on the turn and wait";
-  });
-  const pbuf_span got = c.try_claim();
-  const bool hook_ran = callback_go.load();
-  callback_go.store(true);  // a claim that never reached the hook must not hang the test
-  dropper.join();
-  at_hook.store(nullptr);
-  EXPECT_TRUE(hook_ran) << "the claim did not reach claim_looked";
-  EXPECT_EQ(victim_tag.load(), 1u);
-  EXPECT_EQ(victim_header_outside.load() & sluice::detail::pbuf_hdr_mask,
-            sluice::detail::pbuf_valid | sluice::detail::pbuf_busy)
-      << "the victim ended beside the consumer's biased turn";
-  EXPECT_EQ(lock_outside.load(), 0u) << "the dropper waited holding the lock";
-  EXPECT_EQ(dropper_status.load(), static_cast<int>(pbuf_status::ok));
-  ASSERT_NE(got.words, nullptr);
-  EXPECT_EQ(got.words[1] >> 2, 2u);
-  c.free(got.words);
-  for (std::uint32_t tag : {3u, 4u, 5u}) {
-    const pbuf_span p = c.try_claim();
-    ASSERT_NE(p.words, nullptr);
-    EXPECT_EQ(p.words[1] >> 2, tag);
-    c.free(p.words);
-  }
-  EXPECT_EQ(c.try_claim().words, nullptr);
-  EXPECT_EQ(c.dropped.load(), 1u);
+  sluice::test::victim_turn_buffer b;
+  const sluice::test::victim_turn_seen seen =
+      sluice::test::victim_beside_a_biased_turn(b.core, pbuf_hook::victim_awaits_turn);
+  sluice::test::expect_victim_claimed_at_the_point(
+      seen, "the dropper did not give up on the turn and wait");
+  EXPECT_EQ(seen.lock, 0u) << "the dropper waited holding the lock";
+  sluice::test::expect_the_rest_in_order(b.core, seen);
+  EXPECT_EQ(b.core.dropped.load(), 1u);
 }
 
 // Three producers that drop to fit and a consumer that claims, all
