@@ -1,5 +1,8 @@
 // Shared by the hook tests: the one definition of sluice_pbuf_test_hook
-// lives in packet_buffer_move_test.cpp; other tests set an action here.
+// (and of these hooks) in the hook binary lives in
+// packet_buffer_move_test.cpp, in the no-token binary in
+// tests/no_tokens/packet_buffer_no_token_test.cpp; other tests set an
+// action here.
 #pragma once
 
 #include <atomic>

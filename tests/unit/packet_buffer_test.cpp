@@ -773,10 +773,12 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   EXPECT_EQ(quiet[0].load() + quiet[1].load(), 0);
 }
 
-// A task's allocation and claim under with_timeout (sleep.hpp): the words
-// it got (committed), or -1 on timeout, -2 too large.
-sluice::task<int> alloc_within(sluice::packet_buffer& pb, std::uint32_t words, sluice::duration d) {
-  auto r = co_await sluice::with_timeout(d, pb.alloc_async(words));
+// A task's allocation and claim under with_timeout (sleep.hpp), on the
+// engine itself (so that the test can see who waits): the words it got
+// (committed), or -1 on timeout, -2 too large.
+sluice::task<int> alloc_within(sluice::detail::pbuf_core& core, std::uint32_t words,
+                               sluice::duration d) {
+  auto r = co_await sluice::with_timeout(d, sluice::alloc_awaiter(core, words));
   if (!r) co_return -1;
   if (!*r) co_return -2;
   const int got = static_cast<int>((*r)->size());
@@ -785,47 +787,53 @@ sluice::task<int> alloc_within(sluice::packet_buffer& pb, std::uint32_t words, s
   co_return got;
 }
 // The claimed packet's first payload word, or -1 on timeout.
-sluice::task<int> claim_within(sluice::packet_buffer& pb, sluice::duration d) {
-  auto r = co_await sluice::with_timeout(d, pb.claim_async());
+sluice::task<int> claim_within(sluice::detail::pbuf_core& core, sluice::duration d) {
+  auto r = co_await sluice::with_timeout(d, sluice::claim_awaiter(core));
   if (!r) co_return -1;
   co_return static_cast<int>(r->payload()[0]);
 }
 
+// Until a task is listed on `list` (it waits).
+void until_listed(const sluice::detail::waiter_list& list) {
+  while (!list.approx_has_waiters())
+    std::this_thread::yield();
+}
+
 // On a real executor: the timeout wins over a full (or empty) buffer and
-// takes nothing; the free (or commit) wins over a long timeout. With
-// drop_oldest too: a waiting allocation drops nothing.
+// takes nothing; the free (or commit) wins over a long timeout, made while
+// the task waits. With drop_oldest too: a waiting allocation drops nothing.
 TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
   sluice::test::abort_watchdog dog(60s, "packet buffer timeouts in tasks");
-  for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+  for (const std::uint32_t flags : {0u, sluice::detail::pbuf_flag_overwrite}) {
     std::uint32_t words[8];
-    sluice::packet_buffer pb({.storage = words, .size_words = 8, .policy = policy});
+    sluice::detail::pbuf_core core({.buffer = words, .size = 8, .flags = flags});
     sluice::executor ex{{.workers = 2}};
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10ms)), -1);  // nothing committed
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 9, 10s)), -2);
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 4, 10s)), 4);
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 3, 10s)), 3);    // 7 of 8 words used
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 2, 10ms)), -1);  // the timeout wins
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10ms)), -1);  // nothing committed
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 9, 10s)), -2);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 4, 10s)), 4);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 3, 10s)), 3);    // 7 of 8 words used
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 2, 10ms)), -1);  // the timeout wins
+    EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "the timed-out task stayed listed";
     std::thread consumer([&] {
-      std::this_thread::sleep_for(10ms);
-      auto c = pb.try_claim();  // frees the first packet: room for the next
-      EXPECT_TRUE(c);
-      if (c) {
-        EXPECT_EQ(c.payload()[0], 4u);
-      }
+      until_listed(core.space_waiters);
+      const sluice::detail::pbuf_span c = core.try_claim();
+      ASSERT_NE(c.words, nullptr);
+      EXPECT_EQ(c.words[1], 4u);
+      core.free(c.words);  // room for the waiting task
     });
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(pb, 2, 10s)), 2);  // the free wins
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 2, 10s)), 2);  // the free wins
     consumer.join();
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 3);
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 2);
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 3);
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 2);
     std::thread producer([&] {
-      std::this_thread::sleep_for(10ms);
+      until_listed(core.data_waiters);
       const std::uint32_t packet[2] = {sluice::packet_buffer::default_header(2), 5};
-      EXPECT_TRUE(pb.put_data(packet, 2));
+      EXPECT_TRUE(core.put_data(packet, 2));
     });
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(pb, 10s)), 5);  // the commit wins
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 5);  // the commit wins
     producer.join();
-    EXPECT_EQ(pb.counters().claimed, 4u);
-    EXPECT_EQ(pb.counters().dropped, 0u);
+    EXPECT_EQ(core.claimed.load(), 4u);
+    EXPECT_EQ(core.dropped.load(), 0u);
   }
 }
 
