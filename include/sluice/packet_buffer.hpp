@@ -240,19 +240,19 @@ class claimed_packet {
 // about to suspend.
 class claim_awaiter : public pollable_awaiter<claim_awaiter> {
  public:
-  explicit claim_awaiter(detail::pbuf_core& core) noexcept : core_(core) {}
+  explicit claim_awaiter(detail::pbuf_core& core) noexcept
+      : core_(core), waiting_(core.data_waiters) {}
   claim_awaiter(const claim_awaiter&) = delete;
   claim_awaiter& operator=(const claim_awaiter&) = delete;
   // A packet claimed by a ready poll leaves the buffer only through
   // await_resume ("ready is final", poll.hpp): an awaiter destroyed holding
   // one means its driver broke that rule, and the packet would be freed
-  // undelivered, so debug builds report it.
+  // undelivered, so debug builds report it. (waiting_ leaves the list.)
   ~claim_awaiter() {
     SLUICE_ASSERT(
         !packet_,
         "a claim awaiter was destroyed holding a claimed packet, after a ready poll and "
         "before await_resume (a driver destroyed a coroutine whose poll hook said ready)");
-    withdraw();
   }
 
   bool try_complete() noexcept {
@@ -267,30 +267,17 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
   }
 
   poll_status poll(const waker& w) noexcept {
-    withdraw();
-    if (try_complete()) return poll_status::ready;
-    core_.data_waiters.enqueue(node_, w.clone());
-    listed_ = true;
-    detail::pbuf_core::wait_fence();  // [PB4]: before the re-check
-    if (!try_complete()) return poll_status::pending;
-    withdraw();
-    return poll_status::ready;
+    // [PB4]: the heavy fence after the listing, before the re-check.
+    return waiting_.poll(
+        w, [this]() noexcept { return try_complete(); }, &detail::pbuf_core::wait_fence);
   }
 
   claimed_packet await_resume() noexcept { return std::move(packet_); }
 
  private:
-  // Off the consumer's waiter list, if on it (one consumer: a notification
-  // it took has nobody else to go to).
-  [[gnu::noinline]] void withdraw() noexcept {
-    if (listed_) (void)core_.data_waiters.cancel(node_);
-    listed_ = false;
-  }
-
   detail::pbuf_core& core_;
-  detail::waiter node_;
+  detail::polled_waiter waiting_;  // for a commit
   claimed_packet packet_;
-  bool listed_ = false;
 };
 
 // `co_await pb.alloc_async(words)`: suspends a producer task until the
@@ -304,20 +291,20 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
 class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
  public:
   alloc_awaiter(detail::pbuf_core& core, std::uint32_t words) noexcept
-      : core_(core), words_(words) {}
+      : core_(core), waiting_(core.space_waiters), words_(words) {}
   alloc_awaiter(const alloc_awaiter&) = delete;
   alloc_awaiter& operator=(const alloc_awaiter&) = delete;
   // Ready is final (poll.hpp): a packet reserved by a ready poll leaves
   // only through await_resume. An awaiter destroyed holding one means its
   // driver broke that rule; debug builds report it, and a release build
   // abandons the words, so that they do not hold back every later packet.
+  // (waiting_ leaves the list, passing on a wake it took and did not use.)
   ~alloc_awaiter() {
     SLUICE_ASSERT(
         span_.words == nullptr,
         "an alloc awaiter was destroyed holding an allocated packet, after a ready poll and "
         "before await_resume (a driver destroyed a coroutine whose poll hook said ready)");
     if (span_.words != nullptr) core_.abandon(span_.words, span_.size);
-    withdraw(true);
   }
 
   bool try_complete() noexcept {
@@ -335,18 +322,9 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
   }
 
   poll_status poll(const waker& w) noexcept {
-    // Woken (or polled for nothing): off the list first. A notification
-    // taken here was for us; nobody else needs it.
-    withdraw(false);
-    if (try_complete()) return poll_status::ready;
-    core_.space_waiters.enqueue(node_, w.clone());
-    listed_ = true;
-    detail::pbuf_core::wait_fence();  // [PB4]: before the re-check
-    if (!try_complete()) return poll_status::pending;
-    // Room without a wake: a notification that reached us meanwhile may
-    // be another waiter's due; pass it on, as alloc_until does.
-    withdraw(true);
-    return poll_status::ready;
+    // [PB4]: the heavy fence after the listing, before the re-check.
+    return waiting_.poll(
+        w, [this]() noexcept { return try_complete(); }, &detail::pbuf_core::wait_fence);
   }
 
   [[nodiscard]] result<allocated_packet, alloc_error> await_resume() noexcept {
@@ -356,19 +334,11 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
   }
 
  private:
-  // Off the producers' waiter list, if on it; with `pass_on`, a
-  // notification already taken goes to the next waiter.
-  [[gnu::noinline]] void withdraw(bool pass_on) noexcept {
-    if (listed_ && !core_.space_waiters.cancel(node_) && pass_on) core_.space_waiters.notify_one();
-    listed_ = false;
-  }
-
   detail::pbuf_core& core_;
-  detail::waiter node_;
+  detail::polled_waiter waiting_;  // for room
   detail::pbuf_span span_;
   std::uint32_t words_;
   detail::pbuf_status status_ = detail::pbuf_status::no_room;  // no_room: not done yet
-  bool listed_ = false;
 };
 
 class packet_buffer {

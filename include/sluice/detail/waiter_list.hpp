@@ -403,6 +403,15 @@ class polled_waiter {
   // the waker listed.
   template <class Attempt>
   [[nodiscard]] poll_status poll(const waker& task, Attempt&& attempt) noexcept {
+    return poll(task, attempt, []() noexcept {});
+  }
+  // The same, with `after_listing` run between the listing and the second
+  // attempt: the waiting side of a protocol whose notifiers check for
+  // waiters with less than [W1]'s fence (the packet buffer's [PB4] pays the
+  // heavy side of an asymmetric fence there).
+  template <class Attempt, class AfterListing>
+  [[nodiscard]] poll_status poll(const waker& task, Attempt&& attempt,
+                                 AfterListing&& after_listing) noexcept {
     if (listed_) {
       listed_ = false;
       // Notified or not, the attempt below retries now, which uses any
@@ -412,6 +421,7 @@ class polled_waiter {
     if (attempt()) return poll_status::ready;
     list_->enqueue(node_, task.clone());
     listed_ = true;
+    after_listing();
     if (attempt()) {
       withdraw();
       return poll_status::ready;
