@@ -203,14 +203,18 @@ sluice::task<std::uint32_t> async_producer(sluice::frame_pool&, async_state& s, 
   co_return async_packets;
 }
 
-// Claims until every producer's packets are in; a wrong packet is counted
-// and claiming goes on (so that the producers never wait for ever).
+constexpr std::uint32_t async_sentinel = 99;  // the last packet, from core 0
+
+// Claims until the sentinel; a wrong packet is counted and claiming goes on
+// (so that the producers never wait for ever). Returns the packets before
+// the sentinel.
 sluice::task<std::uint32_t> async_consumer(sluice::frame_pool&, async_state& s) {
   std::uint32_t total = 0;
-  while (total != 3 * async_packets) {
+  for (;;) {
     sluice::claimed_packet c = co_await s.pb->claim_async();
-    ++total;
     const std::uint32_t pid = c.payload()[0];
+    if (pid == async_sentinel) co_return total;
+    ++total;
     if (c.size() != 4 || pid > 2 || c.payload()[1] != s.received[pid] ||
         c.payload()[2] != ~c.payload()[1]) {
       ++s.wrong;
@@ -218,7 +222,6 @@ sluice::task<std::uint32_t> async_consumer(sluice::frame_pool&, async_state& s) 
     }
     ++s.received[pid];
   }
-  co_return total;
 }
 
 void async_core(unsigned core, void* context) noexcept {
@@ -234,17 +237,18 @@ void async_core(unsigned core, void* context) noexcept {
     auto h = s.ex->spawn(async_producer(s.pool, s, pid));
     if (CHECK(h.has_value())) producers[pid] = std::move(*h);
   }
-  bool all_sent = true;
   for (auto& h : producers) {
-    if (!h.valid()) {
-      all_sent = false;
-      continue;
-    }
+    if (!h.valid()) continue;
     sluice::join_result<std::uint32_t> r = h.join();  // blocks core 0
-    all_sent &= CHECK(r.has_value() && *std::move(r) == async_packets);
+    CHECK(r.has_value() && *std::move(r) == async_packets);
   }
-  // Short of packets, the consumer would wait for ever: shutdown cancels it.
-  if (!all_sent) s.ex->shutdown();
+  // The sentinel ends the consumer whatever arrived before it (a packet
+  // lost or short would otherwise leave it waiting for ever).
+  auto last = s.pb->alloc_until(4, sluice::time_point::max());
+  if (CHECK(last.has_value())) {
+    last->payload()[0] = async_sentinel;
+    std::move(*last).commit();
+  }
   if (consumer) {
     sluice::join_result<std::uint32_t> r = consumer->join();
     CHECK(r.has_value() && *std::move(r) == 3 * async_packets);
@@ -267,7 +271,7 @@ void async_run(sluice::overflow_policy policy) {
   CHECK_EQ(s.wrong, 0u);
   for (std::uint32_t pid = 0; pid < 3; ++pid)
     CHECK_EQ(s.received[pid], async_packets);
-  CHECK_EQ(pb.counters().claimed, 3 * async_packets);
+  CHECK_EQ(pb.counters().claimed, 3 * async_packets + 1);  // and the sentinel
   CHECK_EQ(pb.counters().dropped, 0u);
   CHECK(!pb.try_claim());
   CHECK_EQ(ex.approx_live_tasks(), 0u);

@@ -37,18 +37,9 @@ std::atomic<int> claims_looked{0};
 
 }  // namespace
 
-std::atomic<void (*)()> at_claim_looked{nullptr};
-std::atomic<void (*)(pbuf_hook)> observe_hook{nullptr};
-
 void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
-  if (auto* observe = observe_hook.load()) observe(point);
-  if (point == pbuf_hook::claim_looked) {
-    if (auto* action = at_claim_looked.exchange(nullptr)) {
-      action();
-      return;
-    }
-    if (watch_claims.load()) claims_looked.fetch_add(1);
-  }
+  if (run_shared_hooks(point)) return;
+  if (point == pbuf_hook::claim_looked && watch_claims.load()) claims_looked.fetch_add(1);
   if (point == held_point.load() && std::this_thread::get_id() == held_thread.load() &&
       stage.load() == 0) {
     stage.store(1);

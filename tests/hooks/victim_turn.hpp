@@ -86,8 +86,16 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
     }
     status.store(static_cast<int>(s));
   });
-  while (!v::in_callback.load())
+  // Until the callback holds the dropper (or the dropper returned without
+  // dropping: then the scenario cannot run).
+  while (!v::in_callback.load() && status.load() == -1)
     std::this_thread::yield();
+  if (!v::in_callback.load()) {
+    ADD_FAILURE() << "the dropper returned without dropping (status " << status.load() << ")";
+    dropper.join();
+    seen.dropper_status = status.load();
+    return seen;
+  }
   c.lock_bias.store(1);
   observe_hook.store(+[](detail::pbuf_hook point) {
     if (point != v::wait_point.load() || v::reached.load()) return;

@@ -32,15 +32,9 @@ using sluice::detail::pbuf_status;
 
 }  // namespace
 
-// The hooks of hooks.hpp, and the engine's test hook, for this binary.
-std::atomic<void (*)()> at_claim_looked{nullptr};
-std::atomic<void (*)(pbuf_hook)> observe_hook{nullptr};
-
+// The engine's test hook, for this binary: the shared hooks only.
 void sluice_pbuf_test_hook(pbuf_hook point) noexcept {
-  if (auto* observe = observe_hook.load()) observe(point);
-  if (point == pbuf_hook::claim_looked) {
-    if (auto* action = at_claim_looked.exchange(nullptr)) action();
-  }
+  (void)run_shared_hooks(point);
 }
 
 namespace {
@@ -72,14 +66,20 @@ TEST(PacketBufferNoTokens, ADropperWaitsOutsideTheLockForTheTurnBeforeItEndsItsV
 // Three producers that drop to fit and a consumer that claims, all
 // without tokens: whoever gives up retries. Every packet is claimed or
 // reported dropped exactly once; each producer's arrive in order.
-struct ledger {
-  static constexpr std::uint32_t producers = 3;
-  std::atomic<std::uint32_t> dropped[producers] = {};
-  std::atomic<std::uint32_t> wrong{0};  // victims of no producer
+constexpr std::uint32_t producers = 3;
+#if defined(SLUICE_SANITIZED)
+constexpr std::uint32_t per_producer = 20'000;
+#else
+constexpr std::uint32_t per_producer = 100'000;
+#endif
+
+struct drop_book {
+  sluice::test::packet_ledger ledger{std::vector<std::uint32_t>(producers, per_producer)};
+  std::atomic<std::uint32_t> wrong{0};  // victims of no producer, or of no packet sent
   static void on_drop(void* context, const std::uint32_t* packet, std::uint32_t) noexcept {
-    auto& book = *static_cast<ledger*>(context);
-    if (packet[1] < producers) {
-      book.dropped[packet[1]].fetch_add(1);
+    auto& book = *static_cast<drop_book*>(context);
+    if (packet[1] < producers && packet[2] < per_producer) {
+      book.ledger.drop(packet[1], packet[2]);
     } else {
       book.wrong.fetch_add(1);
     }
@@ -87,21 +87,16 @@ struct ledger {
 };
 
 TEST(PacketBufferNoTokens, DroppersAndTheConsumerCountExactly) {
-#if defined(SLUICE_SANITIZED)
-  constexpr std::uint32_t per_producer = 20'000;
-#else
-  constexpr std::uint32_t per_producer = 100'000;
-#endif
   std::vector<std::uint32_t> storage(64);
-  ledger book;
+  drop_book book;
   pbuf_core c({.buffer = storage.data(),
                .size = 64,
                .flags = sluice::detail::pbuf_flag_overwrite,
-               .drop = &ledger::on_drop,
+               .drop = &drop_book::on_drop,
                .context = &book});
-  std::atomic<std::uint32_t> producing{ledger::producers};
+  std::atomic<std::uint32_t> producing{producers};
   std::vector<std::thread> threads;
-  for (std::uint32_t pid = 0; pid < ledger::producers; ++pid) {
+  for (std::uint32_t pid = 0; pid < producers; ++pid) {
     threads.emplace_back([&, pid] {
       for (std::uint32_t seq = 0; seq < per_producer;) {
         pbuf_span p;
@@ -117,8 +112,7 @@ TEST(PacketBufferNoTokens, DroppersAndTheConsumerCountExactly) {
       producing.fetch_sub(1);
     });
   }
-  std::uint32_t claimed[ledger::producers] = {};
-  std::uint32_t next[ledger::producers] = {};
+  std::uint32_t next[producers] = {};
   std::uint32_t wrong = 0;
   for (;;) {
     const bool last_look = producing.load() == 0;
@@ -128,24 +122,23 @@ TEST(PacketBufferNoTokens, DroppersAndTheConsumerCountExactly) {
       continue;
     }
     const std::uint32_t pid = p.words[1], seq = p.words[2];
-    if (pid >= ledger::producers || p.size != 3 + pid % 2 || seq < next[pid]) {
+    if (pid >= producers || seq >= per_producer || p.size != 3 + pid % 2 || seq < next[pid]) {
       ++wrong;
     } else {
       next[pid] = seq + 1;
-      ++claimed[pid];
+      book.ledger.claim(pid, seq);
     }
     c.free(p.words);
   }
   for (auto& t : threads)
     t.join();
-  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(wrong, 0u) << "claims out of order, or of no packet sent";
   EXPECT_EQ(book.wrong.load(), 0u);
-  std::uint32_t dropped_total = 0;
-  for (std::uint32_t pid = 0; pid < ledger::producers; ++pid) {
-    EXPECT_EQ(claimed[pid] + book.dropped[pid].load(), per_producer) << "producer " << pid;
-    dropped_total += book.dropped[pid].load();
-  }
-  EXPECT_EQ(c.dropped.load(), dropped_total);
+  std::uint64_t claimed = 0, dropped = 0;
+  for (std::uint32_t pid = 0; pid < producers; ++pid)
+    book.ledger.expect_each_once(pid, per_producer, claimed, dropped);
+  EXPECT_EQ(claimed + dropped, std::uint64_t{producers} * per_producer);
+  EXPECT_EQ(c.dropped.load(), dropped);
 }
 
 }  // namespace

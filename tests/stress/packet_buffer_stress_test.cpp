@@ -28,6 +28,8 @@
 
 #include <sluice/packet_buffer.hpp>
 
+#include "pbuf_test_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -69,18 +71,6 @@ std::uint32_t words_for(std::uint32_t seq) {
   return shortest + (seq * 7) % (longest - shortest + 1);
 }  // shortest..longest
 
-struct ledger {
-  // Per producer and sequence: times claimed, times reported dropped.
-  std::vector<std::unique_ptr<std::atomic<std::uint8_t>[]>> claimed, dropped;
-  ledger() {
-    for (std::uint32_t p = 0; p < producers; ++p) {
-      const std::uint32_t n = p == signal_producer ? signal_capacity : per_producer;
-      claimed.emplace_back(new std::atomic<std::uint8_t>[n]());
-      dropped.emplace_back(new std::atomic<std::uint8_t>[n]());
-    }
-  }
-};
-
 // Where packet lengths live: in the header (the engine's encoding), or in
 // the user bits, read by a packet_words callback.
 enum class lengths : std::uint8_t { in_header, by_callback };
@@ -95,7 +85,11 @@ std::uint32_t length_from_user_bits(void*, const std::uint32_t* packet) noexcept
 struct fixture {
   sluice::packet_buffer* pb = nullptr;
   lengths length_source = lengths::in_header;
-  ledger book;
+  sluice::test::packet_ledger book{[] {
+    std::vector<std::uint32_t> capacities(producers, per_producer);
+    capacities[signal_producer] = signal_capacity;
+    return capacities;
+  }()};
   std::atomic<std::uint32_t> signal_seq{0};
   std::atomic<std::uint32_t> signal_failed{0};
   std::atomic<bool> handler_done{false};
@@ -124,7 +118,7 @@ void on_drop(void*, const std::uint32_t* packet, std::uint32_t words) noexcept {
     current->bad_drops.fetch_add(1);
     return;
   }
-  current->book.dropped[pid][seq].fetch_add(1, std::memory_order_relaxed);
+  current->book.drop(pid, seq);
   // A slow callback, so that other droppers meet its victim meanwhile.
   if (current->length_source == lengths::by_callback)
     for (int i = 0; i < 2000; ++i)
@@ -279,7 +273,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
         if (bad++ < 5) std::fprintf(stderr, "gap without overwrite: pid %u seq %u\n", pid, seq);
       }
       next[pid] = seq + 1;
-      f.book.claimed[pid][seq].fetch_add(1, std::memory_order_relaxed);
+      f.book.claim(pid, seq);
       if (overwrite && ++taken % 16 == 0) {
         let_go();
         kept = std::move(c);
@@ -318,7 +312,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
     committed += n;
     std::uint32_t wrong = 0;
     for (std::uint32_t seq = 0; seq < n; ++seq) {
-      const auto c = f.book.claimed[pid][seq].load(), d = f.book.dropped[pid][seq].load();
+      const std::uint32_t c = f.book.claims(pid, seq), d = f.book.drops(pid, seq);
       claimed += c;
       dropped += d;
       unclaimed += c == 0 ? 1 : 0;
@@ -326,8 +320,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
       // most once here, and the count below accounts for the rest.
       const bool ok = report == drop_report::callback ? c + d == 1 : c <= 1 && d == 0;
       if (!ok && wrong++ < 5) {
-        ADD_FAILURE() << "pid " << pid << " seq " << seq << ": claimed " << int(c) << " dropped "
-                      << int(d);
+        ADD_FAILURE() << "pid " << pid << " seq " << seq << ": claimed " << c << " dropped " << d;
       }
     }
   }

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -66,6 +68,51 @@ inline std::uint32_t length_in_user_bits(const std::uint32_t* packet) noexcept {
              .load(std::memory_order_relaxed) >>
          detail::pbuf_hdr_bits;
 }
+
+// Exact-once accounting of a stress test: per producer and sequence
+// number, how many times the packet was claimed and how many times it was
+// reported dropped. The counts are atomic (a drop callback runs on the
+// producers' threads); read them once every thread has been joined.
+class packet_ledger {
+ public:
+  // capacities[pid]: how many packets producer pid may send.
+  explicit packet_ledger(const std::vector<std::uint32_t>& capacities) {
+    for (const std::uint32_t n : capacities) {
+      claimed_.emplace_back(new std::atomic<std::uint8_t>[n]());
+      dropped_.emplace_back(new std::atomic<std::uint8_t>[n]());
+    }
+  }
+  // Relaxed: tallies, read after the joins.
+  void claim(std::uint32_t pid, std::uint32_t seq) {
+    claimed_[pid][seq].fetch_add(1, std::memory_order_relaxed);
+  }
+  void drop(std::uint32_t pid, std::uint32_t seq) {
+    dropped_[pid][seq].fetch_add(1, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t claims(std::uint32_t pid, std::uint32_t seq) const {
+    return claimed_[pid][seq].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t drops(std::uint32_t pid, std::uint32_t seq) const {
+    return dropped_[pid][seq].load(std::memory_order_relaxed);
+  }
+  // Fails (naming the first five) for each of producer pid's first `sent`
+  // packets that was not claimed or dropped exactly once; adds the claims
+  // and drops to the totals.
+  void expect_each_once(std::uint32_t pid, std::uint32_t sent, std::uint64_t& claimed_total,
+                        std::uint64_t& dropped_total) const {
+    std::uint32_t wrong = 0;
+    for (std::uint32_t seq = 0; seq < sent; ++seq) {
+      const std::uint32_t c = claims(pid, seq), d = drops(pid, seq);
+      claimed_total += c;
+      dropped_total += d;
+      if (c + d != 1 && wrong++ < 5)
+        ADD_FAILURE() << "pid " << pid << " seq " << seq << ": claimed " << c << ", dropped " << d;
+    }
+  }
+
+ private:
+  std::vector<std::unique_ptr<std::atomic<std::uint8_t>[]>> claimed_, dropped_;
+};
 
 // A waker that counts its wakes in `wakes` (which must outlive it and its
 // clones).

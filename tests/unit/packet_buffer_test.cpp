@@ -435,16 +435,14 @@ TEST_P(PacketBufferTest, ProducerTaskIsWokenByFreeAndDropsNothing) {
     std::move(*a).commit();
     co_return words;
   };
-  sluice::test::abort_watchdog dog(30s, "a producer task waiting for the free");
-  std::atomic<bool> freed{false};
-  std::thread consumer([&] {
-    std::this_thread::sleep_for(10ms);
-    freed = true;
-    EXPECT_EQ(take(), 1);  // frees the first packet: room for the task's
-  });
-  EXPECT_EQ(sluice::test::block_on(producer()), n / 2);
-  consumer.join();
-  EXPECT_TRUE(freed.load()) << "the task allocated before the free";
+  auto t = producer();
+  t.step();  // suspends: no room
+  ASSERT_FALSE(t.done()) << "the task allocated in a full buffer";
+  EXPECT_EQ(t.wake_count(), 0u);
+  EXPECT_EQ(take(), 1);  // frees the first packet: room for the task's
+  EXPECT_EQ(t.wake_count(), 1u) << "the free did not wake the waiting task";
+  sluice::test::run_all(t);
+  EXPECT_EQ(t.result(), n / 2);
   EXPECT_EQ(take(), 2);
   EXPECT_EQ(take(), 3);
   EXPECT_EQ(take(), -1);
@@ -482,17 +480,18 @@ TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
 
 // An awaiter dropped while it waits leaves the waiter list: the free that
 // follows wakes nobody (a node left listed would be a dead one, which the
-// sanitizers name), and the room stays for the next producer.
+// sanitizers also name), and the room stays for the next producer.
 TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
   const std::uint32_t n = GetParam().size;
   put(n, 1);  // full
-  sluice::waker w = sluice::port::current_parker().make_waker();
+  std::atomic<int> wakes{0};
   {
     auto awaiter = pb.alloc_async(1);
     EXPECT_FALSE(awaiter.await_ready());
-    EXPECT_EQ(awaiter.poll(w), sluice::poll_status::pending);
+    EXPECT_EQ(awaiter.poll(sluice::test::counting_waker(wakes)), sluice::poll_status::pending);
   }
   EXPECT_EQ(take(), 1);
+  EXPECT_EQ(wakes.load(), 0) << "the free woke a dropped awaiter";
   auto a = pb.try_alloc(n);
   EXPECT_TRUE(a) << "the dropped awaiter took no words";
   if (a) std::move(*a).abandon();
