@@ -13,7 +13,10 @@
 // buffer_contexts::threads_only (no critical section around its lock).
 // In the cycle cases, payload_only does the same fill and check on one
 // array, with no buffer at all: the part of every cycle that is payload
-// work, which no buffer design can save (shown beside, not a peer).
+// work, which no buffer design can save (shown beside, not a peer); and
+// cas_floor is a ring with one compare-and-swap per packet and nothing
+// else of a packet buffer: what a multi-producer reservation costs at
+// least (shown beside, not a peer).
 // Every sample checks its deliveries: counts (claimed + dropped = committed),
 // per-producer order and payload words for packets of 3 words or more.
 #include <concurrentqueue/concurrentqueue.h>
@@ -172,6 +175,55 @@ struct moodycamel_impl {
     std::array<std::uint32_t, W> a;
     if (!q.try_dequeue(a)) return false;
     c.see<W>(a.data(), W);
+    return true;
+  }
+  std::uint64_t dropped() const { return 0; }
+};
+
+// The least a multi-producer ring can pay per cycle, with none of a packet
+// buffer's semantics: one compare-and-swap reserves the words (a
+// multi-producer reservation is a read-modify-write), a store writes the
+// length and a release store commits; the take is an acquire load, a store
+// marking it taken and a release store giving the words back. No wrap (the
+// packet sizes divide the capacity), no wake-up check, no counters, no
+// overwrite. One thread only: a floor to read sluice's cycle against, not
+// a peer.
+struct cas_floor_impl {
+  std::vector<std::uint32_t> words;
+  std::uint32_t mask;
+  std::atomic<std::uint32_t> wr{0};
+  std::atomic<std::uint32_t> rd{0};
+  cas_floor_impl(std::uint32_t capacity, bool) : words(capacity), mask(capacity - 1) {}
+  std::atomic_ref<std::uint32_t> header(std::uint32_t pos) {
+    return std::atomic_ref(words[pos & mask]);
+  }
+  template <std::uint32_t N>
+  bool put(std::uint32_t pid, std::uint32_t seq) {
+    static_assert(buffer_words % N == 0, "cas_floor has no wrap: packets must tile the ring");
+    // Relaxed: the compare-and-swap validates it.
+    std::uint32_t w = wr.load(std::memory_order_relaxed);
+    do {
+      // Acquire: pairs with take's release of rd (the words are free).
+      if (w + N - rd.load(std::memory_order_acquire) > mask + 1) return false;
+    } while (!wr.compare_exchange_weak(w, w + N, std::memory_order_relaxed));
+    header(w).store(N << 2, std::memory_order_relaxed);
+    fill<N>(&words[w & mask], pid, seq);
+    // Release: pairs with take's acquire load of the header.
+    header(w).store((N << 2) | 1, std::memory_order_release);
+    return true;
+  }
+  template <std::uint32_t N>
+  bool take(checker& c) {
+    // Relaxed: only the one thread of the cycle case takes.
+    const std::uint32_t r = rd.load(std::memory_order_relaxed);
+    // Acquire: pairs with put's release store of the header.
+    const std::uint32_t v = header(r).load(std::memory_order_acquire);
+    if ((v & 1) == 0) return false;
+    header(r).store(v | 2, std::memory_order_relaxed);
+    c.see<N>(&words[r & mask], v >> 2);
+    header(r).store(0, std::memory_order_relaxed);
+    // Release: pairs with put's acquire load of rd.
+    rd.store(r + (v >> 2), std::memory_order_release);
     return true;
   }
   std::uint64_t dropped() const { return 0; }
@@ -337,6 +389,13 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                            return run_cycle<moodycamel_impl<W>, W>(p, overwrite);
                          }});
     }
+    c.impls.push_back({.name = "cas_floor",
+                       .role = sb::impl_role::variant,
+                       .baseline = "sluice",
+                       .mode = "-",
+                       .run = [=](const sb::run_params& p) {
+                         return run_cycle<cas_floor_impl, W>(p, overwrite);
+                       }});
     c.impls.push_back({.name = "payload_only",
                        .role = sb::impl_role::variant,
                        .baseline = "sluice",
