@@ -308,7 +308,6 @@ struct alignas(cache_line) pbuf_core {
   alignas(cache_line) atomic<std::uint32_t> tmp_wr_idx{0};
   atomic<std::uint32_t> rd_seen{0};  // producers' copy of rd_idx, refreshed when short of room
   atomic<std::uint32_t> max_usage{0};
-  atomic<std::uint32_t> lock{0};     // overwrite policy only
   atomic<std::uint32_t> dropped{0};  // counter, wrapping (observers)
 
   // ---- written by the consumer ----
@@ -340,6 +339,14 @@ struct alignas(cache_line) pbuf_core {
   // it, which then costs the consumer one miss per free (its store after
   // their load) rather than misses on each claim's stores beside it as well.
   alignas(cache_line) atomic<std::uint32_t> rd_idx{0};  // oldest word not yet freed
+
+  // ---- the overwrite lock: taken by droppers and the consumer's locked turns ----
+  // On a line of its own: a waiter loads it again and again, and beside
+  // tmp_wr_idx each such load took that line from the holder in the middle
+  // of its turn (the turn's compare-and-swap on tmp_wr_idx, lock-free
+  // reservations beside it), so that saturated overwrite paid for the
+  // waiting twice.
+  alignas(cache_line) atomic<std::uint32_t> lock{0};  // overwrite policy only
 
   pbuf_core() noexcept = default;
   explicit pbuf_core(const pbuf_config& config) noexcept;

@@ -95,7 +95,6 @@ struct mpsc_pbuf_buffer {
   MPSC_PBUF_SLUICE_LINE uint32_t tmp_wr_idx; /* end of allocated space */
   uint32_t sluice_rd_seen;
   uint32_t max_usage; /* words */
-  uint32_t lock;      /* overwrite mode's lock word */
   uint32_t sluice_dropped;
   /* Written by the consumer. */
   MPSC_PBUF_SLUICE_LINE uint32_t tmp_rd_idx; /* next packet to claim */
@@ -112,6 +111,8 @@ struct mpsc_pbuf_buffer {
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
   /* Written by the consumer, read by producers short of room. */
   MPSC_PBUF_SLUICE_LINE uint32_t rd_idx; /* oldest word not yet freed */
+  /* The overwrite mode's lock word, on a line of its own. */
+  MPSC_PBUF_SLUICE_LINE uint32_t lock;
 };
 
 struct mpsc_pbuf_buffer_config {
