@@ -206,6 +206,7 @@ struct cas_floor_impl {
       // Acquire: pairs with take's release of rd (the words are free).
       if (w + N - rd.load(std::memory_order_acquire) > mask + 1) return false;
     } while (!wr.compare_exchange_weak(w, w + N, std::memory_order_relaxed));
+    // Relaxed: the reserving producer's own word until the release below.
     header(w).store(N << 2, std::memory_order_relaxed);
     fill<N>(&words[w & mask], pid, seq);
     // Release: pairs with take's acquire load of the header.
@@ -214,11 +215,13 @@ struct cas_floor_impl {
   }
   template <std::uint32_t N>
   bool take(checker& c) {
-    // Relaxed: only the one thread of the cycle case takes.
+    // Relaxed: the taking thread's own index (one thread takes).
     const std::uint32_t r = rd.load(std::memory_order_relaxed);
     // Acquire: pairs with put's release store of the header.
     const std::uint32_t v = header(r).load(std::memory_order_acquire);
     if ((v & 1) == 0) return false;
+    // Relaxed, both: the taker's word until the release of rd below, which
+    // publishes the zero to the producer that reserves these words next.
     header(r).store(v | 2, std::memory_order_relaxed);
     c.see<N>(&words[r & mask], v >> 2);
     header(r).store(0, std::memory_order_relaxed);
@@ -340,6 +343,17 @@ sb::sample run_pc(const sb::run_params& params, int producers, bool overwrite) {
   return s;
 }
 
+// A cycle case's reference beside sluice (cas_floor, payload_only): no
+// buffer a user would pick, shown for what it tells of the cycle's floor.
+template <class Impl, std::uint32_t W>
+sb::impl_desc cycle_reference(const char* name, bool overwrite) {
+  return {.name = name,
+          .role = sb::impl_role::variant,
+          .baseline = "sluice",
+          .mode = "-",
+          .run = [=](const sb::run_params& p) { return run_cycle<Impl, W>(p, overwrite); }};
+}
+
 template <std::uint32_t W>
 void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bool overwrite) {
   const std::string suffix = "_w" + std::to_string(W) + (overwrite ? "_overwrite" : "");
@@ -389,20 +403,8 @@ void add_cases(const sb::suite_options& opt, std::vector<sb::case_desc>& out, bo
                            return run_cycle<moodycamel_impl<W>, W>(p, overwrite);
                          }});
     }
-    c.impls.push_back({.name = "cas_floor",
-                       .role = sb::impl_role::variant,
-                       .baseline = "sluice",
-                       .mode = "-",
-                       .run = [=](const sb::run_params& p) {
-                         return run_cycle<cas_floor_impl, W>(p, overwrite);
-                       }});
-    c.impls.push_back({.name = "payload_only",
-                       .role = sb::impl_role::variant,
-                       .baseline = "sluice",
-                       .mode = "-",
-                       .run = [=](const sb::run_params& p) {
-                         return run_cycle<payload_only_impl, W>(p, overwrite);
-                       }});
+    c.impls.push_back(cycle_reference<cas_floor_impl, W>("cas_floor", overwrite));
+    c.impls.push_back(cycle_reference<payload_only_impl, W>("payload_only", overwrite));
     out.push_back(std::move(c));
   }
   for (int n : opt.threads) {
