@@ -43,14 +43,14 @@ TEST_P(AsyncRoom, TheRecheckSeesRoomFreedBeforeTheTaskIsListed) {
   core_to_free.store(&core);
   packet_to_free.store(held.words);
   observe_hook.store(&free_at_the_first_refusal);
-  std::atomic<int> wakes{0};
+  sluice::test::wake_counter wakes;
   sluice::alloc_awaiter awaiter(core, 4);
-  const sluice::poll_status status = awaiter.poll(sluice::test::counting_waker(wakes));
+  const sluice::poll_status status = awaiter.poll(sluice::make_waker(wakes));
   observe_hook.store(nullptr);
   EXPECT_EQ(packet_to_free.load(), nullptr) << "no refusal: the first try found room";
   EXPECT_EQ(status, sluice::poll_status::ready)
       << "the room freed before the listing was missed: nobody would wake the task";
-  EXPECT_EQ(wakes.load(), 0);
+  EXPECT_EQ(wakes.count(), 0);
   if (status == sluice::poll_status::ready) {
     auto a = awaiter.await_resume();
     ASSERT_TRUE(a);

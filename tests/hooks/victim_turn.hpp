@@ -21,6 +21,7 @@
 
 #include <sluice/detail/pbuf_core.hpp>
 
+#include "executor_test_support.hpp"
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
 
@@ -36,6 +37,11 @@ struct victim_turn_seen {
   detail::pbuf_span got;            // the consumer's claim (packet 2)
 };
 
+// Every atomic of the scenario is seq_cst (the default): they are the
+// handshakes between the test thread, the dropper and the hooks, read in
+// the order the scenario describes, and none is on the buffer's path; the
+// loads of the buffer's own words (lock, consumer_in, the victim's header)
+// are snapshots for the checks.
 namespace victim_turn_detail {
 inline std::atomic<detail::pbuf_core*> core{nullptr};
 inline std::atomic<detail::pbuf_hook> wait_point{detail::pbuf_hook::turn_awaited};
@@ -65,6 +71,7 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
                                                     detail::pbuf_hook wait_point) {
   namespace v = victim_turn_detail;
   using namespace std::chrono_literals;
+  abort_watchdog dog(50s, "a victim beside the consumer's biased turn");
   v::core.store(&c);
   v::wait_point.store(wait_point);
   v::in_callback.store(false);
@@ -96,6 +103,8 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
     seen.dropper_status = status.load();
     return seen;
   }
+  // As the consumer's locked turn sets it at the end of a stretch; nobody
+  // holds the lock now (the dropper's callback runs outside it).
   c.lock_bias.store(1);
   observe_hook.store(+[](detail::pbuf_hook point) {
     if (point != v::wait_point.load() || v::reached.load()) return;

@@ -114,21 +114,15 @@ class packet_ledger {
   std::vector<std::unique_ptr<std::atomic<std::uint8_t>[]>> claimed_, dropped_;
 };
 
-// A waker that counts its wakes in `wakes` (which must outlive it and its
-// clones).
-inline waker counting_waker(std::atomic<int>& wakes) {
-  static constexpr waker_vtable vtable{
-      [](const void* d) noexcept {
-        return raw_waker{d, &vtable};
-      },
-      [](const void* d) noexcept {
-        static_cast<std::atomic<int>*>(const_cast<void*>(d))->fetch_add(1);
-      },
-      [](const void* d) noexcept {
-        static_cast<std::atomic<int>*>(const_cast<void*>(d))->fetch_add(1);
-      },
-      [](const void*) noexcept {}};
-  return waker::from_raw({&wakes, &vtable});
-}
+// Counts the wakes of the wakers made from it (sluice::make_waker); it
+// must outlive them. Seq_cst: a wake may come from another thread, and the
+// test reads the count after it.
+struct wake_counter {
+  std::atomic<int> wakes{0};
+  void add_ref() noexcept {}
+  void release() noexcept {}
+  void wake_by_ref() noexcept { wakes.fetch_add(1); }
+  int count() const noexcept { return wakes.load(); }
+};
 
 }  // namespace sluice::test

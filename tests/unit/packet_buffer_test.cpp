@@ -462,7 +462,7 @@ TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
   };
   for (const std::uint32_t words : {0u, n + 1, n}) {
     auto awaiter = pb.alloc_async(words);
-    EXPECT_TRUE(awaiter.await_ready()) << words << " words: no suspension";
+    ASSERT_TRUE(awaiter.await_ready()) << words << " words: no suspension";
     auto a = awaiter.await_resume();
     EXPECT_EQ(static_cast<bool>(a), words == n) << words << " words";
     if (a) std::move(*a).abandon();
@@ -484,14 +484,14 @@ TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
 TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
   const std::uint32_t n = GetParam().size;
   put(n, 1);  // full
-  std::atomic<int> wakes{0};
+  sluice::test::wake_counter wakes;
   {
     auto awaiter = pb.alloc_async(1);
     EXPECT_FALSE(awaiter.await_ready());
-    EXPECT_EQ(awaiter.poll(sluice::test::counting_waker(wakes)), sluice::poll_status::pending);
+    EXPECT_EQ(awaiter.poll(sluice::make_waker(wakes)), sluice::poll_status::pending);
   }
   EXPECT_EQ(take(), 1);
-  EXPECT_EQ(wakes.load(), 0) << "the free woke a dropped awaiter";
+  EXPECT_EQ(wakes.count(), 0) << "the free woke a dropped awaiter";
   auto a = pb.try_alloc(n);
   EXPECT_TRUE(a) << "the dropped awaiter took no words";
   if (a) std::move(*a).abandon();
@@ -738,38 +738,57 @@ TEST(PacketBufferDeathTest, AllocAwaiterDestroyedAfterAReadyPollIsReported) {
                "alloc awaiter was destroyed holding an allocated packet");
 }
 
-// Two producer awaiters listed; one takes a wake and is dropped without
-// using it: the wake goes on to the other. One dropped without a wake
-// wakes nobody.
+// Three producer awaiters listed; one takes a wake and is dropped without
+// using it: the wake goes on to another, which is dropped in turn and
+// passes it to the last. One dropped without a wake wakes nobody. Each
+// dropped awaiter leaves the list.
 TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   std::uint32_t words[8];
   sluice::detail::pbuf_core core({.buffer = words, .size = 8});
   (void)sluice::test::put_with_length(core, 8);  // full
-  std::atomic<int> wakes[2] = {0, 0};
-  std::optional<sluice::alloc_awaiter> awaiters[2];
-  for (int i = 0; i < 2; ++i) {
+  constexpr int count = 3;
+  sluice::test::wake_counter wakes[count];
+  std::optional<sluice::alloc_awaiter> awaiters[count];
+  for (int i = 0; i < count; ++i) {
     awaiters[i].emplace(core, 2);
-    ASSERT_EQ(awaiters[i]->poll(sluice::test::counting_waker(wakes[i])),
-              sluice::poll_status::pending);
+    ASSERT_EQ(awaiters[i]->poll(sluice::make_waker(wakes[i])), sluice::poll_status::pending);
   }
+  const auto total = [&] {
+    int sum = 0;
+    for (auto& w : wakes)
+      sum += w.count();
+    return sum;
+  };
+  // The one woken and still listed, if exactly one is.
+  const auto woken_one = [&] {
+    int found = -1;
+    for (int i = 0; i < count; ++i)
+      if (awaiters[i] && wakes[i].count() == 1) found = found == -1 ? i : -2;
+    return found;
+  };
   core.space_waiters.notify_one();
-  ASSERT_EQ(wakes[0].load() + wakes[1].load(), 1);
-  const int woken = wakes[0].load() == 1 ? 0 : 1;
-  awaiters[woken].reset();  // never used its wake
-  EXPECT_EQ(wakes[1 - woken].load(), 1) << "the wake was not passed on";
-  awaiters[1 - woken].reset();  // woken itself: passes on to nobody
-  EXPECT_EQ(wakes[woken].load(), 1);
+  ASSERT_EQ(total(), 1);
+  for (int dropped = 1; dropped <= count; ++dropped) {
+    const int woken = woken_one();
+    ASSERT_GE(woken, 0) << "no single woken awaiter before drop " << dropped;
+    awaiters[woken].reset();  // never used its wake: passes it on
+    if (dropped < count) {
+      EXPECT_EQ(total(), dropped + 1) << "the wake was not passed on (drop " << dropped << ")";
+    } else {
+      EXPECT_EQ(total(), count) << "a wake with nobody listed went somewhere";
+    }
+  }
+  EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "a dropped awaiter stayed listed";
 
-  std::atomic<int> quiet[2] = {0, 0};
+  sluice::test::wake_counter quiet[2];
   for (int i = 0; i < 2; ++i) {
     awaiters[i].emplace(core, 2);
-    ASSERT_EQ(awaiters[i]->poll(sluice::test::counting_waker(quiet[i])),
-              sluice::poll_status::pending);
+    ASSERT_EQ(awaiters[i]->poll(sluice::make_waker(quiet[i])), sluice::poll_status::pending);
   }
   awaiters[0].reset();  // listed, never woken
-  EXPECT_EQ(quiet[1].load(), 0) << "a drop without a wake woke another";
+  EXPECT_EQ(quiet[1].count(), 0) << "a drop without a wake woke another";
   awaiters[1].reset();
-  EXPECT_EQ(quiet[0].load() + quiet[1].load(), 0);
+  EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "a dropped awaiter stayed listed";
 }
 
 // A task's allocation and claim under with_timeout (sleep.hpp), on the
@@ -792,10 +811,15 @@ sluice::task<int> claim_within(sluice::detail::pbuf_core& core, sluice::duration
   co_return static_cast<int>(r->payload()[0]);
 }
 
-// Until a task is listed on `list` (it waits).
-void until_listed(const sluice::detail::waiter_list& list) {
-  while (!list.approx_has_waiters())
+// Until somebody is listed on `list` (true), or `done` (false: it
+// returned without waiting): observed, not timed.
+bool listed_before(const sluice::detail::waiter_list& list, const std::atomic<bool>& done) {
+  for (;;) {
+    if (list.approx_has_waiters()) return true;
+    // Acquire: pairs with the release that sets it after the wait returned.
+    if (done.load(std::memory_order_acquire)) return false;
     std::this_thread::yield();
+  }
 }
 
 // On a real executor: the timeout wins over a full (or empty) buffer and
@@ -813,24 +837,30 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
     EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 3, 10s)), 3);    // 7 of 8 words used
     EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 2, 10ms)), -1);  // the timeout wins
     EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "the timed-out task stayed listed";
+    std::atomic<bool> done{false};
     std::thread consumer([&] {
-      until_listed(core.space_waiters);
+      if (!listed_before(core.space_waiters, done)) return;  // the check below fails
       const sluice::detail::pbuf_span c = core.try_claim();
       ASSERT_NE(c.words, nullptr);
       EXPECT_EQ(c.words[1], 4u);
       core.free(c.words);  // room for the waiting task
     });
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 2, 10s)), 2);  // the free wins
+    const int got = *sluice::block_on(ex, alloc_within(core, 2, 10s));
+    done.store(true, std::memory_order_release);  // pairs with listed_before's acquire
     consumer.join();
+    EXPECT_EQ(got, 2) << "the free while the task waited";
     EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 3);
     EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 2);
+    done.store(false, std::memory_order_relaxed);  // nobody reads it until the thread starts
     std::thread producer([&] {
-      until_listed(core.data_waiters);
+      if (!listed_before(core.data_waiters, done)) return;  // the check below fails
       const std::uint32_t packet[2] = {sluice::packet_buffer::default_header(2), 5};
       EXPECT_TRUE(core.put_data(packet, 2));
     });
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 5);  // the commit wins
+    const int claimed = *sluice::block_on(ex, claim_within(core, 10s));
+    done.store(true, std::memory_order_release);  // pairs with listed_before's acquire
     producer.join();
+    EXPECT_EQ(claimed, 5) << "the commit while the task waited";
     EXPECT_EQ(core.claimed.load(), 4u);
     EXPECT_EQ(core.dropped.load(), 0u);
   }
@@ -1120,16 +1150,12 @@ class waiting_producer {
           const pbuf_status s = core_.alloc_until(words, deadline, q);
           if (s == pbuf_status::ok) core_.abandon(q.words, words);
           status_ = s;
-          done_ = true;
+          done_ = true;  // seq_cst, so release: pairs with listed_before's acquire
         }) {}
   ~waiting_producer() {
     if (thread_.joinable()) thread_.join();
   }
-  bool listed_or_done() {
-    while (!done_.load() && !core_.space_waiters.approx_has_waiters())
-      std::this_thread::yield();
-    return done_.load();
-  }
+  bool listed_or_done() { return !listed_before(core_.space_waiters, done_); }
   pbuf_status join() {
     thread_.join();
     return status_.load();
