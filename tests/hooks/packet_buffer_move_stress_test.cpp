@@ -102,17 +102,20 @@ TEST(PacketBufferMoveStress, OthersEndTheMovesOfStalledMoversExactAccounting) {
   std::uint32_t next[producers] = {};
   std::uint64_t received = 0;
   std::uint64_t bad = 0;
-  // A hang guard, not a speed check: a run takes well under a second. A
-  // producer may be stuck inside the buffer then, so it cannot be joined:
-  // say where it stopped and end the process.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // A hang guard, not a speed check: 30 s without a packet. (A run takes
+  // well under a second alone, but on a loaded machine each packet may wait
+  // for several threads' turns at the scheduler, since the buffer holds one
+  // at a time.) A producer may be stuck inside the buffer then, so it
+  // cannot be joined: say where it stopped and end the process.
+  constexpr auto patience = std::chrono::seconds(30);
+  auto deadline = std::chrono::steady_clock::now() + patience;
   while (received < std::uint64_t{producers} * per_producer) {
     const pbuf_span got = core.try_claim();
     if (got.words == nullptr) {
       if (std::chrono::steady_clock::now() > deadline) {
         std::fprintf(stderr,
-                     "packet_buffer move stress: stuck after %llu of %u packets (a packet "
-                     "lost, or the buffer wedged), used %u words\n",
+                     "packet_buffer move stress: no packet for 30 s after %llu of %u packets (a "
+                     "packet lost, or the buffer wedged), used %u words\n",
                      static_cast<unsigned long long>(received), producers * per_producer,
                      core.used_words());
         std::abort();
@@ -133,6 +136,7 @@ TEST(PacketBufferMoveStress, OthersEndTheMovesOfStalledMoversExactAccounting) {
     }
     core.free(got.words);
     ++received;
+    deadline = std::chrono::steady_clock::now() + patience;
   }
   for (auto& t : threads)
     t.join();
