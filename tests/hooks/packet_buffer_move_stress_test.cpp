@@ -57,7 +57,7 @@ void count_move_steps(pbuf_hook point) noexcept {
 
 constexpr std::uint32_t size_words = 16;
 constexpr int producers = 3;
-constexpr std::uint32_t per_producer = 20'000;
+constexpr std::uint32_t per_producer = 4'000;
 
 // Packets of 9 to 16 words: the buffer holds one at a time, so most
 // requests find it empty with too little room before the wrap.
