@@ -329,7 +329,12 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
 
   [[nodiscard]] result<allocated_packet, alloc_error> await_resume() noexcept {
     if (status_ == detail::pbuf_status::too_large) return alloc_error::too_large;
-    SLUICE_ASSERT(span_.words != nullptr, "alloc awaiter: await_resume before a ready poll");
+    SLUICE_ASSERT(span_.words != nullptr,
+                  "alloc awaiter: await_resume without a packet (before a ready poll, or a "
+                  "second time)");
+    // A release build answers the misuse as a try would: no room, nothing
+    // taken.
+    if (span_.words == nullptr) return alloc_error::no_room;
     return allocated_packet::reserved(&core_, std::exchange(span_, {}));
   }
 

@@ -738,6 +738,55 @@ TEST(PacketBufferDeathTest, AllocAwaiterDestroyedAfterAReadyPollIsReported) {
                "alloc awaiter was destroyed holding an allocated packet");
 }
 
+// A driver that resumes an alloc awaiter that never polled ready (or
+// resumes it twice): debug builds name the misuse; a release build answers
+// no_room and takes no words.
+void alloc_resumed_before_ready() {
+  std::uint32_t words[4];
+  sluice::packet_buffer pb({.storage = words, .size_words = 4});
+  auto full = pb.try_alloc(4);
+  if (!full) std::abort();
+  auto awaiter = pb.alloc_async(1);
+  (void)awaiter.await_resume();
+  std::move(*full).abandon();
+}
+
+TEST(PacketBufferDeathTest, AnAllocAwaiterResumedWithoutAPacketIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(alloc_resumed_before_ready(), "alloc awaiter: await_resume without a packet");
+}
+
+TEST(PacketBufferAsync, AnAllocAwaiterResumedWithoutAPacketAnswersNoRoomInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  std::uint32_t words[4];
+  sluice::packet_buffer pb({.storage = words, .size_words = 4});
+  auto full = pb.try_alloc(4);
+  ASSERT_TRUE(full);
+  auto awaiter = pb.alloc_async(1);
+  auto early = awaiter.await_resume();  // never polled
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error(), alloc_error::no_room);
+  std::move(*full).abandon();
+  EXPECT_FALSE(pb.try_claim());  // passes the padding: empty again
+  EXPECT_EQ(pb.approx_used_words(), 0u) << "the early resume took words";
+  sluice::waker w = sluice::port::current_parker().make_waker();
+  auto ready = pb.alloc_async(4);
+  ASSERT_EQ(ready.poll(w), sluice::poll_status::ready);
+  auto got = ready.await_resume();
+  ASSERT_TRUE(got) << "the resumed awaiter took words";
+  auto again = ready.await_resume();  // a second time
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), alloc_error::no_room);
+  std::move(*got).abandon();
+  EXPECT_FALSE(pb.try_claim());
+  EXPECT_EQ(pb.approx_used_words(), 0u);
+}
+
 // Three producer awaiters listed; one takes a wake and is dropped without
 // using it: the wake goes on to another, which is dropped in turn and
 // passes it to the last. One dropped without a wake wakes nobody. Each
