@@ -231,7 +231,12 @@ void async_core(unsigned core, void* context) noexcept {
     return;
   }
   auto consumer = s.ex->spawn(async_consumer(s.pool, s));
-  CHECK(consumer.has_value());
+  if (!CHECK(consumer.has_value())) {
+    // Nobody would claim: the producers would fill the buffer and the
+    // joins below would wait for ever.
+    s.ex->shutdown();
+    return;
+  }
   sluice::join_handle<std::uint32_t> producers[3];
   for (std::uint32_t pid = 0; pid < 3; ++pid) {
     auto h = s.ex->spawn(async_producer(s.pool, s, pid));

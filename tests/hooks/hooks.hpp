@@ -10,6 +10,10 @@
 
 #include <sluice/detail/pbuf_core.hpp>
 
+// Both hooks are seq_cst (the default): a test sets one before it starts, or
+// lets go, the thread that reaches the hook, and clears it after that
+// thread is joined or done; they publish nothing else.
+
 // Run once at the next claim_looked (then cleared), before the binary's own
 // handling of that point.
 inline std::atomic<void (*)()> at_claim_looked{nullptr};

@@ -21,6 +21,9 @@ using sluice::detail::pbuf_core;
 using sluice::detail::pbuf_hook;
 using sluice::detail::pbuf_span;
 
+// What the hook frees, and where. Atomic only because a hook may run on any
+// thread; here it runs on the test thread itself, inside its poll, so
+// seq_cst (the default) orders nothing that program order does not.
 std::atomic<pbuf_core*> core_to_free{nullptr};
 std::atomic<const std::uint32_t*> packet_to_free{nullptr};
 

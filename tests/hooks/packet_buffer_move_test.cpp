@@ -27,11 +27,15 @@ using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 using sluice::detail::pbuf_valid;
 
+// All seq_cst (the default): handshakes between the test thread and the
+// thread at the hook, each read in the order the test describes; none is on
+// the buffer's path.
 // The thread held at held_point, and where it is: 1 held, 2 let go.
 std::atomic<std::thread::id> held_thread{};
 std::atomic<pbuf_hook> held_point{pbuf_hook::moving_to_slot_zero};
 std::atomic<int> stage{0};
-// Set while a claim must not reach a header read; counts those that did.
+// Set while a claim must not reach a header read; counts those that did
+// (the test sets the flag before it claims and reads the count after).
 std::atomic<bool> watch_claims{false};
 std::atomic<int> claims_looked{0};
 

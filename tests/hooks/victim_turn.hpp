@@ -47,6 +47,7 @@ inline std::atomic<detail::pbuf_core*> core{nullptr};
 inline std::atomic<detail::pbuf_hook> wait_point{detail::pbuf_hook::turn_awaited};
 inline std::atomic<bool> in_callback{false}, callback_go{false}, reached{false}, in_turn{false};
 inline std::atomic<std::uint32_t> tag{0}, header{0}, lock{0};
+inline std::atomic<int> status{-1};  // the dropper's pbuf_status once it returned
 
 inline void hold_in_callback(void*, const std::uint32_t* packet, std::uint32_t) noexcept {
   tag.store(packet[1] >> 2);
@@ -82,8 +83,9 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
   v::header.store(0);
   v::lock.store(~0u);
   fill_four_tagged(c);
+  v::status.store(-1);
   victim_turn_seen seen;
-  std::atomic<int> status{-1};
+  std::atomic<int>& status = v::status;
   std::thread dropper([&] {
     detail::pbuf_span q;
     const detail::pbuf_status s = c.try_alloc(4, q);  // drops packet 1, the victim
@@ -115,8 +117,14 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
   at_claim_looked.store(+[] {
     v::in_turn.store(v::core.load()->consumer_in.load() != 0);
     v::callback_go.store(true);  // whatever was seen: the dropper must not hang
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!v::reached.load() && std::chrono::steady_clock::now() < deadline)
+    // Until the dropper reaches the point, or returns without reaching it
+    // (the check of `reached` fails then). A dropper that does neither
+    // waits for this turn, which would never end: the bound, under the
+    // watchdog's, turns that into the same failure, however slow the
+    // machine is to run the dropper.
+    const auto deadline = std::chrono::steady_clock::now() + 40s;
+    while (!v::reached.load() && v::status.load() == -1 &&
+           std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();
   });
   seen.got = c.try_claim();

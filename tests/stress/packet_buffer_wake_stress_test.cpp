@@ -28,6 +28,8 @@
 #include <sluice/packet_buffer.hpp>
 #include <sluice/task.hpp>
 
+#include "executor_test_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -40,44 +42,10 @@ constexpr std::uint32_t packets = 400;
 constexpr std::uint32_t packets = 1'500;
 #endif
 
-// Aborts the process when `progress` has not moved for `limit` (a hang:
-// every wait in these tests is without a deadline).
-class watchdog {
- public:
-  watchdog(const char* what, std::chrono::seconds limit)
-      : thread_([this, what, limit] {
-          std::uint32_t seen = progress.load();
-          auto since = std::chrono::steady_clock::now();
-          while (!done_.load()) {
-            std::this_thread::sleep_for(10ms);
-            const std::uint32_t now = progress.load();
-            if (now != seen) {
-              seen = now;
-              since = std::chrono::steady_clock::now();
-            } else if (std::chrono::steady_clock::now() - since > limit) {
-              std::fprintf(stderr, "%s: no progress for %lld s (lost wake-up?), at %u\n", what,
-                           static_cast<long long>(limit.count()), now);
-              std::abort();
-            }
-          }
-        }) {}
-  ~watchdog() {
-    done_ = true;
-    thread_.join();
-  }
-  watchdog(const watchdog&) = delete;
-  watchdog& operator=(const watchdog&) = delete;
-  std::atomic<std::uint32_t> progress{0};
-
- private:
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-};
-
 void hand_off(sluice::overflow_policy policy) {
   std::vector<std::uint32_t> storage(64);
   sluice::packet_buffer pb({.storage = storage.data(), .size_words = 64, .policy = policy});
-  watchdog dog("packet_buffer hand-off", 20s);
+  sluice::test::progress_watchdog dog("packet_buffer hand-off", 20s);
   std::atomic<std::uint32_t> taken{0};
   std::atomic<bool> bad{false};
   std::thread consumer([&] {
@@ -89,7 +57,7 @@ void hand_off(sluice::overflow_policy policy) {
       }
       c.reset();
       taken.store(seq + 1, std::memory_order_release);
-      dog.progress.store(seq + 1);
+      dog.progress.store(seq + 1, std::memory_order_relaxed);  // the watchdog only sees it move
     }
   });
   for (std::uint32_t seq = 0; seq < packets && !bad.load(); ++seq) {
@@ -122,7 +90,7 @@ void room(sluice::overflow_policy policy) {
   // without a deadline for each packet.
   std::vector<std::uint32_t> storage(8);
   sluice::packet_buffer pb({.storage = storage.data(), .size_words = 8, .policy = policy});
-  watchdog dog("packet_buffer room", 20s);
+  sluice::test::progress_watchdog dog("packet_buffer room", 20s);
   constexpr std::uint32_t producers = 2;
   std::vector<std::thread> threads;
   std::atomic<std::uint32_t> failed{0};
@@ -151,7 +119,7 @@ void room(sluice::overflow_policy policy) {
       break;
     }
     ++next[pid];
-    dog.progress.store(received + 1);
+    dog.progress.store(received + 1, std::memory_order_relaxed);  // the watchdog only sees it move
   }
   for (auto& t : threads)
     t.join();
@@ -227,7 +195,7 @@ sluice::task<void> consume(sluice::packet_buffer& pb, task_counts& counts,
 void tasks_room(sluice::overflow_policy policy) {
   std::vector<std::uint32_t> storage(8);
   sluice::packet_buffer pb({.storage = storage.data(), .size_words = 8, .policy = policy});
-  watchdog dog("packet_buffer tasks", 20s);
+  sluice::test::progress_watchdog dog("packet_buffer tasks", 20s);
   task_counts counts;
   std::uint32_t cancels = 0;
   {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -41,6 +42,46 @@ class abort_watchdog {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool done_ = false;
+  std::thread thread_;
+};
+
+// Turns a hang into a failure by progress, not by total time: aborts the
+// process, saying what was waited for, when `progress` has not moved for
+// `limit`. The guarded code stores or adds to `progress` as it goes (each
+// packet claimed, say), so that a run that is only slow (a loaded machine)
+// is never cut short.
+class progress_watchdog {
+ public:
+  progress_watchdog(const char* what, std::chrono::seconds limit)
+      : thread_([this, what, limit] {
+          // Relaxed, all: it only sees the count move, and the flag stop;
+          // neither publishes anything.
+          std::uint32_t seen = progress.load(std::memory_order_relaxed);
+          auto since = std::chrono::steady_clock::now();
+          while (!done_.load(std::memory_order_relaxed)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            const std::uint32_t now = progress.load(std::memory_order_relaxed);
+            if (now != seen) {
+              seen = now;
+              since = std::chrono::steady_clock::now();
+            } else if (std::chrono::steady_clock::now() - since > limit) {
+              std::fprintf(stderr, "%s: no progress for %lld s (lost wake-up?), at %u\n", what,
+                           static_cast<long long>(limit.count()), now);
+              std::fflush(stderr);
+              std::abort();
+            }
+          }
+        }) {}
+  ~progress_watchdog() {
+    done_.store(true, std::memory_order_relaxed);  // a stop flag; the join follows
+    thread_.join();
+  }
+  progress_watchdog(const progress_watchdog&) = delete;
+  progress_watchdog& operator=(const progress_watchdog&) = delete;
+  std::atomic<std::uint32_t> progress{0};
+
+ private:
+  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 

@@ -468,10 +468,13 @@ TEST_P(PacketBufferTest, ProducerTaskGetsRoomOrTooLargeWithoutWaiting) {
     if (a) std::move(*a).abandon();
   }
   EXPECT_FALSE(pb.try_claim());  // passes the abandoned words: empty again
-  sluice::test::abort_watchdog dog(30s, "a producer task that must not wait");
-  EXPECT_EQ(sluice::test::block_on(producer(0)), -1);
-  EXPECT_EQ(sluice::test::block_on(producer(n + 1)), -1);
-  EXPECT_EQ(sluice::test::block_on(producer(n)), static_cast<int>(n));  // the whole buffer
+  // In a task: one step runs each to its end, without a suspension.
+  for (const std::uint32_t words : {0u, n + 1, n}) {
+    auto t = producer(words);
+    t.step();
+    ASSERT_TRUE(t.done()) << words << " words: the task waited";
+    EXPECT_EQ(t.result(), words == n ? static_cast<int>(n) : -1) << words << " words";
+  }
   auto c = pb.try_claim();
   ASSERT_TRUE(c);
   EXPECT_EQ(c.size(), n);
@@ -489,7 +492,9 @@ TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
     auto awaiter = pb.alloc_async(1);
     EXPECT_FALSE(awaiter.await_ready());
     EXPECT_EQ(awaiter.poll(sluice::make_waker(wakes)), sluice::poll_status::pending);
+    EXPECT_EQ(wakes.live_refs(), 1) << "the listed awaiter's waker";
   }
+  EXPECT_EQ(wakes.live_refs(), 0) << "the list kept the dropped awaiter's waker";
   EXPECT_EQ(take(), 1);
   EXPECT_EQ(wakes.count(), 0) << "the free woke a dropped awaiter";
   auto a = pb.try_alloc(n);
@@ -821,6 +826,7 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
     const int woken = woken_one();
     ASSERT_GE(woken, 0) << "no single woken awaiter before drop " << dropped;
     awaiters[woken].reset();  // never used its wake: passes it on
+    EXPECT_EQ(wakes[woken].live_refs(), 0) << "drop " << dropped << " left its waker behind";
     if (dropped < count) {
       EXPECT_EQ(total(), dropped + 1) << "the wake was not passed on (drop " << dropped << ")";
     } else {
@@ -835,6 +841,7 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
     ASSERT_EQ(awaiters[i]->poll(sluice::make_waker(quiet[i])), sluice::poll_status::pending);
   }
   awaiters[0].reset();  // listed, never woken
+  EXPECT_EQ(quiet[0].live_refs(), 0) << "the list kept the dropped awaiter's waker";
   EXPECT_EQ(quiet[1].count(), 0) << "a drop without a wake woke another";
   awaiters[1].reset();
   EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "a dropped awaiter stayed listed";
@@ -865,8 +872,9 @@ sluice::task<int> claim_within(sluice::detail::pbuf_core& core, sluice::duration
 bool listed_before(const sluice::detail::waiter_list& list, const std::atomic<bool>& done) {
   for (;;) {
     if (list.approx_has_waiters()) return true;
-    // Acquire: pairs with the release that sets it after the wait returned.
-    if (done.load(std::memory_order_acquire)) return false;
+    // Relaxed: a stop flag, set once the wait returned; nothing is read
+    // after it (the caller's checks come after joins).
+    if (done.load(std::memory_order_relaxed)) return false;
     std::this_thread::yield();
   }
 }
@@ -875,15 +883,21 @@ bool listed_before(const sluice::detail::waiter_list& list, const std::atomic<bo
 // takes nothing; the free (or commit) wins over a long timeout, made while
 // the task waits. With drop_oldest too: a waiting allocation drops nothing.
 TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
-  sluice::test::abort_watchdog dog(60s, "packet buffer timeouts in tasks");
+  // Under the unit binary's 60 s limit, so that a hang is named.
+  sluice::test::abort_watchdog dog(50s, "packet buffer timeouts in tasks");
+  // A timeout that must not fire: the waits it bounds end by the other
+  // thread's free or commit (the watchdog ends a hang), however slow the
+  // machine.
+  constexpr sluice::duration never = std::chrono::hours(1);
   for (const std::uint32_t flags : {0u, sluice::detail::pbuf_flag_overwrite}) {
     std::uint32_t words[8];
     sluice::detail::pbuf_core core({.buffer = words, .size = 8, .flags = flags});
     sluice::executor ex{{.workers = 2}};
     EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10ms)), -1);  // nothing committed
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 9, 10s)), -2);
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 4, 10s)), 4);
-    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 3, 10s)), 3);    // 7 of 8 words used
+    EXPECT_FALSE(core.data_waiters.approx_has_waiters()) << "the timed-out claim stayed listed";
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 9, never)), -2);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 4, never)), 4);
+    EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 3, never)), 3);  // 7 of 8 words used
     EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 2, 10ms)), -1);  // the timeout wins
     EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "the timed-out task stayed listed";
     std::atomic<bool> done{false};
@@ -894,22 +908,24 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
       EXPECT_EQ(c.words[1], 4u);
       core.free(c.words);  // room for the waiting task
     });
-    const int got = *sluice::block_on(ex, alloc_within(core, 2, 10s));
-    done.store(true, std::memory_order_release);  // pairs with listed_before's acquire
+    const int got = *sluice::block_on(ex, alloc_within(core, 2, never));
+    done.store(true, std::memory_order_relaxed);  // listed_before's stop flag
     consumer.join();
     EXPECT_EQ(got, 2) << "the free while the task waited";
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 3);
-    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10s)), 2);
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, never)), 3);
+    EXPECT_EQ(*sluice::block_on(ex, claim_within(core, never)), 2);
     done.store(false, std::memory_order_relaxed);  // nobody reads it until the thread starts
     std::thread producer([&] {
       if (!listed_before(core.data_waiters, done)) return;  // the check below fails
       const std::uint32_t packet[2] = {sluice::packet_buffer::default_header(2), 5};
       EXPECT_TRUE(core.put_data(packet, 2));
     });
-    const int claimed = *sluice::block_on(ex, claim_within(core, 10s));
-    done.store(true, std::memory_order_release);  // pairs with listed_before's acquire
+    const int claimed = *sluice::block_on(ex, claim_within(core, never));
+    done.store(true, std::memory_order_relaxed);  // listed_before's stop flag
     producer.join();
     EXPECT_EQ(claimed, 5) << "the commit while the task waited";
+    EXPECT_FALSE(core.data_waiters.approx_has_waiters()) << "a claim that returned stayed listed";
+    EXPECT_FALSE(core.space_waiters.approx_has_waiters());
     EXPECT_EQ(core.claimed.load(), 4u);
     EXPECT_EQ(core.dropped.load(), 0u);
   }
@@ -1199,7 +1215,7 @@ class waiting_producer {
           const pbuf_status s = core_.alloc_until(words, deadline, q);
           if (s == pbuf_status::ok) core_.abandon(q.words, words);
           status_ = s;
-          done_ = true;  // seq_cst, so release: pairs with listed_before's acquire
+          done_.store(true, std::memory_order_relaxed);  // listed_before's stop flag
         }) {}
   ~waiting_producer() {
     if (thread_.joinable()) thread_.join();
