@@ -183,8 +183,9 @@ struct moodycamel_impl {
 // The least a multi-producer ring can pay per cycle, with none of a packet
 // buffer's semantics: one compare-and-swap reserves the words (a
 // multi-producer reservation is a read-modify-write), a store writes the
-// length and a release store commits; the take is an acquire load, a store
-// marking it taken and a release store giving the words back. No wrap (the
+// length and a release store commits; the take is an acquire load, two
+// stores (marking the header taken, then zeroing it for the next lap) and a
+// release store giving the words back. No wrap (the
 // packet sizes divide the capacity), no wake-up check, no counters, no
 // overwrite. One thread only: a floor to read sluice's cycle against, not
 // a peer.
