@@ -259,7 +259,7 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
 
 pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   SLUICE_ASSERT(config.buffer != nullptr, "packet buffer: no storage given");
-  SLUICE_ASSERT(config.size >= 1 && config.size <= (std::uint32_t{1} << 29),
+  SLUICE_ASSERT(config.size >= 1 && config.size <= pbuf_max_size,
                 "packet buffer: size must be 1 to 2^29 words");
   SLUICE_ASSERT((config.flags & pbuf_flag_pow2) == 0 || (config.size & (config.size - 1)) == 0,
                 "packet buffer: MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
@@ -282,6 +282,19 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   if constexpr (speed_over_size) {
     lock_bias.store(1, std::memory_order_relaxed);
     rebias_stretch = pbuf_rebias_after;
+  }
+  if (config.buffer == nullptr || config.size - 1 >= pbuf_max_size) {
+    // A release build given no storage, or a size out of range (0, or
+    // more words than positions can count, which is likelier a wrong
+    // argument than a 2 GiB buffer): a buffer of no words. Every
+    // allocation is then too large, nothing is ever reserved, and the
+    // storage is never touched. (One unsigned test: 0 - 1 is above the
+    // largest size.)
+    buf = nullptr;
+    size = 0;
+    period = 0;
+    flags &= ~pbuf_flag_pow2;
+    return;
   }
   // Free words read zero (see the index invariants).
   __builtin_memset(buf, 0, std::size_t{size} * sizeof(std::uint32_t));

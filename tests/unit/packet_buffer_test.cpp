@@ -1504,6 +1504,15 @@ void make_a_buffer_of_no_words() {
   sluice::packet_buffer pb({.storage = words, .size_words = 0});
 }
 
+void make_a_buffer_without_storage() {
+  sluice::packet_buffer pb({.storage = nullptr, .size_words = 8});
+}
+
+void make_a_buffer_of_2_to_the_29_plus_1_words() {
+  std::uint32_t words[4];
+  sluice::packet_buffer pb({.storage = words, .size_words = (1u << 29) + 1});
+}
+
 void make_a_pow2_buffer_of_12_words() {
   std::uint32_t words[12];
   sluice::detail::pbuf_core core(
@@ -1541,44 +1550,65 @@ TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {
   }
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   EXPECT_DEATH(make_a_buffer_of_no_words(), "size must be 1 to 2\\^29 words");
+  EXPECT_DEATH(make_a_buffer_of_2_to_the_29_plus_1_words(), "size must be 1 to 2\\^29 words");
+  EXPECT_DEATH(make_a_buffer_without_storage(), "packet buffer: no storage given");
   EXPECT_DEATH(make_a_pow2_buffer_of_12_words(),
                "MPSC_PBUF_SIZE_POW2 set but the size is not a power of two");
 }
 
-// A buffer of no words refuses every allocation as too large (there is
-// nothing it could ever hold) and never touches the storage.
-TEST(PacketBufferConfig, ABufferOfNoWordsRefusesEveryAllocationInReleaseBuilds) {
+// A buffer given no storage, or a size out of range (0 words, or more
+// than 2^29: likelier a wrong argument than a 2 GiB buffer), holds no
+// words in a release build: it refuses every allocation as too large
+// (there is nothing it could ever hold) and never touches the storage.
+// Before that, a release build cleared 2^29 + 1 words from an array of 4.
+TEST(PacketBufferConfig, AnUnusableBufferRefusesEveryAllocationInReleaseBuilds) {
   if constexpr (sluice::detail::debug_checks) {
     GTEST_SKIP() << "debug builds stop in the constructor (above)";
   }
-  for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
-    SCOPED_TRACE(policy == overflow_policy::drop_oldest ? "drop_oldest" : "reject_new");
-    // Storage of no words: AddressSanitizer reports any read or write.
-    const std::unique_ptr<std::uint32_t[]> words(new std::uint32_t[0]);
-    sluice::packet_buffer pb({.storage = words.get(),
-                              .size_words = 0,
-                              .policy = policy,
-                              .utilization = sluice::utilization_tracking::track_max});
-    for (std::uint32_t n = 0; n < 3; ++n) {
-      auto now = pb.try_alloc(n);
-      ASSERT_FALSE(now);
-      EXPECT_EQ(now.error(), alloc_error::too_large);
-      auto timed = pb.alloc_for(n, 1ms);
-      ASSERT_FALSE(timed);
-      EXPECT_EQ(timed.error(), alloc_error::too_large);
+  // Storage of no words: AddressSanitizer reports any read or write.
+  const std::unique_ptr<std::uint32_t[]> no_words(new std::uint32_t[0]);
+  std::uint32_t four[4] = {0xdead0001, 0xdead0002, 0xdead0003, 0xdead0004};
+  struct unusable {
+    const char* what;
+    std::uint32_t* storage;
+    std::uint32_t size;
+  };
+  const unusable configs[] = {{"0 words", no_words.get(), 0},
+                              {"no storage", nullptr, 8},
+                              {"2^29 + 1 words", four, (1u << 29) + 1},
+                              {"2^32 - 1 words", four, ~0u}};
+  for (const unusable& bad : configs) {
+    for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+      SCOPED_TRACE(std::string(bad.what) +
+                   (policy == overflow_policy::drop_oldest ? ", drop_oldest" : ", reject_new"));
+      sluice::packet_buffer pb({.storage = bad.storage,
+                                .size_words = bad.size,
+                                .policy = policy,
+                                .utilization = sluice::utilization_tracking::track_max});
+      EXPECT_EQ(pb.capacity_words(), 0u);
+      for (const std::uint32_t n : {0u, 1u, 2u, 4u, 8u}) {
+        auto now = pb.try_alloc(n);
+        ASSERT_FALSE(now) << n << " words";
+        EXPECT_EQ(now.error(), alloc_error::too_large) << n << " words";
+        auto timed = pb.alloc_for(n, 1ms);
+        ASSERT_FALSE(timed) << n << " words";
+        EXPECT_EQ(timed.error(), alloc_error::too_large) << n << " words";
+      }
+      const std::uint32_t data[2] = {0, 0};
+      EXPECT_FALSE(pb.put_word(0));
+      EXPECT_FALSE(pb.put_word_ext(0, data));
+      EXPECT_FALSE(pb.put_data(data, 1));
+      EXPECT_FALSE(pb.try_claim());
+      EXPECT_FALSE(pb.claim_for(1ms));
+      EXPECT_FALSE(pb.is_pending());
+      EXPECT_EQ(pb.approx_used_words(), 0u);
+      EXPECT_EQ(pb.max_used_words(), 0u);
+      EXPECT_EQ(pb.panic_flush([](void*, const std::uint32_t*, std::uint32_t) noexcept {}, nullptr),
+                0u);
     }
-    const std::uint32_t data[2] = {0, 0};
-    EXPECT_FALSE(pb.put_word(0));
-    EXPECT_FALSE(pb.put_word_ext(0, data));
-    EXPECT_FALSE(pb.put_data(data, 1));
-    EXPECT_FALSE(pb.try_claim());
-    EXPECT_FALSE(pb.claim_for(1ms));
-    EXPECT_FALSE(pb.is_pending());
-    EXPECT_EQ(pb.approx_used_words(), 0u);
-    EXPECT_EQ(pb.max_used_words(), 0u);
-    EXPECT_EQ(pb.panic_flush([](void*, const std::uint32_t*, std::uint32_t) noexcept {}, nullptr),
-              0u);
   }
+  EXPECT_EQ(four[0], 0xdead0001u) << "the storage was written";
+  EXPECT_EQ(four[3], 0xdead0004u) << "the storage was written";
   // As Zephyr's init, 0 words is not a power of two.
   std::uint32_t none[1];
   const sluice::detail::pbuf_core core({.buffer = none, .size = 0});

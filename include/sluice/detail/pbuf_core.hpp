@@ -203,6 +203,9 @@ inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 // producer moves an empty buffer to slot 0 (no overwrite; positions stay
 // below 2^31, so the bit is free).
 inline constexpr std::uint32_t pbuf_moving = 1u << 31;
+// The largest buffer, in words: positions then keep at least four laps of
+// history below pbuf_moving (see Positions above).
+inline constexpr std::uint32_t pbuf_max_size = 1u << 29;
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
