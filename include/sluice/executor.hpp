@@ -900,12 +900,28 @@ inline void destroy_retired_tasks() noexcept {
   detail::destroy_retired_tasks();
 }
 
-// Spawns `t` on `ex` and blocks the calling thread until it completes.
+namespace detail {
+constexpr join_error refused_spawn(spawn_error e) noexcept {
+  switch (e) {
+    case spawn_error::no_memory:
+      return join_error::no_memory;
+    case spawn_error::too_many_tasks:
+      return join_error::too_many_tasks;
+    case spawn_error::shut_down:
+      break;
+  }
+  return join_error::shut_down;
+}
+}  // namespace detail
+
+// Spawns `t` on `ex` and blocks the calling thread until it completes. A
+// refused spawn answers at once with the join_error of the same name
+// (no_memory, too_many_tasks, shut_down), and `t` is destroyed unrun.
 // Requires: `ex` has workers (worker_threads::start); a thread, not a task.
 template <class T>
 join_result<T> block_on(executor& ex, task<T> t) {
   spawn_result<T> h = ex.spawn(std::move(t));
-  SLUICE_ASSERT(h.has_value(), "block_on: spawn failed (no memory, too many tasks, or shut down)");
+  if (!h) return detail::refused_spawn(h.error());
   return h->join();
 }
 

@@ -33,12 +33,23 @@ namespace sluice {
 
 enum class join_error : std::uint8_t {
   cancelled,  // cancel() or shutdown() ended the task before it finished
+  // block_on only: the task never ran, as its spawn was refused (the
+  // spawn_error of the same name says why).
+  no_memory,       // the task's frame or header could not be allocated
+  too_many_tasks,  // max_tasks tasks were live
+  shut_down,       // shutdown() had begun
 };
 
 constexpr const char* to_string(join_error e) noexcept {
   switch (e) {
     case join_error::cancelled:
       return "cancelled";
+    case join_error::no_memory:
+      return "not spawned: no memory";
+    case join_error::too_many_tasks:
+      return "not spawned: too many tasks";
+    case join_error::shut_down:
+      return "not spawned: shut down";
   }
   return "?";
 }
@@ -62,7 +73,8 @@ class [[nodiscard]] join_result {
   explicit operator bool() const noexcept { return has_value(); }
   // Requires: has_value().
   [[nodiscard]] decltype(auto) value() && noexcept(std::is_nothrow_move_constructible_v<T>) {
-    SLUICE_ASSERT(value_.has_value(), "join_result::value() on a task that was cancelled");
+    SLUICE_ASSERT(value_.has_value(),
+                  "join_result::value() on a task that was cancelled or never spawned");
     return value_.take();
   }
   [[nodiscard]] decltype(auto) operator*() && noexcept(std::is_nothrow_move_constructible_v<T>) {

@@ -270,6 +270,45 @@ TEST(ExecutorDetached, ARefusalSaysWhyAndDestroysTheTaskUnrun) {
   EXPECT_EQ(sum.load(), 1);
 }
 
+// block_on answers a refused spawn at once, with the reason, and the task
+// is destroyed unrun. (It used to join a handle that was never made: a
+// release build waited for ever.) No worker is needed for a refusal.
+TEST(Executor, BlockOnAnswersARefusedSpawnWithItsReason) {
+  frame_probe::reset();
+  std::atomic<int> sum{0};
+  {
+    sluice::executor ex{{.max_tasks = 1, .threads = sluice::worker_threads::none}};
+    ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
+    auto full = sluice::block_on(ex, add_to(sum, 100));
+    ASSERT_FALSE(full.has_value());
+    EXPECT_EQ(full.error(), sluice::join_error::too_many_tasks);
+    EXPECT_STREQ(sluice::to_string(full.error()), "not spawned: too many tasks");
+    EXPECT_EQ(frame_probe::live(), 1) << "the refused task's frame is destroyed at once";
+    ex.run_until_idle();
+    ex.shutdown();
+    auto late = sluice::block_on(ex, add_to(sum, 1000));
+    ASSERT_FALSE(late.has_value());
+    EXPECT_EQ(late.error(), sluice::join_error::shut_down);
+    EXPECT_STREQ(sluice::to_string(late.error()), "not spawned: shut down");
+  }
+  {
+    alignas(sluice::frame_pool::block_alignment) static std::byte
+        storage[sluice::frame_pool::storage_for(512, 2)];
+    sluice::frame_pool pool{storage, sizeof storage, 512};
+    sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+    auto first = ex.spawn(pooled(pool, 1));  // frame + header: both blocks
+    ASSERT_TRUE(first.has_value());
+    auto none = sluice::block_on(ex, pooled(pool, 2));
+    ASSERT_FALSE(none.has_value());
+    EXPECT_EQ(none.error(), sluice::join_error::no_memory);
+    EXPECT_STREQ(sluice::to_string(none.error()), "not spawned: no memory");
+    ex.run_until_idle();
+    EXPECT_EQ(*first->join(), 1);
+  }
+  EXPECT_EQ(frame_probe::live(), 0);
+  EXPECT_EQ(sum.load(), 1) << "a refused task ran";
+}
+
 TEST(ExecutorDetached, ShutdownCancelsAWaitingDetachedTask) {
   frame_probe::reset();
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
