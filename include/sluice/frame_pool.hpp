@@ -38,20 +38,36 @@ class frame_pool {
   static constexpr std::size_t block_alignment = alignof(std::max_align_t);
   static constexpr std::size_t max_blocks = 0xffff;
 
-  // Bytes of storage that `blocks` blocks of `block_size` bytes need.
+  // Bytes of storage that `blocks` blocks of `block_size` bytes need; the
+  // largest size_t where that does not fit in one.
   static constexpr std::size_t storage_for(std::size_t block_size, std::size_t blocks) noexcept {
-    return index_bytes(blocks) + round_up(block_size) * blocks;
+    constexpr std::size_t most = ~std::size_t{0};
+    if (block_size > largest_block || blocks > most / sizeof(detail::atomic<std::uint32_t>) / 2)
+      return most;
+    const std::size_t index = index_bytes(blocks);
+    const std::size_t block = round_up(block_size);
+    if (blocks != 0 && block > (most - index) / blocks) return most;
+    return index + block * blocks;
   }
 
   // Requires: `storage` is aligned to block_alignment and outlives the pool
-  // and every block handed out; 1 <= blocks <= max_blocks.
+  // and every block handed out; 1 <= block_size; room for at least one
+  // block. A debug build names a breach; a release build starts at the
+  // first aligned byte, and a pool without room for a block (or with no
+  // storage) hands out none: every allocate answers null.
   frame_pool(void* storage, std::size_t bytes, std::size_t block_size) noexcept
-      : block_size_(round_up(block_size)) {
+      : block_size_(round_up(block_size <= largest_block ? block_size : 0)) {
     SLUICE_ASSERT(reinterpret_cast<std::uintptr_t>(storage) % block_alignment == 0,
                   "frame_pool storage is not aligned to alignof(max_align_t)");
+    SLUICE_ASSERT(block_size - 1 < largest_block,
+                  "frame_pool block size is 0, or too large to round up");
+    const std::size_t skew = -reinterpret_cast<std::uintptr_t>(storage) % block_alignment;
     std::size_t n = 0;
-    while (n < max_blocks && storage_for(block_size_, n + 1) <= bytes)
-      ++n;
+    if (storage != nullptr && block_size_ != 0 && bytes >= skew) {
+      storage = static_cast<std::byte*>(storage) + skew;
+      while (n < max_blocks && storage_for(block_size_, n + 1) <= bytes - skew)
+        ++n;
+    }
     SLUICE_ASSERT(n >= 1, "frame_pool storage too small for one block");
     blocks_ = static_cast<std::uint32_t>(n);
     next_ = static_cast<detail::atomic<std::uint32_t>*>(storage);
@@ -62,7 +78,7 @@ class frame_pool {
           detail::atomic<std::uint32_t>(i + 1 < blocks_ ? i + 2 : 0);
     }
     // Relaxed: the pool is published to other threads by whatever shares it.
-    head_.store(1, std::memory_order_relaxed);
+    head_.store(n != 0 ? 1 : 0, std::memory_order_relaxed);
   }
   frame_pool(const frame_pool&) = delete;
   frame_pool& operator=(const frame_pool&) = delete;
@@ -91,11 +107,14 @@ class frame_pool {
     }
   }
 
-  // Requires: `block` came from this pool's allocate and is not free.
+  // Requires: `block` came from this pool's allocate and is not free. A
+  // release build ignores a pointer that is not one of its blocks.
   void deallocate(void* block) noexcept {
-    const auto offset = static_cast<std::size_t>(static_cast<std::byte*>(block) - base_);
-    SLUICE_ASSERT(offset % block_size_ == 0 && offset / block_size_ < blocks_,
-                  "frame_pool::deallocate of a pointer that is not one of its blocks");
+    const auto offset =
+        reinterpret_cast<std::uintptr_t>(block) - reinterpret_cast<std::uintptr_t>(base_);
+    const bool ours = blocks_ != 0 && offset % block_size_ == 0 && offset / block_size_ < blocks_;
+    SLUICE_ASSERT(ours, "frame_pool::deallocate of a pointer that is not one of its blocks");
+    if (!ours) return;
     const auto index = static_cast<std::uint32_t>(offset / block_size_) + 1;
     // Relaxed: the CAS below re-reads.
     std::uint32_t head = head_.load(std::memory_order_relaxed);
@@ -121,6 +140,9 @@ class frame_pool {
   }
 
  private:
+  // The largest block size that rounds up without wrapping.
+  static constexpr std::size_t largest_block = ~std::size_t{0} / 2;
+
   static constexpr std::size_t round_up(std::size_t n) noexcept {
     return (n + block_alignment - 1) / block_alignment * block_alignment;
   }
