@@ -207,18 +207,23 @@ struct executor_config {
 
 class executor final : private detail::task_scheduler {
  public:
-  explicit executor(const executor_config& config = {}) noexcept
-      : queue_memory_(config),
-        queue_(queue_memory_.slots, config.max_tasks),
+  // Inline: a one-off with constant arguments folds to a few stores.
+  [[gnu::always_inline]] explicit executor(const executor_config& config = {}) noexcept
+      : queue_memory_(config, spare_slot_),
+        queue_(queue_memory_.slots, queue_memory_.capacity),
         pool_(config.pool),
         trace_(config.trace),
         credit_batch_(detail::executor_slots
-                          ? (config.max_tasks / 64 < 32 ? config.max_tasks / 64 : 32)
+                          ? (queue_memory_.limit / 64 < 32 ? queue_memory_.limit / 64 : 32)
                           : 0) {
     if (config.threads == worker_threads::start) {
       const unsigned n = config.workers != 0 ? config.workers : port::default_worker_count();
       workers_ = port::start_workers(n, &worker_entry, this);
-      SLUICE_ASSERT(workers_ != nullptr, "the port could not start any executor worker");
+      SLUICE_ASSERT(workers_ != nullptr, "the port could not start the executor's workers");
+      // A hosted release build whose port cannot start that many starts one.
+#if __STDC_HOSTED__
+      if (workers_ == nullptr && n > 1) workers_ = port::start_workers(1, &worker_entry, this);
+#endif
     }
   }
   executor(const executor&) = delete;
@@ -401,10 +406,16 @@ class executor final : private detail::task_scheduler {
     // running, so this only marks it (E10); its end_run then cancels (E7).
     if (cancel) (void)t.cancel();
   }
-  detail::timer_queue& timers() noexcept override { return timers_; }
-  executor* owner() noexcept override { return this; }
+  detail::timer_queue& timers() noexcept override {
+    return timers_;
+  }
+  executor* owner() noexcept override {
+    return this;
+  }
 
-  static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
+  static void worker_entry(void* self) noexcept {
+    static_cast<executor*>(self)->run_worker();
+  }
 
   // A task armed a timer earlier than any other: a worker parked until a
   // later deadline (or none) must wait for this one instead. Wakes one; it
@@ -732,10 +743,10 @@ class executor final : private detail::task_scheduler {
     // Relaxed: both written only under the lock.
     const std::uint32_t live = live_.load(std::memory_order_relaxed);
     const bool open = accepting_.load(std::memory_order_relaxed);
-    const std::uint32_t room = queue_.capacity() - live;
+    const std::uint32_t room = queue_memory_.limit - live;
     const std::uint32_t k = !open ? 0 : room < n ? room : n;
     if (k == 0) {
-      refused = open ? spawn_error::too_many_tasks : spawn_error::shut_down;
+      refused = open ? queue_memory_.full : spawn_error::shut_down;
     } else {
       // Relaxed: the bound; shutdown waits for the count to fall ([X2]).
       live_.store(live + k, std::memory_order_relaxed);
@@ -799,25 +810,44 @@ class executor final : private detail::task_scheduler {
   }
 
   // The run queue's slots: the caller's, or a heap block this owns. Declared
-  // before queue_, so it is freed after the engine is destroyed.
+  // before queue_, so it is freed after the engine is destroyed. A release
+  // build given max_tasks 0 refuses every spawn (too_many_tasks); one whose
+  // run queue cannot be allocated refuses every spawn with no_memory. Both
+  // keep a queue of one slot (`spare`) that no task ever enters, so that
+  // the workers have a queue to look at.
   struct queue_memory {
-    explicit queue_memory(const executor_config& config) noexcept {
+    queue_memory(const executor_config& config, void* spare) noexcept {
       SLUICE_ASSERT(config.max_tasks >= 1, "executor max_tasks must be at least 1");
-      slots = config.run_queue != nullptr ? config.run_queue : allocate(config.max_tasks);
+      limit = config.max_tasks;
+      slots = config.run_queue;
+      if (slots == nullptr && limit != 0) {
+        slots = allocate(limit);
+        if (slots == nullptr) full = spawn_error::no_memory;
+      }
+      if (slots == nullptr || limit == 0) {
+        slots = static_cast<run_queue_slot*>(spare);
+        limit = 0;
+      }
+      capacity = limit != 0 ? limit : 1;
       // Fresh slots: a heap block holds none yet, and the caller's storage
       // may hold the sequence numbers of an executor that used it before.
-      for (std::uint32_t i = 0; i < config.max_tasks; ++i)
+      for (std::uint32_t i = 0; i < capacity; ++i)
         ::new (static_cast<void*>(slots + i)) run_queue_slot();
     }
     run_queue_slot* allocate(std::uint32_t n) noexcept {
       // The slots are cache-line aligned: over-allocate and align by hand
       // (the plain nothrow operator new is the one allocation function a
-      // bare-metal runtime is asked for; see frame_pool.hpp).
-      const std::size_t bytes = sizeof(run_queue_slot) * n + alignof(run_queue_slot);
+      // bare-metal runtime is asked for; see frame_pool.hpp). A size that
+      // does not fit in size_t (32-bit targets) is no memory.
+      std::size_t bytes = 0;
+      if (__builtin_mul_overflow(sizeof(run_queue_slot), std::size_t{n}, &bytes) ||
+          __builtin_add_overflow(bytes, alignof(run_queue_slot), &bytes))
+        return nullptr;
       block = ::operator new(bytes, std::nothrow);
       SLUICE_ASSERT(block != nullptr,
                     "executor: no memory for a run queue of max_tasks slots (lower max_tasks or "
                     "pass run_queue storage)");
+      if (block == nullptr) return nullptr;
       const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(block);
       const std::uintptr_t aligned =
           (at + alignof(run_queue_slot) - 1) & ~std::uintptr_t{alignof(run_queue_slot) - 1};
@@ -834,6 +864,10 @@ class executor final : private detail::task_scheduler {
 
     run_queue_slot* slots = nullptr;
     void* block = nullptr;
+    std::uint32_t limit = 0;     // live tasks at most: max_tasks, or 0 (above)
+    std::uint32_t capacity = 1;  // slots: limit, or 1
+    // Why a spawn is refused when `limit` tasks are live.
+    spawn_error full = spawn_error::too_many_tasks;
   };
   using run_queue = detail::channel_core<
       detail::array_engine<detail::task_header*, detail::span_slots<detail::task_header*>>>;
@@ -866,6 +900,8 @@ class executor final : private detail::task_scheduler {
   // follows.
   alignas(detail::cache_line) mutable detail::spin_lock workers_lock_;
   worker_local* workers_head_ = nullptr;
+  // The run queue's one slot where it has no other (see queue_memory).
+  alignas(run_queue_slot) std::byte spare_slot_[sizeof(run_queue_slot)];
 };
 
 // co_await sluice::current_executor() -> executor&: the executor running

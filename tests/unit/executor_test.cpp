@@ -309,6 +309,44 @@ TEST(Executor, BlockOnAnswersARefusedSpawnWithItsReason) {
   EXPECT_EQ(sum.load(), 1) << "a refused task ran";
 }
 
+void executor_for_no_tasks() {
+  sluice::executor ex{{.max_tasks = 0, .threads = sluice::worker_threads::none}};
+}
+
+TEST(ExecutorDeathTest, NoRoomForATaskIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(executor_for_no_tasks(), "executor max_tasks must be at least 1");
+}
+
+// max_tasks 0 in a release build: every spawn is refused, and the workers
+// look at a queue of one fresh slot that no task enters. (They read a slot
+// that was never initialised: on a heap that was not zero, AddressSanitizer's
+// included, a worker took it for a task, or spun on it and hung the
+// executor's destruction.)
+TEST(Executor, NoRoomForATaskRefusesEverySpawnInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop in the constructor (the death test above)";
+  }
+  for (const auto threads : {sluice::worker_threads::none, sluice::worker_threads::start}) {
+    SCOPED_TRACE(threads == sluice::worker_threads::none ? "no workers" : "two workers");
+    sluice::executor ex{{.workers = 2, .max_tasks = 0, .threads = threads}};
+    auto h = ex.spawn(value(1));
+    ASSERT_FALSE(h.has_value());
+    EXPECT_EQ(h.error(), sluice::spawn_error::too_many_tasks);
+    auto r = sluice::block_on(ex, value(2));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error(), sluice::join_error::too_many_tasks);
+    if (threads == sluice::worker_threads::none) {
+      EXPECT_EQ(ex.run_until_idle(), 0u);
+    }
+    std::this_thread::sleep_for(10ms);  // the workers look at the queue
+    EXPECT_EQ(ex.approx_live_tasks(), 0u);
+  }
+}
+
 TEST(ExecutorDetached, ShutdownCancelsAWaitingDetachedTask) {
   frame_probe::reset();
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
