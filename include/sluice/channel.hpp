@@ -278,10 +278,13 @@ class receiving_ops {
 // Makes channels on the heap (hosted).
 template <detail::channel_element T>
 struct channel {
-  // A ring of exactly `capacity` slots (not rounded). Requires: capacity >= 1.
+  // A ring of exactly `capacity` slots (not rounded). Requires: capacity >=
+  // 1; a debug build names 0, a release build makes one slot. Throws
+  // std::bad_alloc (as new does) when the ring cannot be allocated, a
+  // capacity too large to count in bytes included.
   [[nodiscard]] static std::pair<sender<T>, receiver<T>> bounded(std::size_t capacity) {
     SLUICE_ASSERT(capacity >= 1, "bounded channel capacity must be at least 1");
-    return make(new detail::shared_channel<T>(capacity));
+    return make(new detail::shared_channel<T>(capacity != 0 ? capacity : 1));
   }
   // Linked blocks of slots, recycled; capacity() is SIZE_MAX.
   [[nodiscard]] static std::pair<sender<T>, receiver<T>> unbounded() {

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 #include <memory>
+#include <new>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -178,6 +180,60 @@ TEST(ChannelCapacity, CapacitiesAreExact) {
       EXPECT_EQ(rx.try_recv().error(), recv_error::empty);
     }
   }
+}
+
+void bounded_channel_of_no_slots() {
+  auto pair = sluice::channel<int>::bounded(0);
+}
+
+TEST(ChannelCapacityDeathTest, ACapacityOfZeroIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(bounded_channel_of_no_slots(), "bounded channel capacity must be at least 1");
+}
+
+// A release build given 0 makes one slot. (It made none, and the first
+// send wrote past a ring of no slots.)
+TEST(ChannelCapacity, ACapacityOfZeroMakesOneSlotInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  tally t;
+  {
+    auto [tx, rx] = sluice::channel<counted>::bounded(0);
+    EXPECT_EQ(tx.capacity(), 1u);
+    ASSERT_TRUE(tx.try_send(counted(t, 1)));
+    auto full = tx.try_send(counted(t, 2));
+    ASSERT_FALSE(full);
+    EXPECT_EQ(full.error(), send_error::full);
+    EXPECT_EQ(std::move(full).value_back().value(), 2) << "the value is handed back";
+    EXPECT_EQ(rx.try_recv()->value(), 1);
+    EXPECT_EQ(rx.try_recv().error(), recv_error::empty);
+    ASSERT_TRUE(tx.try_send(counted(t, 3)));  // left inside: destroyed with the channel
+  }
+  EXPECT_EQ(t.live(), 0);
+  EXPECT_EQ(t.double_destroyed.load(), 0);
+}
+
+// A ring too large to count in bytes is std::bad_alloc from bounded()
+// (std::bad_array_new_length), which the caller can catch. (It called
+// std::terminate: the allocation ran inside a noexcept constructor.)
+TEST(ChannelCapacity, ARingTooLargeToAllocateThrowsBadAlloc) {
+  for (const std::size_t cap :
+       {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max() / 8}) {
+    bool threw = false;
+    try {
+      auto pair = sluice::channel<int>::bounded(cap);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw) << cap;
+  }
+  auto [tx, rx] = sluice::channel<int>::bounded(4);  // the heap is whole
+  ASSERT_TRUE(tx.try_send(1));
+  EXPECT_EQ(*rx.try_recv(), 1);
 }
 
 TEST(ChannelCapacity, UnboundedCapacityIsSizeMax) {

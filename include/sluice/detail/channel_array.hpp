@@ -48,6 +48,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <type_traits>
 
 #include <sluice/detail/assert.hpp>
@@ -131,11 +132,25 @@ class span_slots {
 template <class T>
 class heap_slots : public span_slots<T> {
  public:
-  explicit heap_slots(std::size_t capacity)
-      : span_slots<T>(new array_slot<T>[capacity], capacity) {}
+  explicit heap_slots(std::size_t capacity) : span_slots<T>(allocate(capacity), capacity) {}
   ~heap_slots() { delete[] this->data(); }
   heap_slots(const heap_slots&) = delete;
   heap_slots& operator=(const heap_slots&) = delete;
+
+ private:
+  // A count whose bytes do not fit in size_t is bad_array_new_length, as
+  // new[] itself says with GCC (clang 14 allocates the wrapped size of
+  // this over-aligned type and constructs past it).
+  static array_slot<T>* allocate(std::size_t capacity) {
+    if (capacity > std::numeric_limits<std::size_t>::max() / sizeof(array_slot<T>)) {
+#if defined(__cpp_exceptions)
+      throw std::bad_array_new_length();
+#else
+      port::panic("bounded channel: capacity too large to allocate", __FILE__, __LINE__);
+#endif
+    }
+    return new array_slot<T>[capacity];
+  }
 };
 
 // Slots inline, capacity fixed at compile time: no heap, constant-initialised.
@@ -159,8 +174,11 @@ class array_engine {
  public:
   using value_type = T;
 
+  // Throws what the slots' constructor throws (heap_slots: bad_alloc).
   template <class... Args>
-  constexpr explicit array_engine(Args&&... args) noexcept : slots_(static_cast<Args&&>(args)...) {}
+  constexpr explicit array_engine(Args&&... args) noexcept(
+      std::is_nothrow_constructible_v<Slots, Args&&...>)
+      : slots_(static_cast<Args&&>(args)...) {}
   array_engine(const array_engine&) = delete;
   array_engine& operator=(const array_engine&) = delete;
 
