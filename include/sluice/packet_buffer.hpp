@@ -142,6 +142,8 @@ class allocated_packet {
                   "bits 2..31 of the header hold the length)");
     SLUICE_ASSERT(bits < (std::uint32_t{1} << (32 - detail::pbuf_hdr_bits)),
                   "allocated_packet: user bits wider than the header's 30");
+    // A release build keeps the length there (the packet stays whole).
+    if (core_->words == nullptr) return;
     // Relaxed: the producer's own word until commit publishes it.
     detail::atomic_ref<std::uint32_t>(*span_.words)
         .store(bits << detail::pbuf_hdr_bits, std::memory_order_relaxed);
@@ -152,12 +154,21 @@ class allocated_packet {
            detail::pbuf_hdr_bits;
   }
 
-  // Publishes the packet to the consumer.
+  // Publishes the packet to the consumer. A packet whose packet_words
+  // callback reads another length than was allocated would be misread by
+  // the consumer (words of the next packets taken as its own, or its own
+  // taken for packets): a debug build names it, a release build abandons
+  // the packet instead (the consumer never sees it).
   void commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
-    SLUICE_ASSERT(core_->words_of(span_.words) == span_.size,
+    const bool whole = core_->words == nullptr || core_->words_of(span_.words) == span_.size;
+    SLUICE_ASSERT(whole,
                   "allocated_packet: the packet_words callback reads another length than was "
                   "allocated (set the user bits first)");
+    if (!whole) {
+      std::move(*this).abandon();
+      return;
+    }
     std::exchange(core_, nullptr)->commit(span_.words);
   }
   // Gives the words back as padding; the consumer never sees them.
@@ -387,13 +398,21 @@ class packet_buffer {
   // Short puts: copy and publish in one step; never wait; false when there
   // was no room. `first` is the complete first word (its header bits are
   // set by the buffer); its bits 2..31 must give the length the way the
-  // buffer reads it (the default: the length itself).
-  [[nodiscard]] bool put_word(std::uint32_t first) noexcept { return core_.put_word(first); }
+  // buffer reads it (the default: the length itself). A put whose words
+  // give another length than it puts would hand the consumer a wrong
+  // packet (and lose or misread the next ones): a debug build names it, a
+  // release build refuses it (false, nothing taken).
+  [[nodiscard]] bool put_word(std::uint32_t first) noexcept {
+    return states_length(&first, 1) && core_.put_word(first);
+  }
   [[nodiscard]] bool put_word_ext(std::uint32_t first, const void* pointer) noexcept {
-    return core_.put_word_ext(first, pointer);
+    constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
+    std::uint32_t packet[1 + pointer_words] = {first};
+    __builtin_memcpy(packet + 1, &pointer, sizeof pointer);
+    return states_length(packet, 1 + pointer_words) && core_.put_word_ext(first, pointer);
   }
   [[nodiscard]] bool put_data(const std::uint32_t* words, std::uint32_t count) noexcept {
-    return core_.put_data(words, count);
+    return count != 0 && states_length(words, count) && core_.put_data(words, count);
   }
   // The first word of a default-layout packet of `words` words.
   [[nodiscard]] static constexpr std::uint32_t default_header(std::uint32_t words) noexcept {
@@ -476,6 +495,19 @@ class packet_buffer {
     out.words = c.packet_words;
     out.context = c.context;
     return out;
+  }
+
+  // Whether the n words at `packet` give the length n, as the consumer will
+  // read it (from bits 2..31 of the first word, or the packet_words
+  // callback).
+  bool states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept {
+    const bool same = core_.words == nullptr ? packet[0] >> detail::pbuf_hdr_bits == n
+                                             : core_.words_of(packet) == n;
+    SLUICE_ASSERT(same,
+                  "packet_buffer: a put's words give another length than it puts (without a "
+                  "packet_words callback, bits 2..31 of the first word hold the length: "
+                  "default_header(n))");
+    return same;
   }
 
   result<allocated_packet, alloc_error> finish_alloc(detail::pbuf_status status,

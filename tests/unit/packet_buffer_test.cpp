@@ -1436,6 +1436,111 @@ void commit_with_a_length_the_callback_does_not_read() {
   std::move(*a).commit();
 }
 
+void put_a_word_that_says_two() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  (void)pb.put_word(pb.default_header(2));
+}
+
+void put_data_that_says_five() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  const std::uint32_t data[2] = {pb.default_header(5), 7};
+  (void)pb.put_data(data, 2);
+}
+
+void put_a_word_the_callback_reads_as_three() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16, .packet_words = &length_in_bits});
+  (void)pb.put_word(3u << sluice::detail::pbuf_hdr_bits);
+}
+
+TEST(PacketBufferHandlesDeathTest, APutWhoseWordsGiveAnotherLengthIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the checks are assertions: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(put_a_word_that_says_two(), "a put's words give another length than it puts");
+  EXPECT_DEATH(put_data_that_says_five(), "a put's words give another length than it puts");
+  EXPECT_DEATH(put_a_word_the_callback_reads_as_three(),
+               "a put's words give another length than it puts");
+}
+
+// A release build refuses a put whose words give another length than it
+// puts, and takes nothing. (A word that said 5 was put as a 5-word packet:
+// the consumer took the next two packets for its payload, and they were
+// never delivered.)
+TEST(PacketBufferHandles, APutWhoseWordsGiveAnotherLengthIsRefusedInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  std::uint32_t words[64];
+  sluice::packet_buffer pb({.storage = words, .size_words = 64});
+  EXPECT_FALSE(pb.put_word(pb.default_header(5)));
+  EXPECT_FALSE(pb.put_word(pb.default_header(0)));
+  EXPECT_FALSE(pb.put_word(pb.default_header(1000)));
+  const int target = 0;
+  EXPECT_FALSE(pb.put_word_ext(pb.default_header(1), &target));
+  const std::uint32_t says_three[2] = {pb.default_header(3), 1};
+  EXPECT_FALSE(pb.put_data(says_three, 2));
+  EXPECT_EQ(pb.approx_used_words(), 0u) << "a refused put took words";
+  for (std::uint32_t v = 1; v <= 3; ++v) {
+    const std::uint32_t data[2] = {pb.default_header(2), 1000 + v};
+    ASSERT_TRUE(pb.put_data(data, 2));
+  }
+  for (std::uint32_t v = 1; v <= 3; ++v) {
+    sluice::claimed_packet c = pb.try_claim();
+    ASSERT_TRUE(c) << v;
+    ASSERT_EQ(c.size(), 2u) << v;
+    EXPECT_EQ(c.payload()[0], 1000 + v);
+  }
+  EXPECT_FALSE(pb.try_claim());
+  EXPECT_EQ(pb.counters().claimed, 3u);
+}
+
+// A release build keeps the length where set_user_bits has no callback to
+// read the user's bits, and abandons a packet whose callback reads another
+// length than was allocated. (The first made a 2-word packet read as 500
+// words, which the consumer's free cleared past the storage; the second
+// handed the consumer a packet of the wrong length.)
+TEST(PacketBufferHandles, APacketWhoseLengthWouldBeMisreadStaysWholeInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at both (the death test below)";
+  }
+  {
+    std::uint32_t words[16];
+    sluice::packet_buffer pb({.storage = words, .size_words = 16});
+    auto a = pb.try_alloc(2);
+    ASSERT_TRUE(a);
+    a->set_user_bits(500);
+    a->payload()[0] = 42;
+    std::move(*a).commit();
+    sluice::claimed_packet c = pb.try_claim();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.size(), 2u);
+    EXPECT_EQ(c.payload()[0], 42u);
+  }
+  {
+    std::uint32_t words[16];
+    sluice::packet_buffer pb({.storage = words, .size_words = 16, .packet_words = &length_in_bits});
+    auto a = pb.try_alloc(4);
+    ASSERT_TRUE(a);
+    a->set_user_bits(3);  // the callback reads 3 words of 4
+    std::move(*a).commit();
+    EXPECT_FALSE(pb.try_claim()) << "a packet of the wrong length was delivered";
+    auto b = pb.try_alloc(2);
+    ASSERT_TRUE(b);
+    b->set_user_bits(2);
+    b->payload()[0] = 7;
+    std::move(*b).commit();
+    sluice::claimed_packet c = pb.try_claim();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.size(), 2u);
+    EXPECT_EQ(c.payload()[0], 7u);
+    EXPECT_EQ(pb.counters().claimed, 1u);
+  }
+}
+
 TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
   if constexpr (!sluice::detail::debug_checks) {
     GTEST_SKIP() << "the checks are assertions: debug builds only";
@@ -1594,9 +1699,10 @@ TEST(PacketBufferConfig, AnUnusableBufferRefusesEveryAllocationInReleaseBuilds) 
         ASSERT_FALSE(timed) << n << " words";
         EXPECT_EQ(timed.error(), alloc_error::too_large) << n << " words";
       }
-      const std::uint32_t data[2] = {0, 0};
-      EXPECT_FALSE(pb.put_word(0));
-      EXPECT_FALSE(pb.put_word_ext(0, data));
+      constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
+      const std::uint32_t data[1] = {pb.default_header(1)};
+      EXPECT_FALSE(pb.put_word(pb.default_header(1)));
+      EXPECT_FALSE(pb.put_word_ext(pb.default_header(1 + pointer_words), data));
       EXPECT_FALSE(pb.put_data(data, 1));
       EXPECT_FALSE(pb.try_claim());
       EXPECT_FALSE(pb.claim_for(1ms));
