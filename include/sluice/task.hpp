@@ -299,7 +299,8 @@ class [[nodiscard]] task {
   class awaiter {
    public:
     explicit awaiter(handle_type h) noexcept : handle_(h) {}
-    bool await_ready() noexcept { return false; }
+    // An invalid task (release builds) runs nothing: await_resume says why.
+    bool await_ready() noexcept { return !handle_; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) noexcept {
       static_assert(std::is_base_of_v<detail::promise_base, Promise>,
@@ -311,6 +312,16 @@ class [[nodiscard]] task {
       return handle_;
     }
     T await_resume() {
+      if (!handle_) [[unlikely]] {
+        // Where there are exceptions, std::bad_alloc reaches the awaiting
+        // task (and its joiner, if it lets it go); elsewhere a named stop.
+#if defined(__cpp_exceptions)
+        throw std::bad_alloc();
+#else
+        port::panic("co_await on an invalid task (moved from, or its frame allocation failed)",
+                    __FILE__, __LINE__);
+#endif
+      }
       handle_.promise().exception().rethrow_if_any();
       if constexpr (!std::is_void_v<T>) return handle_.promise().result().take();
     }
@@ -319,8 +330,9 @@ class [[nodiscard]] task {
     handle_type handle_;
   };
 
-  // Requires: valid(). The task stays owned by this object, which must
-  // outlive the co_await expression (a temporary does).
+  // Requires: valid() (a debug build names an invalid task here; a release
+  // build answers it in await_resume, above). The task stays owned by this
+  // object, which must outlive the co_await expression (a temporary does).
   awaiter operator co_await() && noexcept {
     SLUICE_ASSERT(handle_,
                   "co_await on an invalid task (moved from, or its frame allocation failed)");

@@ -298,4 +298,54 @@ TEST(Task, FramesFromAPoolAndExhaustionGivesAnInvalidTask) {
   EXPECT_EQ(pool.approx_in_use(), 0u);
 }
 
+// A parent awaiting a child whose frame the pool had no room for: a debug
+// build names it, a release build throws std::bad_alloc into the parent
+// (which may catch it; one that lets it go hands it to its joiner). It
+// dereferenced the null frame.
+task<int> await_a_child_from(sluice::frame_pool* pool, bool catches) {
+  if (!catches) co_return co_await pooled(*pool, 5);
+  try {
+    co_return co_await pooled(*pool, 5);
+  } catch (const std::bad_alloc&) {
+    co_return -1;
+  }
+}
+
+void await_a_child_without_a_frame() {
+  alignas(sluice::frame_pool::block_alignment) static std::byte
+      storage[sluice::frame_pool::storage_for(512, 1)];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  task<int> hog = pooled(pool, 0);
+  manual_scheduler s;
+  auto h = s.spawn(await_a_child_from(&pool, true), "a");
+  s.run_until_idle();
+}
+
+TEST(TaskDeathTest, AwaitingAnInvalidTaskIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(await_a_child_without_a_frame(), "co_await on an invalid task");
+}
+
+TEST(Task, AwaitingAChildWithoutAFrameThrowsBadAllocInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  alignas(sluice::frame_pool::block_alignment) static std::byte
+      storage[sluice::frame_pool::storage_for(512, 1)];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  task<int> hog = pooled(pool, 0);  // the one block
+  ASSERT_FALSE(pooled(pool, 1).valid());
+  manual_scheduler s;
+  auto caught = s.spawn(await_a_child_from(&pool, true), "a");
+  auto thrown = s.spawn(await_a_child_from(&pool, false), "b");
+  s.run_until_idle();
+  EXPECT_EQ(*caught.join(), -1);
+  EXPECT_THROW((void)thrown.join(), std::bad_alloc);
+  hog = task<int>{};
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+}
+
 }  // namespace
