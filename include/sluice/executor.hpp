@@ -124,7 +124,7 @@
 namespace sluice {
 
 enum class spawn_error : std::uint8_t {
-  no_memory,       // the task's frame or header could not be allocated
+  no_memory,       // the task's frame or header (or the run queue) could not be allocated
   too_many_tasks,  // max_tasks tasks are live
   shut_down,       // shutdown() has begun
 };

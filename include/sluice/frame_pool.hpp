@@ -60,7 +60,7 @@ class frame_pool {
     SLUICE_ASSERT(reinterpret_cast<std::uintptr_t>(storage) % block_alignment == 0,
                   "frame_pool storage is not aligned to alignof(max_align_t)");
     SLUICE_ASSERT(block_size - 1 < largest_block,
-                  "frame_pool block size is 0, or too large to round up");
+                  "frame_pool block size is 0, or more than half of size_t");
     const std::size_t skew = -reinterpret_cast<std::uintptr_t>(storage) % block_alignment;
     std::size_t n = 0;
     if (storage != nullptr && block_size_ != 0 && bytes >= skew) {
@@ -140,7 +140,8 @@ class frame_pool {
   }
 
  private:
-  // The largest block size that rounds up without wrapping.
+  // The largest block size taken: half of size_t, far beyond any storage,
+  // so that rounding up and storage_for's sums cannot wrap.
   static constexpr std::size_t largest_block = ~std::size_t{0} / 2;
 
   static constexpr std::size_t round_up(std::size_t n) noexcept {

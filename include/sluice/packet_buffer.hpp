@@ -92,7 +92,9 @@ struct packet_buffer_config {
   // any lock, in the context of the producer that needed the room.
   void (*on_drop)(void* context, const std::uint32_t* packet,
                   std::uint32_t words) noexcept = nullptr;
-  // The length of a packet from its words; null: length in bits 2..31.
+  // The length of a packet from its words; null: length in bits 2..31. It
+  // reads the words it is given and nothing else (a put asks it about a
+  // copy of the words it puts, before they are in the buffer).
   std::uint32_t (*packet_words)(void* context, const std::uint32_t* packet) noexcept = nullptr;
   void* context = nullptr;
 };
@@ -500,9 +502,12 @@ class packet_buffer {
   // Whether the n words at `packet` give the length n, as the consumer will
   // read it (from bits 2..31 of the first word, or the packet_words
   // callback).
+  // (More words than the buffer holds: the engine refuses the put as too
+  // large, without asking the words.)
   bool states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept {
+    if (n - 1 >= core_.size) return true;
     const bool same = core_.words == nullptr ? packet[0] >> detail::pbuf_hdr_bits == n
-                                             : core_.words_of(packet) == n;
+                                             : core_.words(core_.context, packet) == n;
     SLUICE_ASSERT(same,
                   "packet_buffer: a put's words give another length than it puts (without a "
                   "packet_words callback, bits 2..31 of the first word hold the length: "

@@ -1541,6 +1541,28 @@ TEST(PacketBufferHandles, APacketWhoseLengthWouldBeMisreadStaysWholeInReleaseBui
   }
 }
 
+// Puts whose words give their length, through the callback too, are taken;
+// one larger than the buffer is too large (false) without asking the
+// callback about words it could not hold.
+TEST(PacketBufferHandles, PutsThatGiveTheirLengthAreTakenWithACallbackToo) {
+  std::uint32_t words[8];
+  sluice::packet_buffer pb({.storage = words, .size_words = 8, .packet_words = &length_in_bits});
+  constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
+  const int target = 0;
+  ASSERT_TRUE(pb.put_word(1u << sluice::detail::pbuf_hdr_bits));
+  ASSERT_TRUE(pb.put_word_ext((1u + pointer_words) << sluice::detail::pbuf_hdr_bits, &target));
+  const std::uint32_t three[3] = {3u << sluice::detail::pbuf_hdr_bits, 30, 31};
+  ASSERT_TRUE(pb.put_data(three, 3));
+  std::uint32_t sixteen[16] = {16u << sluice::detail::pbuf_hdr_bits};
+  EXPECT_FALSE(pb.put_data(sixteen, 16)) << "larger than the buffer";
+  for (const std::uint32_t n : {1u, 1u + pointer_words, 3u}) {
+    sluice::claimed_packet c = pb.try_claim();
+    ASSERT_TRUE(c) << n;
+    EXPECT_EQ(c.size(), n);
+  }
+  EXPECT_FALSE(pb.try_claim());
+}
+
 TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
   if constexpr (!sluice::detail::debug_checks) {
     GTEST_SKIP() << "the checks are assertions: debug builds only";
