@@ -156,14 +156,19 @@ class allocated_packet {
            detail::pbuf_hdr_bits;
   }
 
-  // Publishes the packet to the consumer. A packet whose packet_words
-  // callback reads another length than was allocated would be misread by
-  // the consumer (words of the next packets taken as its own, or its own
-  // taken for packets): a debug build names it, a release build abandons
-  // the packet instead (the consumer never sees it).
+  // Publishes the packet to the consumer. A packet whose words give
+  // another length than was allocated (bits 2..31 of word 0 changed without
+  // a packet_words callback, or a callback that reads another length)
+  // would be misread by the consumer (words of the next packets taken as
+  // its own, or its own taken for packets): a debug build names it, a
+  // release build abandons the packet instead (the consumer never sees it).
   void commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
-    const bool whole = core_->words == nullptr || core_->words_of(span_.words) == span_.size;
+    const bool whole = core_->words == nullptr ? user_bits() == span_.size
+                                               : core_->words_of(span_.words) == span_.size;
+    SLUICE_ASSERT(whole || core_->words != nullptr,
+                  "allocated_packet: bits 2..31 of word 0 hold the length without a packet_words "
+                  "callback, and were changed");
     SLUICE_ASSERT(whole,
                   "allocated_packet: the packet_words callback reads another length than was "
                   "allocated (set the user bits first)");

@@ -1563,6 +1563,45 @@ TEST(PacketBufferHandles, PutsThatGiveTheirLengthAreTakenWithACallbackToo) {
   EXPECT_FALSE(pb.try_claim());
 }
 
+void commit_with_the_length_overwritten() {
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(2);
+  if (!a) std::abort();
+  a->words()[0] = pb.default_header(9);
+  std::move(*a).commit();
+}
+
+TEST(PacketBufferHandlesDeathTest, ALengthOverwrittenInWordZeroIsNamed) {
+  if constexpr (!sluice::detail::debug_checks) {
+    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(commit_with_the_length_overwritten(), "bits 2..31 of word 0 hold the length");
+}
+
+// Without a callback, word 0 written by hand with another length: a
+// release build abandons the packet rather than hand the consumer a
+// 9-word packet of 2 words (7 of its words were not the packet's).
+TEST(PacketBufferHandles, ALengthOverwrittenInWordZeroIsAbandonedInReleaseBuilds) {
+  if constexpr (sluice::detail::debug_checks) {
+    GTEST_SKIP() << "debug builds stop at it (the death test above)";
+  }
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(2);
+  ASSERT_TRUE(a);
+  a->words()[0] = pb.default_header(9);
+  std::move(*a).commit();
+  EXPECT_FALSE(pb.try_claim()) << "a packet of the wrong length was delivered";
+  const std::uint32_t data[2] = {pb.default_header(2), 5};
+  ASSERT_TRUE(pb.put_data(data, 2));
+  sluice::claimed_packet c = pb.try_claim();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.payload()[0], 5u);
+}
+
 TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
   if constexpr (!sluice::detail::debug_checks) {
     GTEST_SKIP() << "the checks are assertions: debug builds only";
