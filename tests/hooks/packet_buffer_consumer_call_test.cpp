@@ -9,6 +9,7 @@
 
 #include <sluice/packet_buffer.hpp>
 
+#include "build_checks.hpp"
 #include "hooks.hpp"
 
 namespace {
@@ -44,18 +45,12 @@ void claim_with_another_call_inside(void (*inner)()) {
 }
 
 TEST(PacketBufferConsumerCallDeathTest, AFreeDuringAClaimIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(claim_with_another_call_inside(+[] { inner_claim->reset(); }), overlap_message);
 }
 
 TEST(PacketBufferConsumerCallDeathTest, TwoClaimsAtOnceAreNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(claim_with_another_call_inside(+[] { (void)inner_buffer->try_claim(); }),
                overlap_message);
   EXPECT_DEATH(claim_with_another_call_inside(+[] { (void)inner_buffer->is_pending(); }),

@@ -23,6 +23,7 @@
 #include <sluice/port.hpp>
 #include <sluice/task.hpp>
 
+#include "build_checks.hpp"
 #include "delivery_ledger.hpp"
 #include "executor_test_support.hpp"
 #include "manual_scheduler.hpp"
@@ -156,10 +157,7 @@ TEST(ChannelAsyncCancel, TaskDestroyedAfterItsWakeBeforeItsPollLeavesTheValueInT
 class ChannelAsyncCancelDeathTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if constexpr (!sluice::detail::debug_checks) {
-      GTEST_SKIP() << "the check is an assertion: debug builds only";
-    }
-    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   }
 };
 

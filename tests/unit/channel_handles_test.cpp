@@ -12,6 +12,7 @@
 
 #include <sluice/channel.hpp>
 
+#include "build_checks.hpp"
 #include "channel_test_support.hpp"
 
 namespace {
@@ -187,19 +188,14 @@ void bounded_channel_of_no_slots() {
 }
 
 TEST(ChannelCapacityDeathTest, ACapacityOfZeroIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only (release, below)");
   EXPECT_DEATH(bounded_channel_of_no_slots(), "bounded channel capacity must be at least 1");
 }
 
 // A release build given 0 makes one slot. (It made none, and the first
 // send wrote past a ring of no slots.)
 TEST(ChannelCapacity, ACapacityOfZeroMakesOneSlotInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   tally t;
   {
     auto [tx, rx] = sluice::channel<counted>::bounded(0);

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "build_checks.hpp"
 #include "executor_test_support.hpp"
 #include "manual_scheduler.hpp"
 
@@ -314,10 +315,7 @@ void executor_for_no_tasks() {
 }
 
 TEST(ExecutorDeathTest, NoRoomForATaskIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only (release, below)");
   EXPECT_DEATH(executor_for_no_tasks(), "executor max_tasks must be at least 1");
 }
 
@@ -327,9 +325,7 @@ TEST(ExecutorDeathTest, NoRoomForATaskIsNamed) {
 // included, a worker took it for a task, or spun on it and hung the
 // executor's destruction.)
 TEST(Executor, NoRoomForATaskRefusesEverySpawnInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop in the constructor (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop in the constructor (the death test above)");
   for (const auto threads : {sluice::worker_threads::none, sluice::worker_threads::start}) {
     SCOPED_TRACE(threads == sluice::worker_threads::none ? "no workers" : "two workers");
     sluice::executor ex{{.workers = 2, .max_tasks = 0, .threads = threads}};

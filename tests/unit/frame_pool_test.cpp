@@ -12,6 +12,8 @@
 
 #include <sluice/frame_pool.hpp>
 
+#include "build_checks.hpp"
+
 namespace {
 
 using sluice::frame_pool;
@@ -67,10 +69,7 @@ void pool_deallocating_a_stranger() {
 }
 
 TEST(FramePoolDeathTest, ImpossibleStorageAndStrangersAreNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the checks are assertions: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only (release, below)");
   EXPECT_DEATH(pool_on_misaligned_storage(), "not aligned to alignof\\(max_align_t\\)");
   EXPECT_DEATH(pool_without_room_for_a_block(), "storage too small for one block");
   EXPECT_DEATH(pool_of_zero_byte_blocks(), "block size is 0, or more than half of size_t");
@@ -83,9 +82,7 @@ TEST(FramePoolDeathTest, ImpossibleStorageAndStrangersAreNamed) {
 // when returned, misaligned storage gave misaligned blocks, and a stranger
 // returned to the pool was written through.
 TEST(FramePool, ImpossibleStorageHandsOutNothingInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at each (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at each (the death test above)");
   // Heap storage of exactly `bytes`, so that AddressSanitizer sees any
   // access outside it.
   struct unusable {
@@ -115,9 +112,7 @@ TEST(FramePool, ImpossibleStorageHandsOutNothingInReleaseBuilds) {
 }
 
 TEST(FramePool, MisalignedStorageGivesAlignedBlocksInsideItInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   const std::size_t bytes = frame_pool::storage_for(32, 3) + frame_pool::block_alignment;
   const std::unique_ptr<std::byte[]> storage(new std::byte[bytes]);
   for (std::size_t skew = 1; skew < frame_pool::block_alignment; ++skew) {
@@ -139,9 +134,7 @@ TEST(FramePool, MisalignedStorageGivesAlignedBlocksInsideItInReleaseBuilds) {
 }
 
 TEST(FramePool, AStrangerIsIgnoredInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   alignas(frame_pool::block_alignment) static std::byte storage[frame_pool::storage_for(32, 2)];
   frame_pool pool{storage, sizeof storage, 32};
   void* a = pool.allocate(32);

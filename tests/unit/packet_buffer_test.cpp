@@ -22,6 +22,7 @@
 #include <sluice/task.hpp>
 #include <test_driver.hpp>
 
+#include "build_checks.hpp"
 #include "executor_test_support.hpp"
 #include "pbuf_test_support.hpp"
 
@@ -735,10 +736,7 @@ void alloc_ready_then_destroy() {
 }
 
 TEST(PacketBufferDeathTest, AllocAwaiterDestroyedAfterAReadyPollIsReported) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(alloc_ready_then_destroy(),
                "alloc awaiter was destroyed holding an allocated packet");
 }
@@ -757,17 +755,12 @@ void alloc_resumed_before_ready() {
 }
 
 TEST(PacketBufferDeathTest, AnAllocAwaiterResumedWithoutAPacketIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(alloc_resumed_before_ready(), "alloc awaiter: await_resume without a packet");
 }
 
 TEST(PacketBufferAsync, AnAllocAwaiterResumedWithoutAPacketAnswersNoRoomInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   std::uint32_t words[4];
   sluice::packet_buffer pb({.storage = words, .size_words = 4});
   auto full = pb.try_alloc(4);
@@ -934,9 +927,7 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
 // Release builds: the words of a packet reserved by a ready poll whose
 // awaiter was then destroyed become padding, and hold nothing back.
 TEST(PacketBufferAsync, AnAllocAwaiterDestroyedAfterAReadyPollGivesItsWordsBackInRelease) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   std::uint32_t words[8];
   sluice::packet_buffer pb({.storage = words, .size_words = 8});
   sluice::waker w = sluice::port::current_parker().make_waker();
@@ -953,10 +944,7 @@ TEST(PacketBufferAsync, AnAllocAwaiterDestroyedAfterAReadyPollGivesItsWordsBackI
 }
 
 TEST(PacketBufferDeathTest, ClaimAwaiterDestroyedAfterAReadyPollIsReported) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(claim_ready_then_destroy(), "claim awaiter was destroyed holding a claimed packet");
 }
 
@@ -1456,10 +1444,7 @@ void put_a_word_the_callback_reads_as_three() {
 }
 
 TEST(PacketBufferHandlesDeathTest, APutWhoseWordsGiveAnotherLengthIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the checks are assertions: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only (release, below)");
   EXPECT_DEATH(put_a_word_that_says_two(), "a put's words give another length than it puts");
   EXPECT_DEATH(put_data_that_says_five(), "a put's words give another length than it puts");
   EXPECT_DEATH(put_a_word_the_callback_reads_as_three(),
@@ -1471,9 +1456,7 @@ TEST(PacketBufferHandlesDeathTest, APutWhoseWordsGiveAnotherLengthIsNamed) {
 // the consumer took the next two packets for its payload, and they were
 // never delivered.)
 TEST(PacketBufferHandles, APutWhoseWordsGiveAnotherLengthIsRefusedInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   std::uint32_t words[64];
   sluice::packet_buffer pb({.storage = words, .size_words = 64});
   EXPECT_FALSE(pb.put_word(pb.default_header(5)));
@@ -1504,9 +1487,7 @@ TEST(PacketBufferHandles, APutWhoseWordsGiveAnotherLengthIsRefusedInReleaseBuild
 // words, which the consumer's free cleared past the storage; the second
 // handed the consumer a packet of the wrong length.)
 TEST(PacketBufferHandles, APacketWhoseLengthWouldBeMisreadStaysWholeInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at both (the death test below)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at both (the death test below)");
   {
     std::uint32_t words[16];
     sluice::packet_buffer pb({.storage = words, .size_words = 16});
@@ -1573,10 +1554,7 @@ void commit_with_the_length_overwritten() {
 }
 
 TEST(PacketBufferHandlesDeathTest, ALengthOverwrittenInWordZeroIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only (release, below)");
   EXPECT_DEATH(commit_with_the_length_overwritten(), "bits 2..31 of word 0 hold the length");
 }
 
@@ -1584,9 +1562,7 @@ TEST(PacketBufferHandlesDeathTest, ALengthOverwrittenInWordZeroIsNamed) {
 // release build abandons the packet rather than hand the consumer a
 // 9-word packet of 2 words (7 of its words were not the packet's).
 TEST(PacketBufferHandles, ALengthOverwrittenInWordZeroIsAbandonedInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   std::uint32_t words[16];
   sluice::packet_buffer pb({.storage = words, .size_words = 16});
   auto a = pb.try_alloc(2);
@@ -1603,10 +1579,7 @@ TEST(PacketBufferHandles, ALengthOverwrittenInWordZeroIsAbandonedInReleaseBuilds
 }
 
 TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the checks are assertions: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only");
   EXPECT_DEATH(commit_twice(), "commit\\(\\) after it was moved or ended");
   EXPECT_DEATH(user_bits_without_a_callback(), "set_user_bits\\(\\) needs a packet_words callback");
   EXPECT_DEATH(commit_with_a_length_the_callback_does_not_read(),
@@ -1621,19 +1594,15 @@ void drop_an_allocated_packet() {
 }
 
 TEST(PacketBufferHandlesDeathTest, AnAllocatedPacketDroppedWithoutAnEndIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only (release abandons, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS(
+      "the check is an assertion: debug builds only (release abandons, below)");
   EXPECT_DEATH(drop_an_allocated_packet(), "destroyed without commit\\(\\) or abandon\\(\\)");
 }
 
 // A release build abandons a dropped allocated packet: its words come back
 // as padding instead of holding back every packet after them for good.
 TEST(PacketBufferHandles, AnAllocatedPacketDroppedWithoutAnEndIsAbandonedInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
     std::uint32_t words[16];
     sluice::packet_buffer pb({.storage = words, .size_words = 16, .policy = policy});
@@ -1702,19 +1671,13 @@ void claim_with_a_callback_length() {
 }
 
 TEST(PacketBufferConfigDeathTest, ALengthNoPacketCanHaveIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
   EXPECT_DEATH(claim_with_a_callback_length<0>(), "length .* is 0 or more than the buffer holds");
   EXPECT_DEATH(claim_with_a_callback_length<9>(), "length .* is 0 or more than the buffer holds");
 }
 
 TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the checks are assertions: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only (release, below)");
   EXPECT_DEATH(make_a_buffer_of_no_words(), "size must be 1 to 2\\^29 words");
   EXPECT_DEATH(make_a_buffer_of_2_to_the_29_plus_1_words(), "size must be 1 to 2\\^29 words");
   EXPECT_DEATH(make_a_buffer_without_storage(), "packet buffer: no storage given");
@@ -1728,9 +1691,7 @@ TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {
 // (there is nothing it could ever hold) and never touches the storage.
 // Before that, a release build cleared 2^29 + 1 words from an array of 4.
 TEST(PacketBufferConfig, AnUnusableBufferRefusesEveryAllocationInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop in the constructor (above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop in the constructor (above)");
   // Storage of no words: AddressSanitizer reports any read or write.
   const std::unique_ptr<std::uint32_t[]> no_words(new std::uint32_t[0]);
   std::uint32_t four[4] = {0xdead0001, 0xdead0002, 0xdead0003, 0xdead0004};
@@ -1786,9 +1747,7 @@ TEST(PacketBufferConfig, AnUnusableBufferRefusesEveryAllocationInReleaseBuilds) 
 // passes the caller's flags on), a release build maps positions to slots
 // by division, so packets that cross the first lap keep their words.
 TEST(PacketBufferConfig, APowerOfTwoFlagOnAnotherSizeIsIgnoredInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop in the constructor (above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop in the constructor (above)");
   std::uint32_t words[12];
   sluice::detail::pbuf_core core(
       {.buffer = words, .size = 12, .flags = sluice::detail::pbuf_flag_pow2});

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "build_checks.hpp"
 #include "manual_scheduler.hpp"
 
 namespace {
@@ -322,17 +323,12 @@ void await_a_child_without_a_frame() {
 }
 
 TEST(TaskDeathTest, AwaitingAnInvalidTaskIsNamed) {
-  if constexpr (!sluice::detail::debug_checks) {
-    GTEST_SKIP() << "the check is an assertion: debug builds only (release, below)";
-  }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only (release, below)");
   EXPECT_DEATH(await_a_child_without_a_frame(), "co_await on an invalid task");
 }
 
 TEST(Task, AwaitingAChildWithoutAFrameThrowsBadAllocInReleaseBuilds) {
-  if constexpr (sluice::detail::debug_checks) {
-    GTEST_SKIP() << "debug builds stop at it (the death test above)";
-  }
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   alignas(sluice::frame_pool::block_alignment) static std::byte
       storage[sluice::frame_pool::storage_for(512, 1)];
   sluice::frame_pool pool{storage, sizeof storage, 512};
