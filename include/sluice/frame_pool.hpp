@@ -56,14 +56,14 @@ class frame_pool {
   // first aligned byte, and a pool without room for a block (or with no
   // storage) hands out none: every allocate answers null.
   frame_pool(void* storage, std::size_t bytes, std::size_t block_size) noexcept
-      : block_size_(round_up(block_size <= largest_block ? block_size : 0)) {
+      : block_size_(round_up(block_size - 1 < largest_block ? block_size : 1)) {
     SLUICE_ASSERT(reinterpret_cast<std::uintptr_t>(storage) % block_alignment == 0,
                   "frame_pool storage is not aligned to alignof(max_align_t)");
     SLUICE_ASSERT(block_size - 1 < largest_block,
                   "frame_pool block size is 0, or more than half of size_t");
     const std::size_t skew = -reinterpret_cast<std::uintptr_t>(storage) % block_alignment;
     std::size_t n = 0;
-    if (storage != nullptr && block_size_ != 0 && bytes >= skew) {
+    if (storage != nullptr && block_size - 1 < largest_block && bytes >= skew) {
       storage = static_cast<std::byte*>(storage) + skew;
       while (n < max_blocks && storage_for(block_size_, n + 1) <= bytes - skew)
         ++n;
@@ -100,6 +100,10 @@ class frame_pool {
       // acquire on failure to read the new head's next-index safely.
       if (head_.compare_exchange_weak(head, (tag << 16) | next, std::memory_order_acquire,
                                       std::memory_order_acquire)) {
+        // Relaxed: marks the block handed out, for deallocate's check; a
+        // stale allocator that reads it fails its CAS on the tag, and the
+        // block's next owner sees it through whatever hands it the block.
+        next_[index - 1].store(handed_out, std::memory_order_relaxed);
         // Relaxed: this counter is only an observer.
         in_use_.fetch_add(1, std::memory_order_relaxed);
         return base_ + static_cast<std::size_t>(index - 1) * block_size_;
@@ -108,14 +112,22 @@ class frame_pool {
   }
 
   // Requires: `block` came from this pool's allocate and is not free. A
-  // release build ignores a pointer that is not one of its blocks.
-  void deallocate(void* block) noexcept {
+  // release build ignores a pointer that is not one of its blocks, and a
+  // block that is free already (a second deallocate of it, unless it was
+  // handed out again in between).
+  [[gnu::always_inline]] void deallocate(void* block) noexcept {
     const auto offset =
         reinterpret_cast<std::uintptr_t>(block) - reinterpret_cast<std::uintptr_t>(base_);
-    const bool ours = blocks_ != 0 && offset % block_size_ == 0 && offset / block_size_ < blocks_;
+    // (block_size_ is never 0: an unusable size makes a pool of no blocks.)
+    const bool ours = offset % block_size_ == 0 && offset / block_size_ < blocks_;
     SLUICE_ASSERT(ours, "frame_pool::deallocate of a pointer that is not one of its blocks");
     if (!ours) return;
     const auto index = static_cast<std::uint32_t>(offset / block_size_) + 1;
+    // Relaxed: written by the allocate that handed the block out, which the
+    // hand-over to this caller orders before us.
+    const bool handed = next_[index - 1].load(std::memory_order_relaxed) == handed_out;
+    SLUICE_ASSERT(handed, "frame_pool::deallocate of a block that is free already (a double free)");
+    if (!handed) return;
     // Relaxed: the CAS below re-reads.
     std::uint32_t head = head_.load(std::memory_order_relaxed);
     for (;;) {
@@ -140,6 +152,10 @@ class frame_pool {
   }
 
  private:
+  // The next-index of a block that is handed out (free ones hold 0 to
+  // max_blocks).
+  static constexpr std::uint32_t handed_out = ~std::uint32_t{0};
+
   // The largest block size taken: half of size_t, far beyond any storage,
   // so that rounding up and storage_for's sums cannot wrap.
   static constexpr std::size_t largest_block = ~std::size_t{0} / 2;

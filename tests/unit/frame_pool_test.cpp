@@ -61,6 +61,13 @@ void pool_of_zero_byte_blocks() {
   alignas(frame_pool::block_alignment) static std::byte storage[256];
   frame_pool pool{storage, sizeof storage, 0};
 }
+void pool_deallocating_twice() {
+  alignas(frame_pool::block_alignment) static std::byte storage[frame_pool::storage_for(32, 2)];
+  frame_pool pool{storage, sizeof storage, 32};
+  void* a = pool.allocate(32);
+  pool.deallocate(a);
+  pool.deallocate(a);
+}
 void pool_deallocating_a_stranger() {
   alignas(frame_pool::block_alignment) static std::byte storage[frame_pool::storage_for(32, 2)];
   frame_pool pool{storage, sizeof storage, 32};
@@ -74,6 +81,7 @@ TEST(FramePoolDeathTest, ImpossibleStorageAndStrangersAreNamed) {
   EXPECT_DEATH(pool_without_room_for_a_block(), "storage too small for one block");
   EXPECT_DEATH(pool_of_zero_byte_blocks(), "block size is 0, or more than half of size_t");
   EXPECT_DEATH(pool_deallocating_a_stranger(), "deallocate of a pointer that is not one of its");
+  EXPECT_DEATH(pool_deallocating_twice(), "deallocate of a block that is free already");
 }
 
 // Each of these crashed or corrupted memory in a release build before:
@@ -150,6 +158,34 @@ TEST(FramePool, AStrangerIsIgnoredInReleaseBuilds) {
   EXPECT_EQ(pool.allocate(32), nullptr) << "a stranger was taken in as a block";
   pool.deallocate(a);
   pool.deallocate(b);
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+}
+
+// A second deallocate of a block (not handed out again in between) is
+// ignored by a release build. (It pushed the block twice: the next two
+// allocations returned the same block.)
+TEST(FramePool, ADoubleFreeIsIgnoredInReleaseBuilds) {
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
+  alignas(frame_pool::block_alignment) static std::byte storage[frame_pool::storage_for(32, 3)];
+  frame_pool pool{storage, sizeof storage, 32};
+  void* a = pool.allocate(32);
+  void* b = pool.allocate(32);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  pool.deallocate(a);
+  pool.deallocate(a);  // ignored
+  pool.deallocate(b);
+  pool.deallocate(a);  // ignored: free, with b on top of it
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+  std::set<void*> seen;
+  for (int i = 0; i < 3; ++i) {
+    void* c = pool.allocate(32);
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(seen.insert(c).second) << "a block handed out twice";
+  }
+  EXPECT_EQ(pool.allocate(32), nullptr) << "more blocks than the pool holds";
+  for (void* c : seen)
+    pool.deallocate(c);
   EXPECT_EQ(pool.approx_in_use(), 0u);
 }
 
