@@ -210,7 +210,7 @@ class executor final : private detail::task_scheduler {
   // Inline: a one-off with constant arguments folds to a few stores.
   [[gnu::always_inline]] explicit executor(const executor_config& config = {}) noexcept
       : queue_memory_(config, spare_slot_),
-        queue_(queue_memory_.slots, queue_memory_.capacity),
+        queue_(queue_memory_.slots, queue_memory_.slot_count()),
         pool_(config.pool),
         trace_(config.trace),
         credit_batch_(detail::executor_slots
@@ -219,11 +219,7 @@ class executor final : private detail::task_scheduler {
     if (config.threads == worker_threads::start) {
       const unsigned n = config.workers != 0 ? config.workers : port::default_worker_count();
       workers_ = port::start_workers(n, &worker_entry, this);
-      SLUICE_ASSERT(workers_ != nullptr, "the port could not start the executor's workers");
-      // A hosted release build whose port cannot start that many starts one.
-#if __STDC_HOSTED__
-      if (workers_ == nullptr && n > 1) workers_ = port::start_workers(1, &worker_entry, this);
-#endif
+      SLUICE_ASSERT(workers_ != nullptr, "the port could not start any executor worker");
     }
   }
   executor(const executor&) = delete;
@@ -406,16 +402,10 @@ class executor final : private detail::task_scheduler {
     // running, so this only marks it (E10); its end_run then cancels (E7).
     if (cancel) (void)t.cancel();
   }
-  detail::timer_queue& timers() noexcept override {
-    return timers_;
-  }
-  executor* owner() noexcept override {
-    return this;
-  }
+  detail::timer_queue& timers() noexcept override { return timers_; }
+  executor* owner() noexcept override { return this; }
 
-  static void worker_entry(void* self) noexcept {
-    static_cast<executor*>(self)->run_worker();
-  }
+  static void worker_entry(void* self) noexcept { static_cast<executor*>(self)->run_worker(); }
 
   // A task armed a timer earlier than any other: a worker parked until a
   // later deadline (or none) must wait for this one instead. Wakes one; it
@@ -828,10 +818,9 @@ class executor final : private detail::task_scheduler {
         slots = static_cast<run_queue_slot*>(spare);
         limit = 0;
       }
-      capacity = limit != 0 ? limit : 1;
       // Fresh slots: a heap block holds none yet, and the caller's storage
       // may hold the sequence numbers of an executor that used it before.
-      for (std::uint32_t i = 0; i < capacity; ++i)
+      for (std::uint32_t i = 0; i < slot_count(); ++i)
         ::new (static_cast<void*>(slots + i)) run_queue_slot();
     }
     run_queue_slot* allocate(std::uint32_t n) noexcept {
@@ -864,8 +853,10 @@ class executor final : private detail::task_scheduler {
 
     run_queue_slot* slots = nullptr;
     void* block = nullptr;
-    std::uint32_t limit = 0;     // live tasks at most: max_tasks, or 0 (above)
-    std::uint32_t capacity = 1;  // slots: limit, or 1
+    // The run queue's slots: limit, or the spare one.
+    [[nodiscard]] std::uint32_t slot_count() const noexcept { return limit != 0 ? limit : 1; }
+
+    std::uint32_t limit = 0;  // live tasks at most: max_tasks, or 0 (above)
     // Why a spawn is refused when `limit` tasks are live.
     spawn_error full = spawn_error::too_many_tasks;
   };

@@ -20,6 +20,12 @@ worker_group* start_workers(unsigned count, worker_entry entry, void* argument) 
   }
   try {
     group->threads.reserve(count);
+  } catch (...) {
+    // More threads than could even be counted in memory: one worker, so
+    // that the executor still runs its tasks.
+    count = 1;
+  }
+  try {
     for (unsigned i = 0; i < count; ++i)
       group->threads.emplace_back([entry, argument] { entry(argument); });
   } catch (...) {

@@ -10,9 +10,9 @@
 
 #include <sluice/detail/pbuf_core.hpp>
 
-// Both hooks are seq_cst (the default): a test sets one before it starts, or
-// lets go, the thread that reaches the hook, and clears it after that
-// thread is joined or done; they publish nothing else.
+// Both hooks are set (and cleared) with release and read (or taken) with
+// acquire: a test may set one while the thread that reaches it already
+// runs, and the hook may read what the test wrote before setting it.
 
 // Run once at the next claim_looked (then cleared), before the binary's own
 // handling of that point.
@@ -25,9 +25,9 @@ inline std::atomic<void (*)(sluice::detail::pbuf_hook)> observe_hook{nullptr};
 // Runs observe_hook, and at claim_looked the one-shot action. True: that
 // action ran (the caller's own handling of the point is skipped).
 inline bool run_shared_hooks(sluice::detail::pbuf_hook point) noexcept {
-  if (auto* observe = observe_hook.load()) observe(point);
+  if (auto* observe = observe_hook.load(std::memory_order_acquire)) observe(point);
   if (point != sluice::detail::pbuf_hook::claim_looked) return false;
-  auto* action = at_claim_looked.exchange(nullptr);
+  auto* action = at_claim_looked.exchange(nullptr, std::memory_order_acquire);
   if (action == nullptr) return false;
   action();
   return true;

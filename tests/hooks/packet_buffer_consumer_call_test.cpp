@@ -40,7 +40,7 @@ void claim_with_another_call_inside(void (*inner)()) {
   if (!first) std::abort();
   inner_buffer = &pb;
   inner_claim = &first;
-  at_claim_looked.store(inner);
+  at_claim_looked.store(inner, std::memory_order_release);
   (void)pb.try_claim();
 }
 

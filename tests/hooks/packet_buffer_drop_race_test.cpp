@@ -115,17 +115,19 @@ TEST(PacketBufferDropRace, AVictimEndsOnlyWhenNoLockHolderReadsItsLength) {
                   .words = length_of});
   for (std::uint32_t tag = 1; tag <= 4; ++tag)
     put4(core, tag);  // full
-  observe_hook.store(+[](sluice::detail::pbuf_hook point) {
-    if (point == sluice::detail::pbuf_hook::lock_awaited &&
-        std::this_thread::get_id() == current->dropper1.load())
-      current->dropper1_waits.store(true);
-  });
+  observe_hook.store(
+      +[](sluice::detail::pbuf_hook point) {
+        if (point == sluice::detail::pbuf_hook::lock_awaited &&
+            std::this_thread::get_id() == current->dropper1.load())
+          current->dropper1_waits.store(true);
+      },
+      std::memory_order_release);
   std::thread dropper1([&] { put4(core, 5); });  // drops packet 1 and parks
   while (s.phase.load() != 1)
     std::this_thread::yield();
   put4(core, 6);  // dropper 2: steps over packet 1 (claimed), drops packet 2
   dropper1.join();
-  observe_hook.store(nullptr);
+  observe_hook.store(nullptr, std::memory_order_release);
   EXPECT_FALSE(s.header_changed.load())
       << "the victim's header changed while a lock holder read its length";
 

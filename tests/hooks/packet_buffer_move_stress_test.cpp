@@ -77,7 +77,7 @@ TEST(PacketBufferMoveStress, OthersEndTheMovesOfStalledMoversExactAccounting) {
   std::uint32_t storage[size_words];
   pbuf_core core({.buffer = storage, .size = size_words});
   observed.store(&core);
-  observe_hook.store(count_move_steps);
+  observe_hook.store(count_move_steps, std::memory_order_release);
 
   std::vector<std::thread> threads;
   for (int id = 0; id < producers; ++id) {
@@ -140,7 +140,7 @@ TEST(PacketBufferMoveStress, OthersEndTheMovesOfStalledMoversExactAccounting) {
   }
   for (auto& t : threads)
     t.join();
-  observe_hook.store(nullptr);
+  observe_hook.store(nullptr, std::memory_order_release);
 
   EXPECT_EQ(bad, 0u);
   for (int id = 0; id < producers; ++id)

@@ -76,19 +76,21 @@ TEST(PacketBufferTurn, AHandlerInsideItsThreadsBiasedTurnGivesUpOnADropper) {
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
   handler_status.store(-1);
-  at_claim_looked.store(+[] {
-    ASSERT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
-    start_dropper();
-    // A handler that waited would never return: say so instead of hanging.
-    std::thread([] {
-      std::this_thread::sleep_for(10s);
-      if (handler_status.load() == -1) {
-        std::fprintf(stderr, "the handler waits for the dropper, which waits for its turn\n");
-        std::_Exit(3);
-      }
-    }).detach();
-    raise(SIGUSR1);
-  });
+  at_claim_looked.store(
+      +[] {
+        ASSERT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
+        start_dropper();
+        // A handler that waited would never return: say so instead of hanging.
+        std::thread([] {
+          std::this_thread::sleep_for(10s);
+          if (handler_status.load() == -1) {
+            std::fprintf(stderr, "the handler waits for the dropper, which waits for its turn\n");
+            std::_Exit(3);
+          }
+        }).detach();
+        raise(SIGUSR1);
+      },
+      std::memory_order_release);
   const pbuf_span got = c.try_claim();
   dropper.join();
   signal(SIGUSR1, SIG_DFL);
@@ -116,28 +118,32 @@ TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
   observer_waits.store(false);
   // Only the observer can reach turn_awaited: the consumer is held inside
   // its turn (below), and nobody else runs.
-  observe_hook.store(+[](sluice::detail::pbuf_hook point) {
-    if (point == sluice::detail::pbuf_hook::turn_awaited) observer_waits.store(true);
-  });
-  at_claim_looked.store(+[] {
-    observer = std::thread([] {
-      observer_answer.store(core->is_pending());
-      observer_done.store(true);
-    });
-    // Either it finishes, which it may not while we are inside the turn,
-    // or it finds us inside and waits. (The deadline only turns a hang
-    // into a message.)
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!observer_done.load() && !observer_waits.load() &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::yield();
-    consumer_in_after.store(core->consumer_in.load());
-    EXPECT_FALSE(observer_done.load()) << "is_pending ran inside the consumer's turn";
-    EXPECT_TRUE(observer_waits.load()) << "is_pending did not wait for the consumer's turn";
-  });
+  observe_hook.store(
+      +[](sluice::detail::pbuf_hook point) {
+        if (point == sluice::detail::pbuf_hook::turn_awaited) observer_waits.store(true);
+      },
+      std::memory_order_release);
+  at_claim_looked.store(
+      +[] {
+        observer = std::thread([] {
+          observer_answer.store(core->is_pending());
+          observer_done.store(true);
+        });
+        // Either it finishes, which it may not while we are inside the turn,
+        // or it finds us inside and waits. (The deadline only turns a hang
+        // into a message.)
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (!observer_done.load() && !observer_waits.load() &&
+               std::chrono::steady_clock::now() < deadline)
+          std::this_thread::yield();
+        consumer_in_after.store(core->consumer_in.load());
+        EXPECT_FALSE(observer_done.load()) << "is_pending ran inside the consumer's turn";
+        EXPECT_TRUE(observer_waits.load()) << "is_pending did not wait for the consumer's turn";
+      },
+      std::memory_order_release);
   const pbuf_span got = c.try_claim();
   observer.join();
-  observe_hook.store(nullptr);
+  observe_hook.store(nullptr, std::memory_order_release);
   EXPECT_NE(consumer_in_after.load(), 0u) << "an observer ended the consumer's turn";
   EXPECT_TRUE(observer_answer.load()) << "three committed packets wait";
   ASSERT_NE(got.words, nullptr);

@@ -108,30 +108,34 @@ inline victim_turn_seen victim_beside_a_biased_turn(detail::pbuf_core& c,
   // As the consumer's locked turn sets it at the end of a stretch; nobody
   // holds the lock now (the dropper's callback runs outside it).
   c.lock_bias.store(1);
-  observe_hook.store(+[](detail::pbuf_hook point) {
-    if (point != v::wait_point.load() || v::reached.load()) return;
-    v::header.store(std::atomic_ref<std::uint32_t>(v::core.load()->buf[0]).load());
-    v::lock.store(v::core.load()->lock.load());
-    v::reached.store(true);
-  });
-  at_claim_looked.store(+[] {
-    v::in_turn.store(v::core.load()->consumer_in.load() != 0);
-    v::callback_go.store(true);  // whatever was seen: the dropper must not hang
-    // Until the dropper reaches the point, or returns without reaching it
-    // (the check of `reached` fails then). A dropper that does neither
-    // waits for this turn, which would never end: the bound, under the
-    // watchdog's, turns that into the same failure, however slow the
-    // machine is to run the dropper.
-    const auto deadline = std::chrono::steady_clock::now() + 40s;
-    while (!v::reached.load() && v::status.load() == -1 &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::yield();
-  });
+  observe_hook.store(
+      +[](detail::pbuf_hook point) {
+        if (point != v::wait_point.load() || v::reached.load()) return;
+        v::header.store(std::atomic_ref<std::uint32_t>(v::core.load()->buf[0]).load());
+        v::lock.store(v::core.load()->lock.load());
+        v::reached.store(true);
+      },
+      std::memory_order_release);
+  at_claim_looked.store(
+      +[] {
+        v::in_turn.store(v::core.load()->consumer_in.load() != 0);
+        v::callback_go.store(true);  // whatever was seen: the dropper must not hang
+        // Until the dropper reaches the point, or returns without reaching it
+        // (the check of `reached` fails then). A dropper that does neither
+        // waits for this turn, which would never end: the bound, under the
+        // watchdog's, turns that into the same failure, however slow the
+        // machine is to run the dropper.
+        const auto deadline = std::chrono::steady_clock::now() + 40s;
+        while (!v::reached.load() && v::status.load() == -1 &&
+               std::chrono::steady_clock::now() < deadline)
+          std::this_thread::yield();
+      },
+      std::memory_order_release);
   seen.got = c.try_claim();
   v::callback_go.store(true);  // a claim that never reached the hook must not hang the test
   dropper.join();
-  observe_hook.store(nullptr);
-  at_claim_looked.store(nullptr);
+  observe_hook.store(nullptr, std::memory_order_release);
+  at_claim_looked.store(nullptr, std::memory_order_release);
   seen.consumer_in_turn = v::in_turn.load();
   seen.dropper_reached = v::reached.load();
   seen.victim_tag = v::tag.load();

@@ -46,13 +46,16 @@ void hand_off(sluice::overflow_policy policy) {
   std::vector<std::uint32_t> storage(64);
   sluice::packet_buffer pb({.storage = storage.data(), .size_words = 64, .policy = policy});
   sluice::test::progress_watchdog dog("packet_buffer hand-off", 20s);
+  // taken: release by the consumer after each free, acquire by the
+  // producer before its next packet. bad: a relaxed stop flag for both
+  // loops, read again after the join (which orders it).
   std::atomic<std::uint32_t> taken{0};
   std::atomic<bool> bad{false};
   std::thread consumer([&] {
     for (std::uint32_t seq = 0; seq < packets; ++seq) {
       auto c = pb.claim_until(sluice::time_point::max());
       if (!c || c.size() != 2 || c.payload()[0] != seq) {
-        bad = true;
+        bad.store(true, std::memory_order_relaxed);
         return;
       }
       c.reset();
@@ -60,11 +63,13 @@ void hand_off(sluice::overflow_policy policy) {
       dog.progress.store(seq + 1, std::memory_order_relaxed);  // the watchdog only sees it move
     }
   });
-  for (std::uint32_t seq = 0; seq < packets && !bad.load(); ++seq) {
+  for (std::uint32_t seq = 0; seq < packets && !bad.load(std::memory_order_relaxed); ++seq) {
     auto a = pb.try_alloc(2);
     if (!a) {
       ADD_FAILURE() << "one packet at a time always fits";
-      bad = true;  // the consumer stays blocked: the watchdog ends the run
+      bad.store(
+          true,
+          std::memory_order_relaxed);  // the consumer stays blocked: the watchdog ends the run
       break;
     }
     a->payload()[0] = seq;
@@ -72,14 +77,15 @@ void hand_off(sluice::overflow_policy policy) {
     // Wait until it is taken, so that the next commit finds the consumer
     // on its way to sleep or asleep. Mostly spinning: yielding at once
     // slows a sleeping consumer's wake-up on some schedulers.
-    for (std::uint32_t spins = 1; taken.load(std::memory_order_acquire) != seq + 1 && !bad.load();
+    for (std::uint32_t spins = 1;
+         taken.load(std::memory_order_acquire) != seq + 1 && !bad.load(std::memory_order_relaxed);
          ++spins) {
       if (spins % 4096 == 0) std::this_thread::yield();
     }
   }
   consumer.join();
-  EXPECT_FALSE(bad.load());
-  EXPECT_EQ(taken.load(), packets);
+  EXPECT_FALSE(bad.load(std::memory_order_relaxed));
+  EXPECT_EQ(taken.load(std::memory_order_relaxed), packets);  // after the join
   EXPECT_EQ(pb.counters().claimed, packets);
   EXPECT_EQ(pb.counters().dropped, 0u);
 }
@@ -93,13 +99,15 @@ void room(sluice::overflow_policy policy) {
   sluice::test::progress_watchdog dog("packet_buffer room", 20s);
   constexpr std::uint32_t producers = 2;
   std::vector<std::thread> threads;
+  // Relaxed: a stop flag for the consumer loop, read again after the joins
+  // (which order it); nothing is read through it.
   std::atomic<std::uint32_t> failed{0};
   for (std::uint32_t pid = 0; pid < producers; ++pid) {
     threads.emplace_back([&, pid] {
       for (std::uint32_t seq = 0; seq < packets; ++seq) {
         auto a = pb.alloc_until(4, sluice::time_point::max());
         if (!a) {
-          failed.fetch_add(1);
+          failed.fetch_add(1, std::memory_order_relaxed);
           return;
         }
         a->payload()[0] = pid;
@@ -110,8 +118,8 @@ void room(sluice::overflow_policy policy) {
   }
   std::vector<std::uint32_t> next(producers, 0);
   std::uint32_t bad = 0;
-  for (std::uint32_t received = 0; received < producers * packets && failed.load() == 0;
-       ++received) {
+  for (std::uint32_t received = 0;
+       received < producers * packets && failed.load(std::memory_order_relaxed) == 0; ++received) {
     auto c = pb.claim_until(sluice::time_point::max());
     const std::uint32_t pid = c ? c.payload()[0] : producers;
     if (pid >= producers || c.payload()[1] != next[pid]) {
@@ -124,7 +132,7 @@ void room(sluice::overflow_policy policy) {
   for (auto& t : threads)
     t.join();
   EXPECT_EQ(bad, 0u);
-  EXPECT_EQ(failed.load(), 0u);
+  EXPECT_EQ(failed.load(std::memory_order_relaxed), 0u);
   EXPECT_EQ(next[0] + next[1], producers * packets);
   EXPECT_EQ(pb.counters().claimed, producers * packets);
   EXPECT_EQ(pb.counters().dropped, 0u);
@@ -142,8 +150,10 @@ constexpr std::uint32_t task_producers = 3;
 constexpr std::uint32_t pest = task_producers;  // the cancelled one's id
 constexpr std::uint32_t sentinel = 99;          // the last packet, from the test thread
 
-// failed and out_of_order are seq_cst flags: the test thread's loop reads
-// out_of_order to stop early, and both are read again after the joins.
+// All relaxed. failed and out_of_order are flags: the test thread's loop
+// reads out_of_order to stop early, and both are read again after the
+// joins, which order them. committed[pid] is its producer's count, read by
+// the others after the joins. Nothing is read through any of them.
 struct task_counts {
   std::atomic<std::uint32_t> committed[task_producers + 1] = {};
   std::atomic<std::uint32_t> failed{0};
@@ -151,16 +161,17 @@ struct task_counts {
   std::uint32_t received[task_producers + 1] = {};  // the consumer task's
 };
 
-// `started` (if given) is set when the body begins (seq_cst, read by the
-// test thread after the join): a task cancelled after that was cancelled
-// in alloc_async, its only suspension, listed or woken and not yet run.
+// `started` (if given) is set when the body begins (relaxed: read by the
+// test thread after the join, which orders it): a task cancelled after
+// that was cancelled in alloc_async, its only suspension, listed or woken
+// and not yet run.
 sluice::task<void> produce(sluice::packet_buffer& pb, task_counts& counts, std::uint32_t pid,
                            std::uint32_t count, std::atomic<bool>* started = nullptr) {
-  if (started != nullptr) started->store(true);
+  if (started != nullptr) started->store(true, std::memory_order_relaxed);
   for (std::uint32_t i = 0; i < count; ++i) {
     auto a = co_await pb.alloc_async(4);
     if (!a) {
-      counts.failed.fetch_add(1);
+      counts.failed.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
     // Relaxed: only this producer (one task at a time for the pest) counts
@@ -182,7 +193,7 @@ sluice::task<void> consume(sluice::packet_buffer& pb, task_counts& counts,
     if (pid == sentinel) co_return;
     if (c.size() != 4 || pid > pest || c.payload()[1] != counts.received[pid] ||
         c.payload()[2] != ~c.payload()[1]) {
-      counts.out_of_order.fetch_add(1);
+      counts.out_of_order.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
     ++counts.received[pid];
@@ -222,7 +233,8 @@ void tasks_room(sluice::overflow_policy policy) {
     // holds two packets); bounded, so that a stranded producer ends in the
     // watchdog.
     for (std::uint32_t tries = 0;
-         tries < 100'000 && counts.out_of_order.load() == 0 && (!producers_done() || cancels < 8);
+         tries < 100'000 && counts.out_of_order.load(std::memory_order_relaxed) == 0 &&
+         (!producers_done() || cancels < 8);
          ++tries) {
       std::atomic<bool> started{false};
       auto h = spawn(produce(pb, counts, pest, packets, &started));
@@ -230,20 +242,20 @@ void tasks_room(sluice::overflow_policy policy) {
       (void)h.cancel();
       // One pest at a time: its count has one writer. Cancelled after it
       // began: in alloc_async, its only suspension.
-      if (!h.join() && started.load()) ++cancels;
+      if (!h.join() && started.load(std::memory_order_relaxed)) ++cancels;
       // Once the others are done no producer can be stranded: the pests'
       // tries are the progress. Relaxed: the watchdog only sees it move.
       if (producers_done()) dog.progress.fetch_add(1, std::memory_order_relaxed);
     }
     // A consumer that found a wrong packet has stopped: the producers may
     // wait for ever.
-    if (counts.out_of_order.load() != 0)
+    if (counts.out_of_order.load(std::memory_order_relaxed) != 0)
       for (auto& h : producers)
         (void)h.cancel();
     for (auto& h : producers)
       (void)h.join();
     // From this thread: the consumer task ends at it.
-    if (counts.out_of_order.load() == 0) {
+    if (counts.out_of_order.load(std::memory_order_relaxed) == 0) {
       auto last = pb.alloc_until(4, sluice::time_point::max());
       EXPECT_TRUE(last);
       if (last) {
@@ -256,22 +268,23 @@ void tasks_room(sluice::overflow_policy policy) {
       (void)consumer.join();
     }
   }
-  EXPECT_EQ(counts.failed.load(), 0u);
-  EXPECT_EQ(counts.out_of_order.load(), 0u);
+  EXPECT_EQ(counts.failed.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(counts.out_of_order.load(std::memory_order_relaxed), 0u);
   std::uint32_t total = 0;
   for (std::uint32_t pid = 0; pid <= pest; ++pid) {
-    EXPECT_EQ(counts.received[pid], counts.committed[pid].load()) << "producer " << pid;
-    total += counts.committed[pid].load();
+    EXPECT_EQ(counts.received[pid], counts.committed[pid].load(std::memory_order_relaxed))
+        << "producer " << pid;
+    total += counts.committed[pid].load(std::memory_order_relaxed);
   }
   for (std::uint32_t pid = 0; pid < task_producers; ++pid)
-    EXPECT_EQ(counts.committed[pid].load(), packets) << "producer " << pid;
+    EXPECT_EQ(counts.committed[pid].load(std::memory_order_relaxed), packets) << "producer " << pid;
   EXPECT_EQ(pb.counters().claimed, total + 1);  // and the sentinel
   EXPECT_EQ(pb.counters().dropped, 0u);
   EXPECT_GE(cancels, 8u) << "pests cancelled while they waited for room";
   std::printf(
       "packet_buffer tasks: %u packets claimed, %u from the cancelled producer, %u cancels in "
       "alloc_async\n",
-      total, counts.committed[pest].load(), cancels);
+      total, counts.committed[pest].load(std::memory_order_relaxed), cancels);
 }
 
 TEST(PacketBufferWakeStress, FreeWakesProducerTasksSomeCancelled) {

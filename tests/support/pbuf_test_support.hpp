@@ -117,20 +117,24 @@ class packet_ledger {
 // Counts the wakes of the wakers made from it (sluice::make_waker), and
 // their references: it must outlive them, and when it goes every one must
 // have been released (a waker clone kept by a list it left, or never
-// dropped, fails the test). Seq_cst: a wake or a release may come from
-// another thread, and the test reads the counts after it.
+// dropped, fails the test). Relaxed: counts, read by the thread that woke
+// and released, or after the thread that did is joined (the join orders
+// them); nothing else is read through them.
 struct wake_counter {
   std::atomic<int> wakes{0};
   std::atomic<int> refs{0};
   wake_counter() = default;
   wake_counter(const wake_counter&) = delete;
   wake_counter& operator=(const wake_counter&) = delete;
-  ~wake_counter() { EXPECT_EQ(refs.load(), 0) << "a waker of this counter was never released"; }
-  void add_ref() noexcept { refs.fetch_add(1); }
-  void release() noexcept { refs.fetch_sub(1); }
-  void wake_by_ref() noexcept { wakes.fetch_add(1); }
-  int count() const noexcept { return wakes.load(); }
-  int live_refs() const noexcept { return refs.load(); }
+  ~wake_counter() {
+    EXPECT_EQ(refs.load(std::memory_order_relaxed), 0)
+        << "a waker of this counter was never released";
+  }
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept { refs.fetch_sub(1, std::memory_order_relaxed); }
+  void wake_by_ref() noexcept { wakes.fetch_add(1, std::memory_order_relaxed); }
+  int count() const noexcept { return wakes.load(std::memory_order_relaxed); }
+  int live_refs() const noexcept { return refs.load(std::memory_order_relaxed); }
 };
 
 }  // namespace sluice::test

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -275,8 +276,9 @@ TEST(ExecutorDetached, ARefusalSaysWhyAndDestroysTheTaskUnrun) {
 // is destroyed unrun. (It used to join a handle that was never made: a
 // release build waited for ever.) No worker is needed for a refusal.
 TEST(Executor, BlockOnAnswersARefusedSpawnWithItsReason) {
+  sluice::test::abort_watchdog dog{std::chrono::seconds(50), "block_on of a refused spawn"};
   frame_probe::reset();
-  std::atomic<int> sum{0};
+  std::atomic<int> sum{0};  // add_to's; no workers: every task runs on this thread
   {
     sluice::executor ex{{.max_tasks = 1, .threads = sluice::worker_threads::none}};
     ASSERT_TRUE(ex.spawn_detached(add_to(sum, 1)));
@@ -319,16 +321,32 @@ TEST(ExecutorDeathTest, NoRoomForATaskIsNamed) {
   EXPECT_DEATH(executor_for_no_tasks(), "executor max_tasks must be at least 1");
 }
 
+// Counts the workers' parks: each is recorded after a look at the run
+// queue that found nothing.
+class park_counter final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void*) noexcept override {
+    // Relaxed: a count the test polls; nothing is read through it.
+    if (e == sluice::trace_event::park) parks.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::atomic<int> parks{0};
+};
+
 // max_tasks 0 in a release build: every spawn is refused, and the workers
-// look at a queue of one fresh slot that no task enters. (They read a slot
-// that was never initialised: on a heap that was not zero, AddressSanitizer's
-// included, a worker took it for a task, or spun on it and hung the
-// executor's destruction.)
+// look at a queue of one fresh slot that no task enters, not at the
+// caller's run_queue storage. (They read its slot 0 uninitialised: here
+// filled with 0xbe, as AddressSanitizer fills fresh heap blocks, a worker
+// took it for a task, or spun on it and never parked.)
 TEST(Executor, NoRoomForATaskRefusesEverySpawnInReleaseBuilds) {
   SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop in the constructor (the death test above)");
   for (const auto threads : {sluice::worker_threads::none, sluice::worker_threads::start}) {
     SCOPED_TRACE(threads == sluice::worker_threads::none ? "no workers" : "two workers");
-    sluice::executor ex{{.workers = 2, .max_tasks = 0, .threads = threads}};
+    sluice::test::abort_watchdog dog{std::chrono::seconds(50), "an executor for no tasks"};
+    sluice::run_queue_slot dirty[2];
+    std::memset(static_cast<void*>(dirty), 0xbe, sizeof dirty);
+    park_counter parks;
+    sluice::executor ex{
+        {.workers = 2, .max_tasks = 0, .threads = threads, .trace = &parks, .run_queue = dirty}};
     auto h = ex.spawn(value(1));
     ASSERT_FALSE(h.has_value());
     EXPECT_EQ(h.error(), sluice::spawn_error::too_many_tasks);
@@ -337,9 +355,13 @@ TEST(Executor, NoRoomForATaskRefusesEverySpawnInReleaseBuilds) {
     EXPECT_EQ(r.error(), sluice::join_error::too_many_tasks);
     if (threads == sluice::worker_threads::none) {
       EXPECT_EQ(ex.run_until_idle(), 0u);
+    } else {
+      // Both workers looked at the queue, found nothing and parked.
+      while (parks.parks.load(std::memory_order_relaxed) < 2)
+        std::this_thread::yield();
     }
-    std::this_thread::sleep_for(10ms);  // the workers look at the queue
     EXPECT_EQ(ex.approx_live_tasks(), 0u);
+    ex.shutdown();
   }
 }
 

@@ -795,6 +795,7 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   (void)sluice::test::put_with_length(core, 8);  // full
   constexpr int count = 3;
   sluice::test::wake_counter wakes[count];
+  sluice::test::wake_counter quiet[2];  // for the second part; outlive the awaiters
   std::optional<sluice::alloc_awaiter> awaiters[count];
   for (int i = 0; i < count; ++i) {
     awaiters[i].emplace(core, 2);
@@ -828,7 +829,6 @@ TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   }
   EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "a dropped awaiter stayed listed";
 
-  sluice::test::wake_counter quiet[2];
   for (int i = 0; i < 2; ++i) {
     awaiters[i].emplace(core, 2);
     ASSERT_EQ(awaiters[i]->poll(sluice::make_waker(quiet[i])), sluice::poll_status::pending);
