@@ -9,6 +9,9 @@
 //   consumer's feet);
 // - a dropper ends its victim (E8) only once the turn is over: a claim
 //   inside the turn may pass the victim and ask its length.
+// And the consumer's turn with the lock (the bias ended by a drop before):
+// a dropper on another thread, which has a context token, waits for it
+// however long it lasts, then makes its room.
 #include <pthread.h>
 #include <signal.h>
 
@@ -22,7 +25,9 @@
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+#include <sluice/port.hpp>
 
+#include "consumer_lock_turn.hpp"
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
 #include "victim_turn.hpp"
@@ -167,6 +172,26 @@ TEST(PacketBufferTurn, ADropperEndsItsVictimOnlyAfterTheConsumersBiasedTurn) {
   sluice::test::expect_victim_claimed_at_the_point(
       seen, "the dropper did not wait for the consumer's turn");
   sluice::test::expect_the_rest_in_order(b.core, seen);
+}
+
+// With tokens a dropper tells the consumer on another thread from a turn
+// it interrupted itself, so it waits: the consumer holds its locked turn
+// until the dropper has looked at the lock three times as often as a
+// dropper without tokens would before giving up; it must still be waiting
+// then, and once the turn ends it steps over packet 2 (claimed in that
+// turn) and drops packet 3 to fit packet 6.
+TEST(PacketBufferTurn, ADropperOnAnotherThreadWaitsOutTheConsumersLockedTurn) {
+  ASSERT_NE(sluice::port::context_token(), 0u) << "this binary's port has tokens";
+  sluice::test::lock_turn_buffer b;
+  const sluice::test::lock_turn_seen seen =
+      sluice::test::dropper_beside_a_locked_turn(b.core, 3 * sluice::detail::pbuf_lock_patience);
+  EXPECT_TRUE(seen.consumer_locked) << "the claim did not reach claim_looked holding the lock";
+  EXPECT_GE(seen.awaited, 3 * sluice::detail::pbuf_lock_patience);
+  EXPECT_EQ(seen.awaited_role, sluice::detail::pbuf_lock_consumer);
+  EXPECT_EQ(seen.status_at_release, -1) << "the dropper returned inside the consumer's turn";
+  EXPECT_EQ(seen.dropper_status, static_cast<int>(pbuf_status::ok));
+  sluice::test::expect_tags_then_nothing(b.core, seen, {4, 5, 6});
+  EXPECT_EQ(b.core.dropped.load(), 2u);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 //   consumer's biased turn gives up on it, waits outside the lock for the
 //   turn to end, and only then ends the victim (E8): a claim inside the
 //   turn may pass the victim and read its length.
+// - A dropper that meets the consumer's turn with the lock gives up on it
+//   after a short spin (no_room), and makes no change.
 // - Stress: three producer threads that drop, and the consumer, with exact
 //   accounting: every packet claimed or reported dropped once.
 #include <atomic>
@@ -21,6 +23,7 @@
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/port.hpp>
 
+#include "consumer_lock_turn.hpp"
 #include "executor_test_support.hpp"
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
@@ -66,14 +69,32 @@ TEST(PacketBufferNoTokens, ADropperWaitsOutsideTheLockForTheTurnBeforeItEndsItsV
   EXPECT_EQ(b.core.dropped.load(), 1u);
 }
 
+// The consumer holds its turn with the lock (a first drop ended the bias)
+// until the dropper returns: without tokens the dropper cannot tell whether
+// it interrupted that turn, so after a short spin it gives up with no_room
+// and changes nothing (a dropper that waited would return only after the
+// scenario's 40 s bound, with ok). Packets 2 to 5 are all delivered.
+TEST(PacketBufferNoTokens, ADropperGivesUpOnTheConsumersLockedTurnAfterAShortSpin) {
+  sluice::test::lock_turn_buffer b;
+  const sluice::test::lock_turn_seen seen = sluice::test::dropper_beside_a_locked_turn(b.core, 0);
+  EXPECT_TRUE(seen.consumer_locked) << "the claim did not reach claim_looked holding the lock";
+  EXPECT_GE(seen.awaited, sluice::detail::pbuf_lock_patience);
+  EXPECT_EQ(seen.awaited_role, sluice::detail::pbuf_lock_consumer);
+  EXPECT_EQ(seen.status_at_release, static_cast<int>(pbuf_status::no_room))
+      << "the dropper did not give up inside the consumer's turn";
+  EXPECT_EQ(seen.dropper_status, static_cast<int>(pbuf_status::no_room));
+  sluice::test::expect_tags_then_nothing(b.core, seen, {3, 4, 5});
+  EXPECT_EQ(b.core.dropped.load(), 1u);
+}
+
 // Three producers that drop to fit and a consumer that claims, all
 // without tokens: whoever gives up (no_room) retries. Every packet is
 // claimed or reported dropped exactly once; each producer's arrive in
 // order. (A stress test of the whole, not of the giving up: no_room also
 // comes from a front packet another producer has not committed yet, so
 // the count of refusals printed says how often a producer retried, not
-// how often it gave up on the consumer. The deterministic test above
-// holds a dropper at the give-up.)
+// how often it gave up on the consumer. The deterministic tests above
+// hold a dropper at each give-up.)
 constexpr std::uint32_t producers = 3;
 #if defined(SLUICE_SANITIZED)
 constexpr std::uint32_t per_producer = 20'000;
