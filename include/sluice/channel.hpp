@@ -326,7 +326,8 @@ class counted_handle {
   [[nodiscard]] bool is_closed() const noexcept { return core_ref().is_closed(); }
   // May be stale by the time it returns.
   [[nodiscard]] std::size_t approx_size() const noexcept { return core_ref().approx_size(); }
-  // The exact capacity given to bounded(); SIZE_MAX for unbounded().
+  // The capacity given to bounded() (1 for a release build's bounded(0));
+  // SIZE_MAX for unbounded().
   [[nodiscard]] std::size_t capacity() const noexcept { return core_ref().capacity(); }
   // False for a moved-from or default-constructed handle.
   [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }

@@ -53,8 +53,9 @@ class frame_pool {
   // Requires: `storage` is aligned to block_alignment and outlives the pool
   // and every block handed out; 1 <= block_size; room for at least one
   // block. A debug build names a breach; a release build starts at the
-  // first aligned byte, and a pool without room for a block (or with no
-  // storage) hands out none: every allocate answers null.
+  // first aligned byte, and a pool without room for a block, with no
+  // storage, or with a block size of 0 or above half of size_t's range
+  // hands out none: every allocate answers null.
   frame_pool(void* storage, std::size_t bytes, std::size_t block_size) noexcept
       : block_size_(round_up(block_size - 1 < largest_block ? block_size : 1)) {
     SLUICE_ASSERT(reinterpret_cast<std::uintptr_t>(storage) % block_alignment == 0,

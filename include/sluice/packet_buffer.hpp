@@ -59,8 +59,10 @@ enum class overflow_policy : std::uint8_t {
 enum class utilization_tracking : std::uint8_t { off, track_max };
 
 // Who uses the buffer. drop_oldest takes a short lock to make room (drop,
-// step over a claimed packet), to claim and to free; an allocation that
-// fits, commit and a claim of an empty buffer take none. With `any`, on
+// step over a claimed packet); claim and free take it only for a while
+// after a drop (the consumer's bias, pbuf_core.hpp), and always in a build
+// optimised for size; an allocation that fits, commit and a claim of an
+// empty buffer take none. With `any`, on
 // bare metal, the producer that makes room and the consumer hold the lock
 // with interrupts masked (SLUICE_PBUF_CONSUMER_MASKS, a couple of
 // instructions), so no handler can interrupt a holder. Hosted nobody masks

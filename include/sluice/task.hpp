@@ -17,8 +17,10 @@
 //
 // Frames come from the heap (hosted), or from a frame_pool when the
 // coroutine's first parameter is `sluice::frame_pool&`. When there is no
-// room the call returns an invalid task (valid() false), which spawn
-// reports as an error; nothing throws.
+// room the call returns an invalid task (valid() false): spawn reports it
+// as no_memory, and co_await of it throws std::bad_alloc into the awaiting
+// task (a named panic where there are no exceptions; a debug build names
+// the mistake).
 #pragma once
 
 #include <coroutine>
@@ -366,9 +368,11 @@ inline task<void> promise<void>::get_return_object_on_allocation_failure() noexc
 
 }  // namespace detail
 
-// co_await sluice::yield(): lets every other runnable task run before this
-// one continues. It wakes its own task while it runs, so the task is
-// re-queued (at the back of the run queue) when it suspends.
+// co_await sluice::yield(): lets other runnable tasks run before this one
+// continues. It wakes its own task while it runs, so the task is re-queued
+// when it suspends: on an executor worker at the back of that worker's
+// FIFO (the run queue when the FIFO is full), and the worker's next pick
+// looks at the run queue first (executor.hpp, "Worker queue").
 class yield_awaiter : public pollable_awaiter<yield_awaiter> {
  public:
   bool try_complete() noexcept { return false; }

@@ -1,9 +1,11 @@
 // Time for the core: nanoseconds on the port's monotonic clock.
 //
 // The core cannot include <chrono> (it is not part of the freestanding
-// library), so sluice has two small value types. Both convert implicitly
-// from any std::chrono::duration / steady-clock time_point through duck
-// typing, so hosted callers write `rx.recv_for(10ms)` as usual.
+// library), so sluice has two small value types. duration converts
+// implicitly from any std::chrono::duration through duck typing, so hosted
+// callers write `rx.recv_for(10ms)` as usual; time_point does not, but the
+// channel's and sleep's `_until` forms also take a steady-clock
+// time_point (through to_time_point, port.hpp).
 #pragma once
 
 #include <concepts>
