@@ -797,9 +797,25 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
   wake_waiters(wake_after::skip);  // [PB4]
 }
 
+bool pbuf_core::states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept {
+  if (n - 1 >= size) return true;  // try_alloc refuses it, without asking the words
+  // The words are the caller's, not yet the buffer's: plain reads.
+  const std::uint32_t stated =
+      words != nullptr      ? words(context, packet)
+      : get_wlen != nullptr ? get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet))
+                            : packet[0] >> pbuf_hdr_bits;
+  // (A word that said 5, put as one word, made the consumer take the next
+  // packets for its payload, and they were never delivered.)
+  SLUICE_ASSERT(stated == n,
+                "packet buffer: a put's words give another length than it puts (the length "
+                "callback, or get_wlen, or without either bits 2..31 of the first word: "
+                "default_header(n) in C++)");
+  return stated == n;
+}
+
 bool pbuf_core::put_word(std::uint32_t first) noexcept {
   pbuf_span p;
-  if (try_alloc(1, p) != pbuf_status::ok) return false;
+  if (!states_length(&first, 1) || try_alloc(1, p) != pbuf_status::ok) return false;
   // Relaxed, and without the valid bit: the producer's own word until
   // commit sets that bit with release ([PB2]). (A valid bit stored here
   // could let the consumer claim the packet before its words are seen.)
@@ -810,9 +826,13 @@ bool pbuf_core::put_word(std::uint32_t first) noexcept {
 
 bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept {
   constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
-  pbuf_span p;
-  if (try_alloc(1 + pointer_words, p) != pbuf_status::ok) return false;
   static_assert(pointer_words * sizeof(std::uint32_t) == sizeof(void*));
+  std::uint32_t packet[1 + pointer_words] = {first};  // as the consumer will see it
+  __builtin_memcpy(packet + 1, &pointer, sizeof pointer);
+  pbuf_span p;
+  if (!states_length(packet, 1 + pointer_words) ||
+      try_alloc(1 + pointer_words, p) != pbuf_status::ok)
+    return false;
   __builtin_memcpy(p.words + 1, &pointer, sizeof pointer);
   // Relaxed, and without the valid bit: the producer's own word until
   // commit sets that bit with release ([PB2]). (A valid bit stored here
@@ -824,7 +844,7 @@ bool pbuf_core::put_word_ext(std::uint32_t first, const void* pointer) noexcept 
 
 bool pbuf_core::put_data(const std::uint32_t* data, std::uint32_t n) noexcept {
   pbuf_span p;
-  if (n == 0 || try_alloc(n, p) != pbuf_status::ok) return false;
+  if (n == 0 || !states_length(data, n) || try_alloc(n, p) != pbuf_status::ok) return false;
   for (std::uint32_t i = 1; i < n; ++i)
     p.words[i] = data[i];
   // Relaxed, and without the valid bit, as in put_word.

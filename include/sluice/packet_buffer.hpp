@@ -411,17 +411,12 @@ class packet_buffer {
   // give another length than it puts would hand the consumer a wrong
   // packet (and lose or misread the next ones): a debug build names it, a
   // release build refuses it (false, nothing taken).
-  [[nodiscard]] bool put_word(std::uint32_t first) noexcept {
-    return states_length(&first, 1) && core_.put_word(first);
-  }
+  [[nodiscard]] bool put_word(std::uint32_t first) noexcept { return core_.put_word(first); }
   [[nodiscard]] bool put_word_ext(std::uint32_t first, const void* pointer) noexcept {
-    constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
-    std::uint32_t packet[1 + pointer_words] = {first};
-    __builtin_memcpy(packet + 1, &pointer, sizeof pointer);
-    return states_length(packet, 1 + pointer_words) && core_.put_word_ext(first, pointer);
+    return core_.put_word_ext(first, pointer);
   }
   [[nodiscard]] bool put_data(const std::uint32_t* words, std::uint32_t count) noexcept {
-    return count != 0 && states_length(words, count) && core_.put_data(words, count);
+    return core_.put_data(words, count);
   }
   // The first word of a default-layout packet of `words` words.
   [[nodiscard]] static constexpr std::uint32_t default_header(std::uint32_t words) noexcept {
@@ -504,22 +499,6 @@ class packet_buffer {
     out.words = c.packet_words;
     out.context = c.context;
     return out;
-  }
-
-  // Whether the n words at `packet` give the length n, as the consumer will
-  // read it (from bits 2..31 of the first word, or the packet_words
-  // callback).
-  // (More words than the buffer holds: the engine refuses the put as too
-  // large, without asking the words.)
-  bool states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept {
-    if (n - 1 >= core_.size) return true;
-    const bool same = core_.words == nullptr ? packet[0] >> detail::pbuf_hdr_bits == n
-                                             : core_.words(core_.context, packet) == n;
-    SLUICE_ASSERT(same,
-                  "packet_buffer: a put's words give another length than it puts (without a "
-                  "packet_words callback, bits 2..31 of the first word hold the length: "
-                  "default_header(n))");
-    return same;
   }
 
   result<allocated_packet, alloc_error> finish_alloc(detail::pbuf_status status,

@@ -377,8 +377,12 @@ struct alignas(cache_line) pbuf_core {
   void commit(std::uint32_t* packet) noexcept;
   // Turns an allocated, uncommitted packet of `n` words into padding (E5).
   void abandon(std::uint32_t* packet, std::uint32_t n) noexcept;
-  // Short puts; never wait. `first` must carry the valid bit (as in Zephyr);
-  // return false when there was no room (or the packet was too large).
+  // Short puts; never wait. Their words must give the length they put, as
+  // the consumer will read it (the length callback, get_wlen, or bits
+  // 2..31 of the first word without one): a debug build names a put whose
+  // words give another, and a release build refuses it (false, nothing
+  // taken). Return false when there was no room (or the packet was too
+  // large).
   bool put_word(std::uint32_t first) noexcept;
   bool put_word_ext(std::uint32_t first, const void* pointer) noexcept;
   bool put_data(const std::uint32_t* data, std::uint32_t n) noexcept;
@@ -437,6 +441,10 @@ struct alignas(cache_line) pbuf_core {
   // The same, given the packet's first word as the caller just read it.
   std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
   std::uint32_t checked_length(std::uint32_t n) const noexcept;  // length_of's check
+  // Whether the n words at `packet`, a put's (not in the buffer), give the
+  // length n as the consumer will read it; true for a length the
+  // allocation refuses anyway (0, or more than the buffer holds).
+  bool states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept;
   // The notifying side of [PB4]: after the condition store.
   void wake_waiters(wake_after after) noexcept;
   void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part

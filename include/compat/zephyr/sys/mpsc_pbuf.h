@@ -134,7 +134,10 @@ union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t
 
 void mpsc_pbuf_commit(struct mpsc_pbuf_buffer* buffer, union mpsc_pbuf_generic* packet);
 
-/* One-word packet; `word` carries the header (valid set) and data. */
+/* One-word packet; `word` carries the header (valid set) and data.
+ * The puts never wait. Their words must give, through get_wlen, the length
+ * they put: a put whose words give another is refused (nothing stored; a
+ * debug build of sluice stops and names it). */
 void mpsc_pbuf_put_word(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic word);
 
 /* A word and a pointer (1 + sizeof(void *) / 4 words). */
