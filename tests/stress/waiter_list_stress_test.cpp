@@ -24,8 +24,11 @@ constexpr int rounds = 20000;
 
 TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
   // A semaphore built on the list: producers add tokens and notify_one;
-  // consumers take a token or wait. Consumers that time out pass on a
-  // notification they consumed, as the channel does.
+  // consumers take a token or wait, with no deadline, so that a lost
+  // wake-up leaves a consumer parked while tokens wait (the watchdog below
+  // fails then). A consumer that takes a token after it listed itself
+  // passes on a notification it consumed, as the channel does; the one
+  // that takes the last token wakes every consumer still waiting.
   std::atomic<int> tokens{0};
   std::atomic<int> taken{0};
   sluice::detail::waiter_list list;
@@ -40,6 +43,12 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
     }
     return false;
   };
+  // seq_cst: the last taker's increment comes before its notify_all, and a
+  // consumer's look at `taken` after it listed itself either sees it or is
+  // woken by that notify_all (the list's [W1] fences).
+  auto took = [&] {
+    if (taken.fetch_add(1) + 1 == total) list.notify_all();
+  };
 
   std::vector<std::thread> pool;
   for (int c = 0; c < consumers; ++c) {
@@ -49,20 +58,22 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
       for (;;) {
         if (taken.load() >= total) return;
         if (try_take()) {
-          taken.fetch_add(1);
+          took();
           continue;
         }
         list.enqueue(w, p.make_waker());
         if (try_take()) {
           if (!list.cancel(w)) list.notify_one();
-          taken.fetch_add(1);
+          took();
           continue;
         }
-        const auto deadline = sluice::deadline_after(5ms);
-        while (!w.is_notified() && sluice::port::now() < deadline)
-          p.park_until(deadline);
-        if (list.cancel(w)) continue;  // timed out, nothing consumed
-        // Woken: loop round and try again.
+        if (taken.load() >= total) {
+          (void)list.cancel(w);
+          return;
+        }
+        while (!w.is_notified())
+          p.park();
+        // Woken (and taken off the list): loop round and try again.
       }
     });
   }
@@ -78,7 +89,7 @@ TEST(WaiterListStress, TokensHandedThroughNotifyOneAreNeverLost) {
   while (taken.load() < total && std::chrono::steady_clock::now() < watchdog) {
     std::this_thread::sleep_for(1ms);
   }
-  EXPECT_EQ(taken.load(), total) << "a token was never taken: lost wake-up";
+  EXPECT_EQ(taken.load(), total) << "tokens waited while consumers slept: lost wake-up";
   taken.store(total);  // release stragglers
   list.notify_all();
   for (auto& t : pool)
