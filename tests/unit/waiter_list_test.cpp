@@ -7,7 +7,17 @@
 
 #include "executor_test_support.hpp"
 
+namespace sluice::detail {
+// Holds a list's lock as another context would while a notifier runs.
+struct waiter_list_test_access {
+  static void lock(waiter_list& list) noexcept { list.lock(); }
+  static void unlock(waiter_list& list) noexcept { list.unlock(); }
+};
+}  // namespace sluice::detail
+
 namespace {
+
+using holder = sluice::detail::waiter_list_test_access;
 
 struct recorder {
   std::vector<int>* log;
@@ -105,8 +115,9 @@ struct unreferenced {
 };
 
 // A waker whose wake notifies the same list again: the wake runs after the
-// list's lock is released, so the nested notify wakes the next waiter; it
-// is neither lost nor deadlocked.
+// list's lock is released, so the nested notify takes the lock itself and
+// wakes the next waiter; it is neither lost nor deadlocked. (A notify that
+// finds the lock held is the test after this one.)
 struct renotifier : unreferenced {
   sluice::detail::waiter_list* list;
   std::vector<int>* log;
@@ -117,7 +128,7 @@ struct renotifier : unreferenced {
   }
 };
 
-TEST(WaiterList, NotifyWhileLockedIsDeferredNotLost) {
+TEST(WaiterList, ANotifyFromInsideAWakeWakesTheNextWaiter) {
   std::vector<int> log;
   sluice::detail::waiter_list list;
   renotifier first{{}, &list, &log, 1};
@@ -130,6 +141,44 @@ TEST(WaiterList, NotifyWhileLockedIsDeferredNotLost) {
   EXPECT_TRUE(w2.is_notified());
   EXPECT_FALSE(list.cancel(w1));
   EXPECT_FALSE(list.cancel(w2));
+}
+
+// A notify that finds the lock held (by an enqueue, a cancel or another
+// notifier on another core, or the context it interrupted) never waits: it
+// leaves its request in the lock word, and the holder carries it out as it
+// unlocks. Two notify_one requests wake two waiters; a notify_all wakes
+// the rest.
+TEST(WaiterList, NotifiesBesideAHolderAreCarriedOutByItsUnlock) {
+  std::vector<int> log;
+  recorder a{&log, 1};
+  recorder b{&log, 2};
+  recorder c{&log, 3};
+  recorder d{&log, 4};
+  sluice::detail::waiter_list list;
+  sluice::detail::waiter wa, wb, wc, wd;
+  list.enqueue(wa, sluice::make_waker(a));
+  list.enqueue(wb, sluice::make_waker(b));
+  list.enqueue(wc, sluice::make_waker(c));
+  list.enqueue(wd, sluice::make_waker(d));
+  holder::lock(list);
+  list.notify_one();
+  list.notify_one();
+  EXPECT_TRUE(log.empty()) << "a notify beside the holder woke at once";
+  EXPECT_FALSE(wa.is_notified());
+  holder::unlock(list);
+  EXPECT_EQ(log, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(wa.is_notified());
+  EXPECT_TRUE(wb.is_notified());
+  EXPECT_FALSE(wc.is_notified());
+  holder::lock(list);
+  list.notify_all();
+  EXPECT_EQ(log.size(), 2u);
+  holder::unlock(list);
+  EXPECT_EQ(log, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_TRUE(wd.is_notified());
+  EXPECT_FALSE(list.approx_has_waiters());
+  for (auto* w : {&wa, &wb, &wc, &wd})
+    EXPECT_FALSE(list.cancel(*w));
 }
 
 // More waiters than one batch of wakes (wake_batch): notify_all takes the

@@ -192,6 +192,10 @@ class waiter_list {
   }
 
  private:
+  // Tests hold the lock through it, to notify beside a holder (defined
+  // only in tests/unit/waiter_list_test.cpp).
+  friend struct waiter_list_test_access;
+
   static constexpr std::uint32_t locked = 1u << 0;
   static constexpr std::uint32_t has_waiters = 1u << 1;
   static constexpr std::uint32_t pending_all = 1u << 2;
