@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <random>
 #include <string>
@@ -78,33 +79,80 @@ TEST(ExecutorTimers, SleepCancelledBeforeItFires) {
   // queue (destroyed at the end of this scope) if a node were left in it.
 }
 
-task<int> sleeper(std::atomic<bool>& woke) {
+// A worker (X) arms a timer while the other (Y) has been parked for a while
+// with no deadline (no timer armed then); X is then held busy, so only Y
+// can fire the timer, and only if the arm wakes it to wait for the new
+// deadline instead (executor::earliest_timer_moved). X is held inside the
+// trace's record of its next park (after the sleeper suspended, before it
+// reads the earliest deadline), until the sleeper completed or a bound
+// passed. Y's state comes from the same trace: parked = parks - unparks.
+namespace timer_wake {
+// seq_cst, all: handshakes between the test, the sleeper and the trace,
+// none on the executor's path.
+std::atomic<int> parked{0};                 // workers inside a park (between the events)
+std::atomic<std::int64_t> last_park_ns{0};  // steady clock of the last park event
+std::atomic<bool> armed{false}, woke{false};
+std::atomic<bool> held{false}, released_by_woke{false};
+thread_local bool on_x = false;  // the worker that runs the sleeper first
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class holding_trace final : public sluice::executor_trace {
+ public:
+  void record(sluice::trace_event e, const void*) noexcept override {
+    if (e == sluice::trace_event::unpark) parked.fetch_sub(1);
+    if (e != sluice::trace_event::park) return;
+    last_park_ns.store(now_ns());
+    parked.fetch_add(1);
+    if (!on_x || !armed.load() || held.exchange(true)) return;
+    // X, after the sleeper armed and suspended: held until it completed,
+    // or for 20 s (then X parks until the deadline and fires it itself).
+    const auto bound = std::chrono::steady_clock::now() + 20s;
+    while (!woke.load() && std::chrono::steady_clock::now() < bound)
+      std::this_thread::yield();
+    released_by_woke.store(woke.load());
+  }
+};
+
+// Waits until the other worker has been parked for 20 ms (it has nothing
+// to do: its spin is long over, and it waits with no deadline), then arms.
+task<int> sleeper() {
+  on_x = true;
+  const auto bound = std::chrono::steady_clock::now() + 20s;
+  while ((parked.load() != 1 || now_ns() - last_park_ns.load() < 20'000'000) &&
+         std::chrono::steady_clock::now() < bound)
+    std::this_thread::yield();
+  if (parked.load() != 1) co_return -1;  // the other worker never parked
+  armed.store(true);
   co_await sluice::sleep_for(10ms);
   woke.store(true);
   co_return 1;
 }
-
-// Spawns `sleeper` (into this worker's slot), yields so that it runs and
-// arms its timer here, then holds this worker without suspending until the
-// sleeper ran: only the other worker, parked with no deadline when the timer
-// was armed, can fire it. A missed timer is a hang, which the test's
-// watchdog turns into a failure.
-task<int> arm_then_hold_the_worker(std::atomic<bool>& woke) {
-  sluice::executor& ex = co_await sluice::current_executor();
-  auto s = ex.spawn(sleeper(woke));
-  if (!s) co_return -1;
-  co_await sluice::yield();
-  while (!woke.load())
-    std::this_thread::yield();
-  co_return *co_await *s;
-}
+}  // namespace timer_wake
 
 TEST(ExecutorTimers, AnEarlierTimerWakesAWorkerParkedWithoutADeadline) {
+  namespace t = timer_wake;
   abort_watchdog dog{60s, "timer armed while the other worker is parked"};
-  sluice::executor ex{{.workers = 2}};
-  std::this_thread::sleep_for(50ms);  // both workers parked, no timer armed
-  std::atomic<bool> woke{false};
-  EXPECT_EQ(*sluice::block_on(ex, arm_then_hold_the_worker(woke)), 1);
+  t::parked.store(0);
+  t::armed.store(false);
+  t::woke.store(false);
+  t::held.store(false);
+  t::released_by_woke.store(false);
+  t::holding_trace trace;
+  sluice::executor ex{{.workers = 2, .trace = &trace}};
+  auto h = ex.spawn(t::sleeper());
+  ASSERT_TRUE(h.has_value());
+  auto r = h->join();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::move(r).value(), 1) << "the other worker never parked";
+  EXPECT_TRUE(t::held.load()) << "the worker that armed was not held";
+  EXPECT_TRUE(t::released_by_woke.load())
+      << "the timer fired only once the arming worker was let go: the parked "
+         "worker was not woken for the earlier deadline";
 }
 
 task<int> joins_with_timeout(sluice::join_handle<int>& other, sluice::duration d) {
