@@ -47,7 +47,8 @@ TEST_CASE(parker_token_and_timeout) {
   sluice::parker& p = sluice::port::current_parker();
   p.unpark();
   const sluice::time_point start = sluice::port::now();
-  p.park_until(start + sluice::duration{1'000'000'000});  // the token: returns at once
+  p.park_until(start + sluice::duration{1'000'000'000});               // the token: returns at once
+  CHECK(sluice::port::now() < start + sluice::duration{500'000'000});  // not at the deadline
   const sluice::time_point deadline = sluice::port::now() + sluice::duration{3'000'000};
   p.park_until(deadline);  // no token: returns at the deadline
   CHECK(sluice::port::now() >= deadline);
