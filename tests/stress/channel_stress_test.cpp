@@ -376,6 +376,18 @@ TEST_P(ChannelWakeups, BlockingPingPong) {
   EXPECT_EQ(errors, 0);
 }
 
+// When the close comes: at once (it races with the waiters on their way
+// in: some see it before they wait), after a yield, or, one repeat in
+// four, after 2 ms, when the waiters are most likely parked, so that the
+// close must wake them.
+void pace_close(int rep) {
+  if (rep % 4 == 0) {
+    std::this_thread::sleep_for(2ms);
+  } else if (rep % 2 == 0) {
+    std::this_thread::yield();
+  }
+}
+
 TEST_P(ChannelWakeups, CloseWhileReceiversWait) {
   const std::size_t cap = GetParam();
   const int repeats = int(100 / stress_scale);
@@ -390,7 +402,7 @@ TEST_P(ChannelWakeups, CloseWhileReceiversWait) {
         if (rx.recv().error() == recv_error::closed) closed_seen.fetch_add(1);
       });
     }
-    if (rep % 2 == 0) std::this_thread::yield();
+    pace_close(rep);
     tx.close();
     for (auto& t : waiters)
       t.join();
@@ -417,7 +429,7 @@ TEST_P(ChannelWakeups, CloseWhileSendersWait) {
         }
       });
     }
-    if (rep % 2 == 0) std::this_thread::yield();
+    pace_close(rep);
     rx.close();
     for (auto& t : waiters)
       t.join();
