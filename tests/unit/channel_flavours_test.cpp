@@ -123,24 +123,38 @@ TYPED_TEST(ChannelBattery, CloseLetsReceiversDrainThenReportsClosed) {
   EXPECT_TRUE(ch.rx().is_closed());
 }
 
+// Each timed form that cannot complete waits until its deadline (measured
+// on the same monotonic clock), then answers timeout: not sooner, and not
+// as a try that maps would-block to timeout.
 TYPED_TEST(ChannelBattery, TimedFormsTimeOut) {
+  using clock = std::chrono::steady_clock;
   auto ch = TypeParam::template make<int>();
+  auto start = clock::now();
   auto r = ch.rx().recv_for(2ms);
+  EXPECT_GE(clock::now() - start, 2ms) << "recv_for returned before its timeout";
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), recv_error::timeout);
-  auto r2 = ch.rx().recv_until(std::chrono::steady_clock::now() + 1ms);
+  auto deadline = clock::now() + 1ms;
+  auto r2 = ch.rx().recv_until(deadline);
+  EXPECT_GE(clock::now(), deadline) << "recv_until returned before its deadline";
   ASSERT_FALSE(r2);
   EXPECT_EQ(r2.error(), recv_error::timeout);
+  start = clock::now();
   auto r3 = ch.rx().recv_until(sluice::deadline_after(1ms));
+  EXPECT_GE(clock::now() - start, 1ms) << "recv_until returned before its deadline";
   EXPECT_EQ(r3.error(), recv_error::timeout);
   if constexpr (TypeParam::is_bounded) {
     for (std::size_t i = 0; i < TypeParam::capacity; ++i)
       ASSERT_TRUE(ch.tx().try_send(0));
+    start = clock::now();
     auto s = ch.tx().send_for(7, 2ms);
+    EXPECT_GE(clock::now() - start, 2ms) << "send_for returned before its timeout";
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error(), send_error::timeout);
     EXPECT_EQ(std::move(s).value_back(), 7);
-    auto s2 = ch.tx().send_until(8, std::chrono::steady_clock::now() + 1ms);
+    deadline = clock::now() + 1ms;
+    auto s2 = ch.tx().send_until(8, deadline);
+    EXPECT_GE(clock::now(), deadline) << "send_until returned before its deadline";
     ASSERT_FALSE(s2);
     EXPECT_EQ(s2.error(), send_error::timeout);
     auto s3 = ch.tx().send_until(9, sluice::deadline_after(sluice::duration{0}));
