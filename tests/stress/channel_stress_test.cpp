@@ -145,8 +145,11 @@ enum class scenario { run_to_end, close_midway, drop_midway };
 // Runs producers and consumers over one channel.
 //   run_to_end    producers send everything, drop their senders; consumers
 //                 receive until closed
-//   close_midway  a closer closes the channel once half the values arrived;
-//                 producers stop at their first refused send
+//   close_midway  a closer closes the channel once a quarter of the values
+//                 arrived, while producers send; a producer that reaches
+//                 three quarters of its values before that waits for the
+//                 close, so every producer stops at a refused send (one
+//                 each: nothing ends them otherwise)
 //   drop_midway   producers stop at different points and drop their
 //                 senders; consumers stop after a share and drop their
 //                 receivers (the last one destroys what is left inside)
@@ -157,6 +160,10 @@ void run_scenario(const grid_point& g, scenario sc) {
   std::vector<long> attempted(std::size_t(g.producers), 0);
   std::atomic<long> received_count{0};
   std::atomic<int> fifo_errors{0};
+  // seq_cst, both: the close comes before closed_flag, and a producer's
+  // send after it reads the flag is refused.
+  std::atomic<bool> closed_flag{false};
+  std::atomic<int> refused{0};  // producers that stopped at a closed send
 
   auto [tx, rx] = make_channel(g.capacity);
   // The closer's handle (close_midway); dropped before the joins so that the
@@ -172,6 +179,10 @@ void run_scenario(const grid_point& g, scenario sc) {
       const form f = form_for(p);
       long s = 0;
       for (; s < quota; ++s) {
+        if (sc == scenario::close_midway && s == quota * 3 / 4) {
+          while (!closed_flag.load())
+            std::this_thread::yield();
+        }
         item value(book, p, s);
         bool sent = false;
         for (;;) {
@@ -188,6 +199,7 @@ void run_scenario(const grid_point& g, scenario sc) {
           if (e == send_error::closed) {
             back.claim();
             book.returned(p, s);
+            refused.fetch_add(1);
             break;
           }
           if (f == form::try_spin) std::this_thread::yield();
@@ -232,9 +244,10 @@ void run_scenario(const grid_point& g, scenario sc) {
   tx = sluice::sender<item>{};
   rx = sluice::receiver<item>{};
   if (sc == scenario::close_midway) {
-    while (received_count.load(std::memory_order_relaxed) < total / 2)
+    while (received_count.load(std::memory_order_relaxed) < total / 4)
       std::this_thread::yield();
     closer.close();
+    closed_flag.store(true);
   }
   closer = sluice::sender<item>{};
   for (auto& t : threads)
@@ -242,6 +255,9 @@ void run_scenario(const grid_point& g, scenario sc) {
 
   EXPECT_EQ(fifo_errors.load(), 0) << "per-producer FIFO broken or a wrong value handed back";
   book.check(attempted);
+  if (sc == scenario::close_midway) {
+    EXPECT_EQ(refused.load(), g.producers) << "a producer was never refused by the close";
+  }
   if (sc == scenario::run_to_end) {
     long sum = 0;
     for (long a : attempted)
