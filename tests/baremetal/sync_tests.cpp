@@ -54,9 +54,11 @@ TEST_CASE(parker_token_and_timeout) {
   CHECK(sluice::port::now() >= deadline);
 }
 
-// Core 0 unparks each other core's parker, many rounds: each unpark
-// reaches its core exactly once (a lost one leaves that core parked until
-// its deadline, which the check then reports).
+// Core 0 unparks each other core's parker, many rounds, one core at a time
+// (it waits for that core's round before it unparks the next, so no other
+// core's wake-up can stand in for a lost one): each unpark reaches its core
+// (a lost one leaves that core parked until its deadline, which counts as
+// a timeout).
 constexpr std::uint32_t unpark_rounds = 200;
 
 struct unpark_state {
@@ -77,11 +79,15 @@ void unpark_core(unsigned core, void* context) noexcept {
       const sluice::time_point deadline = sluice::port::now() + sluice::duration{10'000'000'000};
       // Acquire: pairs with core 0's release store of go[core].
       while (s.go[core].load(std::memory_order_acquire) < r) {
-        if (sluice::port::now() >= deadline) {
-          s.timeouts.fetch_add(1, std::memory_order_relaxed);
-          return;
-        }
+        if (sluice::port::now() >= deadline) break;
         s.parkers[core]->park_until(deadline);
+      }
+      // Released at the deadline, or never: the unpark was lost (go may be
+      // set by now, but it did not wake this core).
+      if (sluice::port::now() >= deadline) {
+        s.timeouts.fetch_add(1, std::memory_order_relaxed);
+        sluice::port::notify_all(s.round[core]);
+        return;
       }
       s.round[core].store(r, std::memory_order_release);
       sluice::port::notify_all(s.round[core]);
@@ -94,8 +100,6 @@ void unpark_core(unsigned core, void* context) noexcept {
     for (unsigned c = 1; c < 4; ++c) {
       s.go[c].store(r, std::memory_order_release);
       s.parkers[c]->unpark();
-    }
-    for (unsigned c = 1; c < 4; ++c) {
       // Waits with the port's wait (WFE) for the round; a timed-out core
       // has stopped counting rounds, so the wait is bounded too.
       const sluice::time_point deadline = sluice::port::now() + sluice::duration{10'000'000'000};
@@ -105,8 +109,8 @@ void unpark_core(unsigned core, void* context) noexcept {
             sluice::port::wait_status::timed_out)
           break;
       }
+      if (s.timeouts.load(std::memory_order_relaxed) != 0) return;
     }
-    if (s.timeouts.load(std::memory_order_relaxed) != 0) return;
   }
 }
 
@@ -183,7 +187,10 @@ void irq_core(unsigned core, void* context) noexcept {
       }
       while (!w.is_notified() && sluice::port::now() < deadline)
         p.park_until(deadline);
-      if (s.list.cancel(w)) {  // not notified: the deadline passed
+      // Not notified (the deadline passed), or notified but released only
+      // at the deadline (the wake-up was lost): both count.
+      const bool late = sluice::port::now() >= deadline;
+      if (s.list.cancel(w) || late) {
         s.timeouts.fetch_add(1, std::memory_order_relaxed);
         return;
       }
