@@ -123,6 +123,14 @@ TEST(Waker, WillWakeDistinguishesObjectsAndTypes) {
   EXPECT_FALSE(wa.will_wake(wb));
   EXPECT_FALSE(wa.will_wake(wk));
   EXPECT_TRUE(wa.will_wake(wa));
+  EXPECT_TRUE(wk.will_wake(wk.clone()));
+  // The same object at the same address, seen as another type: another
+  // vtable, so another wake.
+  counted& base = k;
+  sluice::waker wbase = sluice::make_waker(base);
+  ASSERT_EQ(wbase.as_raw().data, wk.as_raw().data);
+  EXPECT_FALSE(wbase.will_wake(wk));
+  EXPECT_FALSE(wk.will_wake(wbase));
 }
 
 TEST(Waker, OneVtablePerType) {
