@@ -91,13 +91,22 @@ TYPED_TEST(ChannelAsync, SuspendedSenderOnFullIsWokenByRecv) {
     sluice::test::run_all(t);
     receiver.join();
     EXPECT_EQ(t.result(), 0);
-    std::size_t ones = 0;
+    // Left inside: the other capacity - 1 ones, then the 9, and nothing
+    // else.
+    std::size_t ones = 0, nines = 0, others = 0;
     while (auto r = ch.rx().try_recv()) {
-      if (*r == 1) ++ones;
-      if (*r == 9) {
+      if (*r == 1) {
+        ++ones;
+      } else if (*r == 9) {
+        ++nines;
         EXPECT_EQ(ones, TypeParam::capacity - 1) << "9 comes last";
+      } else {
+        ++others;
       }
     }
+    EXPECT_EQ(ones, TypeParam::capacity - 1);
+    EXPECT_EQ(nines, 1u) << "the woken send reported ok, but its value is not in the channel";
+    EXPECT_EQ(others, 0u);
   }
 }
 
