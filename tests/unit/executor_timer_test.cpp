@@ -92,7 +92,7 @@ namespace timer_wake {
 std::atomic<int> parked{0};                 // workers inside a park (between the events)
 std::atomic<std::int64_t> last_park_ns{0};  // steady clock of the last park event
 std::atomic<bool> armed{false}, woke{false};
-std::atomic<bool> held{false}, released_by_woke{false};
+std::atomic<bool> held{false}, released_by_woke{false}, hold_ended{false};
 thread_local bool on_x = false;  // the worker that runs the sleeper first
 
 std::int64_t now_ns() {
@@ -115,6 +115,7 @@ class holding_trace final : public sluice::executor_trace {
     while (!woke.load() && std::chrono::steady_clock::now() < bound)
       std::this_thread::yield();
     released_by_woke.store(woke.load());
+    hold_ended.store(true);  // the test reads released_by_woke after this
   }
 };
 
@@ -142,6 +143,7 @@ TEST(ExecutorTimers, AnEarlierTimerWakesAWorkerParkedWithoutADeadline) {
   t::woke.store(false);
   t::held.store(false);
   t::released_by_woke.store(false);
+  t::hold_ended.store(false);
   t::holding_trace trace;
   sluice::executor ex{{.workers = 2, .trace = &trace}};
   auto h = ex.spawn(t::sleeper());
@@ -150,6 +152,10 @@ TEST(ExecutorTimers, AnEarlierTimerWakesAWorkerParkedWithoutADeadline) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(std::move(r).value(), 1) << "the other worker never parked";
   EXPECT_TRUE(t::held.load()) << "the worker that armed was not held";
+  // The sleeper may complete (on the other worker) before the held one
+  // leaves the trace: wait for that (the watchdog bounds it).
+  while (t::held.load() && !t::hold_ended.load())
+    std::this_thread::yield();
   EXPECT_TRUE(t::released_by_woke.load())
       << "the timer fired only once the arming worker was let go: the parked "
          "worker was not woken for the earlier deadline";
