@@ -101,10 +101,13 @@ class frame_pool {
       // acquire on failure to read the new head's next-index safely.
       if (head_.compare_exchange_weak(head, (tag << 16) | next, std::memory_order_acquire,
                                       std::memory_order_acquire)) {
-        // Relaxed: marks the block handed out, for deallocate's check; a
-        // stale allocator that reads it fails its CAS on the tag, and the
-        // block's next owner sees it through whatever hands it the block.
-        next_[index - 1].store(handed_out, std::memory_order_relaxed);
+        // Relaxed: marks the block handed out (its next-index names
+        // itself, which no free block's does), for deallocate's check; a
+        // stale allocator that reads it fails its CAS on the tag (or,
+        // after 2^16 pops in between, installs this block, in range: the
+        // ABA window above), and the block's next owner sees it through
+        // whatever hands it the block.
+        next_[index - 1].store(index, std::memory_order_relaxed);
         // Relaxed: this counter is only an observer.
         in_use_.fetch_add(1, std::memory_order_relaxed);
         return base_ + static_cast<std::size_t>(index - 1) * block_size_;
@@ -126,7 +129,7 @@ class frame_pool {
     const auto index = static_cast<std::uint32_t>(offset / block_size_) + 1;
     // Relaxed: written by the allocate that handed the block out, which the
     // hand-over to this caller orders before us.
-    const bool handed = next_[index - 1].load(std::memory_order_relaxed) == handed_out;
+    const bool handed = next_[index - 1].load(std::memory_order_relaxed) == index;
     SLUICE_ASSERT(handed, "frame_pool::deallocate of a block that is free already (a double free)");
     if (!handed) return;
     // Relaxed: the CAS below re-reads.
@@ -153,10 +156,6 @@ class frame_pool {
   }
 
  private:
-  // The next-index of a block that is handed out (free ones hold 0 to
-  // max_blocks).
-  static constexpr std::uint32_t handed_out = ~std::uint32_t{0};
-
   // The largest block size taken: half of size_t, far beyond any storage,
   // so that rounding up and storage_for's sums cannot wrap.
   static constexpr std::size_t largest_block = ~std::size_t{0} / 2;
