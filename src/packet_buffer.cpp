@@ -317,9 +317,8 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
 
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
     const std::uint32_t* packet) const noexcept {
-  if (words != nullptr) return checked_length(words(context, packet));
-  if (get_wlen != nullptr)
-    return checked_length(get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet)));
+  // The header is loaded only where it holds the length.
+  if (words != nullptr || get_wlen != nullptr) return length_of(packet, 0);
   // Relaxed: callers own the packet (or hold the lock) when they ask.
   return checked_length(atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
                             .load(std::memory_order_relaxed) >>
@@ -328,10 +327,17 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
 
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
     const std::uint32_t* packet, std::uint32_t first) const noexcept {
-  if (words != nullptr) return checked_length(words(context, packet));
+  return checked_length(stated_length(packet, first));
+}
+
+// The one place that picks the length's source: the C++ callback, the C
+// one, or bits 2..31 of the first word (`first`, as the caller read it).
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::stated_length(
+    const std::uint32_t* packet, std::uint32_t first) const noexcept {
+  if (words != nullptr) return words(context, packet);
   if (get_wlen != nullptr)
-    return checked_length(get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet)));
-  return checked_length(first >> pbuf_hdr_bits);
+    return get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet));
+  return first >> pbuf_hdr_bits;
 }
 
 void pbuf_core::note_usage(std::uint32_t used) noexcept {
@@ -799,11 +805,8 @@ void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
 
 bool pbuf_core::states_length(const std::uint32_t* packet, std::uint32_t n) const noexcept {
   if (n - 1 >= size) return true;  // try_alloc refuses it, without asking the words
-  // The words are the caller's, not yet the buffer's: plain reads.
-  const std::uint32_t stated =
-      words != nullptr      ? words(context, packet)
-      : get_wlen != nullptr ? get_wlen(reinterpret_cast<const union mpsc_pbuf_generic*>(packet))
-                            : packet[0] >> pbuf_hdr_bits;
+  // The words are the caller's, not yet the buffer's: a plain read.
+  const std::uint32_t stated = stated_length(packet, packet[0]);
   // (A word that said 5, put as one word, made the consumer take the next
   // packets for its payload, and they were never delivered.)
   SLUICE_ASSERT(stated == n,

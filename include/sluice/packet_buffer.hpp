@@ -96,7 +96,9 @@ struct packet_buffer_config {
                   std::uint32_t words) noexcept = nullptr;
   // The length of a packet from its words; null: length in bits 2..31. It
   // reads the words it is given and nothing else (a put asks it about a
-  // copy of the words it puts, before they are in the buffer).
+  // copy of the words it puts, before they are in the buffer), and may be
+  // called from any producer context at once (puts and commit ask it, in
+  // handlers too), and from the consumer and droppers.
   std::uint32_t (*packet_words)(void* context, const std::uint32_t* packet) noexcept = nullptr;
   void* context = nullptr;
 };

@@ -441,6 +441,9 @@ struct alignas(cache_line) pbuf_core {
   // The same, given the packet's first word as the caller just read it.
   std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
   std::uint32_t checked_length(std::uint32_t n) const noexcept;  // length_of's check
+  // length_of's source, unchecked (also a put's words, before they are in
+  // the buffer).
+  std::uint32_t stated_length(const std::uint32_t* packet, std::uint32_t first) const noexcept;
   // Whether the n words at `packet`, a put's (not in the buffer), give the
   // length n as the consumer will read it; true for a length the
   // allocation refuses anyway (0, or more than the buffer holds).

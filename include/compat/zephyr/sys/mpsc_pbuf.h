@@ -135,9 +135,11 @@ union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t
 void mpsc_pbuf_commit(struct mpsc_pbuf_buffer* buffer, union mpsc_pbuf_generic* packet);
 
 /* One-word packet; `word` carries the header (valid set) and data.
- * The puts never wait. Their words must give, through get_wlen, the length
- * they put: a put whose words give another is refused (nothing stored; a
- * debug build of sluice stops and names it). */
+ * The puts never wait. Their words must give the length they put, through
+ * get_wlen (bits 2..31 of the first word where get_wlen is null): a put
+ * whose words give another is refused (nothing stored; a debug build of
+ * sluice stops and names it). get_wlen is then called by the producer, in
+ * whatever context it puts from. */
 void mpsc_pbuf_put_word(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic word);
 
 /* A word and a pointer (1 + sizeof(void *) / 4 words). */
