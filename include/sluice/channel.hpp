@@ -279,9 +279,12 @@ class receiving_ops {
 template <detail::channel_element T>
 struct channel {
   // A ring of exactly `capacity` slots (not rounded). Requires: capacity >=
-  // 1; a debug build names 0, a release build makes one slot. Throws
-  // std::bad_alloc (as new does) when the ring cannot be allocated, a
-  // capacity too large to count in bytes included.
+  // 1; a debug build names 0, a release build makes one slot (there is no
+  // rendezvous channel: crossbeam's bounded(0), where a send waits for a
+  // receive, has no counterpart here). Throws std::bad_alloc (as new does)
+  // when the ring cannot be allocated, a capacity too large to count in
+  // bytes included; a build without exceptions stops with a named panic
+  // instead.
   [[nodiscard]] static std::pair<sender<T>, receiver<T>> bounded(std::size_t capacity) {
     SLUICE_ASSERT(capacity >= 1, "bounded channel capacity must be at least 1");
     return make(new detail::shared_channel<T>(capacity != 0 ? capacity : 1));

@@ -829,9 +829,13 @@ class executor final : private detail::task_scheduler {
       // bare-metal runtime is asked for; see frame_pool.hpp). A size that
       // does not fit in size_t (32-bit targets) is no memory.
       std::size_t bytes = 0;
-      if (__builtin_mul_overflow(sizeof(run_queue_slot), std::size_t{n}, &bytes) ||
-          __builtin_add_overflow(bytes, alignof(run_queue_slot), &bytes))
-        return nullptr;
+      const bool counted =
+          !__builtin_mul_overflow(sizeof(run_queue_slot), std::size_t{n}, &bytes) &&
+          !__builtin_add_overflow(bytes, alignof(run_queue_slot), &bytes);
+      SLUICE_ASSERT(counted,
+                    "executor: a run queue of max_tasks slots is more bytes than size_t counts "
+                    "(lower max_tasks)");
+      if (!counted) return nullptr;
       block = ::operator new(bytes, std::nothrow);
       SLUICE_ASSERT(block != nullptr,
                     "executor: no memory for a run queue of max_tasks slots (lower max_tasks or "

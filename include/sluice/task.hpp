@@ -372,7 +372,9 @@ inline task<void> promise<void>::get_return_object_on_allocation_failure() noexc
 // continues. It wakes its own task while it runs, so the task is re-queued
 // when it suspends: on an executor worker at the back of that worker's
 // FIFO (the run queue when the FIFO is full), and the worker's next pick
-// looks at the run queue first (executor.hpp, "Worker queue").
+// looks at the run queue first (executor.hpp, "Worker queue"); in a build
+// without worker slots (SLUICE_EXECUTOR_SLOTS=0) at the back of the run
+// queue.
 class yield_awaiter : public pollable_awaiter<yield_awaiter> {
  public:
   bool try_complete() noexcept { return false; }
