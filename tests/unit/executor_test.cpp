@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "build_checks.hpp"
@@ -327,9 +328,14 @@ class park_counter final : public sluice::executor_trace {
  public:
   void record(sluice::trace_event e, const void*) noexcept override {
     // Relaxed: a count the test polls; nothing is read through it.
-    if (e == sluice::trace_event::park) parks.fetch_add(1, std::memory_order_relaxed);
+    if (e != sluice::trace_event::park) return;
+    parks.fetch_add(1, std::memory_order_relaxed);
+    // Each executor's workers are threads of their own.
+    thread_local bool counted = false;
+    if (!std::exchange(counted, true)) parked_threads.fetch_add(1, std::memory_order_relaxed);
   }
   std::atomic<int> parks{0};
+  std::atomic<int> parked_threads{0};  // threads that parked at least once
 };
 
 // max_tasks 0 in a release build: every spawn is refused, and the workers
@@ -357,7 +363,7 @@ TEST(Executor, NoRoomForATaskRefusesEverySpawnInReleaseBuilds) {
       EXPECT_EQ(ex.run_until_idle(), 0u);
     } else {
       // Both workers looked at the queue, found nothing and parked.
-      while (parks.parks.load(std::memory_order_relaxed) < 2)
+      while (parks.parked_threads.load(std::memory_order_relaxed) < 2)
         std::this_thread::yield();
     }
     EXPECT_EQ(ex.approx_live_tasks(), 0u);

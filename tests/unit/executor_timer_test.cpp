@@ -151,11 +151,13 @@ TEST(ExecutorTimers, AnEarlierTimerWakesAWorkerParkedWithoutADeadline) {
   auto r = h->join();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(std::move(r).value(), 1) << "the other worker never parked";
-  EXPECT_TRUE(t::held.load()) << "the worker that armed was not held";
-  // The sleeper may complete (on the other worker) before the held one
-  // leaves the trace: wait for that (the watchdog bounds it).
-  while (t::held.load() && !t::hold_ended.load())
+  // The arming worker parks after the sleeper suspended, and is held
+  // there; the sleeper may complete on the other worker before that worker
+  // even reaches its park (it was preempted), or leaves it: wait for the
+  // hold to end (the watchdog bounds the wait).
+  while (!t::hold_ended.load())
     std::this_thread::yield();
+  EXPECT_TRUE(t::held.load()) << "the worker that armed was not held";
   EXPECT_TRUE(t::released_by_woke.load())
       << "the timer fired only once the arming worker was let go: the parked "
          "worker was not woken for the earlier deadline";

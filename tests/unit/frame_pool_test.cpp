@@ -123,12 +123,15 @@ TEST(FramePool, MisalignedStorageGivesAlignedBlocksInsideItInReleaseBuilds) {
   SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test above)");
   const std::size_t bytes = frame_pool::storage_for(32, 3) + frame_pool::block_alignment;
   const std::unique_ptr<std::byte[]> storage(new std::byte[bytes]);
+  ASSERT_EQ(reinterpret_cast<std::uintptr_t>(storage.get()) % frame_pool::block_alignment, 0u);
   for (std::size_t skew = 1; skew < frame_pool::block_alignment; ++skew) {
     SCOPED_TRACE(skew);
     std::byte* const start = storage.get() + skew;
     const std::size_t have = bytes - skew;
     frame_pool pool{start, have, 32};
-    EXPECT_GE(pool.capacity(), 2u);
+    // The pool starts block_alignment - skew bytes in, which leaves
+    // exactly storage_for(32, 3).
+    EXPECT_EQ(pool.capacity(), 3u);
     for (std::size_t i = 0; i < pool.capacity(); ++i) {
       auto* b = static_cast<std::byte*>(pool.allocate(32));
       ASSERT_NE(b, nullptr);

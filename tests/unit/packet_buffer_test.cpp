@@ -398,11 +398,19 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByTheConsumerPassingASkip) {
   // Needs everything but packet 3: only there once the skip is passed.
   const std::uint32_t want = n - len;
   ASSERT_FALSE(pb.try_alloc(want));
+  std::atomic<bool> started{false};
   std::thread producer([&] {
-    auto r = pb.alloc_for(want, 60s);  // generous: a lost wake-up fails here
+    started.store(true);  // seq_cst: a handshake with the test thread only
+    // Generous, but under the test's 60 s timeout: a lost wake-up fails
+    // here, with its message.
+    auto r = pb.alloc_for(want, 30s);
     EXPECT_TRUE(r) << "not woken by the consumer passing the skip";
     if (r) std::move(*r).abandon();
   });
+  // The producer has started its timed allocation, and (almost always)
+  // found no room and waits, when the skip is passed.
+  while (!started.load())
+    std::this_thread::yield();
   std::this_thread::sleep_for(10ms);
   // Passes the skip first: that makes the room and wakes the producer.
   // Packet 3 stays claimed until the producer is done, so that its free

@@ -149,6 +149,8 @@ TEST(WaiterList, ANotifyFromInsideAWakeWakesTheNextWaiter) {
 // unlocks. Two notify_one requests wake two waiters; a notify_all wakes
 // the rest.
 TEST(WaiterList, NotifiesBesideAHolderAreCarriedOutByItsUnlock) {
+  // A notify that waited for the lock would deadlock this one thread.
+  sluice::test::abort_watchdog dog{std::chrono::seconds(30), "notify beside a lock holder"};
   std::vector<int> log;
   recorder a{&log, 1};
   recorder b{&log, 2};
