@@ -33,8 +33,8 @@ namespace sluice {
 
 enum class join_error : std::uint8_t {
   cancelled,  // cancel() or shutdown() ended the task before it finished
-  // block_on only: the task never ran, as its spawn was refused (the
-  // spawn_error of the same name says why).
+  // From block_on, when_all and when_any only: the task never ran, as its
+  // spawn was refused (the spawn_error of the same name says why).
   no_memory,       // the task's frame or header (or the run queue) could not be allocated
   too_many_tasks,  // max_tasks tasks were live
   shut_down,       // shutdown() had begun

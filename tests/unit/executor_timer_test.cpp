@@ -250,6 +250,35 @@ TEST(ExecutorCombinators, WhenAnyPassesOverAChildThatCouldNotBeSpawned) {
   EXPECT_EQ(losers_done.load(), 2);
 }
 
+task<int> all_of_three_with_one_unspawnable() {
+  // With max_tasks = 3 (this task and two children), the third child
+  // cannot be spawned: its result says why, the others are delivered.
+  auto [a, b, c] = co_await sluice::when_all(after(1s, 1), after(1s, 2), after(0ms, 3));
+  if (!a || !b || c) co_return -1;
+  co_return c.error() == sluice::join_error::too_many_tasks ? *std::move(a) * 10 + *std::move(b)
+                                                            : -2;
+}
+
+TEST(ExecutorCombinators, WhenAllReportsWhyAChildWasNotSpawned) {
+  abort_watchdog dog{60s, "when_all with a child refused"};
+  sluice::executor ex{{.workers = 2, .max_tasks = 3}};
+  EXPECT_EQ(*sluice::block_on(ex, all_of_three_with_one_unspawnable()), 12);
+}
+
+task<int> first_of_none_spawnable() {
+  // With max_tasks = 1 (this task), no child can be spawned.
+  auto [index, r] = co_await sluice::when_any(after(0ms, 1), after(0ms, 2));
+  if (r) co_return -1;
+  co_return static_cast<int>(index) * 100 + static_cast<int>(r.error());
+}
+
+TEST(ExecutorCombinators, WhenAnyOfNoSpawnableChildReportsWhy) {
+  abort_watchdog dog{60s, "when_any with every child refused"};
+  sluice::executor ex{{.workers = 2, .max_tasks = 1}};
+  EXPECT_EQ(*sluice::block_on(ex, first_of_none_spawnable()),
+            static_cast<int>(sluice::join_error::too_many_tasks));
+}
+
 task<int> waits_on_two_losers() {
   auto [index, r] = co_await sluice::when_any(loser(), loser());
   co_return static_cast<int>(index);

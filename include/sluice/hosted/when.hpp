@@ -5,9 +5,10 @@
 //   auto [a, b] = co_await sluice::when_all(fetch(1), fetch(2));   // join_results
 //   auto [index, r] = co_await sluice::when_any(std::move(tasks)); // first to finish
 //
-// A child that cannot be spawned (no memory, too many tasks, shut down) is
-// reported as cancelled; when_any passes over such a child and reports it
-// only if no child could be spawned. when_any cancels the children that did
+// A child that cannot be spawned is reported with the join_error that says
+// why (no_memory, too_many_tasks, shut_down, as block_on does); when_any
+// passes over such a child and reports the first one's refusal only if no
+// child could be spawned. when_any cancels the children that did
 // not finish first; their frames are destroyed when a worker next takes
 // them. A when_all or when_any that is itself cancelled (or destroyed)
 // while it waits cancels every child still running: none outlives it.
@@ -29,11 +30,18 @@ namespace sluice {
 
 namespace detail {
 
+// A child of when_all or when_any: its handle, or (empty handle) why it was not spawned.
 template <class T>
-join_handle<T> spawn_or_empty(executor& ex, task<T>&& t) {
+struct child {
+  join_handle<T> handle;
+  join_error refused = join_error::cancelled;
+};
+
+template <class T>
+child<T> spawn_child(executor& ex, task<T>&& t) {
   spawn_result<T> r = ex.spawn(std::move(t));
-  if (!r) return join_handle<T>{};
-  return std::move(r).value();
+  if (!r) return child<T>{{}, refused_spawn(r.error())};
+  return child<T>{std::move(r).value(), join_error::cancelled};
 }
 
 // Requests cancellation of the task behind `h`, if any.
@@ -56,9 +64,11 @@ class at_scope_exit {
   F f_;
 };
 
+// Joins the task behind `h`; an empty handle's task was refused (`refused`
+// says why).
 template <class T>
-task<join_result<T>> join_or_cancelled(join_handle<T> h) {
-  if (!h.valid()) co_return join_result<T>{join_error::cancelled};
+task<join_result<T>> join_or_refused(join_handle<T> h, join_error refused) {
+  if (!h.valid()) co_return join_result<T>{refused};
   co_return co_await h;
 }
 
@@ -104,17 +114,18 @@ class any_completed : public pollable_awaiter<any_completed<T>> {
 template <class... Ts>
 task<std::tuple<join_result<Ts>...>> when_all(task<Ts>... tasks) {
   executor& ex = co_await current_executor();
-  std::tuple<join_handle<Ts>...> handles{detail::spawn_or_empty(ex, std::move(tasks))...};
+  std::tuple<detail::child<Ts>...> children{detail::spawn_child(ex, std::move(tasks))...};
   // Joined handles are empty; the rest are cancelled if this task ends first.
-  const detail::at_scope_exit cancel_rest{[&handles]() noexcept {
-    std::apply([](join_handle<Ts>&... h) noexcept { (detail::cancel_if_valid(h), ...); }, handles);
+  const detail::at_scope_exit cancel_rest{[&children]() noexcept {
+    std::apply([](detail::child<Ts>&... c) noexcept { (detail::cancel_if_valid(c.handle), ...); },
+               children);
   }};
   co_return co_await std::apply(
-      [](join_handle<Ts>&... h) -> task<std::tuple<join_result<Ts>...>> {
+      [](detail::child<Ts>&... c) -> task<std::tuple<join_result<Ts>...>> {
         co_return std::tuple<join_result<Ts>...>{
-            co_await detail::join_or_cancelled(std::move(h))...};
+            co_await detail::join_or_refused(std::move(c.handle), c.refused)...};
       },
-      handles);
+      children);
 }
 
 // Runs every task in parallel; gives the index and result of the first to
@@ -125,8 +136,12 @@ task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks
   executor& ex = co_await current_executor();
   std::vector<join_handle<T>> handles;
   handles.reserve(tasks.size());
-  for (task<T>& t : tasks)
-    handles.push_back(detail::spawn_or_empty(ex, std::move(t)));
+  join_error first_refused = join_error::cancelled;  // the first child's, if refused
+  for (task<T>& t : tasks) {
+    detail::child<T> c = detail::spawn_child(ex, std::move(t));
+    if (handles.empty()) first_refused = c.refused;
+    handles.push_back(std::move(c.handle));
+  }
   // Every child but the first to finish (whose handle is moved out below) is
   // cancelled when this task ends, whether it ends normally or cancelled.
   const detail::at_scope_exit cancel_rest{[&handles]() noexcept {
@@ -137,11 +152,11 @@ task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks
   for (const join_handle<T>& h : handles)
     any_spawned = any_spawned || h.valid();
   if (!any_spawned)
-    co_return std::pair<std::size_t, join_result<T>>{0, join_result<T>{join_error::cancelled}};
+    co_return std::pair<std::size_t, join_result<T>>{0, join_result<T>{first_refused}};
   const std::size_t first = co_await detail::any_completed<T>{handles};
   for (std::size_t i = 0; i < handles.size(); ++i)
     if (i != first) detail::cancel_if_valid(handles[i]);
-  join_result<T> r = co_await detail::join_or_cancelled(std::move(handles[first]));
+  join_result<T> r = co_await detail::join_or_refused(std::move(handles[first]), first_refused);
   co_return std::pair<std::size_t, join_result<T>>{first, std::move(r)};
 }
 
