@@ -98,7 +98,10 @@ struct packet_buffer_config {
   // reads the words it is given and nothing else (a put asks it about a
   // copy of the words it puts, before they are in the buffer), and may be
   // called from any producer context at once (puts and commit ask it, in
-  // handlers too), and from the consumer and droppers.
+  // handlers too), and from the consumer and droppers. An answer of 0, or
+  // more than the buffer holds, for a packet in the buffer stops the
+  // program with a message that names it (not in a release build optimised
+  // for size).
   std::uint32_t (*packet_words)(void* context, const std::uint32_t* packet) noexcept = nullptr;
   void* context = nullptr;
 };
@@ -165,8 +168,9 @@ class allocated_packet {
   // a packet_words callback, or a callback that reads another length)
   // would be misread by the consumer (words of the next packets taken as
   // its own, or its own taken for packets): a debug build names it, a
-  // release build abandons the packet instead (the consumer never sees it).
-  void commit() && noexcept {
+  // release build abandons the packet instead (the consumer never sees it)
+  // and returns false. True: published.
+  bool commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
     const bool whole = core_->words == nullptr ? user_bits() == span_.size
                                                : core_->words_of(span_.words) == span_.size;
@@ -178,9 +182,10 @@ class allocated_packet {
                   "allocated (set the user bits first)");
     if (!whole) {
       std::move(*this).abandon();
-      return;
+      return false;
     }
     std::exchange(core_, nullptr)->commit(span_.words);
+    return true;
   }
   // Gives the words back as padding; the consumer never sees them.
   void abandon() && noexcept {
