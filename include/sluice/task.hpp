@@ -320,8 +320,9 @@ class [[nodiscard]] task {
 #if defined(__cpp_exceptions)
         throw std::bad_alloc();
 #else
-        port::panic("co_await on an invalid task (moved from, or its frame allocation failed)",
-                    __FILE__, __LINE__);
+        port::panic(
+            "sluice: co_await on an invalid task (moved from, or its frame allocation failed)",
+            __FILE__, __LINE__);
 #endif
       }
       handle_.promise().exception().rethrow_if_any();

@@ -162,7 +162,7 @@ void asymmetric_fence_heavy() noexcept {
     // fence before this returns, so a light() side whose store this load
     // misses has not yet issued its own load (and will see our store).
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-      panic("membarrier failed after registration", __FILE__, __LINE__);
+      panic("sluice: membarrier failed after registration", __FILE__, __LINE__);
     }
     return;
   }

@@ -146,7 +146,7 @@ class heap_slots : public span_slots<T> {
 #if defined(__cpp_exceptions)
       throw std::bad_array_new_length();
 #else
-      port::panic("bounded channel: capacity too large to allocate", __FILE__, __LINE__);
+      port::panic("sluice: bounded channel: capacity too large to allocate", __FILE__, __LINE__);
 #endif
     }
     return new array_slot<T>[capacity];
