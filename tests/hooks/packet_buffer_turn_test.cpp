@@ -18,8 +18,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -28,6 +26,7 @@
 #include <sluice/port.hpp>
 
 #include "consumer_lock_turn.hpp"
+#include "executor_test_support.hpp"
 #include "hooks.hpp"
 #include "pbuf_test_support.hpp"
 #include "victim_turn.hpp"
@@ -85,19 +84,17 @@ TEST(PacketBufferTurn, AHandlerInsideItsThreadsBiasedTurnGivesUpOnADropper) {
       +[] {
         ASSERT_NE(core->consumer_in.load(), 0u) << "not in a biased turn";
         start_dropper();
-        // A handler that waited would never return: say so instead of hanging.
-        std::thread([] {
-          std::this_thread::sleep_for(10s);
-          if (handler_status.load() == -1) {
-            std::fprintf(stderr, "the handler waits for the dropper, which waits for its turn\n");
-            std::_Exit(3);
-          }
-        }).detach();
         raise(SIGUSR1);
       },
       std::memory_order_release);
-  const pbuf_span got = c.try_claim();
-  dropper.join();
+  pbuf_span got;
+  {
+    // A handler that waited would never return: say so instead of hanging.
+    const sluice::test::abort_watchdog dog{
+        10s, "the handler waits for the dropper, which waits for its turn"};
+    got = c.try_claim();
+    if (dropper.joinable()) dropper.join();
+  }
   signal(SIGUSR1, SIG_DFL);
   EXPECT_EQ(handler_status.load(), static_cast<int>(pbuf_status::no_room));
   ASSERT_NE(got.words, nullptr);
@@ -147,7 +144,7 @@ TEST(PacketBufferTurn, IsPendingFromAnotherThreadWaitsForTheConsumersTurn) {
       },
       std::memory_order_release);
   const pbuf_span got = c.try_claim();
-  observer.join();
+  if (observer.joinable()) observer.join();
   observe_hook.store(nullptr, std::memory_order_release);
   EXPECT_NE(consumer_in_after.load(), 0u) << "an observer ended the consumer's turn";
   EXPECT_TRUE(observer_answer.load()) << "three committed packets wait";
