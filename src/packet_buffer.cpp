@@ -309,16 +309,19 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
 // words would never move on).
 // A length no packet can have would make the consumer pass the packet for
 // ever (0: claim_unlocked's loop never moves) or read and zero words past
-// the storage (more than it holds). Named in debug builds and in release
-// builds too, except where the compiler optimises for size (the Cortex-M
-// image, whose size is a budget: there a release build is not protected).
+// the storage (a packet never wraps, so one whose length runs past the
+// storage's end cannot be). Named in debug builds and in release builds
+// too, except where the compiler optimises for size (the Cortex-M image,
+// whose size is a budget: there a release build is not protected).
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::checked_length(
-    std::uint32_t n) const noexcept {
+    const std::uint32_t* packet, std::uint32_t n) const noexcept {
   if constexpr (debug_checks || speed_over_size) {
-    if (n - 1 >= size) [[unlikely]]
+    // The words from packet to the storage's end: 1 to size.
+    const auto room = size - static_cast<std::uint32_t>(packet - buf);
+    if (n - 1 >= room) [[unlikely]]
       port::panic(
           "sluice: packet buffer: a packet's length (from its header or the length callback) is "
-          "0 or more than the buffer holds",
+          "0 or runs past the end of the buffer",
           __FILE__, __LINE__);
   }
   return n;
@@ -329,14 +332,14 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
   // The header is loaded only where it holds the length.
   if (words != nullptr || get_wlen != nullptr) return length_of(packet, 0);
   // Relaxed: callers own the packet (or hold the lock) when they ask.
-  return checked_length(atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-                            .load(std::memory_order_relaxed) >>
-                        pbuf_hdr_bits);
+  return checked_length(packet, atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+                                        .load(std::memory_order_relaxed) >>
+                                    pbuf_hdr_bits);
 }
 
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
     const std::uint32_t* packet, std::uint32_t first) const noexcept {
-  return checked_length(stated_length(packet, first));
+  return checked_length(packet, stated_length(packet, first));
 }
 
 // The one place that picks the length's source: the C++ callback, the C

@@ -99,9 +99,9 @@ struct packet_buffer_config {
   // copy of the words it puts, before they are in the buffer), and may be
   // called from any producer context at once (puts and commit ask it, in
   // handlers too), and from the consumer and droppers. An answer of 0, or
-  // more than the buffer holds, for a packet in the buffer stops the
-  // program with a message that names it (not in a release build optimised
-  // for size).
+  // one that runs past the storage's end from where the packet starts, for
+  // a packet in the buffer stops the program with a message that names it
+  // (not in a release build optimised for size).
   std::uint32_t (*packet_words)(void* context, const std::uint32_t* packet) noexcept = nullptr;
   void* context = nullptr;
 };

@@ -1670,29 +1670,45 @@ void make_a_pow2_buffer_of_12_words() {
       {.buffer = words, .size = 12, .flags = sluice::detail::pbuf_flag_pow2});
 }
 
-// A length callback that answers `length` for every packet, on a buffer
-// of 8 words; a committed 2-word packet is then claimed.
-template <std::uint32_t length>
+// A length callback that answers `length` for every packet (but 2 for one
+// at the storage's start when `at` is 2), on a buffer of 8 words: a 2-word
+// packet is committed at slot `at` (0 or 2, after one at 0 came and went),
+// then claimed.
+std::uint32_t callback_storage[8];
+template <std::uint32_t length, std::uint32_t at>
 void claim_with_a_callback_length() {
-  std::uint32_t words[8];
   sluice::detail::pbuf_core core(
-      {.buffer = words,
+      {.buffer = callback_storage,
        .size = 8,
        .flags = sluice::detail::pbuf_flag_overwrite,
-       .words = [](void*, const std::uint32_t*) noexcept { return length; }});
+       .words = [](void*, const std::uint32_t* packet) noexcept {
+         return at == 2 && packet == callback_storage ? 2 : length;
+       }});
   sluice::detail::pbuf_span p;
+  if (at == 2) {
+    if (core.try_alloc(2, p) != sluice::detail::pbuf_status::ok) std::abort();
+    core.commit(p.words);
+    p = core.try_claim();
+    if (p.words != callback_storage) std::abort();
+    core.free(p.words);
+  }
   if (core.try_alloc(2, p) != sluice::detail::pbuf_status::ok) std::abort();
+  if (p.words != callback_storage + at) std::abort();
   core.commit(p.words);
   (void)core.try_claim();
 }
 
-// Named in release builds too (they would loop for ever on a length of 0),
-// except in a build optimised for size.
+// Named in release builds too (they would loop for ever on a length of 0,
+// or read past the storage), except in a build optimised for size. A
+// length that the buffer could hold but that runs past the storage's end
+// from where the packet starts (7 words at slot 2 of 8) is named as well.
 TEST(PacketBufferConfigDeathTest, ALengthNoPacketCanHaveIsNamed) {
   if (!sluice::detail::debug_checks && !sluice::detail::speed_over_size)
     GTEST_SKIP() << "a release build optimised for size does not check";
-  EXPECT_DEATH(claim_with_a_callback_length<0>(), "length .* is 0 or more than the buffer holds");
-  EXPECT_DEATH(claim_with_a_callback_length<9>(), "length .* is 0 or more than the buffer holds");
+  const char* const named = "length .* is 0 or runs past the end of the buffer";
+  EXPECT_DEATH((claim_with_a_callback_length<0, 0>()), named);
+  EXPECT_DEATH((claim_with_a_callback_length<9, 0>()), named);
+  EXPECT_DEATH((claim_with_a_callback_length<7, 2>()), named);
 }
 
 TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {

@@ -440,7 +440,8 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t length_of(const std::uint32_t* packet) const noexcept;  // words_of, inline
   // The same, given the packet's first word as the caller just read it.
   std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
-  std::uint32_t checked_length(std::uint32_t n) const noexcept;  // length_of's check
+  // length_of's check of n, the length of the packet at `packet`.
+  std::uint32_t checked_length(const std::uint32_t* packet, std::uint32_t n) const noexcept;
   // length_of's source, unchecked (also a put's words, before they are in
   // the buffer).
   std::uint32_t stated_length(const std::uint32_t* packet, std::uint32_t first) const noexcept;
