@@ -1677,13 +1677,12 @@ void make_a_pow2_buffer_of_12_words() {
 std::uint32_t callback_storage[8];
 template <std::uint32_t length, std::uint32_t at>
 void claim_with_a_callback_length() {
-  sluice::detail::pbuf_core core(
-      {.buffer = callback_storage,
-       .size = 8,
-       .flags = sluice::detail::pbuf_flag_overwrite,
-       .words = [](void*, const std::uint32_t* packet) noexcept {
-         return at == 2 && packet == callback_storage ? 2 : length;
-       }});
+  sluice::detail::pbuf_core core({.buffer = callback_storage,
+                                  .size = 8,
+                                  .flags = sluice::detail::pbuf_flag_overwrite,
+                                  .words = [](void*, const std::uint32_t* packet) noexcept {
+                                    return at == 2 && packet == callback_storage ? 2 : length;
+                                  }});
   sluice::detail::pbuf_span p;
   if (at == 2) {
     if (core.try_alloc(2, p) != sluice::detail::pbuf_status::ok) std::abort();
