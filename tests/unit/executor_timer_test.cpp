@@ -303,6 +303,27 @@ TEST(ExecutorCombinators, CancellingAWhenAnyCancelsItsChildren) {
     std::this_thread::sleep_for(1ms);
 }
 
+task<int> waits_on_all_of_two_losers() {
+  auto [a, b] = co_await sluice::when_all(loser(), loser());
+  co_return a || b ? 1 : 0;
+}
+
+// The same for a when_all: the child it is joining when cancelled (the
+// first) is cancelled too, not left to run detached, and so is the other.
+TEST(ExecutorCombinators, CancellingAWhenAllCancelsItsChildren) {
+  abort_watchdog dog{20s, "cancelled when_all: children left running"};
+  losers_done = 0;
+  sluice::executor ex{{.workers = 2}};
+  auto h = ex.spawn(waits_on_all_of_two_losers());
+  ASSERT_TRUE(h.has_value());
+  while (ex.approx_live_tasks() < 3)
+    std::this_thread::sleep_for(1ms);
+  (void)h->cancel();
+  EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
+  while (losers_done.load() != 2)
+    std::this_thread::sleep_for(1ms);
+}
+
 task<long> producer(sluice::sender<int> tx, int n) {
   for (int i = 1; i <= n; ++i) {
     auto r = co_await tx.send_async(i);

@@ -64,12 +64,16 @@ class at_scope_exit {
   F f_;
 };
 
-// Joins the task behind `h`; an empty handle's task was refused (`refused`
-// says why).
+// Joins the task behind `h`, then empties `h`; an empty handle's task was
+// refused (`refused` says why). `h` stays the caller's while this waits, so
+// that a caller cancelled meanwhile (its frame destroyed, this one with it)
+// still finds the handle and cancels that task, rather than detaching it.
 template <class T>
-task<join_result<T>> join_or_refused(join_handle<T> h, join_error refused) {
+task<join_result<T>> join_or_refused(join_handle<T>& h, join_error refused) {
   if (!h.valid()) co_return join_result<T>{refused};
-  co_return co_await h;
+  join_result<T> r = co_await h;
+  h = join_handle<T>{};
+  co_return r;
 }
 
 // Ready when any of the valid handles' tasks has completed; gives its
@@ -123,7 +127,7 @@ task<std::tuple<join_result<Ts>...>> when_all(task<Ts>... tasks) {
   co_return co_await std::apply(
       [](detail::child<Ts>&... c) -> task<std::tuple<join_result<Ts>...>> {
         co_return std::tuple<join_result<Ts>...>{
-            co_await detail::join_or_refused(std::move(c.handle), c.refused)...};
+            co_await detail::join_or_refused(c.handle, c.refused)...};
       },
       children);
 }
@@ -142,7 +146,7 @@ task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks
     if (handles.empty()) first_refused = c.refused;
     handles.push_back(std::move(c.handle));
   }
-  // Every child but the first to finish (whose handle is moved out below) is
+  // Every child but the first to finish (whose handle is emptied by its join) is
   // cancelled when this task ends, whether it ends normally or cancelled.
   const detail::at_scope_exit cancel_rest{[&handles]() noexcept {
     for (join_handle<T>& h : handles)
@@ -156,7 +160,7 @@ task<std::pair<std::size_t, join_result<T>>> when_any(std::vector<task<T>> tasks
   const std::size_t first = co_await detail::any_completed<T>{handles};
   for (std::size_t i = 0; i < handles.size(); ++i)
     if (i != first) detail::cancel_if_valid(handles[i]);
-  join_result<T> r = co_await detail::join_or_refused(std::move(handles[first]), first_refused);
+  join_result<T> r = co_await detail::join_or_refused(handles[first], first_refused);
   co_return std::pair<std::size_t, join_result<T>>{first, std::move(r)};
 }
 
