@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 namespace sluice {
 
@@ -61,9 +62,19 @@ constexpr std::int64_t to_nanoseconds(Rep count) noexcept {
     constexpr std::intmax_t g = gcd(a, Den);
     constexpr std::intmax_t mul = a / g;
     constexpr std::intmax_t div = Den / g;
+    // An unsigned count above intmax_t's range (a "forever" such as
+    // duration<uint64_t>::max()) would turn negative: it saturates.
+    if constexpr (std::is_unsigned_v<Rep>) {
+      if (count > static_cast<std::uintmax_t>(std::numeric_limits<std::intmax_t>::max()))
+        return max;
+    }
     const auto c = static_cast<std::intmax_t>(count);
-    if (c > 0 && c > max / mul * div) return max;
-    if (c < 0 && c < min / mul * div) return min;
+    // Only a ratio that multiplies can overflow (and only then is the
+    // bound below representable: mul > div).
+    if constexpr (mul > div) {
+      if (c > 0 && c > max / mul * div) return max;
+      if (c < 0 && c < min / mul * div) return min;
+    }
     return static_cast<std::int64_t>(c / div * mul + c % div * mul / div);
   }
 }

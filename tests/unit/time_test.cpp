@@ -26,6 +26,19 @@ TEST(Time, HugeDurationsSaturate) {
             std::numeric_limits<std::int64_t>::min());
 }
 
+// Periods finer than a nanosecond divide (the saturation bound of a ratio
+// that multiplies would overflow there), and unsigned counts beyond
+// intmax_t's range saturate instead of turning negative.
+TEST(Time, FinePeriodsAndUnsignedCountsConvert) {
+  using picoseconds = std::chrono::duration<std::int64_t, std::pico>;
+  EXPECT_EQ(sluice::duration{picoseconds(5'000'000)}.ns, 5'000);
+  EXPECT_EQ(sluice::duration{picoseconds(-5'000'000)}.ns, -5'000);
+  EXPECT_EQ(sluice::duration{picoseconds::max()}.ns, picoseconds::max().count() / 1000);
+  using unsigned_ms = std::chrono::duration<std::uint64_t, std::milli>;
+  EXPECT_EQ(sluice::duration{unsigned_ms::max()}, sluice::duration::max());
+  EXPECT_EQ(sluice::duration{unsigned_ms(3)}.ns, 3'000'000);
+}
+
 TEST(Time, DeadlineArithmeticSaturates) {
   const sluice::time_point t{1000};
   EXPECT_EQ((t + sluice::duration::max()), sluice::time_point::max());
