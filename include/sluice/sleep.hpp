@@ -170,11 +170,23 @@ class timeout_awaiter {
 
 // co_await with_timeout(d, awaitable) -> result<R, timeout_error>, where R is
 // what co_await awaitable would give. Use it within one co_await expression
-// (the awaitable is referred to, not copied). On timeout the inner operation
-// is abandoned (its awaiter unregisters); nothing it would have taken is lost.
+// (the awaitable is referred to, not copied): an awaiter such as
+// recv_async()'s is passed as a temporary, and a named one is refused at
+// compile time (after a timeout it would stay listed as a waiter while in
+// scope, and could take a wake-up meant for another). On timeout the inner
+// operation is abandoned (its awaiter unregisters as it is destroyed): a
+// recv took nothing from the channel, and a send_async sent nothing, its
+// value destroyed with the awaiter (as when the task is cancelled there).
+// To keep an unsent value, send from a thread with send_for, or try_send
+// between sleeps.
 template <class Awaitable>
 [[nodiscard]] timeout_awaiter<std::remove_reference_t<Awaitable>> with_timeout(
     duration d, Awaitable&& awaitable) noexcept {
+  static_assert(!std::is_lvalue_reference_v<Awaitable> ||
+                    !requires(std::remove_reference_t<Awaitable>& a) { a.try_complete(); },
+                "with_timeout: pass the awaiter as a temporary in the co_await expression "
+                "(with_timeout(d, rx.recv_async())), not a named one: after a timeout it "
+                "would stay listed as a waiter");
   return {deadline_after(d), awaitable};
 }
 
