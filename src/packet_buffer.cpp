@@ -476,7 +476,15 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
     if (used <= size) {
       const std::uint32_t tail = size - slot(w);
       const std::uint32_t pad = n > tail ? tail : 0;  // the wrap: the tail becomes a skip
-      if (pad + n <= size - used) {                   // fits(n, r, w)
+      // Without overwrite, an empty buffer that the request would pad is
+      // moved to the next slot 0 instead (below): padding would hold its
+      // words until the consumer's next claim passed it, as producers here
+      // never pass a skip (Zephyr's producer passes one at the front
+      // itself). So it pads only after a fresh look at rd_idx has found
+      // the buffer not empty (from a stale copy an empty one may seem not
+      // to be); until then it moves or refreshes.
+      const bool not_padded = pad != 0 && !overwrite() && (used == 0 || !fresh);
+      if (!not_padded && pad + n <= size - used) {  // fits(n, r, w)
         // Relaxed: the reservation publishes nothing; the words it covers
         // are zero already ([PB1]) and the packet is published by its
         // header ([PB2]). Producers race only on the position itself (and,
@@ -501,13 +509,13 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
         // With overwrite, rd_idx is the lock holder's: make_room_locked
         // pads an empty buffer up to slot 0 there and passes the skip.
         if (used != 0 || overwrite()) return pbuf_status::no_room;
-        // Empty, but the padding leaves no room (a request near the full
-        // size): move the empty buffer to the next slot 0. Only a producer
-        // that finds it empty does this, so the consumer, which has nothing
-        // claimed then, never has to. Relaxed CAS: it succeeds only if
-        // nothing was reserved since we saw w; the words skipped are free.
-        // The mark makes everyone else end the move before anything else
-        // [PB7]; the loop's first branch ends it here.
+        // Empty, and the request would pad it (or not fit beside the
+        // padding): move the empty buffer to the next slot 0. Only a
+        // producer that finds it empty does this, so the consumer, which
+        // has nothing claimed then, never has to. Relaxed CAS: it succeeds
+        // only if nothing was reserved since we saw w; the words skipped
+        // are free. The mark makes everyone else end the move before
+        // anything else [PB7]; the loop's first branch ends it here.
         if (tmp_wr_idx.compare_exchange_strong(w, w | pbuf_moving, std::memory_order_relaxed,
                                                std::memory_order_relaxed)) {
           SLUICE_PBUF_HOOK(moving_to_slot_zero);

@@ -56,6 +56,12 @@ class pbuf_model {
       const std::uint64_t used = wr_ - rd_;
       const std::uint32_t tail = size_ - static_cast<std::uint32_t>(wr_ % size_);
       const std::uint32_t pad = n > tail ? tail : 0;
+      // Without overwrite an empty buffer is moved to slot 0 rather than
+      // padded (producers never pass a skip there).
+      if (!overwrite_ && pad != 0 && rd_ == wr_) {
+        realign();
+        continue;
+      }
       if (pad + n <= size_ - used) {
         if (pad != 0) push(pad, kind::skip, 0);
         out.pos = wr_;

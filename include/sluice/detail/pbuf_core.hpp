@@ -43,11 +43,13 @@
 //   [tmp_rd_idx, tmp_wr_idx) reserved, committed or skip packets, unclaimed
 //   [tmp_wr_idx, rd_idx+size) free words; every word there reads zero
 //
-// A request that does not fit only because of the padding at the wrap, in
-// an empty buffer, moves all indices to the next slot 0 first, so a request
-// for the whole size always succeeds on an empty buffer. With overwrite the
-// lock holder does it (it pads up to slot 0, then passes the skip at the
-// front like any other). Without, the producer that needs it marks the move
+// A request for the whole size always succeeds on an empty buffer. With
+// overwrite, one that does not fit only because of the padding at the wrap
+// goes to the lock holder, which pads up to slot 0 and then passes the skip
+// at the front like any other. Without overwrite, producers never pass a
+// skip, so a request that would pad an empty buffer moves all indices to
+// the next slot 0 first instead (padding would hold its words until the
+// consumer's next claim): the producer that finds it so marks the move
 // in tmp_wr_idx (pbuf_moving), and whoever meets the mark ends it: rd_idx
 // to the new position, then the mark cleared with release; the consumer
 // reads tmp_wr_idx with acquire and follows rd_idx before it reads a
@@ -424,7 +426,13 @@ struct alignas(cache_line) pbuf_core {
 
  private:
   std::uint32_t slot(std::uint32_t pos) const noexcept {
+#if defined(__OPTIMIZE_SIZE__) && (!defined(__arm__) || defined(__ARM_FEATURE_IDIV))
+    // Optimised for size, with a hardware divide: one division for every
+    // size gives the same slot in less code.
+    return pos % size;
+#else
     return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
+#endif
   }
   std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
     const std::uint32_t next = pos + n;
