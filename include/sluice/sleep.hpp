@@ -182,11 +182,12 @@ class timeout_awaiter {
 template <class Awaitable>
 [[nodiscard]] timeout_awaiter<std::remove_reference_t<Awaitable>> with_timeout(
     duration d, Awaitable&& awaitable) noexcept {
-  static_assert(!std::is_lvalue_reference_v<Awaitable> ||
-                    !requires(std::remove_reference_t<Awaitable>& a) { a.try_complete(); },
-                "with_timeout: pass the awaiter as a temporary in the co_await expression "
-                "(with_timeout(d, rx.recv_async())), not a named one: after a timeout it "
-                "would stay listed as a waiter");
+  static_assert(
+      !std::is_lvalue_reference_v<Awaitable> ||
+          !requires(std::remove_reference_t<Awaitable> & a) { a.try_complete(); },
+      "with_timeout: pass the awaiter as a temporary in the co_await expression "
+      "(with_timeout(d, rx.recv_async())), not a named one: after a timeout it "
+      "would stay listed as a waiter");
   return {deadline_after(d), awaitable};
 }
 

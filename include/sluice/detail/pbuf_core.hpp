@@ -236,6 +236,15 @@ inline constexpr std::uint32_t pbuf_lock_yield_after = 8;
 inline constexpr std::uint32_t pbuf_rebias_after = 1024;
 inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 
+// Whether slot() divides for every size: in a build optimised for size
+// with a hardware divide, one division gives the same slot as the mask of
+// a power-of-two size, in less code.
+#if defined(__OPTIMIZE_SIZE__) && (!defined(__arm__) || defined(__ARM_FEATURE_IDIV))
+inline constexpr bool pbuf_slot_divides = true;
+#else
+inline constexpr bool pbuf_slot_divides = false;
+#endif
+
 // The outcome of one room-making step under the overwrite lock.
 enum class room_step : std::uint8_t {
   reserved,  // the words fit: reserved
@@ -426,13 +435,8 @@ struct alignas(cache_line) pbuf_core {
 
  private:
   std::uint32_t slot(std::uint32_t pos) const noexcept {
-#if defined(__OPTIMIZE_SIZE__) && (!defined(__arm__) || defined(__ARM_FEATURE_IDIV))
-    // Optimised for size, with a hardware divide: one division for every
-    // size gives the same slot in less code.
-    return pos % size;
-#else
+    if constexpr (pbuf_slot_divides) return pos % size;
     return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
-#endif
   }
   std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
     const std::uint32_t next = pos + n;
