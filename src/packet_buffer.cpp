@@ -304,10 +304,8 @@ std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
   return length_of(packet);
 }
 
-// A packet's length, from the callback or the header. Debug builds name a
-// length that no packet can have (a claim that passes a held packet of 0
-// words would never move on).
-// A length no packet can have would make the consumer pass the packet for
+// A packet's length, from the callback or the header, as the consumer and
+// droppers read it. A length no packet can have would make the consumer pass the packet for
 // ever (0: claim_unlocked's loop never moves) or read and zero words past
 // the storage (a packet never wraps, so one whose length runs past the
 // storage's end cannot be). Named in debug builds and in release builds
@@ -1043,7 +1041,8 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
   if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
-  return claim_at(packet, v, t, v >> pbuf_hdr_bits);  // no callback: checked above
+  // No callback (checked above): the length is the header's.
+  return claim_at(packet, v, t, checked_length(packet, v >> pbuf_hdr_bits));
 }
 
 // The consumer's turn. Either biased (no read-modify-write: a store, the

@@ -172,8 +172,9 @@ class allocated_packet {
   // and returns false. True: published.
   bool commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
-    const bool whole = core_->words == nullptr ? user_bits() == span_.size
-                                               : core_->words_of(span_.words) == span_.size;
+    const bool whole = core_->words == nullptr
+                           ? user_bits() == span_.size
+                           : core_->words(core_->context, span_.words) == span_.size;
     SLUICE_ASSERT(whole || core_->words != nullptr,
                   "allocated_packet: bits 2..31 of word 0 hold the length without a packet_words "
                   "callback, and were changed");

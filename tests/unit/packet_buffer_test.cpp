@@ -1594,6 +1594,38 @@ TEST(PacketBufferHandles, ALengthOverwrittenInWordZeroIsAbandonedInReleaseBuilds
   EXPECT_EQ(c.payload()[0], 5u);
 }
 
+// With a packet_words callback, a commit before set_user_bits (the fresh
+// words read a length of 0), or with user bits that state a length running
+// past the storage's end, is refused like any other wrong length: a release
+// build abandons the packet and says so, it does not stop the program (the
+// stop is for lengths read at claim or drop).
+TEST(PacketBufferHandles, ACommitWithNoLengthOrOnePastTheEndIsAbandonedInReleaseBuilds) {
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at it (the death test below)");
+  std::uint32_t words[16];
+  sluice::packet_buffer pb({.storage = words, .size_words = 16, .packet_words = &length_in_bits});
+  auto a = pb.try_alloc(2);
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(std::move(*a).commit()) << "a packet stating no length was published";
+  // Packets until one sits at slot 14 (the abandoned one came first).
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    auto b = pb.try_alloc(2);
+    ASSERT_TRUE(b);
+    b->set_user_bits(2);
+    EXPECT_TRUE(std::move(*b).commit());
+  }
+  auto c = pb.try_alloc(2);
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->words(), words + 14);
+  c->set_user_bits(3);  // 3 words from slot 14 of 16
+  EXPECT_FALSE(std::move(*c).commit()) << "a packet running past the storage was published";
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    sluice::claimed_packet p = pb.try_claim();
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p.size(), 2u);
+  }
+  EXPECT_FALSE(pb.try_claim());
+}
+
 TEST(PacketBufferHandlesDeathTest, MisusesOfAnAllocatedPacketAreNamed) {
   SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only");
   EXPECT_DEATH(commit_twice(), "commit\\(\\) after it was moved or ended");

@@ -239,7 +239,9 @@ inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 // Whether slot() divides for every size: in a build optimised for size
 // with a hardware divide, one division gives the same slot as the mask of
 // a power-of-two size, in less code.
-#if defined(__OPTIMIZE_SIZE__) && (!defined(__arm__) || defined(__ARM_FEATURE_IDIV))
+#if defined(__OPTIMIZE_SIZE__) &&                                                 \
+    ((defined(__arm__) && defined(__ARM_FEATURE_IDIV)) || defined(__aarch64__) || \
+     defined(__x86_64__) || defined(__i386__))
 inline constexpr bool pbuf_slot_divides = true;
 #else
 inline constexpr bool pbuf_slot_divides = false;
@@ -425,7 +427,8 @@ struct alignas(cache_line) pbuf_core {
   // Observers (may be stale when they return).
   [[nodiscard]] std::uint32_t used_words() const noexcept;
 
-  // The length of the packet at `packet` through the configured callback.
+  // The length of the packet at `packet` through the configured callback
+  // (a length no packet can have stops the program: checked_length).
   [[nodiscard]] std::uint32_t words_of(const std::uint32_t* packet) const noexcept;
 
   // The waiting side of [PB4] (src/packet_buffer.cpp): call right after
