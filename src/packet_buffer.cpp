@@ -1378,20 +1378,30 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 }
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::committed_at_claim() noexcept {
+  // Without overwrite this is the consumer's call, and it passes the skips
+  // at the front as a claim does (tmp_rd_idx moved, the words reclaimed,
+  // producers woken): producers never pass a skip, so the room that an
+  // abandoned packet or padding holds would otherwise wait for a claim,
+  // which a consumer that claims only when this says yes never makes.
+  // With overwrite (a dropper's turn, maybe not the consumer's context) it
+  // moves nothing; droppers pass skips themselves.
+  const bool passes = !overwrite();
   // Relaxed: consumer-owned (or in the consumer's turn).
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  // Skips and held packets are passed as a claim passes them (here
-  // without moving anything); one lap at most.
+  // Skips and held packets are passed as a claim passes them; one lap at
+  // most.
   for (std::uint32_t passed = 0; passed <= size;) {
     // Acquire [PB7], as in nothing_reserved_at (whose copy is the
     // consumer's alone): nothing reserved at t, or a move in progress.
     const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
     if (t == w || (w & pbuf_moving) != 0) return false;
     // [PB7], as in claim_unlocked: moved, the word at t may be payload
-    // now; look at the new position.
+    // now; look at the new position (and follow it, as claim does).
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
     if (moved_ahead(t, r)) {
       t = r;
+      // Relaxed: consumer-owned; nothing is published through it.
+      if (passes) tmp_rd_idx.store(t, std::memory_order_relaxed);
       continue;
     }
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
@@ -1404,6 +1414,13 @@ std::uint32_t pbuf_core::used_words() const noexcept {
         (v & pbuf_hdr_mask) == pbuf_busy ? v >> pbuf_hdr_bits : words_of(buf + slot(t));
     passed += n;
     t = advance(t, n);
+    if (passes) {
+      // As claim_unlocked passes a skip (no held packets without
+      // overwrite). Relaxed: consumer-owned; nothing is published
+      // through it.
+      tmp_rd_idx.store(t, std::memory_order_relaxed);
+      (void)reclaim();
+    }
   }
   return false;
 }

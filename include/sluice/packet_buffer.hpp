@@ -479,7 +479,9 @@ class packet_buffer {
   // allocated and not committed holds back those after it). With
   // drop_oldest, any context's call (true where it cannot look: a handler
   // that interrupted a turn on its own thread); with reject_new, the
-  // consumer's, like claim.
+  // consumer's, like claim, and it passes the skips in front as a claim
+  // does, so that the room they hold (an abandoned packet, padding) comes
+  // back though nothing is claimed.
   [[nodiscard]] bool is_pending() noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
     // Relaxed: statistics, each read alone (the sum may mix moments).

@@ -151,8 +151,16 @@ class pbuf_model {
   std::uint32_t used() const { return static_cast<std::uint32_t>(wr_ - rd_); }
   std::uint32_t max_used() const { return static_cast<std::uint32_t>(max_used_); }
   // Whether a claim now would find a packet: past the skips and held
-  // packets at the claim position, a committed one.
-  bool pending() const {
+  // packets at the claim position, a committed one. Without overwrite it
+  // passes the skips at the claim position as a claim does (their words
+  // come back).
+  bool pending() {
+    if (!overwrite_) {
+      while (trd_ != wr_ && at(trd_).state == kind::skip) {
+        trd_ += at(trd_).len;
+        reclaim();
+      }
+    }
     for (const record& r : records_) {
       if (r.pos < trd_) continue;
       if (r.state == kind::committed || r.state == kind::reserved)

@@ -266,6 +266,20 @@ TEST_P(PacketBufferTest, PendingMeansAClaimWouldFindAPacket) {
   EXPECT_FALSE(pb.try_claim());
 }
 
+// A whole-size packet abandoned leaves a skip over every word. A consumer
+// that claims only when is_pending() says so never claims here; is_pending
+// passes the skip as a claim would, so the room comes back at once (without
+// overwrite producers never pass a skip; with it, the dropper's turn does).
+TEST_P(PacketBufferTest, IsPendingPassesSkipsSoTheirRoomComesBack) {
+  auto whole = pb.try_alloc(pb.capacity_words());
+  ASSERT_TRUE(whole);
+  std::move(*whole).abandon();
+  EXPECT_FALSE(pb.is_pending()) << "only a skip waits";
+  auto next = pb.try_alloc(pb.capacity_words());
+  ASSERT_TRUE(next) << "the abandoned packet's words did not come back";
+  std::move(*next).abandon();
+}
+
 TEST_P(PacketBufferTest, CommitsAreCountedWhenTheyLeaveTheBuffer) {
   put(2, 1);
   put(2, 2);

@@ -421,7 +421,8 @@ struct alignas(cache_line) pbuf_core {
   // overwrite, any context's call (it takes a dropper's turn; true where a
   // dropper would give up). Without, the consumer's (or any context's while
   // the consumer does not run): it reads headers the consumer may be
-  // freeing.
+  // freeing, and passes the skips in front as a claim does (their room
+  // comes back).
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
