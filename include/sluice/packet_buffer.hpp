@@ -137,9 +137,14 @@ class allocated_packet {
   // All words; word 0 is the header word (write it with set_user_bits).
   [[nodiscard]] std::uint32_t* words() noexcept { return span_.words; }
   [[nodiscard]] std::uint32_t size() const noexcept { return span_.size; }
-  // The words after the header word.
-  [[nodiscard]] std::uint32_t* payload() noexcept { return span_.words + 1; }
-  [[nodiscard]] std::uint32_t payload_size() const noexcept { return span_.size - 1; }
+  // The words after the header word. After commit() or abandon() (or a
+  // move): null and 0, as words() and size().
+  [[nodiscard]] std::uint32_t* payload() noexcept {
+    return span_.words != nullptr ? span_.words + 1 : nullptr;
+  }
+  [[nodiscard]] std::uint32_t payload_size() const noexcept {
+    return span_.size != 0 ? span_.size - 1 : 0;
+  }
 
   // Sets bits 2..31 of the header word to `bits` (given unshifted).
   // Requires: a packet_words callback (otherwise those bits hold the length).
@@ -185,13 +190,17 @@ class allocated_packet {
       std::move(*this).abandon();
       return false;
     }
-    std::exchange(core_, nullptr)->commit(span_.words);
+    // The words are the consumer's now: the handle forgets them (words()
+    // is null), so that a late write cannot reach a published packet.
+    std::exchange(core_, nullptr)->commit(std::exchange(span_, {}).words);
     return true;
   }
-  // Gives the words back as padding; the consumer never sees them.
+  // Gives the words back as padding; the consumer never sees them. The
+  // handle forgets them, as after commit.
   void abandon() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: abandon() after it was moved or ended");
-    std::exchange(core_, nullptr)->abandon(span_.words, span_.size);
+    const detail::pbuf_span span = std::exchange(span_, {});
+    std::exchange(core_, nullptr)->abandon(span.words, span.size);
   }
 
  private:
@@ -287,11 +296,13 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
   }
 
   bool try_complete() noexcept {
+    // Ready is final: a packet held here leaves through await_resume.
+    SLUICE_ASSERT(!packet_, "a claim awaiter was polled again after a ready poll");
+    // A release build keeps the packet it has rather than claim a second
+    // one over it, which would then never be delivered or freed.
+    if (packet_) return true;
     const detail::pbuf_span s = core_.try_claim();
     if (s.words == nullptr) return false;
-    // Ready is final: no packet is held here yet (it leaves through
-    // await_resume), so there is nothing to free first.
-    SLUICE_ASSERT(!packet_, "a claim awaiter was polled again after a ready poll");
     packet_.core_ = &core_;
     packet_.span_ = s;
     return true;

@@ -88,6 +88,22 @@ TEST_P(PacketBufferTest, CommitClaimFreeKeepsContents) {
   EXPECT_FALSE(pb.try_claim());
 }
 
+// After commit() or abandon() the handle forgets the words: a late write
+// through it cannot reach a published packet or free words.
+TEST_P(PacketBufferTest, AnEndedAllocatedPacketForgetsItsWords) {
+  auto a = pb.try_alloc(3);
+  auto b = pb.try_alloc(3);
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(std::move(*a).commit());
+  std::move(*b).abandon();
+  for (auto* ended : {&*a, &*b}) {
+    EXPECT_EQ(ended->words(), nullptr);
+    EXPECT_EQ(ended->payload(), nullptr);
+    EXPECT_EQ(ended->size(), 0u);
+    EXPECT_EQ(ended->payload_size(), 0u);
+  }
+}
+
 TEST_P(PacketBufferTest, ClaimFollowsAllocationOrderNotCommitOrder) {
   auto a = pb.try_alloc(2);
   auto b = pb.try_alloc(2);
@@ -819,6 +835,31 @@ TEST(PacketBufferAsync, AnAllocAwaiterResumedWithoutAPacketAnswersNoRoomInReleas
 // using it: the wake goes on to another, which is dropped in turn and
 // passes it to the last. One dropped without a wake wakes nobody. Each
 // dropped awaiter leaves the list.
+// A driver that polls a claim awaiter again after a ready poll breaks the
+// awaiter protocol (debug builds name it); a release build keeps the packet
+// it has instead of claiming a second one over it, which would never be
+// delivered or freed.
+TEST(PacketBufferAsync, AClaimAwaiterPolledAgainAfterReadyKeepsItsPacketInReleaseBuilds) {
+  SLUICE_ONLY_WITHOUT_DEBUG_CHECKS("debug builds stop at the second poll");
+  std::uint32_t words[8];
+  sluice::detail::pbuf_core core({.buffer = words, .size = 8});
+  (void)sluice::test::put_with_length(core, 2);
+  (void)sluice::test::put_with_length(core, 2);
+  {
+    sluice::claim_awaiter a(core);
+    ASSERT_TRUE(a.try_complete());
+    ASSERT_TRUE(a.try_complete());
+    sluice::claimed_packet first = a.await_resume();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first.words(), words) << "the second poll claimed over the first";
+  }
+  const sluice::detail::pbuf_span second = core.try_claim();
+  ASSERT_NE(second.words, nullptr) << "the second packet was claimed and lost";
+  EXPECT_EQ(second.words, words + 2);
+  core.free(second.words);
+  EXPECT_EQ(core.used_words(), 0u);
+}
+
 TEST(PacketBufferAsync, AProducerAwaiterDroppedWithAWakePassesItOn) {
   std::uint32_t words[8];
   sluice::detail::pbuf_core core({.buffer = words, .size = 8});
