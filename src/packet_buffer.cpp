@@ -555,9 +555,11 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
   std::uint32_t r = from;
   // Acquire [PB1], whether the CAS wins or not (the value it reads is the
   // consumer's last store, or continues its release sequence): the words
-  // up to from + size are zero, and the caller reserves next. (Orders on
+  // up to from + size are zero, and the caller reserves next. Release: our
+  // look at the mark comes before it, for used_words (an observer that
+  // sees start must not see tmp_wr_idx from before the mark). (Orders on
   // the operations, not fences: ThreadSanitizer does not model fences.)
-  (void)rd_idx.compare_exchange_strong(r, start, std::memory_order_acquire,
+  (void)rd_idx.compare_exchange_strong(r, start, std::memory_order_acq_rel,
                                        std::memory_order_acquire);
   SLUICE_PBUF_HOOK(moved_rd_idx);
   // Release [PB7]: rd_idx at start comes before every position reserved
@@ -1335,10 +1337,10 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   // after (relaxed, a weakly ordered core could answer it from before).
   // What moved between the two looks is clamped. During a move to slot 0
   // the buffer is empty (rd_idx may be at the new position, ahead of the
-  // marked one). The move's own store of rd_idx is not a release (a byte
-  // budget): on a weakly ordered core an observer that sees it may still
-  // see the position from before the mark, and report a full buffer for
-  // that moment.
+  // marked one). The move's store of rd_idx is a release after its look
+  // at the mark, so an observer that sees the new rd_idx sees the mark or
+  // what came after it, never the position from before the mark (which
+  // would read as a full buffer).
   const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
   SLUICE_PBUF_HOOK(used_looked);
   // Relaxed: an observer; ordered after rd_idx's load by its acquire.
