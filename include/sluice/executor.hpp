@@ -626,7 +626,12 @@ class executor final : private detail::task_scheduler {
     explicit driver_scope(executor& ex) noexcept : ex_(ex) {
       // Relaxed: the count only has to reach shutdown's wait; the caller
       // was already allowed to use the executor.
-      ex_.drivers_.fetch_add(1, std::memory_order_relaxed);
+      const std::uint32_t before = ex_.drivers_.fetch_add(1, std::memory_order_relaxed);
+      SLUICE_ASSERT(detail::executor_slots || before == 0,
+                    "executor: a build with SLUICE_EXECUTOR_SLOTS=0 runs one worker (run_worker "
+                    "or run_until_idle) at a time; a second would sleep through timers that the "
+                    "first arms");
+      (void)before;
     }
     ~driver_scope() {
       // Release [X3]: every use of the executor by this driver happens
