@@ -284,44 +284,40 @@ task<int> waits_on_two_losers() {
   co_return static_cast<int>(index);
 }
 
-// A when_any that is cancelled while it waits cancels its children itself:
-// they do not run on (or hold their slots) until the executor shuts down.
-TEST(ExecutorCombinators, CancellingAWhenAnyCancelsItsChildren) {
-  abort_watchdog dog{20s, "cancelled when_any: children left running"};
+task<int> waits_on_all_of_two_losers() {
+  auto [a, b] = co_await sluice::when_all(loser(), loser());
+  co_return a || b ? 1 : 0;
+}
+
+// Spawns `parent` (a combinator over two losers), waits until both
+// children are live (parent + 2), cancels the parent, and then waits
+// (bounded by the watchdog) until both children are gone while the
+// executor runs: cancelled by the parent's end, not by shutdown.
+void cancelling_the_parent_cancels_both_children(task<int> parent) {
   losers_done = 0;
   sluice::executor ex{{.workers = 2}};
-  auto h = ex.spawn(waits_on_two_losers());
+  auto h = ex.spawn(std::move(parent));
   ASSERT_TRUE(h.has_value());
-  // Wait until both children are live (parent + 2), then cancel the parent.
   while (ex.approx_live_tasks() < 3)
     std::this_thread::sleep_for(1ms);
   (void)h->cancel();
   EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
-  // The children were cancelled by the parent's end, not by shutdown: wait
-  // (bounded by the watchdog) until both are gone while the executor runs.
   while (losers_done.load() != 2)
     std::this_thread::sleep_for(1ms);
 }
 
-task<int> waits_on_all_of_two_losers() {
-  auto [a, b] = co_await sluice::when_all(loser(), loser());
-  co_return a || b ? 1 : 0;
+// A when_any that is cancelled while it waits cancels its children itself:
+// they do not run on (or hold their slots) until the executor shuts down.
+TEST(ExecutorCombinators, CancellingAWhenAnyCancelsItsChildren) {
+  abort_watchdog dog{20s, "cancelled when_any: children left running"};
+  cancelling_the_parent_cancels_both_children(waits_on_two_losers());
 }
 
 // The same for a when_all: the child it is joining when cancelled (the
 // first) is cancelled too, not left to run detached, and so is the other.
 TEST(ExecutorCombinators, CancellingAWhenAllCancelsItsChildren) {
   abort_watchdog dog{20s, "cancelled when_all: children left running"};
-  losers_done = 0;
-  sluice::executor ex{{.workers = 2}};
-  auto h = ex.spawn(waits_on_all_of_two_losers());
-  ASSERT_TRUE(h.has_value());
-  while (ex.approx_live_tasks() < 3)
-    std::this_thread::sleep_for(1ms);
-  (void)h->cancel();
-  EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
-  while (losers_done.load() != 2)
-    std::this_thread::sleep_for(1ms);
+  cancelling_the_parent_cancels_both_children(waits_on_all_of_two_losers());
 }
 
 task<long> producer(sluice::sender<int> tx, int n) {
