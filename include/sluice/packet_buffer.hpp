@@ -308,6 +308,9 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
     return true;
   }
 
+  // Leaves the waiter list (with_timeout, when its timeout wins).
+  void withdraw() noexcept { waiting_.withdraw(); }
+
   poll_status poll(const waker& w) noexcept {
     // [PB4]: the heavy fence after the listing, before the re-check.
     return waiting_.poll(
@@ -362,6 +365,9 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
     span_ = span;
     return true;
   }
+
+  // Leaves the waiter list (with_timeout, when its timeout wins).
+  void withdraw() noexcept { waiting_.withdraw(); }
 
   poll_status poll(const waker& w) noexcept {
     // [PB4]: the heavy fence after the listing, before the re-check.

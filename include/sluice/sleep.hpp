@@ -156,6 +156,10 @@ class timeout_awaiter {
     if (me.inner_.poll(w) == poll_status::ready) return poll_status::ready;
     if (me.node_.has_fired()) {
       me.timed_out_ = true;
+      // The inner awaiter may outlive this expression (a named one, moved
+      // in): it leaves its waiter list now, so that it cannot take a wake
+      // meant for another waiter while it lives on.
+      if constexpr (requires { me.inner_.withdraw(); }) me.inner_.withdraw();
       return poll_status::ready;
     }
     return poll_status::pending;
@@ -172,11 +176,11 @@ class timeout_awaiter {
 // what co_await awaitable would give. Use it within one co_await expression
 // (the awaitable is referred to, not copied): an awaiter such as
 // recv_async()'s is passed as a temporary, and a named one is refused at
-// compile time (after a timeout it would stay listed as a waiter while in
-// scope, and could take a wake-up meant for another). On timeout the inner
-// operation is abandoned (its awaiter unregisters as it is destroyed): a
-// recv took nothing from the channel, and a send_async sent nothing, its
-// value destroyed with the awaiter (as when the task is cancelled there).
+// compile time. On timeout the inner operation is abandoned: its awaiter
+// leaves its waiter list at once (one moved in by name, which lives on,
+// too, so that it cannot take a wake-up meant for another waiter), a recv
+// took nothing from the channel, and a send_async sent nothing, its value
+// destroyed with the awaiter (as when the task is cancelled there).
 // To keep an unsent value, send from a thread with send_for, or try_send
 // between sleeps.
 template <class Awaitable>

@@ -931,6 +931,16 @@ sluice::task<int> claim_within(sluice::detail::pbuf_core& core, sluice::duration
   co_return static_cast<int>(r->payload()[0]);
 }
 
+// A claim awaiter moved in by name lives on after with_timeout's timeout:
+// 1 if it is still listed as the consumer's waiter then (it would take a
+// commit's wake meant for another wait), 0 if it left, -2 if it claimed.
+sluice::task<int> named_claim_still_listed(sluice::detail::pbuf_core& core, sluice::duration d) {
+  sluice::claim_awaiter named(core);
+  auto r = co_await sluice::with_timeout(d, std::move(named));
+  if (r) co_return -2;
+  co_return core.data_waiters.approx_has_waiters() ? 1 : 0;
+}
+
 // Until somebody is listed on `list` (true), or `done` (false: it
 // returned without waiting): observed, not timed.
 bool listed_before(const sluice::detail::waiter_list& list, const std::atomic<bool>& done) {
@@ -958,6 +968,8 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
     sluice::detail::pbuf_core core({.buffer = words, .size = 8, .flags = flags});
     sluice::executor ex{{.workers = 2}};
     EXPECT_EQ(*sluice::block_on(ex, claim_within(core, 10ms)), -1);  // nothing committed
+    EXPECT_EQ(*sluice::block_on(ex, named_claim_still_listed(core, 10ms)), 0)
+        << "a timed-out awaiter that lives on stayed listed";
     EXPECT_FALSE(core.data_waiters.approx_has_waiters()) << "the timed-out claim stayed listed";
     EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 9, never)), -2);
     EXPECT_EQ(*sluice::block_on(ex, alloc_within(core, 4, never)), 4);

@@ -211,6 +211,9 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
     return status_ != op_status::would_block;
   }
 
+  // Leaves the waiter list (with_timeout, when its timeout wins).
+  void withdraw() noexcept { waiting_.withdraw(); }
+
   poll_status poll(const waker& task) noexcept {
     return waiting_.poll(task, [this]() noexcept { return try_complete(); });
   }
@@ -247,6 +250,9 @@ class [[nodiscard]] recv_awaiter : public pollable_awaiter<recv_awaiter<Core>> {
     status_ = pop_and_notify(*core_, slot_);
     return status_ != op_status::would_block;
   }
+
+  // Leaves the waiter list (with_timeout, when its timeout wins).
+  void withdraw() noexcept { waiting_.withdraw(); }
 
   poll_status poll(const waker& task) noexcept {
     return waiting_.poll(task, [this]() noexcept { return try_complete(); });

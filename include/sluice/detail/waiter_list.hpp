@@ -433,13 +433,16 @@ class polled_waiter {
     return poll_status::pending;
   }
 
- private:
+  // Leaves the list now (not listed: nothing), passing on a notification
+  // that it took and did not use: for an awaiter abandoned while it lives
+  // on (its timeout won), as its destruction would.
   void withdraw() noexcept {
     if (!listed_) return;
     listed_ = false;
     if (!list_->cancel(node_)) list_->notify_one();  // consumed, not used: pass it on
   }
 
+ private:
   waiter_list* list_;
   waiter node_;
   bool listed_ = false;
