@@ -137,10 +137,11 @@ class allocated_packet {
   // All words; word 0 is the header word (write it with set_user_bits).
   [[nodiscard]] std::uint32_t* words() noexcept { return span_.words; }
   [[nodiscard]] std::uint32_t size() const noexcept { return span_.size; }
-  // The words after the header word. After commit() or abandon() (or a
-  // move): null and 0, as words() and size().
+  // The words after the header word. Requires: not ended (after commit(),
+  // abandon() or a move, words() is null and both sizes are 0).
   [[nodiscard]] std::uint32_t* payload() noexcept {
-    return span_.words != nullptr ? span_.words + 1 : nullptr;
+    SLUICE_ASSERT(core_ != nullptr, "allocated_packet: payload() after it was moved or ended");
+    return span_.words + 1;
   }
   [[nodiscard]] std::uint32_t payload_size() const noexcept {
     return span_.size != 0 ? span_.size - 1 : 0;
