@@ -937,11 +937,7 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
       case 0:  // reserved, not committed: holds back what follows
         return {};
       case pbuf_busy:  // skip
-        t = advance(t, v >> pbuf_hdr_bits);
-        // Relaxed: consumer-owned (or under the lock [PB3]); observers and
-        // droppers under the lock read it, nothing is published through it.
-        tmp_rd_idx.store(t, std::memory_order_relaxed);
-        (void)reclaim();  // passing skips makes room and wakes producers
+        pass_skip(t, v >> pbuf_hdr_bits);
         continue;
       default: {  // committed, or a claimed packet stepped over and still held
         const std::uint32_t n = length_of(packet, v);
@@ -956,6 +952,17 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
       }
     }
   }
+}
+
+// Passes the skip of n words at t, the claim position: t and tmp_rd_idx
+// move past it, and its words are reclaimed (room, producers woken).
+[[gnu::always_inline]] inline void pbuf_core::pass_skip(std::uint32_t& t,
+                                                        std::uint32_t n) noexcept {
+  t = advance(t, n);
+  // Relaxed: consumer-owned (or under the lock [PB3]); observers and
+  // droppers under the lock read it, nothing is published through it.
+  tmp_rd_idx.store(t, std::memory_order_relaxed);
+  (void)reclaim();  // passing skips makes room and wakes producers
 }
 
 // A producer that found the buffer empty may have moved it to slot 0
@@ -1400,10 +1407,8 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     // [PB7], as in claim_unlocked: moved, the word at t may be payload
     // now; look at the new position (and follow it, as claim does).
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-    if (moved_ahead(t, r)) {
+    if (passes ? follow_rd_idx(t, r) : moved_ahead(t, r)) {
       t = r;
-      // Relaxed: consumer-owned; nothing is published through it.
-      if (passes) tmp_rd_idx.store(t, std::memory_order_relaxed);
       continue;
     }
     // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
@@ -1415,13 +1420,12 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     const std::uint32_t n =
         (v & pbuf_hdr_mask) == pbuf_busy ? v >> pbuf_hdr_bits : words_of(buf + slot(t));
     passed += n;
-    t = advance(t, n);
+    // Without overwrite there are no held packets: a skip, passed as
+    // claim_unlocked passes it.
     if (passes) {
-      // As claim_unlocked passes a skip (no held packets without
-      // overwrite). Relaxed: consumer-owned; nothing is published
-      // through it.
-      tmp_rd_idx.store(t, std::memory_order_relaxed);
-      (void)reclaim();
+      pass_skip(t, n);
+    } else {
+      t = advance(t, n);
     }
   }
   return false;

@@ -512,6 +512,7 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t zero_skips(std::uint32_t r, std::uint32_t t) noexcept;
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
+  void pass_skip(std::uint32_t& t, std::uint32_t n) noexcept;         // claim_unlocked, is_pending
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
   bool ahead_within_a_lap(std::uint32_t a, std::uint32_t b) const noexcept;
   bool follow_rd_idx(std::uint32_t& t, std::uint32_t r) noexcept;  // claim_unlocked
