@@ -243,10 +243,25 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
 }
 
 // Packets of up to 4 words inline (the stores are relaxed atomics so that
-// the loop stays a loop rather than a call to memset); longer ones through
-// memset.
+// the loop stays a loop rather than a call to memset). Up to 32 words
+// inline as well where speed comes first, in 16-byte stores, the last one
+// ending at the packet's end (it may overlap the one before): a call to
+// memset cost a packet of 16 words a tenth of its cycle. Longer ones, and
+// every one in a build optimised for size, through memset (whose wider
+// stores win from about 32 words on).
 [[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
   if (n > 4) {
+    if (speed_over_size && n <= 32) {
+      typedef std::uint32_t quad __attribute__((vector_size(16)));
+      const quad zero{};
+      for (std::uint32_t i = 0; i < n - 4; i += 4) {
+        __builtin_memcpy(words + i, &zero, sizeof zero);
+        // Keeps the loop a loop: without it the compiler calls memset again.
+        asm volatile("" ::: "memory");
+      }
+      __builtin_memcpy(words + n - 4, &zero, sizeof zero);
+      return;
+    }
     __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
     return;
   }
