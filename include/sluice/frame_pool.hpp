@@ -12,12 +12,16 @@
 // allocate and deallocate are lock-free (a Treiber stack of block indices),
 // so deallocate is safe where the last reference to a task may be dropped.
 //
-// Free-list head (32 bits, no wider atomic needed):
+// Free-list head (one pointer-sized word, no wider atomic needed):
 //   bits 0..15   index of the first free block + 1 (0: none free)
-//   bits 16..31  tag, incremented by every pop, against ABA
-// The tag wraps after 65536 pops; ABA needs a thread to stall between its
-// load and its CAS across exactly a multiple of 65536 pops and find the
-// same block on top, which the design accepts as negligible.
+//   bits 16..    tag, incremented by every pop, against ABA: 16 bits on a
+//                32-bit core, 48 on a 64-bit one
+// ABA needs a thread to stall between its load and its CAS across exactly
+// a multiple of 2^16 pops (2^48 on a 64-bit core) and find the same block
+// on top. On a 64-bit server, where a preempted thread may stall for
+// milliseconds while others pop 2^16 blocks, 2^48 pops take a month at a
+// hundred million a second; on a 32-bit core (bare metal, where a stall is
+// an interrupt handler's run) the design accepts 2^16.
 // The next-indices live in an array of atomics apart from the blocks, so a
 // stale reader never races with a block's new owner.
 #pragma once
@@ -89,14 +93,14 @@ class frame_pool {
     if (bytes > block_size_) return nullptr;
     // Acquire [F1]: pairs with the release in deallocate: we read the
     // pushed block's next-index as its pusher wrote it.
-    std::uint32_t head = head_.load(std::memory_order_acquire);
+    std::uintptr_t head = head_.load(std::memory_order_acquire);
     for (;;) {
-      const std::uint32_t index = head & 0xffffu;
+      const auto index = static_cast<std::uint32_t>(head & index_mask);
       if (index == 0) return nullptr;
       // Relaxed: ordered by the acquire of `head` above ([F1]); if the
       // block was taken meanwhile, the tag makes the CAS below fail.
       const std::uint32_t next = next_[index - 1].load(std::memory_order_relaxed);
-      const std::uint32_t tag = (head >> 16) + 1;
+      const std::uintptr_t tag = (head >> 16) + 1;  // wraps within the word
       // Acquire [F1] on success (the block's previous owner released it);
       // acquire on failure to read the new head's next-index safely.
       if (head_.compare_exchange_weak(head, (tag << 16) | next, std::memory_order_acquire,
@@ -104,8 +108,9 @@ class frame_pool {
         // Relaxed: marks the block handed out (its next-index names
         // itself, which no free block's does), for deallocate's check; a
         // stale allocator that reads it fails its CAS on the tag (or,
-        // after 2^16 pops in between, installs this block, in range: the
-        // ABA window above), and the block's next owner sees it through
+        // after a multiple of 2^16 pops in between, 2^48 on a 64-bit core,
+        // installs this block, in range: the ABA window above), and the
+        // block's next owner sees it through
         // whatever hands it the block.
         next_[index - 1].store(index, std::memory_order_relaxed);
         // Relaxed: this counter is only an observer.
@@ -133,13 +138,14 @@ class frame_pool {
     SLUICE_ASSERT(handed, "frame_pool::deallocate of a block that is free already (a double free)");
     if (!handed) return;
     // Relaxed: the CAS below re-reads.
-    std::uint32_t head = head_.load(std::memory_order_relaxed);
+    std::uintptr_t head = head_.load(std::memory_order_relaxed);
     for (;;) {
       // Relaxed: published by the release CAS below [F1].
-      next_[index - 1].store(head & 0xffffu, std::memory_order_relaxed);
+      next_[index - 1].store(static_cast<std::uint32_t>(head & index_mask),
+                             std::memory_order_relaxed);
       // Release [F1]: publishes the next-index and everything the block's
       // owner wrote to the next allocator of this block.
-      if (head_.compare_exchange_weak(head, (head & 0xffff0000u) | index, std::memory_order_release,
+      if (head_.compare_exchange_weak(head, (head & ~index_mask) | index, std::memory_order_release,
                                       std::memory_order_relaxed))
         break;
     }
@@ -171,7 +177,10 @@ class frame_pool {
   std::uint32_t blocks_ = 0;
   detail::atomic<std::uint32_t>* next_ = nullptr;
   std::byte* base_ = nullptr;
-  detail::atomic<std::uint32_t> head_{0};
+  // The head's index bits (the rest is the tag).
+  static constexpr std::uintptr_t index_mask = 0xffff;
+
+  detail::atomic<std::uintptr_t> head_{0};
   detail::atomic<std::uint32_t> in_use_{0};
 };
 
