@@ -751,6 +751,53 @@ TEST(PacketBufferThreadsOnly, OverwriteWithoutCriticalSectionDropsOldest) {
   }
 }
 
+// Free words read zero (pbuf_core.hpp, Positions): a reservation's header
+// reads "reserved" until its producer writes it, because the freeing
+// consumer zeroed every word of every packet it freed (inline for short
+// packets, through memset for long ones) and every padding it passed. Every
+// payload word here is all ones, which reads as a claimed packet if left
+// behind; whenever the buffer is empty again, its whole storage must read
+// zero. Packets of 1 to 40 words, two in flight and freed in either order,
+// in buffers that wrap, with and without a power-of-two size.
+TEST(PacketBufferStorage, EveryWordReadsZeroWhenTheBufferIsEmptyAgain) {
+  for (const std::uint32_t size : {128u, 131u}) {
+    for (const auto policy : {overflow_policy::reject_new, overflow_policy::drop_oldest}) {
+      std::vector<std::uint32_t> storage(size, 0xdeadbeef);
+      sluice::packet_buffer pb({.storage = storage.data(), .size_words = size, .policy = policy});
+      std::uint32_t state = 12345;  // a fixed sequence of lengths
+      const auto length = [&state] {
+        state = state * 1103515245u + 12345u;
+        return 1 + (state >> 16) % 40;
+      };
+      for (int round = 0; round < 400; ++round) {
+        const std::uint32_t n[2] = {length(), length()};
+        for (const std::uint32_t words : n) {
+          auto a = pb.try_alloc(words);
+          ASSERT_TRUE(a) << "size " << size << ", round " << round << ": alloc of " << words
+                         << " failed: " << sluice::to_string(a.error());
+          for (std::uint32_t i = 0; i < a->payload_size(); ++i)
+            a->payload()[i] = ~std::uint32_t{0};
+          ASSERT_TRUE(std::move(*a).commit());
+        }
+        sluice::claimed_packet c[2] = {pb.try_claim(), pb.try_claim()};
+        for (int k = 0; k < 2; ++k) {
+          ASSERT_TRUE(c[k]) << "size " << size << ", round " << round;
+          ASSERT_EQ(c[k].size(), n[k]);
+        }
+        // In turn, or the second first: it becomes a skip behind the
+        // first, and the first one's free passes (and zeroes) it.
+        c[round % 2].reset();
+        c[1 - round % 2].reset();
+        ASSERT_EQ(pb.approx_used_words(), 0u);
+        for (std::uint32_t i = 0; i < size; ++i)
+          ASSERT_EQ(storage[i], 0u)
+              << "size " << size << ", round " << round << ", packets of " << n[0] << " and "
+              << n[1] << " words: word " << i << " was not zeroed";
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
