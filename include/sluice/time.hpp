@@ -75,7 +75,23 @@ constexpr std::int64_t to_nanoseconds(Rep count) noexcept {
       if (c > 0 && c > max / mul * div) return max;
       if (c < 0 && c < min / mul * div) return min;
     }
-    return static_cast<std::int64_t>(c / div * mul + c % div * mul / div);
+    // The remainder's share, (c % div) * mul / div, below mul in size: in
+    // 64 bits unless (div - 1) * mul overflows them (a ratio that no clock
+    // uses, such as ratio<13, 999999937>); then in 128 bits, or where the
+    // compiler has none, in floating point (within a nanosecond or so).
+    const std::intmax_t r = c % div;
+    std::intmax_t part;
+    if constexpr (div - 1 <= std::numeric_limits<std::intmax_t>::max() / mul) {
+      part = r * mul / div;
+    } else {
+#if defined(__SIZEOF_INT128__)
+      __extension__ typedef __int128 wide;
+      part = static_cast<std::intmax_t>(static_cast<wide>(r) * mul / div);
+#else
+      part = static_cast<std::intmax_t>(static_cast<long double>(r) * mul / div);
+#endif
+    }
+    return static_cast<std::int64_t>(c / div * mul + part);
   }
 }
 

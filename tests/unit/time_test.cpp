@@ -39,6 +39,15 @@ TEST(Time, FinePeriodsAndUnsignedCountsConvert) {
   EXPECT_EQ(sluice::duration{unsigned_ms(3)}.ns, 3'000'000);
 }
 
+// A period whose remainder term, (count % den) * num * 1e9, overflows 64
+// bits: 999999936 units of 13/999999937 s are 12999999986.x ns.
+TEST(Time, PeriodsWithALargeNumeratorAndDenominatorConvert) {
+  using odd = std::chrono::duration<std::int64_t, std::ratio<13, 999999937>>;
+  EXPECT_EQ(sluice::duration{odd(999'999'936)}.ns, 12'999'999'986);
+  EXPECT_EQ(sluice::duration{odd(-999'999'936)}.ns, -12'999'999'986);
+  EXPECT_EQ(sluice::duration{odd(999'999'937 * 2 + 1)}.ns, 26'000'000'013);
+}
+
 TEST(Time, DeadlineArithmeticSaturates) {
   const sluice::time_point t{1000};
   EXPECT_EQ((t + sluice::duration::max()), sluice::time_point::max());
