@@ -14,8 +14,8 @@
 //
 // Free-list head (one pointer-sized word, no wider atomic needed):
 //   bits 0..15   index of the first free block + 1 (0: none free)
-//   bits 16..    tag, incremented by every pop, against ABA: 16 bits on a
-//                32-bit core, 48 on a 64-bit one
+//   bits 16..    tag, incremented by every pop, against ABA: 16 bits where
+//                pointers have 32 (a 32-bit core), 48 where they have 64
 // ABA needs a thread to stall between its load and its CAS across exactly
 // a multiple of 2^16 pops (2^48 on a 64-bit core) and find the same block
 // on top. On a 64-bit server, where a preempted thread may stall for
@@ -110,8 +110,7 @@ class frame_pool {
         // stale allocator that reads it fails its CAS on the tag (or,
         // after a multiple of 2^16 pops in between, 2^48 on a 64-bit core,
         // installs this block, in range: the ABA window above), and the
-        // block's next owner sees it through
-        // whatever hands it the block.
+        // block's next owner sees it through whatever hands it the block.
         next_[index - 1].store(index, std::memory_order_relaxed);
         // Relaxed: this counter is only an observer.
         in_use_.fetch_add(1, std::memory_order_relaxed);
@@ -181,6 +180,8 @@ class frame_pool {
   static constexpr std::uintptr_t index_mask = 0xffff;
 
   detail::atomic<std::uintptr_t> head_{0};
+  static_assert(detail::atomic<std::uintptr_t>::is_always_lock_free,
+                "frame_pool needs a lock-free pointer-sized atomic");
   detail::atomic<std::uint32_t> in_use_{0};
 };
 

@@ -78,7 +78,8 @@ constexpr std::int64_t to_nanoseconds(Rep count) noexcept {
     // The remainder's share, (c % div) * mul / div, below mul in size: in
     // 64 bits unless (div - 1) * mul overflows them (a ratio that no clock
     // uses, such as ratio<13, 999999937>); then in 128 bits, or where the
-    // compiler has none, in floating point (within a nanosecond or so).
+    // compiler has none, in long double (off by up to mul / 2^53 ns where
+    // that is a double: 1 ns for mul below 2^53).
     const std::intmax_t r = c % div;
     std::intmax_t part;
     if constexpr (div - 1 <= std::numeric_limits<std::intmax_t>::max() / mul) {

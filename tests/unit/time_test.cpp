@@ -46,6 +46,9 @@ TEST(Time, PeriodsWithALargeNumeratorAndDenominatorConvert) {
   EXPECT_EQ(sluice::duration{odd(999'999'936)}.ns, 12'999'999'986);
   EXPECT_EQ(sluice::duration{odd(-999'999'936)}.ns, -12'999'999'986);
   EXPECT_EQ(sluice::duration{odd(999'999'937 * 2 + 1)}.ns, 26'000'000'013);
+  // And in constant evaluation (a constexpr chrono duration converts there).
+  static_assert(sluice::duration{odd(999'999'936)}.ns == 12'999'999'986);
+  static_assert(sluice::duration{odd(-999'999'936)}.ns == -12'999'999'986);
 }
 
 TEST(Time, DeadlineArithmeticSaturates) {
