@@ -1387,6 +1387,20 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   // up (a handler that interrupted a holder or the consumer's turn on its
   // own thread), answer "perhaps": true, so that a consumer looks again
   // rather than sleeps.
+  if constexpr (speed_over_size) {
+    // Nothing allocated: no turn. A turn ends the consumer's bias (a heavy
+    // fence for this caller), and one in each stretch of the consumer's
+    // locked turns keeps it off (the next stretch twice as long): a
+    // consumer that polls an idle buffer would lose its biased turns for
+    // good. Relaxed, both, as in
+    // claim_locked's first look: t first, then w. Positions only move
+    // forward and tmp_rd_idx never passes tmp_wr_idx (a dropper moves
+    // tmp_wr_idx first, by compare-and-swap, then tmp_rd_idx), so t == w
+    // means nothing was reserved past the claim position when w was read.
+    // (A build optimised for size has no bias: it takes the turn.)
+    const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return false;
+  }
   const std::uint32_t token = pbuf_consumer_masks ? 0 : port::context_token();
   bool pending = true;
   const auto look = [&]() noexcept {

@@ -118,6 +118,31 @@ TEST_F(PacketBufferBias, ADropEndsItAndTheConsumersLockedTurnsSetItAgain) {
   EXPECT_EQ(bias(core), 1u);
 }
 
+// is_pending takes a dropper's turn, which ends the bias; on a buffer with
+// nothing allocated it answers without one, so a consumer that polls it
+// while idle keeps its biased turns.
+TEST_F(PacketBufferBias, IsPendingOnAnEmptyBufferLeavesItOn) {
+  std::uint32_t storage[size_words] = {};
+  pbuf_core core = overwrite_core(storage);
+  EXPECT_FALSE(core.is_pending());
+  EXPECT_EQ(bias(core), 1u) << "is_pending on a buffer never used ended the bias";
+  put4(core, 1);
+  EXPECT_EQ(claim_and_free(core), 1u);
+  EXPECT_FALSE(core.is_pending());
+  EXPECT_EQ(bias(core), 1u) << "is_pending on an emptied buffer ended the bias";
+  EXPECT_EQ(core.lock.load(), 0u);
+  // Something allocated: a dropper's turn (not committed yet: false).
+  pbuf_span p;
+  ASSERT_EQ(core.try_alloc(4, p), pbuf_status::ok);
+  EXPECT_FALSE(core.is_pending());
+  EXPECT_EQ(bias(core), 0u) << "is_pending looked at an allocated packet without a turn";
+  p.words[1] = 2;
+  sluice::test::commit_with_length(core, p);
+  EXPECT_TRUE(core.is_pending());
+  EXPECT_EQ(claim_and_free(core), 2u);
+  EXPECT_FALSE(core.is_pending());
+}
+
 // Consumer turns in pairs (claim, free) on a full buffer, with a drop before
 // each pair: the buffer holds 4 packets of 4 words.
 void turns_with_drops(pbuf_core& core, std::uint32_t turns, std::uint32_t& value) {

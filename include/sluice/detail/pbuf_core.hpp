@@ -418,8 +418,9 @@ struct alignas(cache_line) pbuf_core {
   // Whether a claim now would find a committed packet (skips passed; a
   // packet allocated and not committed holds back those after it), as
   // Zephyr's mpsc_pbuf_is_pending counts committed data only. With
-  // overwrite, any context's call (it takes a dropper's turn; true where a
-  // dropper would give up). Without, the consumer's (or any context's while
+  // overwrite, any context's call (it takes a dropper's turn, which ends
+  // the consumer's bias, unless nothing is allocated; true where a dropper
+  // would give up). Without, the consumer's (or any context's while
   // the consumer does not run): it reads headers the consumer may be
   // freeing, and passes the skips in front as a claim does (their room
   // comes back).
