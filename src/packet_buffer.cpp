@@ -245,11 +245,10 @@ constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
 // Packets of up to 4 words inline (the stores are relaxed atomics so that
 // the loop stays a loop rather than a call to memset). Up to 32 words
 // inline as well where speed comes first, in 16-byte stores, the last one
-// ending at the packet's end (it may overlap the one before): a call to
-// memset cost the one-thread cycle of a 16-word packet about 1 ns of its
-// 17 (x86-64, benchmark case cycle_w16). Longer ones, and
-// every one in a build optimised for size, through memset (whose wider
-// stores win from about 32 words on).
+// ending at the packet's end (it may overlap the one before): no call per
+// free for packets where the call is a good part of the work. Longer
+// ones, and every one in a build optimised for size, through memset
+// (whose wider stores were as fast at 64 words on x86-64).
 [[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
   if (n > 4) {
     if (speed_over_size && n <= 32) {
@@ -1392,12 +1391,15 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     // fence for this caller), and one in each stretch of the consumer's
     // locked turns keeps it off (the next stretch twice as long): a
     // consumer that polls an idle buffer would lose its biased turns for
-    // good. Relaxed, both, as in
-    // claim_locked's first look: t first, then w. Positions only move
-    // forward and tmp_rd_idx never passes tmp_wr_idx (a dropper moves
-    // tmp_wr_idx first, by compare-and-swap, then tmp_rd_idx), so t == w
-    // means nothing was reserved past the claim position when w was read.
-    // (A build optimised for size has no bias: it takes the turn.)
+    // good. Relaxed, both, as in claim_locked's first look: nothing is
+    // read through them (no header), and no order between the two loads
+    // is needed. A packet reserved before this call is in the w we load
+    // (coherence: the reservation's compare-and-swap comes before us), and
+    // t reaches that w only once a claim or a drop moved tmp_rd_idx past
+    // the packet (tmp_rd_idx never passes tmp_wr_idx: a dropper moves
+    // tmp_wr_idx first, by compare-and-swap, then tmp_rd_idx). So t == w
+    // misses only packets reserved or claimed while this runs, as any try
+    // may. (A build optimised for size has no bias: it takes the turn.)
     const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
     if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return false;
   }
