@@ -514,7 +514,16 @@ pbuf_status pbuf_core::reserve_from(std::uint32_t n, std::uint32_t r, rd_view vi
             note_usage(now > size ? size : now);
           }
           // After padding the packet starts at slot 0.
-          if (pad != 0) write_skip(w, pad);
+          if (pad != 0) {
+            SLUICE_PBUF_HOOK(padding_reserved);
+            write_skip(w, pad);
+            // [PB4]: the skip is room once passed. With overwrite a producer
+            // waiting for room passes it at the front itself; without, the
+            // consumer does in a claim (and wakes the producers), and one
+            // waiting for data saw a reserved header here and would sleep
+            // until our commit. Rare: once a lap at most.
+            wake_waiters(wake_after::skip);
+          }
           out = pbuf_span{buf + (pad != 0 ? 0 : size - tail), n};
           return pbuf_status::ok;
         }
@@ -942,8 +951,10 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
     if (nothing_reserved_at(t)) return {};
     // [PB7]: a move that ended before the reservation we saw leaves t
     // behind rd_idx, and the word at t may be payload now: follow before
-    // reading it. Relaxed: after nothing_reserved_at's acquire of that
-    // reservation (with overwrite, a dropper's move comes before our turn).
+    // reading it. Relaxed: after the acquire load of tmp_wr_idx that showed
+    // a reservation at t (in nothing_reserved_at, in this call or the one
+    // that set wr_seen: no move can start while t is behind that copy,
+    // [PB7]) (with overwrite, a dropper's move comes before our turn).
     if (follow_rd_idx(t, rd_idx.load(std::memory_order_relaxed))) continue;
     SLUICE_PBUF_HOOK(claim_looked);
     std::uint32_t* const packet = buf + slot(t);
@@ -1387,7 +1398,8 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   // own thread), answer "perhaps": true, so that a consumer looks again
   // rather than sleeps.
   if constexpr (speed_over_size) {
-    // Nothing allocated: no turn. A turn ends the consumer's bias (a heavy
+    // Nothing reserved past the claim position (packets the consumer
+    // holds do not count): no turn. A turn ends the consumer's bias (a heavy
     // fence for this caller), and one in each stretch of the consumer's
     // locked turns keeps it off (the next stretch twice as long): a
     // consumer that polls an idle buffer would lose its biased turns for

@@ -258,10 +258,10 @@ enum class room_step : std::uint8_t {
 // What a notifier just did, hence whom it may have to wake.
 enum class wake_after : std::uint8_t {
   commit,   // a header became committed: the consumer
-  skip,     // a header became a skip (abandon, a freed stepped-over or
-            // later claimed packet, a victim's end): the consumer, and with
-            // overwrite producers waiting for room (they pass a skip at the
-            // front)
+  skip,     // a header became a skip (abandon, the padding at the wrap, a
+            // freed stepped-over or later claimed packet, a victim's end):
+            // the consumer, and with overwrite producers waiting for room
+            // (they pass a skip at the front)
   reclaim,  // rd_idx moved: producers waiting for room
 };
 
@@ -275,6 +275,7 @@ enum class pbuf_hook : std::uint8_t {
   turn_awaited,         // end_bias: the lock held, the consumer seen in its turn; waits next
   lock_awaited,         // lock_as: the lock seen held by another; waits next (or gives up)
   room_refused,         // reserve: no room (nothing held); the caller decides next
+  padding_reserved,     // reserve_from: the words to the wrap reserved, not yet a skip
   victim_awaits_turn,   // reserve_overwrite: a victim to end, a biased turn seen; waits
                         // outside the lock (ports where droppers give up only)
 };
@@ -419,11 +420,11 @@ struct alignas(cache_line) pbuf_core {
   // packet allocated and not committed holds back those after it), as
   // Zephyr's mpsc_pbuf_is_pending counts committed data only. With
   // overwrite, any context's call (it takes a dropper's turn, which ends
-  // the consumer's bias, unless nothing is allocated; true where a dropper
-  // would give up). Without, the consumer's (or any context's while
-  // the consumer does not run): it reads headers the consumer may be
-  // freeing, and passes the skips in front as a claim does (their room
-  // comes back).
+  // the consumer's bias, unless nothing is reserved past the claim
+  // position; true where a dropper would give up). Without, the
+  // consumer's (or any context's while the consumer does not run): it
+  // reads headers the consumer may be freeing, and passes the skips in
+  // front as a claim does (their room comes back).
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
