@@ -40,7 +40,7 @@
 //   W ends a run, < 8 slot runs in a row  the slot's task
 //   W's pick after a yield (unless its    the run queue's head, else its
 //     last pick was one of these), or     FIFO's
-//     its 16th since it last was
+//     every 16th of its other picks
 //   any other pick                        its FIFO's head, else the run
 //                                         queue's
 //   nothing in either                     the slot's task (passed over),
@@ -56,10 +56,12 @@
 // 16 * 9 runs (a pick after at most 8 slot runs each time), a task that
 // yields runs again only after the run queue's head (unless the pick before
 // was also the run queue's) and the tasks ahead of it in its FIFO, a task
-// in a FIFO waits behind at most the tasks ahead of it there and as many
-// run queue tasks (every other pick at most) (and while its
-// worker is in a long run, a parked worker was woken to steal it), and a
-// task in a slot waits for at most its worker's current run: if that run
+// in a FIFO waits behind at most the tasks ahead of it there and about as
+// many run queue tasks (every other pick, plus one in 16 other picks,
+// which may follow a pick after a yield) (and while its worker is in a
+// long run, a parked worker was woken to steal it), and a task in a slot
+// waits for at most its worker's current run (and one pick after it,
+// when that run was the 8th slot run in a row): if that run
 // is long, a parked worker was woken when the slot filled, and steals the
 // task before it parks again (stealing from slots only then, and not while
 // spinning, keeps a chain of wakes on one worker instead of bouncing it
@@ -570,8 +572,9 @@ class executor final : private detail::task_scheduler {
     if constexpr (!slots) {
       status = queue_.pop(popped);  // one core: the run queue is all there is
     } else {
-      // After a yield the run queue goes first, but not twice in a row: a
-      // stream of queued tasks that yield must not hold up the FIFO.
+      // After a yield the run queue goes first, but not twice in a row for
+      // that reason: a stream of queued tasks that yield must not hold up
+      // the FIFO. (The look every 16 other picks may follow such a pick.)
       const bool queue_first = (std::exchange(self.after_yield, false) && !self.queue_was_first) ||
                                ++self.picks % picks_per_run_queue_look == 0;
       self.queue_was_first = queue_first;
