@@ -150,7 +150,13 @@ struct time_point {
                : duration{static_cast<std::int64_t>(d)};
   }
 
-  friend constexpr auto operator<=>(time_point, time_point) noexcept = default;
+  // Spelled out rather than a defaulted <=>, which a build optimised for
+  // size keeps as a call that returns an ordering to test again.
+  friend constexpr bool operator==(time_point a, time_point b) noexcept { return a.ns == b.ns; }
+  friend constexpr bool operator<(time_point a, time_point b) noexcept { return a.ns < b.ns; }
+  friend constexpr bool operator>(time_point a, time_point b) noexcept { return a.ns > b.ns; }
+  friend constexpr bool operator<=(time_point a, time_point b) noexcept { return a.ns <= b.ns; }
+  friend constexpr bool operator>=(time_point a, time_point b) noexcept { return a.ns >= b.ns; }
 };
 
 }  // namespace sluice
