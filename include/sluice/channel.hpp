@@ -16,7 +16,9 @@
 // sender is gone (or close() is called on any handle) receivers get what is
 // left, then `closed`; when the last receiver is gone, sends fail with
 // `closed` and the values still inside are destroyed, each once. Either way
-// every waiting sender and receiver is woken. Whichever side goes last frees
+// every waiting sender and receiver is woken. What a thread did before it
+// closed the channel happens before any receive that then answers `closed`
+// (a send's `closed` promises no such order). Whichever side goes last frees
 // the shared state. A moved-from or default-constructed handle is empty: only
 // destruction, assignment and valid() are allowed on it.
 //

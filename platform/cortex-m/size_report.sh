@@ -39,7 +39,7 @@
 #        std:: (instantiated by the headers)            -> shared
 #   3. the rest: from port.cpp -> port; from the demo -> demo.
 # sluice's total is executor + channel + packet buffer + shared; the bar is
-# 8 KiB of .text for it (the script exits 1 above it).
+# 8 KiB of .text for it (the script exits 1 at or above it).
 #
 # Inlining: -Os inlines small header functions into their callers, and that
 # code is counted where it lands. In this image that is mostly the demo's

@@ -123,6 +123,31 @@ TYPED_TEST(ChannelBattery, CloseLetsReceiversDrainThenReportsClosed) {
   EXPECT_TRUE(ch.rx().is_closed());
 }
 
+// What the closing thread wrote before close() is visible to a receiver
+// whose receive answered `closed` (as Go's channels promise). The word is a
+// plain int: under ThreadSanitizer (the tsan preset) the read below is a
+// reported race unless that answer synchronised with close(); elsewhere
+// the test shows the answer comes and the value is there.
+TYPED_TEST(ChannelBattery, AReceiveThatAnswersClosedSeesWhatTheCloserWroteBefore) {
+  auto ch = TypeParam::template make<int>();
+  int written_before_close = 0;
+  std::thread closer([&] {
+    written_before_close = 42;
+    ch.tx().close();
+  });
+  for (;;) {
+    auto r = ch.rx().try_recv();
+    if (r || r.error() == recv_error::closed) {
+      EXPECT_FALSE(r) << "nothing was sent";
+      break;
+    }
+  }
+  EXPECT_EQ(written_before_close, 42);
+  closer.join();
+  // The blocking form's answer, after the close.
+  EXPECT_EQ(ch.rx().recv().error(), recv_error::closed);
+}
+
 // Each timed form that cannot complete waits until its deadline (measured
 // on the same monotonic clock), then answers timeout: not sooner, and not
 // as a try that maps would-block to timeout.

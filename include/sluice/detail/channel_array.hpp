@@ -42,6 +42,12 @@
 //        -> the receiver's acquire load: the value is visible
 //   [A3] head_ / tail_ compare-exchange are seq_cst: the channel's waiting
 //        layer relies on them (see channel_ops.hpp, [C1]).
+//   [A4] close()'s release fetch_or of the mark -> the acquire that
+//        closed_seen() adds to pop's relaxed look at tail_ before it
+//        returns closed: what the closing thread did before close()
+//        happens before a receive's `closed` (as Go's channels promise).
+//        A send's `closed` promises nothing of the kind (push's loads are
+//        relaxed, the hot path's).
 #pragma once
 
 #include <bit>
@@ -270,9 +276,8 @@ class array_engine {
         // Nothing written at `head` yet. Relaxed: tail_ only tells empty
         // from "a sender is mid-write"; the value itself comes through [A2].
         const std::size_t tail = tail_.load(std::memory_order_relaxed);
-        if ((tail & ~g.mark_bit) == head) {
-          return (tail & g.mark_bit) != 0 ? op_status::closed : op_status::would_block;
-        }
+        if ((tail & ~g.mark_bit) == head)
+          return (tail & g.mark_bit) != 0 ? closed_seen() : op_status::would_block;
         wait.snooze();  // a sender claimed `head` and is writing
         head = head_.load(std::memory_order_relaxed);
       } else {
@@ -286,8 +291,7 @@ class array_engine {
   bool close() noexcept {
     const std::size_t mark = slots_.geometry().mark_bit;
     // acq_rel: the mark is one more modification of tail_, ordered with the
-    // senders' claims; a sender that fails on it has seen everything the
-    // closing thread did before closing.
+    // senders' claims. Release [A4]: pairs with closed_seen().
     return (tail_.fetch_or(mark, std::memory_order_acq_rel) & mark) == 0;
   }
 
@@ -312,6 +316,14 @@ class array_engine {
   [[nodiscard]] std::size_t capacity() const noexcept { return slots_.geometry().capacity; }
 
  private:
+  // pop's relaxed load of tail_ showed the mark. Acquire [A4]: the mark is
+  // never cleared and tail_ changes only by read-modify-writes after it,
+  // so that load read close()'s fetch_or or its release sequence.
+  [[nodiscard]] op_status closed_seen() const noexcept {
+    acquire_after_load(tail_);
+    return op_status::closed;
+  }
+
   // Written by receivers only.
   alignas(contention_spacing) atomic<std::size_t> head_{0};
   // Written by senders (and close).

@@ -103,6 +103,13 @@
 //        visible (pushes are read-modify-writes, so one release sequence)
 //   [A3]/[C1] head_/tail_ index compare-exchanges are seq_cst (the waiting
 //        layer relies on it; see channel_ops.hpp)
+//   [L7] close()'s release fetch_or of the flag -> the acquire that
+//        closed_seen() adds to pop's relaxed look at tail_.index before it
+//        returns closed: what the closing thread did before close()
+//        happens before a receive's `closed` (as Go's channels promise).
+//        (push's loads are acquire [L1], so a send's `closed` is ordered
+//        too, but only the receive's is promised, as for the bounded
+//        flavour.)
 #pragma once
 
 #include <cstddef>
@@ -259,7 +266,7 @@ class list_engine {
           // Relaxed: tells empty from not-empty; the value comes through [L2].
           tail = tail_.index.load(std::memory_order_relaxed);
           if (head / step == tail / step) {
-            return (tail & flag) != 0 ? op_status::closed : op_status::would_block;
+            return (tail & flag) != 0 ? closed_seen() : op_status::would_block;
           }
           // Relaxed [L6]: a hint for the receivers after us.
           if (tail_seen_usable) head_.tail_seen.store(tail, std::memory_order_relaxed);
@@ -301,7 +308,7 @@ class list_engine {
 
   bool close() noexcept {
     // acq_rel: one more modification of tail_.index, ordered with the
-    // senders' claims.
+    // senders' claims. Release [L7]: pairs with closed_seen().
     return (tail_.index.fetch_or(flag, std::memory_order_acq_rel) & flag) == 0;
   }
 
@@ -333,6 +340,15 @@ class list_engine {
   static constexpr std::size_t step = 2;
   static constexpr std::size_t flag = 1;
   static constexpr std::uint32_t written = 1;
+
+  // pop's relaxed load of tail_.index showed the flag. Acquire [L7]: the
+  // flag is never cleared and tail_.index changes only by
+  // read-modify-writes after it (senders' claims fail on it), so that load
+  // read close()'s fetch_or or its release sequence.
+  [[nodiscard]] op_status closed_seen() const noexcept {
+    acquire_after_load(tail_.index);
+    return op_status::closed;
+  }
   // The most the pool keeps, in bytes (at least 16 blocks).
   static constexpr std::size_t pool_bytes = std::size_t{1} << 22;
 
