@@ -811,7 +811,9 @@ pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out, bool may_drop) n
 
 pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_span& out) noexcept {
   pbuf_status status = reserve(n, out, false);
-  if (status != pbuf_status::no_room) return status;
+  // An interrupt handler or a critical section never waits (nothing could
+  // free room while it runs on this core): the one try answers.
+  if (status != pbuf_status::no_room || !port::may_block()) return status;
   parker& self = port::current_parker();
   waiter node;
   for (;;) {
@@ -1291,7 +1293,8 @@ void pbuf_core::free(const std::uint32_t* packet) noexcept {
 
 pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   pbuf_span p = try_claim();
-  if (p.words != nullptr) return p;
+  // As in alloc_until: where the caller may not block, the one try.
+  if (p.words != nullptr || !port::may_block()) return p;
   parker& self = port::current_parker();
   waiter node;
   for (;;) {

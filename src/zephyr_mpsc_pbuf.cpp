@@ -96,7 +96,10 @@ union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t
   sluice::detail::pbuf_span span;
   sluice::detail::pbuf_status status;
   const std::int64_t ns = sluice_k_timeout_ns(timeout);
-  if (ns == 0) {
+  // As Zephyr's, it pends only in thread context with interrupts unmasked:
+  // elsewhere (an interrupt handler, a critical section) the timeout counts
+  // as K_NO_WAIT, so with overwrite the oldest packets are dropped.
+  if (ns == 0 || !sluice::port::may_block()) {
     status = c.try_alloc(n, span);
   } else {
     const sluice::time_point deadline =

@@ -411,8 +411,10 @@ class packet_buffer {
   }
   // Waits for room until the deadline. Drops nothing, with drop_oldest too
   // (as Zephyr's alloc with a timeout): it waits for the consumer to free.
-  // Requires: thread context, outside any critical section (never from an
-  // interrupt or signal handler).
+  // Never waits in an interrupt handler or inside a critical section
+  // (port::may_block() false): there it is one try, as try_alloc without
+  // dropping. A POSIX signal handler, which the hosted port cannot tell
+  // from its thread, must use try_alloc.
   [[nodiscard]] result<allocated_packet, alloc_error> alloc_until(std::uint32_t words,
                                                                   time_point deadline) noexcept {
     detail::pbuf_span span;
@@ -464,6 +466,8 @@ class packet_buffer {
   [[nodiscard]] claimed_packet try_claim() noexcept {
     return claimed_packet(&core_, core_.try_claim());
   }
+  // Waits for a packet until the deadline; in an interrupt handler or
+  // inside a critical section, one try (as alloc_until).
   [[nodiscard]] claimed_packet claim_until(time_point deadline) noexcept {
     return claimed_packet(&core_, core_.claim_until(deadline));
   }

@@ -60,6 +60,14 @@ struct critical_state {
 critical_state enter_critical() noexcept;
 void leave_critical(critical_state state) noexcept;
 
+// Whether the calling context may block in a wait: not in an interrupt
+// handler and not inside a critical section (interrupts masked). Hosted it
+// is false only inside a critical section: the port cannot tell a signal
+// handler from the thread it interrupted. Where it is false, the packet
+// buffer's timed forms make one try instead of waiting (as Zephyr's
+// mpsc_pbuf_alloc pends only in thread context with interrupts unmasked).
+[[nodiscard]] bool may_block() noexcept;
+
 // [AF1] An asymmetric pair of fences for a store-load (Dekker) handshake
 // whose one side is hot and the other rare: on one side `store A; light();
 // load B`, on the other `store C; heavy(); load D`: then B sees C or D sees

@@ -127,6 +127,14 @@ critical_state enter_critical() noexcept {
   return critical_state{static_cast<std::uintptr_t>(virt::mask_interrupts())};
 }
 
+// PSTATE.I clear: the IRQ handler runs with IRQs masked (start.S, no
+// nesting), and so does a critical section.
+bool may_block() noexcept {
+  std::uint64_t daif;
+  asm volatile("mrs %0, daif" : "=r"(daif));
+  return (daif & (1u << 7)) == 0;
+}
+
 void leave_critical(critical_state state) noexcept {
   virt::restore_interrupts(state.saved);
 }

@@ -136,6 +136,15 @@ critical_state enter_critical() noexcept {
   return critical_state{mps2::mask_interrupts()};
 }
 
+// Thread mode (IPSR 0: no exception active) with PRIMASK clear.
+bool may_block() noexcept {
+  std::uint32_t ipsr;
+  std::uint32_t primask;
+  asm volatile("mrs %0, ipsr" : "=r"(ipsr));
+  asm volatile("mrs %0, primask" : "=r"(primask));
+  return ipsr == 0 && primask == 0;
+}
+
 void leave_critical(critical_state state) noexcept {
   mps2::restore_interrupts(static_cast<std::uint32_t>(state.saved));
 }

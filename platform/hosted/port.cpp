@@ -118,6 +118,10 @@ void leave_critical(critical_state) noexcept {
   if (--critical_depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
 }
 
+bool may_block() noexcept {
+  return critical_depth == 0;
+}
+
 namespace {
 
 // Whether asymmetric_fence_heavy() is a process-wide membarrier. The state

@@ -9,6 +9,7 @@
 #include <sluice/executor.hpp>
 #include <sluice/frame_pool.hpp>
 #include <sluice/packet_buffer.hpp>
+#include <sluice/port.hpp>
 #include <sluice/task.hpp>
 
 #include "runner.hpp"
@@ -75,6 +76,33 @@ TEST_CASE(pbuf_reject_new_when_full) {
     CHECK(c && c.payload()[0] == i);  // nothing dropped, in order
   }
   CHECK_EQ(pb.counters().dropped, 0u);
+}
+
+// With IRQs masked (a critical section, as in an interrupt handler) the
+// timed forms make one try: nothing on this core could make room or commit
+// while it waits (port::may_block() false). A form that waited would poll
+// the counter to its deadline and answer timeout.
+TEST_CASE(pbuf_timed_forms_make_one_try_with_irqs_masked) {
+  static std::uint32_t words[8];
+  sluice::packet_buffer pb({.storage = words, .size_words = 8});
+  CHECK(sluice::port::may_block());
+  for (int i = 0; i < 2; ++i) {
+    auto p = pb.try_alloc(4);
+    if (!CHECK(p.has_value())) return;
+    std::move(*p).commit();
+  }
+  {
+    const sluice::critical_section masked;
+    CHECK(!sluice::port::may_block());
+    auto p = pb.alloc_for(4, sluice::duration{500'000'000});
+    CHECK(!p && p.error() == sluice::alloc_error::no_room);
+  }
+  for (int i = 0; i < 2; ++i) {
+    sluice::claimed_packet c = pb.try_claim();
+    CHECK(c);
+  }
+  const sluice::critical_section masked;
+  CHECK(!pb.claim_for(sluice::duration{500'000'000}));
 }
 
 struct drop_count {

@@ -41,6 +41,9 @@ critical_state enter_critical() noexcept {
   return critical_state{0};
 }
 void leave_critical(critical_state) noexcept {}
+bool may_block() noexcept {
+  return true;
+}
 [[noreturn]] void panic(const char*, const char*, int) noexcept {
   for (;;) {
   }

@@ -128,7 +128,10 @@ void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buff
 /* Allocates wlen words; null when it cannot (too large, or no room before
  * the timeout). With K_NO_WAIT, MPSC_PBUF_MODE_OVERWRITE drops the oldest
  * packets to make room; with any other timeout nothing is dropped in either
- * mode: it waits for the consumer to free (from a thread only). */
+ * mode: it waits for the consumer to free. As Zephyr's, it waits only in
+ * thread context with interrupts unmasked: in an interrupt handler or a
+ * critical section the timeout counts as K_NO_WAIT (hosted, a signal
+ * handler cannot be told from its thread: pass K_NO_WAIT there). */
 union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t wlen,
                                          k_timeout_t timeout);
 
