@@ -114,7 +114,10 @@ class task_header {
   // retires it, hosted (retire_from_wakers): freeing heap memory is not
   // safe in a handler. One whose header came from a frame_pool is destroyed
   // at once: the pool's free is lock-free, and a retired task would keep
-  // its block from the pool (and could outlive the pool itself).
+  // its block from the pool (and could outlive the pool itself). That runs
+  // the result's destructor and releases a stored exception here, in the
+  // handler if a handler dropped the waker (README: the result type's
+  // destructor must be handler-safe for such tasks).
   void release() noexcept {
     if (!drop_reference()) return;
     if (retire_from_wakers && on_heap_) {
