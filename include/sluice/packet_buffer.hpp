@@ -332,8 +332,8 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
 // drop_oldest too, and the consumer's free (or its passing of padding at
 // the front) wakes it ([PB4] in src/packet_buffer.cpp: a free pays the light
 // side of the port's asymmetric fence and a load of the waiter word; the
-// heavy side is paid here, before the task suspends). Tasks only, like
-// alloc_until: never an interrupt or signal handler.
+// heavy side is paid here, before the task suspends). Tasks only: never
+// an interrupt or signal handler.
 class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
  public:
   alloc_awaiter(detail::pbuf_core& core, std::uint32_t words) noexcept

@@ -80,8 +80,10 @@ TEST_CASE(pbuf_reject_new_when_full) {
 
 // With IRQs masked (a critical section, as in an interrupt handler) the
 // timed forms make one try: nothing on this core could make room or commit
-// while it waits (port::may_block() false). A form that waited would poll
-// the counter to its deadline and answer timeout.
+// while it waits (port::may_block() false). An alloc that waited would
+// poll the counter to its deadline and answer timeout, not no_room (the
+// claim's answer, nothing, is the same either way: it only shows the one
+// try is made).
 TEST_CASE(pbuf_timed_forms_make_one_try_with_irqs_masked) {
   static std::uint32_t words[8];
   sluice::packet_buffer pb({.storage = words, .size_words = 8});

@@ -22,6 +22,13 @@ using sluice::detail::pbuf_core;
 using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 
+// The deadline of the waits below: finite, since inside a critical section
+// the thread's signals are blocked (even SIGTERM), and a form that waited
+// by mistake must end by itself.
+sluice::time_point later() {
+  return sluice::deadline_after(sluice::duration{10'000'000'000});
+}
+
 TEST(PacketBufferContext, MayBlockIsFalseInsideACriticalSectionAndNests) {
   EXPECT_TRUE(sluice::port::may_block());
   {
@@ -81,7 +88,7 @@ TEST_P(TimedFormsInACriticalSection, AllocMakesOneTryAndDropsNothing) {
   {
     const rescuer frees(core.space_waiters, [&] { core.free(held.words); });
     const sluice::critical_section masked;
-    status = core.alloc_until(4, sluice::time_point::max(), p);
+    status = core.alloc_until(4, later(), p);
   }
   // (A form that waited got the freed room: given back, and the test ends.)
   if (status == pbuf_status::ok) core.abandon(p.words, p.size);
@@ -92,7 +99,7 @@ TEST_P(TimedFormsInACriticalSection, AllocMakesOneTryAndDropsNothing) {
   core.free(held.words);
   {
     const sluice::critical_section masked;
-    ASSERT_EQ(core.alloc_until(4, sluice::time_point::max(), p), pbuf_status::ok);
+    ASSERT_EQ(core.alloc_until(4, later(), p), pbuf_status::ok);
   }
   core.abandon(p.words, p.size);
 }
@@ -105,7 +112,7 @@ TEST_P(TimedFormsInACriticalSection, ClaimMakesOneTry) {
   {
     const rescuer commits(core.data_waiters, [&] { (void)sluice::test::put_with_length(core, 4); });
     const sluice::critical_section masked;
-    got = core.claim_until(sluice::time_point::max());
+    got = core.claim_until(later());
   }
   if (got.words != nullptr) core.free(got.words);
   ASSERT_EQ(got.words, nullptr)
@@ -113,7 +120,7 @@ TEST_P(TimedFormsInACriticalSection, ClaimMakesOneTry) {
   // A committed packet there: the one try takes it.
   (void)sluice::test::put_with_length(core, 4);
   const sluice::critical_section masked;
-  got = core.claim_until(sluice::time_point::max());
+  got = core.claim_until(later());
   EXPECT_NE(got.words, nullptr);
   if (got.words != nullptr) core.free(got.words);
 }

@@ -378,8 +378,10 @@ struct alignas(cache_line) pbuf_core {
   }
   // Waits for room until `deadline` (time_point::max(): forever). Drops
   // nothing in either policy, as Zephyr's alloc with a timeout: with
-  // overwrite it waits for the consumer to free, like without.
-  // Requires: thread context, outside any critical section.
+  // overwrite it waits for the consumer to free, like without. Where
+  // port::may_block() is false (an interrupt handler, a critical section)
+  // it makes one try (no_room, nothing dropped). A hosted signal handler,
+  // which the port cannot tell from its thread, must use the try forms.
   [[nodiscard]] pbuf_status alloc_until(std::uint32_t n, time_point deadline,
                                         pbuf_span& out) noexcept;
   // One try of a waiting allocation (alloc_until's, or a producer task's):
@@ -404,6 +406,8 @@ struct alignas(cache_line) pbuf_core {
   // Consumer side (one consumer).
   [[nodiscard]] pbuf_span try_claim() noexcept;
   void free(const std::uint32_t* packet) noexcept;
+  // Waits for a committed packet until `deadline`; one try where
+  // port::may_block() is false, as alloc_until.
   [[nodiscard]] pbuf_span claim_until(time_point deadline) noexcept;
 
   // Drains every committed, unclaimed packet through `fn` without the
