@@ -109,7 +109,8 @@ static int no_overwrite(void) {
   CHECK(ptr == &target);
   mpsc_pbuf_free(&buffer, c);
   c = mpsc_pbuf_claim(&buffer);
-  CHECK(c != NULL && ((const uint32_t*)c)[2] == 222);
+  CHECK(c != NULL && get_wlen(c) == 3 && ((const uint32_t*)c)[1] == 111 &&
+        ((const uint32_t*)c)[2] == 222);
   mpsc_pbuf_free(&buffer, c);
 
   /* Whole capacity, then no room, then too large. */
@@ -179,6 +180,7 @@ static int overwrite(void) {
   CHECK(put_pairs(&buffer, 7, 100) == 0);
   CHECK(dropped_count == 2);
   CHECK(dropped_first_data == 100);
+  CHECK(dropped_last_data == 101);
   CHECK(claim_run(&buffer, 102, 107) == 0);
 
   /* Full again: with a timeout nothing is dropped (it waits, and times

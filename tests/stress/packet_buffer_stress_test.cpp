@@ -328,6 +328,8 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
     EXPECT_EQ(dropped, 0u);
     EXPECT_EQ(unclaimed, 0u);
   }
+  // The buffer's own count of claims agrees with the packets seen.
+  EXPECT_EQ(pb.counters().claimed, claimed);
   if (report == drop_report::callback) {
     EXPECT_EQ(pb.counters().dropped, dropped);
   } else {

@@ -427,12 +427,15 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByTheConsumerPassingASkip) {
   // Needs everything but packet 3: only there once the skip is passed.
   const std::uint32_t want = n - len;
   ASSERT_FALSE(pb.try_alloc(want));
+  // No deadline: a timed wait's last try at its deadline would find the
+  // room the skip gave back, woken or not. A lost wake-up hangs instead,
+  // and the watchdog names it.
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "a timed alloc not woken by the consumer passing a skip"};
   std::atomic<bool> started{false};
   std::thread producer([&] {
     started.store(true);  // seq_cst: a handshake with the test thread only
-    // Generous, but under the test's 60 s timeout: a lost wake-up fails
-    // here, with its message.
-    auto r = pb.alloc_for(want, 30s);
+    auto r = pb.alloc_until(want, sluice::time_point::max());
     EXPECT_TRUE(r) << "not woken by the consumer passing the skip";
     if (r) std::move(*r).abandon();
   });
@@ -452,6 +455,33 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByTheConsumerPassingASkip) {
   producer.join();
   third.reset();
   (void)tail;
+}
+
+// The same wake, told by a count: a producer task's allocation is polled
+// to pending (it is listed), then the consumer's claim passes the skip.
+TEST_P(PacketBufferTest, AWaitingAllocIsWokenByTheConsumerPassingASkip) {
+  if (overwrite()) GTEST_SKIP() << "overwrite passes skips itself";
+  const std::uint32_t n = GetParam().size;
+  const std::uint32_t len = n / 2 - 1;  // two of them leave a tail of >= 2
+  put(len, 1);
+  put(len, 2);
+  EXPECT_EQ(take(), 1);
+  auto held = pb.try_claim();
+  ASSERT_TRUE(held);
+  put(len, 3);   // wraps: a skip, then `len` words at slot 0
+  held.reset();  // the skip now sits at the read position, unclaimed
+  sluice::test::wake_counter wakes;
+  sluice::alloc_awaiter waiting = pb.alloc_async(n - len);
+  ASSERT_EQ(waiting.poll(sluice::make_waker(wakes)), sluice::poll_status::pending);
+  EXPECT_EQ(wakes.count(), 0);
+  auto third = pb.try_claim();  // passes the skip, then claims packet 3
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third.payload()[0], 3u);
+  EXPECT_EQ(wakes.count(), 1) << "the consumer passed the skip and woke nobody";
+  ASSERT_EQ(waiting.poll(sluice::make_waker(wakes)), sluice::poll_status::ready);
+  auto a = waiting.await_resume();
+  ASSERT_TRUE(a);
+  std::move(*a).abandon();
 }
 
 TEST_P(PacketBufferTest, ConsumerTaskIsWokenByCommit) {
