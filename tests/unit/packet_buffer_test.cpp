@@ -366,7 +366,12 @@ TEST_P(PacketBufferTest, TimedAllocTimesOutWhenNothingMakesRoom) {
   }
 }
 
+// The waits below have no deadline: a timed wait's last try at its
+// deadline would find the room (or the packet) whether it was woken or
+// not. A lost wake-up hangs instead, and the watchdog names it.
 TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "a timed alloc not woken by a free"};
   auto blocker = pb.try_alloc(GetParam().size);
   ASSERT_TRUE(blocker);
   std::move(*blocker).commit();
@@ -374,7 +379,7 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
   ASSERT_TRUE(c);
   std::atomic<bool> done{false};
   std::thread producer([&] {
-    auto r = pb.alloc_for(GetParam().size, 60s);  // generous: a lost wake-up fails below
+    auto r = pb.alloc_until(GetParam().size, sluice::time_point::max());
     EXPECT_TRUE(r);
     if (r) std::move(*r).commit();
     done = true;
@@ -393,12 +398,14 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
 // check is PacketBufferOverwriteWait below, which sees the waiter listed.
 // This one is the wake through the consumer's free, in every size.)
 TEST_P(PacketBufferTest, TimedAllocWaitsPastTheCommitOfTheOldestForTheConsumer) {
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "a timed alloc not woken by the consumer's free"};
   auto oldest = pb.try_alloc(GetParam().size - 1);
   ASSERT_TRUE(oldest);
   oldest->payload()[0] = 1;
   std::atomic<bool> got{false};
   std::thread producer([&] {
-    auto r = pb.alloc_for(2, 60s);
+    auto r = pb.alloc_until(2, sluice::time_point::max());
     EXPECT_TRUE(r) << "never woken: a lost wake-up";
     got = static_cast<bool>(r);
     if (r) std::move(*r).abandon();
@@ -579,11 +586,13 @@ TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
 }
 
 TEST_P(PacketBufferTest, BlockingClaimIsWokenByCommit) {
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "a blocking claim not woken by a commit"};
   std::thread producer([&] {
     std::this_thread::sleep_for(10ms);
     put(2, 9);
   });
-  auto c = pb.claim_for(60s);
+  auto c = pb.claim_until(sluice::time_point::max());
   ASSERT_TRUE(c);
   EXPECT_EQ(c.payload()[0], 9u);
   producer.join();
@@ -1118,6 +1127,8 @@ namespace {
 // is covered by the same wake in free_unlocked; no test here forces that
 // interleaving.)
 TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer) {
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "an overwrite producer not woken by the free"};
   std::uint32_t words[8] = {};
   sluice::packet_buffer pb({.storage = words,
                             .size_words = 8,
@@ -1131,8 +1142,8 @@ TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer)
   ASSERT_FALSE(pb.try_alloc(8));  // the claimed packet is in the way
   std::atomic<bool> got{false};
   std::thread producer([&] {
-    // No deadline worth the name: only the free below can let it through.
-    auto r = pb.alloc_for(8, 60s);
+    // No deadline: only the free below can let it through.
+    auto r = pb.alloc_until(8, sluice::time_point::max());
     got = static_cast<bool>(r);
     if (r) std::move(*r).abandon();
   });
@@ -1393,7 +1404,9 @@ TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping
     p.words[1] = tag;
     sluice::test::commit_with_length(c, p);
   }
-  waiting_producer producer(c, 4, sluice::deadline_after(60s));
+  const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
+                                         "an overwrite timed alloc not woken by the free"};
+  waiting_producer producer(c, 4, sluice::time_point::max());
   EXPECT_FALSE(producer.listed_or_done()) << "the timed allocation returned without waiting";
   EXPECT_EQ(c.dropped.load(), 0u) << "the timed allocation dropped a packet";
   const pbuf_span oldest = c.try_claim();
