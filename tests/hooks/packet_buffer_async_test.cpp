@@ -39,9 +39,7 @@ TEST_P(AsyncRoom, TheRecheckSeesRoomFreedBeforeTheTaskIsListed) {
   std::uint32_t words[8];
   pbuf_core core(
       {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
-  (void)sluice::test::put_with_length(core, 4);
-  (void)sluice::test::put_with_length(core, 4);  // full
-  const pbuf_span held = core.try_claim();
+  const pbuf_span held = sluice::test::full_holding_the_first(core);
   ASSERT_NE(held.words, nullptr);
   core_to_free.store(&core, std::memory_order_relaxed);
   packet_to_free.store(held.words, std::memory_order_relaxed);

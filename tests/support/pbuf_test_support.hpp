@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include <sluice/detail/pbuf_core.hpp>
+#include <sluice/detail/waiter_list.hpp>
 #include <sluice/waker.hpp>
 
 namespace sluice::test {
@@ -120,6 +122,29 @@ class packet_ledger {
 // dropped, fails the test). Relaxed: counts, read by the thread that woke
 // and released, or after the thread that did is joined (the join orders
 // them); nothing else is read through them.
+// Fills a new buffer of 8 words with two committed packets of 4 and claims
+// the first: full, and the claimed packet's free is the room. Its span.
+inline detail::pbuf_span full_holding_the_first(detail::pbuf_core& core) {
+  EXPECT_EQ(core.size, 8u);
+  (void)put_with_length(core, 4);
+  (void)put_with_length(core, 4);
+  const detail::pbuf_span held = core.try_claim();
+  EXPECT_NE(held.words, nullptr);
+  return held;
+}
+
+// Until somebody is listed on `list` (true), or `done` (false: the wait
+// being watched returned without listing itself): observed, not timed.
+inline bool listed_before(const detail::waiter_list& list, const std::atomic<bool>& done) {
+  for (;;) {
+    if (list.approx_has_waiters()) return true;
+    // Relaxed: a stop flag, set once the wait returned; nothing is read
+    // after it (the caller's checks come after joins).
+    if (done.load(std::memory_order_relaxed)) return false;
+    std::this_thread::yield();
+  }
+}
+
 struct wake_counter {
   std::atomic<int> wakes{0};
   std::atomic<int> refs{0};

@@ -53,16 +53,11 @@ class rescuer {
   template <class Act>
   rescuer(const sluice::detail::waiter_list& list, Act act)
       : thread_([this, &list, act]() mutable {
-          while (!done_.load()) {
-            if (list.approx_has_waiters()) {
-              act();
-              return;
-            }
-            std::this_thread::yield();
-          }
+          if (sluice::test::listed_before(list, done_)) act();
         }) {}
   ~rescuer() {
-    done_.store(true);
+    // Relaxed: listed_before's stop flag; the join orders the rest.
+    done_.store(true, std::memory_order_relaxed);
     thread_.join();
   }
   rescuer(const rescuer&) = delete;
@@ -79,9 +74,7 @@ TEST_P(TimedFormsInACriticalSection, AllocMakesOneTryAndDropsNothing) {
   std::uint32_t words[8];
   pbuf_core core(
       {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
-  (void)sluice::test::put_with_length(core, 4);
-  (void)sluice::test::put_with_length(core, 4);  // full
-  const pbuf_span held = core.try_claim();
+  const pbuf_span held = sluice::test::full_holding_the_first(core);
   ASSERT_NE(held.words, nullptr);
   pbuf_span p;
   pbuf_status status;

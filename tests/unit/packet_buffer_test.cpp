@@ -1026,18 +1026,6 @@ sluice::task<int> named_claim_still_listed(sluice::detail::pbuf_core& core, slui
   co_return core.data_waiters.approx_has_waiters() ? 1 : 0;
 }
 
-// Until somebody is listed on `list` (true), or `done` (false: it
-// returned without waiting): observed, not timed.
-bool listed_before(const sluice::detail::waiter_list& list, const std::atomic<bool>& done) {
-  for (;;) {
-    if (list.approx_has_waiters()) return true;
-    // Relaxed: a stop flag, set once the wait returned; nothing is read
-    // after it (the caller's checks come after joins).
-    if (done.load(std::memory_order_relaxed)) return false;
-    std::this_thread::yield();
-  }
-}
-
 // On a real executor: the timeout wins over a full (or empty) buffer and
 // takes nothing; the free (or commit) wins over a long timeout, made while
 // the task waits. With drop_oldest too: a waiting allocation drops nothing.
@@ -1063,7 +1051,7 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
     EXPECT_FALSE(core.space_waiters.approx_has_waiters()) << "the timed-out task stayed listed";
     std::atomic<bool> done{false};
     std::thread consumer([&] {
-      if (!listed_before(core.space_waiters, done)) return;  // the check below fails
+      if (!sluice::test::listed_before(core.space_waiters, done)) return;  // the check below fails
       const sluice::detail::pbuf_span c = core.try_claim();
       ASSERT_NE(c.words, nullptr);
       EXPECT_EQ(c.words[1], 4u);
@@ -1077,7 +1065,7 @@ TEST(PacketBufferAsync, TimeoutsAroundAllocAndClaimInATask) {
     EXPECT_EQ(*sluice::block_on(ex, claim_within(core, never)), 2);
     done.store(false, std::memory_order_relaxed);  // nobody reads it until the thread starts
     std::thread producer([&] {
-      if (!listed_before(core.data_waiters, done)) return;  // the check below fails
+      if (!sluice::test::listed_before(core.data_waiters, done)) return;  // the check below fails
       const std::uint32_t packet[2] = {sluice::packet_buffer::default_header(2), 5};
       EXPECT_TRUE(core.put_data(packet, 2));
     });
@@ -1378,7 +1366,7 @@ class waiting_producer {
   ~waiting_producer() {
     if (thread_.joinable()) thread_.join();
   }
-  bool listed_or_done() { return !listed_before(core_.space_waiters, done_); }
+  bool listed_or_done() { return !sluice::test::listed_before(core_.space_waiters, done_); }
   pbuf_status join() {
     thread_.join();
     return status_.load();
