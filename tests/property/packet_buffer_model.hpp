@@ -1,9 +1,9 @@
 // A sequential reference model of the packet buffer and a checker that
 // drives sluice::packet_buffer and the model with the same operations and
 // compares every observable result: allocation outcome and position,
-// which packet a claim returns, which packets are dropped (in order),
-// utilization and is_pending. Used by the seeded property test and by the
-// libFuzzer target.
+// which packet a claim returns, which packets are dropped (in order, and
+// from which slot), utilization, is_pending and the counters. Used by the
+// seeded property test and by the libFuzzer target.
 //
 // The model keeps unbounded 64-bit positions and a deque of records that
 // tile [rd, wr): nothing modular, no atomics, one record per packet or skip.
@@ -38,7 +38,8 @@ class pbuf_model {
   struct alloc_outcome {
     std::optional<std::uint64_t> pos;
     alloc_error error = alloc_error::no_room;
-    std::vector<std::uint32_t> dropped;  // ids, in order
+    std::vector<std::uint32_t> dropped;            // ids, in order
+    std::vector<std::uint64_t> dropped_positions;  // theirs, in the same order
   };
 
   pbuf_model(std::uint32_t size, bool overwrite) : size_(size), overwrite_(overwrite) {}
@@ -108,6 +109,8 @@ class pbuf_model {
         }
         case kind::committed: {
           out.dropped.push_back(front.id);
+          out.dropped_positions.push_back(front.pos);
+          ++dropped_;
           trd_ = rd_ + front.len;
           front.state = kind::skip;
           reclaim();
@@ -138,6 +141,7 @@ class pbuf_model {
         case kind::committed:
           r.state = kind::claimed;
           trd_ += r.len;
+          ++claimed_;
           return std::make_pair(r.id, r.pos);
       }
     }
@@ -169,6 +173,8 @@ class pbuf_model {
     return false;
   }
   std::uint32_t size() const { return size_; }
+  std::uint32_t claimed_count() const { return claimed_; }
+  std::uint32_t dropped_count() const { return dropped_; }
 
  private:
   void push(std::uint32_t len, kind state, std::uint32_t id) {
@@ -201,6 +207,7 @@ class pbuf_model {
   std::uint32_t size_;
   bool overwrite_;
   std::uint64_t rd_ = 0, trd_ = 0, wr_ = 0, max_used_ = 0;
+  std::uint32_t claimed_ = 0, dropped_ = 0;
   std::deque<record> records_;
 };
 
@@ -248,6 +255,14 @@ class pbuf_checker {
                   std::to_string(model_.used()));
     if (pb_.max_used_words() != model_.max_used()) return fail("max used words differ");
     if (pb_.is_pending() != model_.pending()) return fail("is_pending differs");
+    const packet_buffer_counters c = pb_.counters();
+    if (c.claimed != model_.claimed_count() || c.dropped != model_.dropped_count() ||
+        c.committed != model_.claimed_count() + model_.dropped_count())
+      return fail("counters (committed, claimed, dropped) " + std::to_string(c.committed) + ", " +
+                  std::to_string(c.claimed) + ", " + std::to_string(c.dropped) + " vs model " +
+                  std::to_string(model_.claimed_count() + model_.dropped_count()) + ", " +
+                  std::to_string(model_.claimed_count()) + ", " +
+                  std::to_string(model_.dropped_count()));
     return true;
   }
 
@@ -294,6 +309,10 @@ class pbuf_checker {
       const auto& want = sizes_.at(m.dropped[i]);
       if (engine_drops_[i].words != want || (want >= 2 && engine_drops_[i].tag != m.dropped[i]))
         return fail("dropped packet " + std::to_string(i) + " differs");
+      const std::uint64_t slot = m.dropped_positions[i] % model_.size();
+      if (engine_drops_[i].slot != slot)
+        return fail("dropped packet " + std::to_string(i) + " at slot " +
+                    std::to_string(engine_drops_[i].slot) + ", model " + std::to_string(slot));
       if (!check_payload(engine_drops_[i].copy.data(), want, m.dropped[i]))
         return fail("dropped packet contents damaged");
     }
