@@ -1281,11 +1281,13 @@ TEST_F(PacketBufferNested, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
 struct slow_consumer {
   std::atomic<bool> stall{false};
   std::atomic<bool> inside{false};
+  std::atomic<bool> left{false};  // its stall is over
   static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
     auto& self = *static_cast<slow_consumer*>(context);
     if (self.stall.exchange(false)) {
       self.inside = true;
       std::this_thread::sleep_for(50ms);
+      self.left = true;
     }
     return length_in_user_bits(packet);
   }
@@ -1294,33 +1296,44 @@ struct slow_consumer {
 class PacketBufferOtherThread : public ::testing::TestWithParam<sluice::buffer_contexts> {};
 
 TEST_P(PacketBufferOtherThread, ProducerWaitsForTheConsumersLock) {
-  std::uint32_t storage[16] = {};
-  slow_consumer consumer;
-  sluice::packet_buffer pb({.storage = storage,
-                            .size_words = 16,
-                            .policy = overflow_policy::drop_oldest,
-                            .contexts = GetParam(),
-                            .packet_words = &slow_consumer::words,
-                            .context = &consumer});
-  fill_with_four_packets(pb, 0);
-  if (HasFatalFailure()) return;
   sluice::test::abort_watchdog dog{std::chrono::seconds(30), "a producer waiting for the lock"};
-  consumer.stall = true;
-  std::atomic<bool> got{false};
-  std::thread producer([&] {
-    while (!consumer.inside.load())
-      std::this_thread::yield();
-    auto r = pb.try_alloc(4);  // the consumer holds the lock now
-    got = static_cast<bool>(r);
-    if (r) std::move(*r).abandon();
-  });
-  // Holds the lock for 50 ms; the packet stays claimed until the end, so
-  // the producer's room comes from a drop, not from this free.
-  sluice::claimed_packet c = pb.try_claim();
-  EXPECT_TRUE(c);
-  producer.join();
-  EXPECT_TRUE(got.load()) << "a producer on another thread gave up on the consumer's lock";
-  EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
+  // A try counts only if the producer called try_alloc while the consumer
+  // was inside its stall (a producer thread scheduled late could start
+  // after it): the buffer is full and the claim frees nothing, so a
+  // success then is a drop made after waiting for the consumer's turn.
+  bool met = false;
+  for (int attempt = 0; attempt < 20 && !met; ++attempt) {
+    std::uint32_t storage[16] = {};
+    slow_consumer consumer;
+    sluice::packet_buffer pb({.storage = storage,
+                              .size_words = 16,
+                              .policy = overflow_policy::drop_oldest,
+                              .contexts = GetParam(),
+                              .packet_words = &slow_consumer::words,
+                              .context = &consumer});
+    fill_with_four_packets(pb, 0);
+    if (HasFatalFailure()) return;
+    consumer.stall = true;
+    std::atomic<bool> got{false}, during{false};
+    std::thread producer([&] {
+      while (!consumer.inside.load())
+        std::this_thread::yield();
+      during = !consumer.left.load();  // the consumer holds its turn now
+      auto r = pb.try_alloc(4);
+      got = static_cast<bool>(r);
+      if (r) std::move(*r).abandon();
+    });
+    // Holds its turn for 50 ms; the packet stays claimed until the end, so
+    // the producer's room comes from a drop, not from this free.
+    sluice::claimed_packet c = pb.try_claim();
+    EXPECT_TRUE(c);
+    producer.join();
+    if (!during.load()) continue;  // started after the stall: try again
+    met = true;
+    EXPECT_TRUE(got.load()) << "a producer on another thread gave up on the consumer's lock";
+    EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
+  }
+  EXPECT_TRUE(met) << "in 20 tries the producer never called try_alloc during the consumer's turn";
 }
 
 INSTANTIATE_TEST_SUITE_P(Contexts, PacketBufferOtherThread,
