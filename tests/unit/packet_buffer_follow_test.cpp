@@ -8,6 +8,7 @@
 // the consumer's thread could: inside the claim, woken by the room that
 // passing a skip packet makes.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 
@@ -16,6 +17,8 @@
 #include <sluice/detail/pbuf_core.hpp>
 
 #include <sluice/waker.hpp>
+
+#include "executor_test_support.hpp"
 #include "pbuf_test_support.hpp"
 
 namespace {
@@ -79,7 +82,7 @@ TEST(PacketBufferFollow, ClaimFollowsAMoveToSlotZeroMadeDuringIt) {
 // loads: the consumer's last look left it at slot 3, and the word there is
 // now payload, written with a plain store. The claim must not read it (a
 // read would be a data race that ThreadSanitizer reports, and a misread
-// header).
+// header): it answers nothing until it sees the commit, then the packet.
 TEST(PacketBufferFollow, AClaimAfterAMoveOnAnotherThreadReadsNoPayloadAsAHeader) {
   std::uint32_t storage[size_words];
   pbuf_core core({.buffer = storage, .size = size_words});
@@ -98,7 +101,15 @@ TEST(PacketBufferFollow, AClaimAfterAMoveOnAnotherThreadReadsNoPayloadAsAHeader)
   });
   while (!produced.load(std::memory_order_relaxed))
     std::this_thread::yield();
-  const pbuf_span got = core.try_claim();
+  // Where stores may become visible out of order, a claim may still miss
+  // the commit: it answers nothing then, and a later one finds the packet.
+  // None may answer anything else.
+  sluice::test::abort_watchdog dog(std::chrono::seconds(30), "a claim of a committed packet");
+  pbuf_span got = core.try_claim();
+  while (got.words == nullptr) {
+    std::this_thread::yield();
+    got = core.try_claim();
+  }
   producer.join();
   EXPECT_EQ(got.words, storage);
   EXPECT_EQ(got.size, size_words);
