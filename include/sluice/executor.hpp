@@ -243,8 +243,9 @@ class executor final : private detail::task_scheduler {
   }
 
   // Spawns `t` with no join handle: fire and forget (its result, if any, is
-  // dropped). The same as spawn() followed by detach(), one atomic
-  // read-modify-write cheaper: the task never has the handle's reference.
+  // destroyed by the worker that completes it). The same as spawn()
+  // followed by detach(), two atomic read-modify-writes cheaper: the task
+  // never has the handle's reference, and starts with its state saying so.
   // A refusal says why, as spawn's does; the task is then destroyed unrun.
   // shutdown() cancels a detached task like any other.
   template <class T>

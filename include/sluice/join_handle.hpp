@@ -187,9 +187,11 @@ class join_handle {
     return cell_->cancel();
   }
 
-  // Lets the task run on without a handle. The handle becomes empty.
+  // Lets the task run on without a handle. The handle becomes empty. The
+  // result, which nobody can take now, is destroyed here if the task has
+  // finished, else by the worker that completes it.
   void detach() noexcept {
-    if (cell_ != nullptr) std::exchange(cell_, nullptr)->release_now();
+    if (cell_ != nullptr) std::exchange(cell_, nullptr)->detach_handle();
   }
 
   // Blocks the calling thread until the task completes. Not from a task

@@ -73,12 +73,14 @@ struct task_context {
 // awaits or joins it.
 class exception_slot {
  public:
+  static constexpr bool holds = true;  // an exception_ptr, released in reset()
   void capture() noexcept { error_ = std::current_exception(); }
   [[nodiscard]] bool has_exception() const noexcept { return static_cast<bool>(error_); }
   void rethrow_if_any() {
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
   void move_from(exception_slot& other) noexcept { error_ = std::exchange(other.error_, nullptr); }
+  void reset() noexcept { error_ = nullptr; }
 
  private:
   std::exception_ptr error_;
@@ -87,12 +89,14 @@ class exception_slot {
 // Without exceptions nothing can leave a task that way.
 class exception_slot {
  public:
+  static constexpr bool holds = false;
   void capture() noexcept {
     SLUICE_ASSERT(false, "unhandled_exception in a build without exceptions");
   }
   [[nodiscard]] bool has_exception() const noexcept { return false; }
   void rethrow_if_any() noexcept {}
   void move_from(exception_slot&) noexcept {}
+  void reset() noexcept {}
 };
 #endif
 

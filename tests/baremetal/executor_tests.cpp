@@ -32,7 +32,8 @@ TEST_CASE(task_state_every_snapshot_every_event) {
                                  sluice::detail::decide_end_run(s),
                                  sluice::detail::decide_complete(s, task_outcome::finished),
                                  sluice::detail::decide_complete(s, task_outcome::cancelled),
-                                 sluice::detail::decide_cancel(s)};
+                                 sluice::detail::decide_cancel(s),
+                                 sluice::detail::decide_detach(s)};
     const bool ok = sluice::detail::task_state_valid(s);
     valid += ok ? 1 : 0;
     for (const task_decision& d : all) {
@@ -41,18 +42,29 @@ TEST_CASE(task_state_every_snapshot_every_event) {
       } else if (d.action != task_action::invalid) {
         CHECK(sluice::detail::task_state_valid(d.next));
       }
-      // Complete is terminal: nothing leaves it, nothing is queued or run.
+      // Complete is terminal: nothing leaves it, nothing is queued or run
+      // (the handle may still go).
+      constexpr std::uint32_t may_change =
+          bits::cancel_requested | bits::cancelled | bits::handle_gone;
       if (ok && (s & bits::complete) != 0)
-        CHECK((d.next & ~(bits::cancel_requested | bits::cancelled)) ==
-                  (s & ~(bits::cancel_requested | bits::cancelled)) &&
-              d.action != task_action::push && d.action != task_action::poll);
+        CHECK((d.next & ~may_change) == (s & ~may_change) && d.action != task_action::push &&
+              d.action != task_action::poll);
     }
+    // The worker drops the result of a task whose handle is gone, and a
+    // handle that goes after the completion drops it: one or the other.
+    if (ok && (s & bits::running) != 0)
+      CHECK((sluice::detail::decide_complete(s, task_outcome::finished).action ==
+             task_action::finish_unjoined) == ((s & bits::handle_gone) != 0));
+    if (ok && (s & bits::handle_gone) == 0)
+      CHECK((sluice::detail::decide_detach(s).action == task_action::drop_result) ==
+            ((s & bits::complete) != 0));
   }
-  CHECK_EQ(valid, 12u);
+  CHECK_EQ(valid, 24u);
 }
 
-// Every interleaving of wake / cancel (any time), begin_run (when queued),
-// end_run and complete (when running), from the initial state, with the
+// Every interleaving of wake / cancel (any time), the handle's detach (once),
+// begin_run (when queued), end_run and complete (when running), from the
+// initial states (with a join handle and without), with the
 // run queue modelled: `scheduled` is set exactly when the task is queued,
 // and a push never finds it queued already (a task is queued at most once).
 TEST_CASE(task_state_all_interleavings_keep_queue_invariant) {
@@ -71,6 +83,7 @@ TEST_CASE(task_state_all_interleavings_keep_queue_invariant) {
     stack_queued[depth++] = queued;
   };
   visit(sluice::detail::task_initial_state, 1);
+  visit(sluice::detail::task_initial_state | bits::handle_gone, 1);  // spawned without a handle
   while (depth != 0) {
     --depth;
     const std::uint32_t s = stack_state[depth];
@@ -93,6 +106,7 @@ TEST_CASE(task_state_all_interleavings_keep_queue_invariant) {
     };
     follow(sluice::detail::decide_wake(s), q);
     follow(sluice::detail::decide_cancel(s), q);
+    if ((s & bits::handle_gone) == 0) follow(sluice::detail::decide_detach(s), q);
     if (q == 1) {
       const task_decision d = sluice::detail::decide_begin_run(s);
       CHECK(d.action == task_action::poll || d.action == task_action::cancel);

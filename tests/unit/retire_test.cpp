@@ -1,13 +1,18 @@
 // A waker's last release may run in a signal handler. Hosted, it must not
-// free heap memory there (a heap task's header, with the result's
-// destructor; a thread's parker). It retires it, and thread context
-// destroys it later (task_header.hpp, platform/hosted/port.cpp).
+// free heap memory there (a heap task's header; a thread's parker). It
+// retires it, and thread context destroys it later (task_header.hpp,
+// platform/hosted/port.cpp). Nor may it run user code there: a task's
+// result (or exception) that nobody will take goes in thread or task
+// context, when the handle goes or when the task completes without one
+// ([T7] in task_state.hpp), for heap and frame_pool tasks alike.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -26,10 +31,14 @@ using sluice::task;
 using sluice::test::manual_event;
 
 std::atomic<int> results_alive{0};
+std::atomic<int> results_made{0};
 std::atomic<int> results_destroyed_in_handler{0};
 
 struct counted_result {
-  counted_result() noexcept { results_alive.fetch_add(1); }
+  counted_result() noexcept {
+    results_alive.fetch_add(1);
+    results_made.fetch_add(1);
+  }
   counted_result(const counted_result&) noexcept { results_alive.fetch_add(1); }
   counted_result(counted_result&&) noexcept { results_alive.fetch_add(1); }
   counted_result& operator=(const counted_result&) = default;
@@ -96,14 +105,19 @@ sluice::waker last_reference_to_a_completed_task(sluice::executor& ex, manual_ev
   EXPECT_EQ(ex.run_until_idle(), 1u);
   EXPECT_EQ(results_alive.load(), 1) << "the result waits in the task for a join";
   h->detach();
-  EXPECT_EQ(results_alive.load(), 1);
+  EXPECT_EQ(results_alive.load(), 0) << "the handle went without a join and left the result";
   return kept;
 }
 
 void reset_counts() {
   results_alive = 0;
+  results_made = 0;
   results_destroyed_in_handler = 0;
   sluice::test::frees_in_handler = 0;
+}
+
+bool nothing_retired() {
+  return sluice::detail::retired_tasks.approx_empty();
 }
 
 class TaskRetire : public ::testing::TestWithParam<last_use> {};
@@ -113,13 +127,14 @@ TEST_P(TaskRetire, AWakersLastReleaseInAHandlerFreesNothingThereAndTheNextComple
   sluice::executor ex{{.threads = sluice::worker_threads::none}};
   manual_event e;
   sluice::waker kept = last_reference_to_a_completed_task(ex, e);
+  ASSERT_TRUE(nothing_retired());
   give_up_in_handler(kept, GetParam());
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "operator delete ran in the handler";
   EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
-  EXPECT_EQ(results_alive.load(), 1) << "retired, not yet destroyed";
+  EXPECT_FALSE(nothing_retired()) << "retired, not yet destroyed";
   ASSERT_TRUE(ex.spawn_detached(nothing()));
   EXPECT_EQ(ex.run_until_idle(), 1u);
-  EXPECT_EQ(results_alive.load(), 0) << "a worker's next completion destroys retired tasks";
+  EXPECT_TRUE(nothing_retired()) << "a worker's next completion destroys retired tasks";
 }
 
 TEST_P(TaskRetire, TheExecutorsDestructorDestroysWhatIsRetired) {
@@ -129,9 +144,9 @@ TEST_P(TaskRetire, TheExecutorsDestructorDestroysWhatIsRetired) {
     manual_event e;
     sluice::waker kept = last_reference_to_a_completed_task(ex, e);
     give_up_in_handler(kept, GetParam());
-    EXPECT_EQ(results_alive.load(), 1);
+    EXPECT_FALSE(nothing_retired());
   }
-  EXPECT_EQ(results_alive.load(), 0);
+  EXPECT_TRUE(nothing_retired());
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
 }
 
@@ -145,9 +160,9 @@ TEST_P(TaskRetire, AfterTheLastExecutorTheProgramDestroysWhatIsRetired) {
   }
   give_up_in_handler(kept, GetParam());
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
-  EXPECT_EQ(results_alive.load(), 1);
+  EXPECT_FALSE(nothing_retired());
   sluice::destroy_retired_tasks();
-  EXPECT_EQ(results_alive.load(), 0);
+  EXPECT_TRUE(nothing_retired());
 }
 
 // A task whose header came from a frame_pool is destroyed at once, even in
@@ -165,7 +180,110 @@ TEST_P(TaskRetire, ATaskFromAFramePoolIsDestroyedAtOnceAndItsBlockReturns) {
   give_up_in_handler(kept, GetParam());
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "operator delete ran in the handler";
   EXPECT_EQ(pool.approx_in_use(), 0u) << "the block went back to the pool in the handler";
+  EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
   EXPECT_EQ(results_alive.load(), 0);
+}
+
+// How the task's result is left: the handle detached before the task
+// completes, no handle at all, or the handle joined.
+enum class result_left { detached_early, spawned_detached, joined };
+
+// A frame_pool task whose last reference is a waker a handler gives up,
+// for each way of leaving the result: the result never meets the handler.
+class PoolTaskResult : public ::testing::TestWithParam<result_left> {};
+
+TEST_P(PoolTaskResult, NeverGoesInTheHandlerThatDropsTheLastWaker) {
+  reset_counts();
+  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  manual_event e;
+  std::optional<sluice::join_handle<counted_result>> h;
+  if (GetParam() == result_left::spawned_detached) {
+    ASSERT_TRUE(ex.spawn_detached(result_after(e)));
+  } else {
+    auto spawned = ex.spawn(result_after(e));
+    ASSERT_TRUE(spawned.has_value());
+    h.emplace(std::move(*spawned));
+  }
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = e.stored_waker().clone();
+  if (GetParam() == result_left::detached_early) h->detach();
+  e.set();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(results_made.load(), 1);
+  if (GetParam() == result_left::joined) {
+    EXPECT_EQ(results_alive.load(), 1) << "the result waits for the join";
+    {
+      sluice::join_result<counted_result> r = h->join();
+      EXPECT_TRUE(r.has_value());
+    }
+  } else {
+    EXPECT_EQ(results_alive.load(), 0)
+        << "completed with nobody to take the result, and the worker kept it";
+  }
+  EXPECT_EQ(results_alive.load(), 0);
+  EXPECT_EQ(pool.approx_in_use(), 1u) << "the waker holds the task's header";
+  give_up_in_handler(kept, last_use::drop);
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
+}
+
+INSTANTIATE_TEST_SUITE_P(Left, PoolTaskResult,
+                         ::testing::Values(result_left::detached_early,
+                                           result_left::spawned_detached, result_left::joined),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case result_left::detached_early:
+                               return std::string("DetachedEarly");
+                             case result_left::spawned_detached:
+                               return std::string("SpawnedDetached");
+                             default:
+                               return std::string("Joined");
+                           }
+                         });
+
+// The same for an exception: a task that threw, whose handle goes without
+// a join, releases the exception in thread context, not in the handler
+// that gives up the task's last reference.
+std::atomic<int> errors_alive{0};
+std::atomic<int> errors_destroyed_in_handler{0};
+
+struct counted_error {
+  counted_error() noexcept { errors_alive.fetch_add(1); }
+  counted_error(const counted_error&) noexcept { errors_alive.fetch_add(1); }
+  counted_error& operator=(const counted_error&) = default;
+  ~counted_error() {
+    if (sluice::test::in_signal_handler != 0) errors_destroyed_in_handler.fetch_add(1);
+    errors_alive.fetch_sub(1);
+  }
+};
+
+task<int> throw_after(manual_event& e) {
+  co_await e;
+  throw counted_error{};
+}
+
+TEST(PoolTaskException, GoesWithTheHandleNotInTheHandlerThatDropsTheLastWaker) {
+  reset_counts();
+  errors_alive = 0;
+  errors_destroyed_in_handler = 0;
+  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  manual_event e;
+  auto h = ex.spawn(throw_after(e));
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = e.stored_waker().clone();
+  e.set();
+  EXPECT_EQ(ex.run_until_idle(), 1u);
+  EXPECT_EQ(errors_alive.load(), 1) << "the exception waits in the task for a join";
+  h->detach();
+  EXPECT_EQ(errors_alive.load(), 0) << "the handle went without a join and left the exception";
+  give_up_in_handler(kept, last_use::drop);
+  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(errors_destroyed_in_handler.load(), 0) << "the exception was released in the handler";
 }
 
 INSTANTIATE_TEST_SUITE_P(LastUse, TaskRetire, ::testing::Values(last_use::wake, last_use::drop),

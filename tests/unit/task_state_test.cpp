@@ -1,7 +1,8 @@
-// Exhaustive tests of the task state machine's decisions (every 6-bit
+// Exhaustive tests of the task state machine's decisions (every 7-bit
 // snapshot, every event) and a breadth-first exploration of every state
-// reachable from the initial one under every interleaving of events, with
-// a model of the run queue alongside.
+// reachable from the initial ones (with and without a join handle) under
+// every interleaving of events, with a model of the run queue and of the
+// result alongside.
 #include <sluice/detail/task_state.hpp>
 
 #include <gtest/gtest.h>
@@ -31,19 +32,21 @@ TEST(TaskState, ValidityMatchesTheInvariants) {
     EXPECT_EQ(task_state_valid(s), expect) << s;
     valid += expect;
   }
-  EXPECT_FALSE(task_state_valid(1u << 6));
+  EXPECT_FALSE(task_state_valid(1u << 7));
   EXPECT_TRUE(task_state_valid(task_initial_state));
   // idle/scheduled/running/running+notified x cancel_requested (8), plus
-  // complete x cancel_requested x cancelled (4).
-  EXPECT_EQ(valid, 12);
+  // complete x cancel_requested x cancelled (4), each with and without
+  // handle_gone.
+  EXPECT_EQ(valid, 24);
 }
 
 TEST(TaskState, EveryDecisionFromAValidStateLeadsToAValidState) {
   for (std::uint32_t s = 0; s < state_count; ++s) {
-    const std::array<task_decision, 6> all = {
+    const std::array<task_decision, 7> all = {
         decide_wake(s),    decide_begin_run(s),
         decide_end_run(s), decide_complete(s, task_outcome::finished),
-        decide_cancel(s),  decide_complete(s, task_outcome::cancelled)};
+        decide_cancel(s),  decide_complete(s, task_outcome::cancelled),
+        decide_detach(s)};
     for (const task_decision& d : all) {
       if (!task_state_valid(s)) {
         EXPECT_EQ(d.action, task_action::invalid) << s;
@@ -98,9 +101,9 @@ TEST(TaskState, EndRunRequeuesOnceWhenNotified) {
     if (s & bits::cancel_requested) {
       EXPECT_EQ(d, (task_decision{s, task_action::cancel}));
     } else if (s & bits::notified) {
-      EXPECT_EQ(d, (task_decision{bits::scheduled, task_action::push}));
+      EXPECT_EQ(d, (task_decision{(s & bits::handle_gone) | bits::scheduled, task_action::push}));
     } else {
-      EXPECT_EQ(d, (task_decision{0, task_action::none}));
+      EXPECT_EQ(d, (task_decision{s & bits::handle_gone, task_action::none}));
     }
   }
 }
@@ -113,7 +116,11 @@ TEST(TaskState, CompleteIsTerminal) {
         EXPECT_EQ(d.action, task_action::invalid) << s;
         continue;
       }
-      EXPECT_EQ(d.action, task_action::finish);
+      // Nobody can take the result once the handle is gone: the worker
+      // drops it.
+      EXPECT_EQ(d.action,
+                (s & bits::handle_gone) ? task_action::finish_unjoined : task_action::finish);
+      EXPECT_EQ(d.next & bits::handle_gone, s & bits::handle_gone);
       EXPECT_TRUE(d.next & bits::complete);
       EXPECT_EQ((d.next & bits::cancelled) != 0, o == task_outcome::cancelled);
       // Nothing leaves complete: no run, no push, no second completion.
@@ -123,6 +130,21 @@ TEST(TaskState, CompleteIsTerminal) {
       EXPECT_EQ(decide_end_run(d.next).action, task_action::invalid);
       EXPECT_EQ(decide_complete(d.next, o).action, task_action::invalid);
     }
+  }
+}
+
+TEST(TaskState, DetachDropsTheResultOfACompleteTaskOnly) {
+  for (std::uint32_t s = 0; s < state_count; ++s) {
+    const task_decision d = decide_detach(s);
+    if (!task_state_valid(s) || (s & bits::handle_gone)) {
+      EXPECT_EQ(d, (task_decision{s, task_action::invalid})) << s;  // once only
+      continue;
+    }
+    // A cancelled task has no result; dropping its empty slots does nothing.
+    EXPECT_EQ(d,
+              (task_decision{s | bits::handle_gone,
+                             (s & bits::complete) ? task_action::drop_result : task_action::none}))
+        << s;
   }
 }
 
@@ -151,15 +173,23 @@ struct config {
   bool in_run;      // a worker is between begin_run and end_run/complete
   bool wants_wake;  // a wake happened that the task has not yet run after
   int frames_destroyed;
+  bool handle;          // the join handle still holds the task
+  bool joined;          // the handle took the result and went (no detach)
+  bool result;          // a finished task's result waits in the cell
+  int results_dropped;  // by complete (finish_unjoined) or detach (drop_result)
   friend auto operator<=>(const config&, const config&) = default;
 };
 
 TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
   std::set<config> seen;
   std::deque<config> todo;
-  const config start{task_initial_state, 1, false, false, 0};
-  todo.push_back(start);
-  seen.insert(start);
+  const config with_handle{task_initial_state, 1, false, false, 0, true, false, false, 0};
+  const config without{
+      task_initial_state | bits::handle_gone, 1, false, false, 0, false, false, false, 0};
+  for (const config& start : {with_handle, without}) {
+    todo.push_back(start);
+    seen.insert(start);
+  }
   auto visit = [&](const config& c) {
     if (seen.insert(c).second) todo.push_back(c);
   };
@@ -171,6 +201,16 @@ TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
     ASSERT_LE(c.queued, 1);
     ASSERT_EQ(c.queued == 1, (c.state & bits::scheduled) != 0);
     ASSERT_LE(c.frames_destroyed, 1);
+    // The word knows whether the handle is there; a result outlives the
+    // handle nowhere (a waker's last release destroys none), and is
+    // dropped at most once.
+    if (c.joined) {
+      ASSERT_TRUE(!c.handle && (c.state & bits::complete) && !(c.state & bits::handle_gone));
+    } else {
+      ASSERT_EQ(c.handle, (c.state & bits::handle_gone) == 0);
+    }
+    ASSERT_TRUE(c.handle || !c.result);
+    ASSERT_LE(c.results_dropped, 1);
     // No wake lost: a pending wake means the task will run again.
     if (c.wants_wake && !(c.state & bits::complete)) {
       ASSERT_TRUE(c.queued == 1 || (c.state & bits::notified)) << c.state;
@@ -183,6 +223,22 @@ TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
       n.state = d.next;
       if (d.action == task_action::push) ++n.queued;
       if (!(c.state & bits::complete)) n.wants_wake = true;
+      visit(n);
+    }
+    // The handle goes without a join.
+    if (c.handle) {
+      config n = c;
+      const task_decision d = decide_detach(c.state);
+      ASSERT_TRUE(d.action == task_action::none || d.action == task_action::drop_result);
+      // Complete: a result waits (finished) or the slots are empty (cancelled).
+      ASSERT_EQ(d.action == task_action::drop_result, (c.state & bits::complete) != 0);
+      ASSERT_TRUE(!c.result || d.action == task_action::drop_result);
+      n.state = d.next;
+      n.handle = false;
+      if (c.result) {
+        n.result = false;
+        ++n.results_dropped;
+      }
       visit(n);
     }
     // A cancel.
@@ -207,7 +263,7 @@ TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
         ASSERT_EQ(n.frames_destroyed, 0);
         ++n.frames_destroyed;
         const task_decision f = decide_complete(n.state, task_outcome::cancelled);
-        ASSERT_EQ(f.action, task_action::finish);
+        ASSERT_EQ(f.action, c.handle ? task_action::finish : task_action::finish_unjoined);
         n.state = f.next;
         n.in_run = false;
       }
@@ -233,12 +289,25 @@ TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
       {
         config n = c;
         const task_decision d = decide_complete(c.state, task_outcome::finished);
-        ASSERT_EQ(d.action, task_action::finish);
+        ASSERT_EQ(d.action, c.handle ? task_action::finish : task_action::finish_unjoined);
         ASSERT_EQ(n.frames_destroyed, 0);
         ++n.frames_destroyed;
         n.state = d.next;
         n.in_run = false;
+        if (c.handle) {
+          n.result = true;  // for the join, or for the handle's detach
+        } else {
+          ++n.results_dropped;  // by the worker, at once
+        }
         visit(n);
+        // A join takes the result, and the handle goes without a detach.
+        if (c.handle) {
+          config j = n;
+          j.result = false;
+          j.handle = false;
+          j.joined = true;
+          visit(j);
+        }
       }
     }
     // A finished task is never resumed: from complete, nothing runs.
@@ -248,15 +317,22 @@ TEST(TaskState, ExhaustiveInterleavingsKeepTheGuarantees) {
       ASSERT_EQ(c.frames_destroyed, 1);
     }
   }
-  // Every valid state is reached except two: complete|cancelled without a
-  // cancel request (only a request leads to cancelled) and idle with a
-  // request (a requested task is queued, or cancelled when it suspends).
+  // Every valid state is reached except two, with handle_gone or without:
+  // complete|cancelled without a cancel request (only a request leads to
+  // cancelled) and idle with a request (a requested task is queued, or
+  // cancelled when it suspends).
   std::set<std::uint32_t> states;
-  for (const config& c : seen)
+  int finished_results_dropped = 0;
+  for (const config& c : seen) {
     states.insert(c.state);
-  EXPECT_EQ(states.size(), 10u);
-  EXPECT_EQ(states.count(bits::complete | bits::cancelled), 0u);
-  EXPECT_EQ(states.count(bits::cancel_requested), 0u);
+    if (c.results_dropped == 1) ++finished_results_dropped;
+  }
+  EXPECT_EQ(states.size(), 20u);
+  for (std::uint32_t gone : {0u, bits::handle_gone}) {
+    EXPECT_EQ(states.count(gone | bits::complete | bits::cancelled), 0u);
+    EXPECT_EQ(states.count(gone | bits::cancel_requested), 0u);
+  }
+  EXPECT_GT(finished_results_dropped, 0);
 }
 
 TEST(TaskState, AtomicWordFollowsTheDecisions) {

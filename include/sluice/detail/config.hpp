@@ -57,11 +57,12 @@ inline constexpr bool heap_header_room = __STDC_HOSTED__ != 0;
 // Whether a heap task whose last reference a waker drops is retired (put
 // on a lock-free list and destroyed later in thread context,
 // task_header.hpp) instead of destroyed on the spot. A waker may be dropped
-// in a signal handler, and destroying a task there would free heap memory
-// and run the result's destructor. Hosted builds do. A task from a
-// frame_pool is destroyed at once in every build, and so is every task of a
-// freestanding build: the pool's free is lock-free and safe in an interrupt
-// handler (the result type's destructor must then be too).
+// in a signal handler, and destroying a task there would free heap memory.
+// Hosted builds do. A task from a frame_pool is destroyed at once in every
+// build, and so is every task of a freestanding build: the pool's free is
+// lock-free and safe in an interrupt handler. No user code runs in either
+// case: by then the result was taken by a join or dropped in thread or task
+// context ([T7] in task_state.hpp).
 inline constexpr bool retire_from_wakers = __STDC_HOSTED__ != 0;
 
 // Whether heap blocks of tasks go through each thread's cache of freed

@@ -35,6 +35,12 @@ class retire_list {
                                           std::memory_order_relaxed));
   }
 
+  // Whether nothing waits on the list (an observer: may be stale).
+  [[nodiscard]] bool approx_empty() const noexcept {
+    // Relaxed: an observer.
+    return head_.load(std::memory_order_relaxed) == nullptr;
+  }
+
   // Calls dispose(T&) for every node pushed so far (one relaxed load when
   // there is none). Thread context.
   template <class Dispose>

@@ -20,7 +20,11 @@
 // spawn_detached), holds one until joined or detached; each waker clone
 // holds one. The last release destroys the cell, except that a waker's
 // last release (it may run in a signal handler) of a heap task only
-// retires it, hosted: see release() and retired_tasks below.
+// retires it, hosted: see release() and retired_tasks below. The result
+// does not wait for the last release: a join takes it, and a handle that
+// goes without one (or its absence) has it destroyed in thread or task
+// context ([T7] in task_state.hpp), so the cell's own destruction runs no
+// user code.
 //
 // run_task() acts on the state machine's decisions (tokio's harness.rs has
 // this role): begin the run, poll the hook or resume the innermost coroutine
@@ -32,6 +36,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #include <sluice/detail/assert.hpp>
@@ -83,12 +88,19 @@ class task_scheduler {
   ~task_scheduler() = default;
 };
 
+// The drop_result of a task whose result has no destructor (and which
+// holds no exception): one function for every such type.
+inline void drop_nothing(task_header&) noexcept {}
+
 struct task_vtable {
   // Moves the root coroutine's result (and exception) into the cell. Called
   // once, before the frame is destroyed, only when the coroutine finished.
   void (*take_result)(task_header& t) noexcept;
   // Destroys the cell and frees its memory (last reference).
   void (*destroy)(task_header& t) noexcept;
+  // Destroys the result (and releases an exception) that nobody will take
+  // ([T7] in task_state.hpp); drop_nothing where that runs no code.
+  void (*drop_result)(task_header& t) noexcept;
 };
 
 class task_header {
@@ -114,10 +126,10 @@ class task_header {
   // retires it, hosted (retire_from_wakers): freeing heap memory is not
   // safe in a handler. One whose header came from a frame_pool is destroyed
   // at once: the pool's free is lock-free, and a retired task would keep
-  // its block from the pool (and could outlive the pool itself). That runs
-  // the result's destructor and releases a stored exception here, in the
-  // handler if a handler dropped the waker (README: the result type's
-  // destructor must be handler-safe for such tasks).
+  // its block from the pool (and could outlive the pool itself). Either
+  // way no user code runs here: the frame went at completion, and the
+  // result was taken by a join or dropped in thread or task context when
+  // the handle went ([T7] in task_state.hpp).
   void release() noexcept {
     if (!drop_reference()) return;
     if (retire_from_wakers && on_heap_) {
@@ -153,9 +165,21 @@ class task_header {
   }
 
   // A task spawned without a join handle holds only the scheduler's
-  // reference. Relaxed: called before spawn publishes the task (its push
-  // on the run queue or into a slot releases this store with the rest).
-  void forgo_handle_reference() noexcept { refs_.store(1, std::memory_order_relaxed); }
+  // reference, and its result is dropped when it completes. Relaxed:
+  // called before spawn publishes the task (its push on the run queue or
+  // into a slot releases these stores with the rest).
+  void forgo_handle_reference() noexcept {
+    refs_.store(1, std::memory_order_relaxed);
+    state_.start_without_handle();
+  }
+
+  // The join handle's end without a join (thread or task context): drops
+  // the result of a finished task, or leaves that to its completion
+  // ([T7]), then releases the handle's reference.
+  void detach_handle() noexcept {
+    if (state_.detach() == task_action::drop_result) vtable_->drop_result(*this);
+    release_now();
+  }
 
   // Destroys a retired task (destroy_retired_tasks).
   void destroy_retired() noexcept { vtable_->destroy(*this); }
@@ -218,16 +242,20 @@ class task_header {
     // The frame is destroyed here and nowhere else: once, by the worker
     // that owns the run.
     std::exchange(frame_, {}).destroy();
+    task_action a;
     if (unshared()) {
       // [T5]: nobody else can read or change the word, nobody can join.
-      const task_action a = state_.complete_unshared(outcome);
-      SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
+      a = state_.complete_unshared(outcome);
     } else {
-      const task_action a = state_.complete(outcome);
-      SLUICE_ASSERT(a == task_action::finish, "task completed twice or while not running");
+      a = state_.complete(outcome);
       // [T4]: complete() was a seq_cst RMW on the word joiners re-check.
       joiners_.notify_all_after_seq_cst_rmw();
     }
+    SLUICE_ASSERT(a == task_action::finish || a == task_action::finish_unjoined,
+                  "task completed twice or while not running");
+    // [T7]: the handle is gone (or never was): nobody will take the result
+    // (a cancelled task has none: its slots are empty).
+    if (a == task_action::finish_unjoined) vtable_->drop_result(*this);
     scheduler_->task_completed(*this);
     release_now();  // the scheduler's reference
     // A worker's completion is where tasks retired by wakers meet their
@@ -386,7 +414,16 @@ class task_cell final : public task_header {
     self->~task_cell();
     free_allocation(self);
   }
-  static constexpr task_vtable table{&take_result, &destroy};
+  static void drop_result(task_header& t) noexcept {
+    auto& self = static_cast<task_cell&>(t);
+    self.result_.reset();
+    self.exception_.reset();
+  }
+  // Nothing to drop: a result with no destructor, and no exception to hold.
+  static constexpr bool drops_nothing =
+      (std::is_void_v<T> || std::is_trivially_destructible_v<T>)&&!exception_slot::holds;
+  static constexpr task_vtable table{&take_result, &destroy,
+                                     drops_nothing ? &drop_nothing : &drop_result};
 
   value_slot<T> result_;
   exception_slot exception_;

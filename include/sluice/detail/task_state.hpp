@@ -23,13 +23,18 @@
 //   3    complete          complete (E8)                  never
 //   4    cancel_requested  cancel (E9, E10)               never
 //   5    cancelled         complete as cancelled (E8)     never
+//   6    handle_gone       spawn without a join handle    never
+//                          (initial value); detach of a
+//                          handle that took no result
+//                          (E12)
 //
 // Invariants: scheduled and running are never both set; notified only with
 // running; complete excludes scheduled, running and notified; cancelled only
-// with complete.
+// with complete. handle_gone goes with any state.
 //
 // Initial value: `scheduled`, because spawn pushes the task on the run queue
-// as it publishes it (the first run is the lazy start of the coroutine).
+// as it publishes it (the first run is the lazy start of the coroutine);
+// `scheduled | handle_gone` for a task spawned without a join handle.
 //
 // Edges (event: from -> to, action, memory order of the successful CAS):
 //   E1  wake:      idle -> scheduled                push     acq_rel [T1][T6]
@@ -41,10 +46,13 @@
 //   E6  end_run:   running|notified -> scheduled    push     release [T2]
 //   E7  end_run:   running|cancel_req (unchanged)   cancel   release (same value)
 //   E8  complete:  running -> complete[|cancelled]  finish   seq_cst [T3][T4]
+//                  (with handle_gone: finish_unjoined)
 //   (E3, E4, E8 unshared: the same edges, a relaxed load and store [T5])
 //   E9  cancel:    idle -> scheduled|cancel_req     push     acq_rel [T1][T6]
 //   E10 cancel:    scheduled or running -> +cancel_req  none acq_rel [T1][T6]
 //   E11 cancel:    complete or cancel_req already   none     acq_rel [T6] (same value)
+//   E12 detach:    s -> s|handle_gone               none     acq_rel [T7]
+//                  (s complete:                     drop_result)
 //
 // [T1] A waker's writes (the value it made available) happen before the
 //      task's next run: the wake CAS releases, begin_run acquires. Where the
@@ -75,6 +83,15 @@
 //      waker: end_run releases, the wake's CAS acquires, the push releases
 //      and the pop acquires. A push by end_run itself (E6) or by spawn
 //      needs nothing more.
+// [T7] The result is dropped once, in thread or task context, by whichever
+//      of complete (E8) and detach (E12) comes second on the word: a
+//      finished task whose handle is gone (finish_unjoined) has its worker
+//      drop it right after completing; a handle that goes without taking
+//      the result of a complete task (drop_result) drops it itself; its
+//      acquire reads the result that complete released. So a task's last
+//      reference, which a waker dropped in a handler may hold, destroys no
+//      result there: a join took it, or it is gone already. (A cancelled
+//      task has no result: dropping its empty slots does nothing.)
 //
 // Cancellation is decided only by begin_run (E4: the task is not polled at
 // all) and end_run (E7: after the coroutine suspended). A cancel during a run
@@ -88,6 +105,7 @@
 
 #include <cstdint>
 
+#include <sluice/detail/assert.hpp>
 #include <sluice/detail/atomic.hpp>
 
 namespace sluice::detail {
@@ -99,7 +117,8 @@ inline constexpr std::uint32_t notified = 1u << 2;
 inline constexpr std::uint32_t complete = 1u << 3;
 inline constexpr std::uint32_t cancel_requested = 1u << 4;
 inline constexpr std::uint32_t cancelled = 1u << 5;
-inline constexpr std::uint32_t all = (1u << 6) - 1;
+inline constexpr std::uint32_t handle_gone = 1u << 6;
+inline constexpr std::uint32_t all = (1u << 7) - 1;
 }  // namespace task_bits
 
 // The initial state of a spawned task (see the header comment).
@@ -107,12 +126,14 @@ inline constexpr std::uint32_t task_initial_state = task_bits::scheduled;
 
 // What the caller of a transition must do next.
 enum class task_action : std::uint8_t {
-  none,    // nothing
-  push,    // put the task on the run queue (it now counts as scheduled)
-  poll,    // poll / resume the task's coroutine
-  cancel,  // destroy the coroutine frame, then complete as cancelled
-  finish,  // the task is complete: publish the result, wake joiners
-  invalid  // the transition is not allowed from this state (a bug)
+  none,             // nothing
+  push,             // put the task on the run queue (it now counts as scheduled)
+  poll,             // poll / resume the task's coroutine
+  cancel,           // destroy the coroutine frame, then complete as cancelled
+  finish,           // the task is complete: publish the result, wake joiners
+  finish_unjoined,  // the same, and nobody can take the result: drop it ([T7])
+  drop_result,      // the handle went without the result of a complete task: drop it
+  invalid           // the transition is not allowed from this state (a bug)
 };
 
 struct task_decision {
@@ -168,7 +189,20 @@ enum class task_outcome : std::uint8_t { finished, cancelled };
   if (!task_state_valid(s) || !(s & running)) return {s, task_action::invalid};
   std::uint32_t next = (s & ~(running | notified)) | complete;
   if (outcome == task_outcome::cancelled) next |= cancelled;
-  return {next, task_action::finish};
+  // finish, or finish_unjoined with handle_gone: the bit added to finish
+  // (less code on a small core than a choice).
+  static_assert(static_cast<int>(task_action::finish_unjoined) ==
+                    static_cast<int>(task_action::finish) + 1 &&
+                handle_gone == 1u << 6);
+  return {next, static_cast<task_action>(static_cast<std::uint32_t>(task_action::finish) +
+                                         ((s & handle_gone) >> 6))};
+}
+
+// The join handle goes without having taken a result (E12); once only.
+[[nodiscard]] constexpr task_decision decide_detach(std::uint32_t s) noexcept {
+  using namespace task_bits;
+  if (!task_state_valid(s) || (s & handle_gone)) return {s, task_action::invalid};
+  return {s | handle_gone, (s & complete) ? task_action::drop_result : task_action::none};
 }
 
 // E9, E10, E11.
@@ -223,6 +257,23 @@ class task_state {
 
   // Acquire [T3]: pairs with the release in complete(); the result is
   // readable once this returns true.
+  [[nodiscard]] task_action detach() noexcept {
+    // E12 sets one bit whatever the state: a fetch_or, then the decision
+    // on the value it replaced. acq_rel [T7]: acquires the result a
+    // finished task's complete released; releases the handle's last uses
+    // of the task to its worker.
+    const std::uint32_t s = word_.fetch_or(task_bits::handle_gone, std::memory_order_acq_rel);
+    SLUICE_ASSERT(decide_detach(s).action != task_action::invalid,
+                  "a task's join handle went twice, or its state word is corrupt");
+    // decide_detach(s).action for a valid s, in less code.
+    return (s & task_bits::complete) ? task_action::drop_result : task_action::none;
+  }
+  // For a task spawned without a join handle. Relaxed: before spawn
+  // publishes the task (its push releases the word with the rest).
+  void start_without_handle() noexcept {
+    word_.store(task_initial_state | task_bits::handle_gone, std::memory_order_relaxed);
+  }
+
   [[nodiscard]] bool is_complete() const noexcept {
     return (word_.load(std::memory_order_acquire) & task_bits::complete) != 0;
   }
