@@ -237,9 +237,16 @@ class join_handle {
   // Requires: the task is complete (acquired).
   join_result<T> take() {
     detail::task_cell<T>* cell = std::exchange(cell_, nullptr);
+    // Whatever happens here (a result's move that throws leaves it in its
+    // slot), nothing is left in the cell for a later last release, which a
+    // waker may make in a handler: the slots are emptied first ([T7]).
     struct release_on_exit {
       detail::task_cell<T>* cell;
-      ~release_on_exit() { cell->release_now(); }
+      ~release_on_exit() {
+        cell->result().reset();
+        cell->exception().reset();
+        cell->release_now();
+      }
     } guard{cell};
     if (cell->state().was_cancelled()) return join_result<T>{join_error::cancelled};
     cell->exception().rethrow_if_any();

@@ -359,6 +359,41 @@ TEST(TaskState, AtomicWordFollowsTheDecisions) {
   EXPECT_TRUE(was_complete);
 }
 
+// E12 on the word: the detach() that comes second to complete() is told to
+// drop the result, and a complete() that comes second hears finish_unjoined.
+TEST(TaskState, AtomicDetachAndCompleteDecideWhoDropsTheResult) {
+  {
+    task_state st;  // the handle goes first
+    EXPECT_EQ(st.begin_run(), task_action::poll);
+    EXPECT_EQ(st.detach(), task_action::none);
+    EXPECT_EQ(st.complete(task_outcome::finished), task_action::finish_unjoined);
+    EXPECT_EQ(st.approx_load(), bits::complete | bits::handle_gone);
+  }
+  {
+    task_state st;  // the task completes first
+    EXPECT_EQ(st.begin_run(), task_action::poll);
+    EXPECT_EQ(st.complete(task_outcome::finished), task_action::finish);
+    EXPECT_EQ(st.detach(), task_action::drop_result);
+    EXPECT_EQ(st.approx_load(), bits::complete | bits::handle_gone);
+  }
+  {
+    task_state st;  // no handle at all
+    st.start_without_handle();
+    EXPECT_EQ(st.approx_load(), task_initial_state | bits::handle_gone);
+    EXPECT_EQ(st.begin_run_unshared(), task_action::poll);
+    EXPECT_EQ(st.complete_unshared(task_outcome::finished), task_action::finish_unjoined);
+  }
+  {
+    task_state st;  // cancelled: the slots are empty, dropping them is harmless
+    bool was_complete = true;
+    EXPECT_EQ(st.begin_run(), task_action::poll);
+    EXPECT_EQ(st.cancel(was_complete), task_action::none);
+    EXPECT_EQ(st.end_run(), task_action::cancel);
+    EXPECT_EQ(st.complete(task_outcome::cancelled), task_action::finish);
+    EXPECT_EQ(st.detach(), task_action::drop_result);
+  }
+}
+
 TEST(TaskState, CancelWhileIdleQueuesItForCancellation) {
   task_state st;
   EXPECT_EQ(st.begin_run(), task_action::poll);

@@ -36,7 +36,8 @@
 // as it publishes it (the first run is the lazy start of the coroutine);
 // `scheduled | handle_gone` for a task spawned without a join handle.
 //
-// Edges (event: from -> to, action, memory order of the successful CAS):
+// Edges (event: from -> to, action, memory order of the successful CAS, or
+// of E12's fetch_or):
 //   E1  wake:      idle -> scheduled                push     acq_rel [T1][T6]
 //   E2  wake:      running -> running|notified      none     acq_rel [T1][T6]
 //   E0  wake:      scheduled, notified, complete    none     acq_rel [T1][T6] (same value)
@@ -255,8 +256,6 @@ class task_state {
         std::memory_order_acq_rel);
   }
 
-  // Acquire [T3]: pairs with the release in complete(); the result is
-  // readable once this returns true.
   [[nodiscard]] task_action detach() noexcept {
     // E12 sets one bit whatever the state: a fetch_or, then the decision
     // on the value it replaced. acq_rel [T7]: acquires the result a
@@ -274,6 +273,8 @@ class task_state {
     word_.store(task_initial_state | task_bits::handle_gone, std::memory_order_relaxed);
   }
 
+  // Acquire [T3]: pairs with the release in complete(); the result is
+  // readable once this returns true.
   [[nodiscard]] bool is_complete() const noexcept {
     return (word_.load(std::memory_order_acquire) & task_bits::complete) != 0;
   }
