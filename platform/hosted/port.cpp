@@ -17,7 +17,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
+#include <cstddef>
 #include <cstdlib>
 
 #include <sluice/detail/retire_list.hpp>
@@ -77,10 +77,14 @@ time_point now() noexcept {
 
 namespace {
 
-// Nesting depth and the mask to restore, per thread. A signal arriving
-// between the increment and the mask runs before we take any lock, so it
-// cannot deadlock on us.
-thread_local unsigned critical_depth = 0;
+// Nesting depth and the mask to restore, per thread. Both change only while
+// the thread's signals are blocked (enter_critical blocks them first), so a
+// handler never runs between a change of the depth and the mask: one that
+// interrupted a thread about to enter finds the depth 0 and masks for
+// itself (restoring the mask it ran with), and nothing it takes can be
+// held by a second handler while unmasked. An atomic, lock-free, as a
+// handler reads it (may_block) and changes it.
+thread_local constinit detail::atomic<std::uint32_t> critical_depth{0};
 thread_local sigset_t critical_saved_mask;
 
 }  // namespace
@@ -90,6 +94,22 @@ thread_local sigset_t critical_saved_mask;
 // the same value as its thread would. A lock-free atomic, as a signal
 // handler may write it.
 thread_local constinit detail::atomic<std::uint32_t> context_token_cache{0};
+
+namespace {
+
+// A child of fork() runs on one thread, whose cache holds the parent
+// thread's id; the child's own differs. Cleared, the next context_token()
+// reads it afresh (otherwise a thread id reused in the child could match).
+struct context_token_after_fork {
+  context_token_after_fork() noexcept {
+    (void)pthread_atfork(nullptr, nullptr, [] {
+      // Relaxed: the only thread of the child.
+      context_token_cache.store(0, std::memory_order_relaxed);
+    });
+  }
+} const context_token_after_fork_instance;
+
+}  // namespace
 
 std::uint32_t context_token_first() noexcept {
   // Linux thread ids are below 2^22 (PID_MAX_LIMIT): within [1, 2^30).
@@ -106,20 +126,29 @@ void yield_core() noexcept {
 }
 
 critical_state enter_critical() noexcept {
-  if (critical_depth++ == 0) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &critical_saved_mask);
-  }
+  // Masked first, then counted: see critical_depth. (A nested enter pays
+  // the system call too; critical sections are rare hosted.)
+  sigset_t all;
+  sigset_t before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &before);
+  // Relaxed, both: this thread's own word, changed only while masked.
+  const std::uint32_t depth = critical_depth.load(std::memory_order_relaxed);
+  if (depth == 0) critical_saved_mask = before;
+  critical_depth.store(depth + 1, std::memory_order_relaxed);
   return critical_state{0};
 }
 
 void leave_critical(critical_state) noexcept {
-  if (--critical_depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
+  // Relaxed, both: as in enter_critical (still masked here).
+  const std::uint32_t depth = critical_depth.load(std::memory_order_relaxed) - 1;
+  critical_depth.store(depth, std::memory_order_relaxed);
+  if (depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
 }
 
 bool may_block() noexcept {
-  return critical_depth == 0;
+  // Relaxed: this thread's own word.
+  return critical_depth.load(std::memory_order_relaxed) == 0;
 }
 
 namespace {
@@ -174,9 +203,34 @@ void asymmetric_fence_heavy() noexcept {
   detail::fence(std::memory_order_seq_cst);
 }
 
+namespace {
+
+// write(2) of a C string: async-signal-safe, as panic may run in a handler.
+void write_text(const char* text) noexcept {
+  std::size_t n = 0;
+  while (text[n] != '\0')
+    ++n;
+  (void)!write(STDERR_FILENO, text, n);
+}
+
+}  // namespace
+
 void panic(const char* message, const char* file, int line) noexcept {
-  std::fprintf(stderr, "%s:%d: %s\n", file, line, message);
-  std::fflush(stderr);
+  // "file:line: message", without stdio (not safe in a signal handler).
+  char number[16];
+  char* digits = number + sizeof number;
+  *--digits = '\0';
+  unsigned value = line > 0 ? static_cast<unsigned>(line) : 0;
+  do {
+    *--digits = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  write_text(file);
+  write_text(":");
+  write_text(digits);
+  write_text(": ");
+  write_text(message);
+  write_text("\n");
   std::abort();
 }
 
@@ -207,18 +261,35 @@ void delete_retired_parkers() noexcept {
   retired.take_all([](hosted_parker& p) noexcept { delete &p; });
 }
 
-// Owns the thread's reference to its parker; wakers may hold more and keep
-// the parker alive after the thread has gone.
-struct thread_parker {
-  hosted_parker* p = nullptr;
-  ~thread_parker() {
+// The thread's parker and the thread's reference to it; wakers may hold
+// more and keep the parker alive after the thread has gone. Constant-
+// initialised and trivially destructible, so that they stay readable
+// after the thread's exit-time destructors ran.
+thread_local constinit hosted_parker* this_thread_parker = nullptr;
+thread_local constinit bool this_thread_exited = false;
+
+// Parkers of threads that blocked after their exit had released the one
+// before (a destructor of a static or thread_local object that waits, such
+// as a global executor's shutdown on the main thread): kept to the end of
+// the program, reachable from here. Their link is retired_next: a kept
+// parker is never released by its thread, so never retired.
+constinit detail::retire_list<hosted_parker, &hosted_parker::retired_next> kept_after_exit;
+
+// Releases the thread's reference at its exit. Registered by the thread's
+// first current_parker().
+struct thread_parker_release {
+  bool armed = false;
+  ~thread_parker_release() {
+    this_thread_exited = true;
+    hosted_parker* const p = this_thread_parker;
+    this_thread_parker = nullptr;
     if (p == nullptr) return;
     p->release();
     delete_retired_parkers();
   }
 };
 
-thread_local thread_parker this_thread_parker;
+thread_local thread_parker_release this_thread_parker_release;
 
 // Deletes at the program's exit what no thread exit deleted since.
 struct retired_parkers_at_exit {
@@ -228,11 +299,17 @@ struct retired_parkers_at_exit {
 }  // namespace
 
 parker& current_parker() noexcept {
-  if (this_thread_parker.p == nullptr) {
+  if (this_thread_parker == nullptr) {
     delete_retired_parkers();
-    this_thread_parker.p = new hosted_parker();
+    auto* const p = new hosted_parker();
+    this_thread_parker = p;
+    if (this_thread_exited) {
+      kept_after_exit.push(*p);  // no exit left to release it
+    } else {
+      this_thread_parker_release.armed = true;  // registers the release at exit
+    }
   }
-  return *this_thread_parker.p;
+  return *this_thread_parker;
 }
 
 }  // namespace sluice::port

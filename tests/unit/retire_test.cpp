@@ -378,4 +378,31 @@ TEST(ParkerRetire, AParkerReleasedLastInAHandlerIsDeletedByTheNextThreadThatPark
   EXPECT_GE(freed, 1) << "a thread's first current_parker() deletes the retired parkers";
 }
 
+// A thread_local object made before the thread's first current_parker()
+// is destroyed after the thread's exit released that parker; a wait in its
+// destructor gets a new parker rather than the one released (and perhaps
+// freed) already. AddressSanitizer reports a use of the old one.
+long late_allocations = -1;
+struct waits_at_thread_exit {
+  bool touched = false;
+  ~waits_at_thread_exit() {
+    const long before = sluice::test::allocations;
+    sluice::parker& p = sluice::port::current_parker();
+    late_allocations = sluice::test::allocations - before;
+    // Used as a wait uses it (the token makes the park return at once).
+    p.make_waker().wake();
+    p.park_until(sluice::port::now() + sluice::duration{5'000'000'000});
+  }
+};
+
+TEST(ParkerRetire, AWaitInADestructorAfterTheThreadsExitReleasedItsParkerGetsANewOne) {
+  late_allocations = -1;
+  std::thread([] {
+    thread_local waits_at_thread_exit late;
+    late.touched = true;  // made first: destroyed after the parker's release
+    (void)sluice::port::current_parker();
+  }).join();
+  EXPECT_GE(late_allocations, 1) << "the released parker was handed out again";
+}
+
 }  // namespace
