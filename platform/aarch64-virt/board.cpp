@@ -21,17 +21,22 @@ namespace {
 // panic, which writes after a bounded wait whoever holds the lock.
 sluice::detail::atomic<std::uint32_t> console_lock{0};
 
+// attempts: how many looks at the lock before giving up (0: no limit).
+// Each look is an exchange or a load: a holder that never lets go (a fault
+// on its own core while it writes) ends the wait too.
 bool lock_console(std::uint32_t attempts) noexcept {
-  for (std::uint32_t i = 0; attempts == 0 || i < attempts; ++i) {
+  std::uint32_t looks = 0;
+  for (;;) {
     // Acquire [C1]: pairs with the release in unlock_console; the previous
     // holder's UART writes are done.
     if (console_lock.exchange(1, std::memory_order_acquire) == 0) return true;
     // Relaxed: wait for it to look free before trying again.
     sluice::detail::backoff spin;
-    while (console_lock.load(std::memory_order_relaxed) != 0)
+    do {
+      if (attempts != 0 && ++looks >= attempts) return false;
       spin.spin();
+    } while (console_lock.load(std::memory_order_relaxed) != 0);
   }
-  return false;
 }
 
 void unlock_console() noexcept {

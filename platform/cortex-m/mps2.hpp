@@ -102,7 +102,8 @@ inline std::uint32_t semihost(std::uint32_t operation, const void* argument) noe
   constexpr std::uint32_t adp_stopped_application_exit = 0x20026;
   const std::uint32_t block[2] = {adp_stopped_application_exit, static_cast<std::uint32_t>(status)};
   (void)semihost(sys_exit_extended, block);
-  // Without a debugger or semihosting, stop here.
+  // Without semihosting this stops here; on hardware with no debugger
+  // attached, bkpt faults instead (HardFault, which stops the core too).
   for (;;) {
     asm volatile("wfi");
   }

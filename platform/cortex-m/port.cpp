@@ -98,11 +98,15 @@ namespace sluice::port {
 wait_status wait_until(const detail::atomic<std::uint32_t>& word, std::uint32_t expected,
                        time_point deadline) noexcept {
   for (;;) {
+    // A handler (IPSR not 0) is woken only by interrupts of a higher
+    // priority, and with PRIMASK set nothing runs: named rather than hung.
+    std::uint32_t ipsr;
+    asm volatile("mrs %0, ipsr" : "=r"(ipsr));
     const std::uint32_t primask = mps2::mask_interrupts();
-    if (primask != 0)
+    if (primask != 0 || ipsr != 0)
       panic(
-          "sluice: wait_until called with interrupts masked (inside a critical section or a "
-          "handler): nothing could wake it",
+          "sluice: wait_until called in an interrupt handler or with interrupts masked "
+          "(inside a critical section): nothing could wake it",
           __FILE__, __LINE__);
     // Acquire: pairs with the notifier's release store to the word (the
     // parker's unpark, [P1] in parker.hpp).
