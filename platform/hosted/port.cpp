@@ -146,6 +146,13 @@ void leave_critical(critical_state) noexcept {
   if (depth == 0) pthread_sigmask(SIG_SETMASK, &critical_saved_mask, nullptr);
 }
 
+bool signal_mask_outside_critical(sigset_t& mask) noexcept {
+  // Relaxed: this thread's own word.
+  if (critical_depth.load(std::memory_order_relaxed) == 0) return false;
+  mask = critical_saved_mask;
+  return true;
+}
+
 bool may_block() noexcept {
   // Relaxed: this thread's own word.
   return critical_depth.load(std::memory_order_relaxed) == 0;

@@ -1,4 +1,8 @@
 // The hosted port's workers: one std::thread each.
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
 #include <new>
 #include <thread>
 #include <vector>
@@ -6,6 +10,10 @@
 #include <sluice/detail/worker_port.hpp>
 
 namespace sluice::port {
+
+// port.cpp: inside a critical_section, the signal mask it will restore
+// (true); outside one, false.
+bool signal_mask_outside_critical(sigset_t& mask) noexcept;
 
 struct worker_group {
   std::vector<std::thread> threads;
@@ -25,9 +33,17 @@ worker_group* start_workers(unsigned count, worker_entry entry, void* argument) 
     // that the executor still runs its tasks.
     count = 1;
   }
+  // A thread starts with its creator's signal mask. Created inside a
+  // critical_section, that blocks every signal: the workers take the mask
+  // from outside it instead, or no handler would ever run on them.
+  sigset_t mask;
+  const bool set_mask = signal_mask_outside_critical(mask);
   try {
     for (unsigned i = 0; i < count; ++i)
-      group->threads.emplace_back([entry, argument] { entry(argument); });
+      group->threads.emplace_back([entry, argument, set_mask, mask] {
+        if (set_mask) pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+        entry(argument);
+      });
   } catch (...) {
     // Keep the workers already running (fewer than asked); none at all is
     // a failure.
@@ -54,7 +70,15 @@ void*& current_worker() noexcept {
   return this_thread_worker;
 }
 
+// The CPUs this process may run on (its affinity mask, which taskset and
+// container CPU sets narrow), else every CPU the system has.
 unsigned default_worker_count() noexcept {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
+    const int n = CPU_COUNT(&cpus);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;
 }
