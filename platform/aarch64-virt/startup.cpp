@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <sluice/detail/atomic.hpp>
+
 #include "virt.hpp"
 
 extern "C" {
@@ -77,21 +79,31 @@ std::int64_t psci_call(std::uint64_t function, std::uint64_t a1, std::uint64_t a
 }
 
 namespace {
-// Set once exit began: a fault on the way out (semihosting not enabled
-// traps HLT as undefined) goes straight to PSCI.
-volatile bool exiting = false;
+// The core that began the exit, plus one (0: none). Its own second exit (a
+// fault on the way out: semihosting not enabled traps HLT as undefined)
+// goes straight to PSCI; any other core that exits meanwhile stops there,
+// so that it cannot power the machine off before the first core's status
+// is out.
+sluice::detail::atomic<std::uint32_t> exiting{0};
 }  // namespace
 
 [[noreturn]] void exit(int status) noexcept {
   (void)mask_interrupts();
-  if (!exiting) {
-    exiting = true;
+  const std::uint32_t me = core_index() + 1;
+  std::uint32_t first = 0;
+  // Relaxed: decides who reports; the status travels in this call.
+  if (exiting.compare_exchange_strong(first, me, std::memory_order_relaxed,
+                                      std::memory_order_relaxed)) {
     // SYS_EXIT (0x18) with {ADP_Stopped_ApplicationExit, status}: QEMU
     // exits with `status`.
     const std::uint64_t block[2] = {0x20026, static_cast<std::uint64_t>(status)};
     register std::uint64_t x0 asm("x0") = 0x18;
     register const std::uint64_t* x1 asm("x1") = block;
     asm volatile("hlt #0xf000" : "+r"(x0) : "r"(x1) : "memory");
+  }
+  if (first != 0 && first != me) {
+    for (;;)
+      asm volatile("wfe");  // another core reports the exit
   }
   // QEMU exits with 0 here whatever the status: run.sh judges by the output.
   (void)psci_call(psci_system_off, 0, 0, 0);
