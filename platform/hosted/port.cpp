@@ -278,8 +278,9 @@ thread_local constinit bool this_thread_exited = false;
 // Parkers of threads that blocked after their exit had released the one
 // before (a destructor of a static or thread_local object that waits, such
 // as a global executor's shutdown on the main thread): kept to the end of
-// the program, reachable from here. Their link is retired_next: a kept
-// parker is never released by its thread, so never retired.
+// the program, reachable from here (one per such thread: a program that
+// keeps starting threads whose late destructors wait keeps one each). Their link is retired_next: a
+// kept parker is never released by its thread, so never retired.
 constinit detail::retire_list<hosted_parker, &hosted_parker::retired_next> kept_after_exit;
 
 // Releases the thread's reference at its exit. Registered by the thread's

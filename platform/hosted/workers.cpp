@@ -36,7 +36,7 @@ worker_group* start_workers(unsigned count, worker_entry entry, void* argument) 
   // A thread starts with its creator's signal mask. Created inside a
   // critical_section, that blocks every signal: the workers take the mask
   // from outside it instead, or no handler would ever run on them.
-  sigset_t mask;
+  sigset_t mask{};
   const bool set_mask = signal_mask_outside_critical(mask);
   try {
     for (unsigned i = 0; i < count; ++i)
@@ -70,8 +70,9 @@ void*& current_worker() noexcept {
   return this_thread_worker;
 }
 
-// The CPUs this process may run on (its affinity mask, which taskset and
-// container CPU sets narrow), else every CPU the system has.
+// The CPUs the calling thread may run on (its affinity mask, which a
+// thread inherits from its creator, and which taskset and container CPU
+// sets narrow for a whole process), else every CPU the system has.
 unsigned default_worker_count() noexcept {
   cpu_set_t cpus;
   CPU_ZERO(&cpus);

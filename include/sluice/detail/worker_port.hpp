@@ -21,7 +21,8 @@ using worker_entry = void (*)(void* argument) noexcept;
 // frees the group.
 void join_workers(worker_group* group) noexcept;
 
-// The number of workers an executor starts by default: the cores available.
+// The number of workers an executor starts by default: the cores available
+// (hosted: to the calling thread, by its affinity mask).
 [[nodiscard]] unsigned default_worker_count() noexcept;
 
 // One pointer of storage for the calling thread (hosted) or core (bare
