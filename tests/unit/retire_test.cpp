@@ -34,6 +34,13 @@ std::atomic<int> results_alive{0};
 std::atomic<int> results_made{0};
 std::atomic<int> results_destroyed_in_handler{0};
 
+// A counted object's destruction: one fewer alive, and one more in a
+// handler if a signal handler runs it.
+void note_destroyed(std::atomic<int>& alive, std::atomic<int>& in_handler) {
+  if (sluice::test::in_signal_handler != 0) in_handler.fetch_add(1);
+  alive.fetch_sub(1);
+}
+
 struct counted_result {
   counted_result() noexcept {
     results_alive.fetch_add(1);
@@ -43,10 +50,7 @@ struct counted_result {
   counted_result(counted_result&&) noexcept { results_alive.fetch_add(1); }
   counted_result& operator=(const counted_result&) = default;
   counted_result& operator=(counted_result&&) = default;
-  ~counted_result() {
-    if (sluice::test::in_signal_handler != 0) results_destroyed_in_handler.fetch_add(1);
-    results_alive.fetch_sub(1);
-  }
+  ~counted_result() { note_destroyed(results_alive, results_destroyed_in_handler); }
 };
 
 task<counted_result> result_after(manual_event& e) {
@@ -120,6 +124,13 @@ bool nothing_retired() {
   return sluice::detail::retired_tasks.approx_empty();
 }
 
+// A frame_pool for task headers and an executor on it, driven by the test.
+struct pool_and_executor {
+  alignas(sluice::frame_pool::block_alignment) std::byte storage[8192];
+  sluice::frame_pool pool{storage, sizeof storage, 512};
+  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+};
+
 class TaskRetire : public ::testing::TestWithParam<last_use> {};
 
 TEST_P(TaskRetire, AWakersLastReleaseInAHandlerFreesNothingThereAndTheNextCompletionDoes) {
@@ -178,15 +189,14 @@ TEST_P(TaskRetire, AfterTheLastExecutorTheProgramDestroysWhatIsRetired) {
 // at completion.
 TEST_P(TaskRetire, ATaskFromAFramePoolIsDestroyedAtOnceAndItsBlockReturns) {
   reset_counts();
-  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
-  sluice::frame_pool pool{storage, sizeof storage, 512};
-  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  pool_and_executor on;
+  sluice::executor& ex = on.ex;
   manual_event e;
   sluice::waker kept = last_reference_to_a_completed_task(ex, e);
-  EXPECT_EQ(pool.approx_in_use(), 1u) << "the task's header";
+  EXPECT_EQ(on.pool.approx_in_use(), 1u) << "the task's header";
   give_up_in_handler(kept, GetParam());
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0) << "operator delete ran in the handler";
-  EXPECT_EQ(pool.approx_in_use(), 0u) << "the block went back to the pool in the handler";
+  EXPECT_EQ(on.pool.approx_in_use(), 0u) << "the block went back to the pool in the handler";
   EXPECT_EQ(results_alive.load(), 0);
 }
 
@@ -200,9 +210,8 @@ class PoolTaskResult : public ::testing::TestWithParam<result_left> {};
 
 TEST_P(PoolTaskResult, NeverGoesInTheHandlerThatDropsTheLastWaker) {
   reset_counts();
-  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
-  sluice::frame_pool pool{storage, sizeof storage, 512};
-  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  pool_and_executor on;
+  sluice::executor& ex = on.ex;
   manual_event e;
   std::optional<sluice::join_handle<counted_result>> h;
   if (GetParam() == result_left::spawned_detached) {
@@ -229,9 +238,9 @@ TEST_P(PoolTaskResult, NeverGoesInTheHandlerThatDropsTheLastWaker) {
         << "completed with nobody to take the result, and the worker kept it";
   }
   EXPECT_EQ(results_alive.load(), 0);
-  EXPECT_EQ(pool.approx_in_use(), 1u) << "the waker holds the task's header";
+  EXPECT_EQ(on.pool.approx_in_use(), 1u) << "the waker holds the task's header";
   give_up_in_handler(kept, last_use::drop);
-  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(on.pool.approx_in_use(), 0u);
   EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
 }
 
@@ -246,10 +255,7 @@ struct throwing_move {
     results_alive.fetch_add(1);
   }
   throwing_move& operator=(throwing_move&&) = delete;
-  ~throwing_move() {
-    if (sluice::test::in_signal_handler != 0) results_destroyed_in_handler.fetch_add(1);
-    results_alive.fetch_sub(1);
-  }
+  ~throwing_move() { note_destroyed(results_alive, results_destroyed_in_handler); }
 };
 
 task<throwing_move> throwing_move_after(manual_event& e) {
@@ -260,9 +266,8 @@ task<throwing_move> throwing_move_after(manual_event& e) {
 TEST(PoolTaskResult, AJoinWhoseMoveThrowsLeavesNothingInTheTask) {
   reset_counts();
   moves_throw = false;
-  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
-  sluice::frame_pool pool{storage, sizeof storage, 512};
-  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  pool_and_executor on;
+  sluice::executor& ex = on.ex;
   manual_event e;
   auto h = ex.spawn(throwing_move_after(e));
   ASSERT_TRUE(h.has_value());
@@ -277,7 +282,7 @@ TEST(PoolTaskResult, AJoinWhoseMoveThrowsLeavesNothingInTheTask) {
   EXPECT_EQ(results_alive.load(), 0) << "the result stayed in the task after the join threw";
   give_up_in_handler(kept, last_use::drop);
   EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
-  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(on.pool.approx_in_use(), 0u);
 }
 
 // A task without a handle that finishes in its first run ends on the path
@@ -289,14 +294,13 @@ task<counted_result> at_once() {
 
 TEST(PoolTaskResult, OfADetachedTaskThatNeverSuspendedGoesWithItsCompletion) {
   reset_counts();
-  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
-  sluice::frame_pool pool{storage, sizeof storage, 512};
-  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  pool_and_executor on;
+  sluice::executor& ex = on.ex;
   ASSERT_TRUE(ex.spawn_detached(at_once()));
   EXPECT_EQ(ex.run_until_idle(), 1u);
   EXPECT_EQ(results_made.load(), 1);
   EXPECT_EQ(results_alive.load(), 0);
-  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(on.pool.approx_in_use(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Left, PoolTaskResult,
@@ -323,10 +327,7 @@ struct counted_error {
   counted_error() noexcept { errors_alive.fetch_add(1); }
   counted_error(const counted_error&) noexcept { errors_alive.fetch_add(1); }
   counted_error& operator=(const counted_error&) = default;
-  ~counted_error() {
-    if (sluice::test::in_signal_handler != 0) errors_destroyed_in_handler.fetch_add(1);
-    errors_alive.fetch_sub(1);
-  }
+  ~counted_error() { note_destroyed(errors_alive, errors_destroyed_in_handler); }
 };
 
 task<int> throw_after(manual_event& e) {
@@ -338,9 +339,8 @@ TEST(PoolTaskException, GoesWithTheHandleNotInTheHandlerThatDropsTheLastWaker) {
   reset_counts();
   errors_alive = 0;
   errors_destroyed_in_handler = 0;
-  alignas(sluice::frame_pool::block_alignment) static std::byte storage[8192];
-  sluice::frame_pool pool{storage, sizeof storage, 512};
-  sluice::executor ex{{.pool = &pool, .threads = sluice::worker_threads::none}};
+  pool_and_executor on;
+  sluice::executor& ex = on.ex;
   manual_event e;
   auto h = ex.spawn(throw_after(e));
   ASSERT_TRUE(h.has_value());
@@ -352,7 +352,7 @@ TEST(PoolTaskException, GoesWithTheHandleNotInTheHandlerThatDropsTheLastWaker) {
   h->detach();
   EXPECT_EQ(errors_alive.load(), 0) << "the handle went without a join and left the exception";
   give_up_in_handler(kept, last_use::drop);
-  EXPECT_EQ(pool.approx_in_use(), 0u);
+  EXPECT_EQ(on.pool.approx_in_use(), 0u);
   EXPECT_EQ(errors_destroyed_in_handler.load(), 0) << "the exception was released in the handler";
 }
 
