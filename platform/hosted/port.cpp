@@ -279,14 +279,16 @@ thread_local constinit bool this_thread_exited = false;
 // before (a destructor of a static or thread_local object that waits, such
 // as a global executor's shutdown on the main thread): kept to the end of
 // the program, reachable from here (one per such thread: a program that
-// keeps starting threads whose late destructors wait keeps one each). Their link is retired_next: a
-// kept parker is never released by its thread, so never retired.
+// keeps starting threads whose late destructors wait keeps one each).
+// Their link is retired_next: a kept parker is never released by its
+// thread, so never retired.
 constinit detail::retire_list<hosted_parker, &hosted_parker::retired_next> kept_after_exit;
 
 // Releases the thread's reference at its exit. Registered by the thread's
-// first current_parker().
+// first current_parker(), whose store to `used` is the first use of this
+// thread_local: that constructs it and registers its destructor.
 struct thread_parker_release {
-  bool armed = false;
+  bool used = false;  // written only for that first use
   ~thread_parker_release() {
     this_thread_exited = true;
     hosted_parker* const p = this_thread_parker;
@@ -314,7 +316,7 @@ parker& current_parker() noexcept {
     if (this_thread_exited) {
       kept_after_exit.push(*p);  // no exit left to release it
     } else {
-      this_thread_parker_release.armed = true;  // registers the release at exit
+      this_thread_parker_release.used = true;  // registers the release at exit
     }
   }
   return *this_thread_parker;

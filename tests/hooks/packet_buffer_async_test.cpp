@@ -36,9 +36,8 @@ void free_at_the_first_refusal(pbuf_hook point) {
 class AsyncRoom : public ::testing::TestWithParam<bool> {};  // with overwrite?
 
 TEST_P(AsyncRoom, TheRecheckSeesRoomFreedBeforeTheTaskIsListed) {
-  std::uint32_t words[8];
-  pbuf_core core(
-      {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
+  sluice::test::eight_word_core engine(GetParam());
+  pbuf_core& core = engine.core;
   const pbuf_span held = sluice::test::full_holding_the_first(core);
   ASSERT_NE(held.words, nullptr);
   core_to_free.store(&core, std::memory_order_relaxed);

@@ -116,12 +116,16 @@ class packet_ledger {
   std::vector<std::unique_ptr<std::atomic<std::uint8_t>[]>> claimed_, dropped_;
 };
 
-// Counts the wakes of the wakers made from it (sluice::make_waker), and
-// their references: it must outlive them, and when it goes every one must
-// have been released (a waker clone kept by a list it left, or never
-// dropped, fails the test). Relaxed: counts, read by the thread that woke
-// and released, or after the thread that did is joined (the join orders
-// them); nothing else is read through them.
+// An engine on 8 words of its own, with or without overwrite.
+struct eight_word_core {
+  std::uint32_t words[8];
+  detail::pbuf_core core;
+  explicit eight_word_core(bool overwrite)
+      : core({.buffer = words, .size = 8, .flags = overwrite ? detail::pbuf_flag_overwrite : 0u}) {}
+  eight_word_core(const eight_word_core&) = delete;
+  eight_word_core& operator=(const eight_word_core&) = delete;
+};
+
 // Fills a new buffer of 8 words with two committed packets of 4 and claims
 // the first: full, and the claimed packet's free is the room. Its span.
 inline detail::pbuf_span full_holding_the_first(detail::pbuf_core& core) {
@@ -145,6 +149,12 @@ inline bool listed_before(const detail::waiter_list& list, const std::atomic<boo
   }
 }
 
+// Counts the wakes of the wakers made from it (sluice::make_waker), and
+// their references: it must outlive them, and when it goes every one must
+// have been released (a waker clone kept by a list it left, or never
+// dropped, fails the test). Relaxed: counts, read by the thread that woke
+// and released, or after the thread that did is joined (the join orders
+// them); nothing else is read through them.
 struct wake_counter {
   std::atomic<int> wakes{0};
   std::atomic<int> refs{0};

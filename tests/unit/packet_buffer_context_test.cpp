@@ -71,9 +71,8 @@ class rescuer {
 class TimedFormsInACriticalSection : public ::testing::TestWithParam<bool> {};  // overwrite?
 
 TEST_P(TimedFormsInACriticalSection, AllocMakesOneTryAndDropsNothing) {
-  std::uint32_t words[8];
-  pbuf_core core(
-      {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
+  sluice::test::eight_word_core engine(GetParam());
+  pbuf_core& core = engine.core;
   const pbuf_span held = sluice::test::full_holding_the_first(core);
   ASSERT_NE(held.words, nullptr);
   pbuf_span p;
@@ -98,9 +97,8 @@ TEST_P(TimedFormsInACriticalSection, AllocMakesOneTryAndDropsNothing) {
 }
 
 TEST_P(TimedFormsInACriticalSection, ClaimMakesOneTry) {
-  std::uint32_t words[8];
-  pbuf_core core(
-      {.buffer = words, .size = 8, .flags = GetParam() ? sluice::detail::pbuf_flag_overwrite : 0u});
+  sluice::test::eight_word_core engine(GetParam());
+  pbuf_core& core = engine.core;
   pbuf_span got;
   {
     const rescuer commits(core.data_waiters, [&] { (void)sluice::test::put_with_length(core, 4); });

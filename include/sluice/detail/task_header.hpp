@@ -420,8 +420,9 @@ class task_cell final : public task_header {
     self.exception_.reset();
   }
   // Nothing to drop: a result with no destructor, and no exception to hold.
-  static constexpr bool drops_nothing =
-      (std::is_void_v<T> || std::is_trivially_destructible_v<T>)&&!exception_slot::holds;
+  static constexpr bool result_has_destructor =
+      !std::is_void_v<T> && !std::is_trivially_destructible_v<T>;
+  static constexpr bool drops_nothing = !result_has_destructor && !exception_slot::holds;
   static constexpr task_vtable table{&take_result, &destroy,
                                      drops_nothing ? &drop_nothing : &drop_result};
 

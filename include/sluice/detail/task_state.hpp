@@ -262,10 +262,12 @@ class task_state {
     // finished task's complete released; releases the handle's last uses
     // of the task to its worker.
     const std::uint32_t s = word_.fetch_or(task_bits::handle_gone, std::memory_order_acq_rel);
-    SLUICE_ASSERT(decide_detach(s).action != task_action::invalid,
+    // decide_detach(s).action for a valid s, in less code (no validity
+    // check in a release build); a debug build checks that they agree.
+    const task_action a = (s & task_bits::complete) ? task_action::drop_result : task_action::none;
+    SLUICE_ASSERT(decide_detach(s).action == a,
                   "a task's join handle went twice, or its state word is corrupt");
-    // decide_detach(s).action for a valid s, in less code.
-    return (s & task_bits::complete) ? task_action::drop_result : task_action::none;
+    return a;
   }
   // For a task spawned without a join handle. Relaxed: before spawn
   // publishes the task (its push releases the word with the rest).
