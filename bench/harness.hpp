@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,22 @@ inline bool pin_to_slot(const std::vector<int>& cpus, int slot) {
   CPU_SET(cpus[static_cast<std::size_t>(slot) % cpus.size()], &set);
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
+
+// A zeroed array of words on its own cache lines, as a static buffer
+// would be: every buffer in a packet suite gets the same alignment, so
+// that none pays split lines that another does not.
+class line_aligned_words {
+ public:
+  explicit line_aligned_words(std::size_t n)
+      : words_(new (std::align_val_t{64}) std::uint32_t[n]()) {}
+  std::uint32_t* data() const { return words_.get(); }
+
+ private:
+  struct release {
+    void operator()(std::uint32_t* p) const { ::operator delete[](p, std::align_val_t{64}); }
+  };
+  std::unique_ptr<std::uint32_t[], release> words_;
+};
 
 // The spin policy for every try-spin impl: a CPU-relax hint per failed attempt, and a
 // sched_yield every 128 failures so an oversubscribed run (more threads than cores) still

@@ -7,16 +7,17 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
-#include <vector>
 
 #include <sluice/detail/cpu_relax.hpp>
+
+#include "harness.hpp"
 
 namespace sluice::bench {
 
 class spinlock_pbuf {
  public:
   spinlock_pbuf(std::uint32_t words, bool overwrite)
-      : buf_(words, 0), size_(words), overwrite_(overwrite) {}
+      : buf_(words), size_(words), overwrite_(overwrite) {}
 
   // Returns the packet's first word, or null when there is no room.
   std::uint32_t* alloc(std::uint32_t n) {
@@ -84,7 +85,7 @@ class spinlock_pbuf {
     return pow2_ ? static_cast<std::uint32_t>(pos & (size_ - 1))
                  : static_cast<std::uint32_t>(pos % size_);
   }
-  std::uint32_t& at(std::uint64_t pos) { return buf_[slot(pos)]; }
+  std::uint32_t& at(std::uint64_t pos) { return buf_.data()[slot(pos)]; }
   void sweep() {
     while (rd_ != claim_ && (at(rd_) & (valid | busy)) == busy)
       rd_ += at(rd_) >> 2;
@@ -101,7 +102,7 @@ class spinlock_pbuf {
     return false;  // the oldest is not committed
   }
 
-  std::vector<std::uint32_t> buf_;
+  line_aligned_words buf_;
   std::uint32_t size_;
   bool overwrite_;
   bool pow2_ = (size_ & (size_ - 1)) == 0;

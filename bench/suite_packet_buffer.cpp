@@ -107,7 +107,7 @@ struct checker {
 
 template <sluice::buffer_contexts Contexts>
 struct sluice_impl {
-  std::vector<std::uint32_t> storage;
+  sb::line_aligned_words storage;
   sluice::packet_buffer pb;
   sluice_impl(std::uint32_t words, bool overwrite)
       : storage(words),
@@ -190,13 +190,13 @@ struct moodycamel_impl {
 // overwrite. One thread only: a floor to read sluice's cycle against, not
 // a peer.
 struct cas_floor_impl {
-  std::vector<std::uint32_t> words;
+  sb::line_aligned_words words;
   std::uint32_t mask;
   std::atomic<std::uint32_t> wr{0};
   std::atomic<std::uint32_t> rd{0};
   cas_floor_impl(std::uint32_t capacity, bool) : words(capacity), mask(capacity - 1) {}
   std::atomic_ref<std::uint32_t> header(std::uint32_t pos) {
-    return std::atomic_ref(words[pos & mask]);
+    return std::atomic_ref(words.data()[pos & mask]);
   }
   template <std::uint32_t N>
   bool put(std::uint32_t pid, std::uint32_t seq) {
@@ -209,7 +209,7 @@ struct cas_floor_impl {
     } while (!wr.compare_exchange_weak(w, w + N, std::memory_order_relaxed));
     // Relaxed: the reserving producer's own word until the release below.
     header(w).store(N << 2, std::memory_order_relaxed);
-    fill<N>(&words[w & mask], pid, seq);
+    fill<N>(words.data() + (w & mask), pid, seq);
     // Release: pairs with take's acquire load of the header.
     header(w).store((N << 2) | 1, std::memory_order_release);
     return true;
@@ -224,7 +224,7 @@ struct cas_floor_impl {
     // Relaxed, both: the taker's word until the release of rd below, which
     // publishes the zero to the producer that reserves these words next.
     header(r).store(v | 2, std::memory_order_relaxed);
-    c.see<N>(&words[r & mask], v >> 2);
+    c.see<N>(words.data() + (r & mask), v >> 2);
     header(r).store(0, std::memory_order_relaxed);
     // Release: pairs with put's acquire load of rd.
     rd.store(r + (v >> 2), std::memory_order_release);
@@ -235,17 +235,17 @@ struct cas_floor_impl {
 
 // The cycle's payload work alone: fill and check one array.
 struct payload_only_impl {
-  std::vector<std::uint32_t> words;
+  sb::line_aligned_words words;
   payload_only_impl(std::uint32_t capacity, bool) : words(capacity) {}
   template <std::uint32_t N>
   bool put(std::uint32_t pid, std::uint32_t seq) {
-    words[0] = N << 2;
+    words.data()[0] = N << 2;
     fill<N>(words.data(), pid, seq);
     return true;
   }
   template <std::uint32_t N>
   bool take(checker& c) {
-    c.see<N>(words.data(), words[0] >> 2);
+    c.see<N>(words.data(), words.data()[0] >> 2);
     return true;
   }
   std::uint64_t dropped() const { return 0; }
