@@ -89,11 +89,15 @@
 //   [L3] read mark: each receiver's release store -> the acquire load of the
 //        block's last receiver: every use of the block happens before it is
 //        retired
-//   [L6] head_.tail_seen: relaxed store and load; a hint that only ever holds
-//        a value tail_.index had. Tail only grows, so a value ahead of head
-//        means a sender has claimed head's position: the same fact the
-//        relaxed tail_ load would give (the value itself comes through [L2]).
-//        Empty is only ever concluded from tail_ itself, so [C1] holds.
+//   [L6] head_.tail_seen: a hint that only ever holds a value tail_.index
+//        had. Tail only grows, so a value ahead of head means a sender has
+//        claimed head's position: the same fact the relaxed tail_ load would
+//        give (the value itself comes through [L2]). Empty is only ever
+//        concluded from tail_ itself, so [C1] holds. Release store ->
+//        acquire load: the tail_ read behind the hint happens before the
+//        claim that used it, and through that claim's compare-and-swap
+//        before every later receiver's read of tail_, which can then not
+//        return an older tail_ (one behind head: a claim past tail_).
 //   [L5] the deferred stack: release compare-exchange when pushing ->
 //        acquire exchange when taking it all: the pushed blocks' links are
 //        visible (pushes are read-modify-writes, so one release sequence).
@@ -254,22 +258,22 @@ class list_engine {
       }
       std::size_t new_head = head + step;
       if ((head & flag) == 0) {
-        // Relaxed [L6]: a tail_ value seen before; if it is ahead of head,
+        // Acquire [L6]: a tail_ value seen before; if it is ahead of head,
         // tail_ need not be read (its line stays with the senders).
         // Only with 64-bit positions: with 32 bits, a receiver preempted
         // between its read of tail_ and this store while the others take
         // 2^30 positions could leave a value that looks ahead again after
         // the wrap, and the receivers would claim past tail_. 2^62
         // positions do not wrap in any run.
-        std::size_t tail = tail_seen_usable ? head_.tail_seen.load(std::memory_order_relaxed) : 0;
+        std::size_t tail = tail_seen_usable ? head_.tail_seen.load(std::memory_order_acquire) : 0;
         if (!tail_seen_usable || !is_ahead(tail, head)) {
           // Relaxed: tells empty from not-empty; the value comes through [L2].
           tail = tail_.index.load(std::memory_order_relaxed);
           if (head / step == tail / step) {
             return (tail & flag) != 0 ? closed_seen() : op_status::would_block;
           }
-          // Relaxed [L6]: a hint for the receivers after us.
-          if (tail_seen_usable) head_.tail_seen.store(tail, std::memory_order_relaxed);
+          // Release [L6]: a hint for the receivers after us.
+          if (tail_seen_usable) head_.tail_seen.store(tail, std::memory_order_release);
         }
         // tail_ is in a later block: this block is full, so readers may stop
         // checking tail_ until the next block.
