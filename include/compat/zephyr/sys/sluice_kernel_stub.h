@@ -19,6 +19,16 @@
 #ifndef BIT
 #define BIT(n) (1UL << (n))
 #endif
+/* Two of <zephyr/sys/util.h>'s helpers, which Zephyr code that includes
+ * only <zephyr/sys/mpsc_pbuf.h> gets through <zephyr/kernel.h> and uses
+ * with it (a config's .size = ARRAY_SIZE(storage), a drop callback's
+ * unused argument). */
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(array) (sizeof(array) / sizeof((array)[0]))
+#endif
+#ifndef ARG_UNUSED
+#define ARG_UNUSED(x) (void)(x)
+#endif
 
 typedef int64_t k_ticks_t;
 
@@ -27,12 +37,20 @@ typedef struct {
   uint32_t tick_rate; /* 0, or ticks per second (K_TICKS) */
 } k_timeout_t;
 
-#define K_NO_WAIT ((k_timeout_t){0, 0})
-#define K_FOREVER ((k_timeout_t){-1, 0})
-#define K_NSEC(t) ((k_timeout_t){(k_ticks_t)(t), 0})
-#define K_USEC(t) ((k_timeout_t){(k_ticks_t)(t)*1000, 0})
-#define K_MSEC(ms) ((k_timeout_t){(k_ticks_t)(ms)*1000000, 0})
-#define K_SECONDS(s) ((k_timeout_t){(k_ticks_t)(s)*1000000000, 0})
+/* A k_timeout_t value: a compound literal in C, a temporary in C++ (which
+ * has no compound literals). */
+#ifdef __cplusplus
+#define SLUICE_K_TIMEOUT(ticks, rate) (k_timeout_t{(ticks), (rate)})
+#else
+#define SLUICE_K_TIMEOUT(ticks, rate) ((k_timeout_t){(ticks), (rate)})
+#endif
+
+#define K_NO_WAIT SLUICE_K_TIMEOUT(0, 0)
+#define K_FOREVER SLUICE_K_TIMEOUT(-1, 0)
+#define K_NSEC(t) SLUICE_K_TIMEOUT((k_ticks_t)(t), 0)
+#define K_USEC(t) SLUICE_K_TIMEOUT((k_ticks_t)(t)*1000, 0)
+#define K_MSEC(ms) SLUICE_K_TIMEOUT((k_ticks_t)(ms)*1000000, 0)
+#define K_SECONDS(s) SLUICE_K_TIMEOUT((k_ticks_t)(s)*1000000000, 0)
 #define K_MINUTES(m) K_SECONDS((k_ticks_t)(m)*60)
 #define K_HOURS(h) K_MINUTES((k_ticks_t)(h)*60)
 
@@ -40,7 +58,7 @@ typedef struct {
 #define CONFIG_SYS_CLOCK_TICKS_PER_SEC 10000
 #endif
 #define K_TICKS_FOREVER ((k_ticks_t)-1)
-#define K_TICKS(t) ((k_timeout_t){(k_ticks_t)(t), (uint32_t)(CONFIG_SYS_CLOCK_TICKS_PER_SEC)})
+#define K_TICKS(t) SLUICE_K_TIMEOUT((k_ticks_t)(t), (uint32_t)(CONFIG_SYS_CLOCK_TICKS_PER_SEC))
 
 /* The wait in nanoseconds: -1 forever; ticks round up; a wait past
  * INT64_MAX nanoseconds (about 292 years) is INT64_MAX. */
