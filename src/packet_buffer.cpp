@@ -66,6 +66,24 @@
 //         one). A move that ran inside a claim (a handler on the
 //         consumer's thread, or a waker) found the buffer empty: t had
 //         reached the copy, and the next look reloads it.
+//   [PB8] an observer without overwrite (is_pending from any context)
+//         reads the header at the claim position, which the consumer may
+//         be passing at that moment: claimed, freed, zeroed (plain
+//         stores), reused by a producer. So the two shake hands, as in
+//         [PB4]: the observer counts itself in `observers`, runs the heavy
+//         side of the asymmetric fence, then loads tmp_rd_idx and reads
+//         the header there; the consumer, which moved tmp_rd_idx past a
+//         packet when it claimed or passed it, runs the light side and
+//         loads `observers` before it zeroes those words (await_observers,
+//         in reclaim_from and free_fast), and waits while it reads more
+//         than 0. Either the consumer sees the observer (and waits for its
+//         release decrement, with acquire: the read comes before the
+//         zeroing), or the observer's t is past every packet the consumer
+//         zeroes without waiting. The observer masks interrupts (signals)
+//         for its look, so that a consumer in a handler never waits for a
+//         context it interrupted. Where the image has one core
+//         (SLUICE_SINGLE_CORE), that masking alone keeps the consumer
+//         away, and neither side counts.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -134,11 +152,11 @@ namespace sluice::detail {
 // config.hpp; else it compiles to nothing); droppers there too, and
 // elsewhere only when the port gives no context token (`masks` false: the
 // lock word then names the holder's thread instead, see lock_as()).
-template <bool Masks>
+template <bool Masks, bool EvenThreadsOnly = false>
 class pbuf_critical_guard {
  public:
   explicit pbuf_critical_guard(const pbuf_core& core) noexcept
-      : masked_(Masks && (core.flags & pbuf_flag_threads_only) == 0) {
+      : masked_(Masks && (EvenThreadsOnly || (core.flags & pbuf_flag_threads_only) == 0)) {
     if (masked_) state_ = port::enter_critical();
   }
   ~pbuf_critical_guard() {
@@ -153,6 +171,11 @@ class pbuf_critical_guard {
 };
 using dropper_guard = pbuf_critical_guard<true>;
 using consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
+// is_pending's look without overwrite ([PB8]): masked, so that a consumer
+// in a handler never waits for the context it interrupted; on one core
+// also with threads_only, as the masking is then what keeps the consumer
+// (a thread that could preempt the look) out.
+using observer_guard = pbuf_critical_guard<true, single_core>;
 
 // A waiter's patience with the holder of the overwrite lock or of the
 // consumer's biased turn (lock_as_waiting, end_bias): one wait() per look
@@ -201,8 +224,8 @@ class holder_waiter {
   std::uint32_t waits_ = 0;  // toward yielding the core
 };
 
-// Debug builds, without overwrite: the consumer's calls (claim, free,
-// is_pending) run one at a time, and two at once (a free on another thread
+// Debug builds, without overwrite: the consumer's calls (claim, free)
+// run one at a time, and two at once (a free on another thread
 // during a claim, two consumers) can strand the read side for good. Each
 // such call marks consumer_in, which only the overwrite policy's biased turn
 // uses otherwise, and a call that finds it marked names the mistake. (With
@@ -216,8 +239,8 @@ class pbuf_consumer_call {
       // Relaxed: a check, not a synchronisation; the calls it catches race.
       const std::uint32_t before = core_.consumer_in.exchange(1, std::memory_order_relaxed);
       SLUICE_ASSERT(before == 0,
-                    "packet buffer: two consumer calls at once (claim, free or is_pending on "
-                    "two threads, or two consumers)");
+                    "packet buffer: two consumer calls at once (claim or free on two threads, "
+                    "or two consumers)");
     }
   }
   ~pbuf_consumer_call() {
@@ -914,6 +937,7 @@ bool pbuf_core::reclaim() noexcept {
 
 [[gnu::always_inline]] inline bool pbuf_core::reclaim_from(std::uint32_t start, std::uint32_t r,
                                                            std::uint32_t t) noexcept {
+  await_observers();  // [PB8]
   r = zero_skips(r, t);
   if (r == start) return false;
   publish_rd_idx(r);
@@ -936,6 +960,31 @@ bool pbuf_core::reclaim() noexcept {
     r = advance(r, len);
   }
   return r;
+}
+
+[[gnu::always_inline]] inline void pbuf_core::await_observers() noexcept {
+  if constexpr (!single_core) {
+    // [PB8] light side: the stores that moved tmp_rd_idx past the words we
+    // zero next (this claim's, or an earlier one's) come before the load
+    // of observers; pairs with the heavy side in is_pending.
+    port::asymmetric_fence_light();
+    // Acquire [PB8]: pairs with an observer's release decrement, so that
+    // its read of a header comes before our zeroing.
+    if (observers.load(std::memory_order_acquire) != 0) wait_for_observers();
+  }
+}
+
+[[gnu::noinline, gnu::cold]] void pbuf_core::wait_for_observers() noexcept {
+  // An observer reads one header, masked (it is not a handler that this
+  // consumer interrupted): a few loads, unless its thread was preempted,
+  // so spin, then yield the core for it.
+  backoff spin;
+  std::uint32_t waits = 0;
+  // Acquire [PB8], as in await_observers.
+  while (observers.load(std::memory_order_acquire) != 0) {
+    spin.spin();
+    if (++waits > pbuf_lock_yield_after) port::yield_core();
+  }
 }
 
 [[gnu::always_inline]] inline void pbuf_core::publish_rd_idx(std::uint32_t r) noexcept {
@@ -1246,6 +1295,7 @@ pbuf_span pbuf_core::try_claim() noexcept {
     free_front(packet, n, r, t);
     return true;
   }
+  await_observers();  // [PB8]
   zero_words(const_cast<std::uint32_t*>(packet), n);
   publish_rd_idx(next);
   return true;
@@ -1255,8 +1305,10 @@ pbuf_span pbuf_core::try_claim() noexcept {
 // oldest claimed one; t is tmp_rd_idx.
 SLUICE_PBUF_FULL_PATH void pbuf_core::free_front(const std::uint32_t* packet, std::uint32_t n,
                                                  std::uint32_t r, std::uint32_t t) noexcept {
+  await_observers();  // [PB8]
   zero_words(const_cast<std::uint32_t*>(packet), n);
-  (void)reclaim_from(r, advance(r, n), t);
+  // reclaim_from without a second look at observers (rd_idx moves: n >= 1).
+  publish_rd_idx(zero_skips(advance(r, n), t));
 }
 
 SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
@@ -1390,8 +1442,19 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::is_pending() noexcept {
   if (!overwrite()) {
-    const pbuf_consumer_call one_at_a_time(*this);
-    return committed_at_claim();
+    const observer_guard masked(*this);
+    // One core: nothing runs while we are masked, the consumer included.
+    if constexpr (single_core) return claim_would_take();
+    // Relaxed: the heavy fence orders it before our loads [PB8].
+    observers.fetch_add(1, std::memory_order_relaxed);
+    // [PB8] heavy side: pairs with the light side in await_observers.
+    port::asymmetric_fence_heavy();
+    SLUICE_PBUF_HOOK(observer_counted);
+    const bool pending = claim_would_take();
+    // Release [PB8]: our read of the header comes before the zeroing of a
+    // consumer that waited for this (acquire in await_observers).
+    observers.fetch_sub(1, std::memory_order_release);
+    return pending;
   }
   // With overwrite, droppers pass the front and zero it, and the consumer
   // claims in its turn: look in a dropper's turn, which excludes both and
@@ -1435,16 +1498,49 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   return pending;
 }
 
+// is_pending without overwrite, counted in observers (or masked on one
+// core) [PB8]: reads the header at the claim position and moves nothing.
+// A claim there would take a committed packet, or pass padding (and bring
+// back its room: producers never pass a skip, so a consumer that claims
+// only when is_pending says yes must hear of it). A packet claimed since
+// we loaded the claim position (we are another context than the consumer)
+// also answers true: look again. Not committed (0): a claim stops there.
+[[gnu::cold]] bool pbuf_core::claim_would_take() noexcept {
+  // Relaxed: after the heavy fence [PB8]: past every packet whose words
+  // the consumer zeroed without waiting for us. (It is the consumer's to
+  // write; we only read.)
+  std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Acquire [PB7], as in nothing_reserved_at (whose copy is the
+  // consumer's): nothing reserved at t, or a move to slot 0 in progress.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
+  if (t == w || (w & pbuf_moving) != 0) return false;
+  // Acquire [PB1]: the last plain writes to the words up to r + size (the
+  // consumer's zeroing, after a producer's payload) come before that
+  // rd_idx, and so before our read of the header (the consumer's own
+  // claims read after its own zeroing; we are another context). From a
+  // producer's move to slot 0 as well: its compare-and-swap of rd_idx
+  // is acq_rel.
+  const std::uint32_t r = rd_idx.load(std::memory_order_acquire);
+  if (moved_ahead(t, r)) {
+    // [PB7]: moved since the consumer's last look; it will follow to
+    // rd_idx, and the word at t may be payload now.
+    t = r;
+    if (t == w) return false;
+  } else if (distance(r, t) >= size) {
+    // t a lap or more past our rd_idx: a reservation newer than the
+    // rd_idx we read, whose words were zeroed after it. (A current rd_idx
+    // is less than a lap behind a position reserved past it.) Perhaps:
+    // ask again.
+    return true;
+  }
+  // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
+  return (header(t).load(std::memory_order_acquire) & pbuf_hdr_mask) != 0;
+}
+
 [[gnu::cold, gnu::flatten]] bool pbuf_core::committed_at_claim() noexcept {
-  // Without overwrite this is the consumer's call, and it passes the skips
-  // at the front as a claim does (tmp_rd_idx moved, the words reclaimed,
-  // producers woken): producers never pass a skip, so the room that an
-  // abandoned packet or padding holds would otherwise wait for a claim,
-  // which a consumer that claims only when this says yes never makes.
-  // With overwrite (a dropper's turn, maybe not the consumer's context) it
-  // moves nothing; droppers pass skips themselves.
-  const bool passes = !overwrite();
-  // Relaxed: consumer-owned (or in the consumer's turn).
+  // With overwrite only (a dropper's turn, maybe not the consumer's
+  // context): it moves nothing; droppers pass skips themselves.
+  // Relaxed: in the dropper's turn, which excludes the consumer's.
   std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // Skips and held packets are passed as a claim passes them; one lap at
   // most.
@@ -1453,10 +1549,10 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     // consumer's alone): nothing reserved at t, or a move in progress.
     const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
     if (t == w || (w & pbuf_moving) != 0) return false;
-    // [PB7], as in claim_unlocked: moved, the word at t may be payload
-    // now; look at the new position (and follow it, as claim does).
+    // [PB7], as in claim_unlocked: moved (a dropper passed the consumer),
+    // the word at t may be payload now; look at the new position.
     const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-    if (passes ? follow_rd_idx(t, r) : moved_ahead(t, r)) {
+    if (moved_ahead(t, r)) {
       t = r;
       continue;
     }
@@ -1469,13 +1565,7 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     const std::uint32_t n =
         (v & pbuf_hdr_mask) == pbuf_busy ? v >> pbuf_hdr_bits : words_of(buf + slot(t));
     passed += n;
-    // Without overwrite there are no held packets: a skip, passed as
-    // claim_unlocked passes it.
-    if (passes) {
-      pass_skip(t, n);
-    } else {
-      t = advance(t, n);
-    }
+    t = advance(t, n);
   }
   return false;
 }

@@ -39,6 +39,7 @@ static_assert(
         offsetof(mpsc_pbuf_buffer, sluice_rebias_stretch) == offsetof(pbuf_core, rebias_stretch) &&
         offsetof(mpsc_pbuf_buffer, sluice_dropped_in_stretch) ==
             offsetof(pbuf_core, dropped_in_stretch) &&
+        offsetof(mpsc_pbuf_buffer, sluice_observers) == offsetof(pbuf_core, observers) &&
         offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters) &&
         sizeof(mpsc_pbuf_sluice_sync) >= offsetof(pbuf_core, data_waiters) +
                                              sizeof(pbuf_core::data_waiters) -

@@ -452,8 +452,8 @@ class packet_buffer {
   }
 
   // ---- the consumer (one) ----
-  // Claims, frees (a claimed_packet's reset or destruction), is_pending
-  // and panic_flush are the consumer's, one at a time: a claimed_packet may
+  // Claims, frees (a claimed_packet's reset or destruction) and
+  // panic_flush are the consumer's, one at a time: a claimed_packet may
   // move to another thread, but its free must not run while the consumer
   // claims, a claim_until or claim_async that waits included (both tidy the
   // read side; together they can strand it for good).
@@ -497,13 +497,16 @@ class packet_buffer {
     // Relaxed: a statistic.
     return core_.max_usage.load(std::memory_order_relaxed);
   }
-  // Whether a claim now would find a packet (committed ones only; one
-  // allocated and not committed holds back those after it). With
-  // drop_oldest, any context's call (true where it cannot look: a handler
-  // that interrupted a turn on its own thread); with reject_new, the
-  // consumer's, like claim, and it passes the skips in front as a claim
-  // does, so that the room they hold (an abandoned packet, padding) comes
-  // back though nothing is claimed.
+  // Whether a claim now would find something to take; any context's call,
+  // the consumer's or another's, while the consumer runs. A packet
+  // allocated and not committed holds back those after it (false there).
+  // With drop_oldest: a committed packet past padding and held packets,
+  // looked at in a dropper's turn (true where it cannot look: a handler
+  // that interrupted a turn on its own thread). With reject_new: the packet
+  // at the claim position is committed, or is padding (an abandoned packet,
+  // the tail at the wrap), which only a claim passes: a consumer that
+  // claims only when this says yes still brings that room back. It reads
+  // one header, masked; a free meanwhile waits for it before it zeroes.
   [[nodiscard]] bool is_pending() noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
     // Relaxed: statistics, each read alone (the sum may mix moments).

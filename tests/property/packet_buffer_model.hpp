@@ -154,16 +154,15 @@ class pbuf_model {
 
   std::uint32_t used() const { return static_cast<std::uint32_t>(wr_ - rd_); }
   std::uint32_t max_used() const { return static_cast<std::uint32_t>(max_used_); }
-  // Whether a claim now would find a packet: past the skips and held
-  // packets at the claim position, a committed one. Without overwrite it
-  // passes the skips at the claim position as a claim does (their words
-  // come back).
+  // Whether a claim now would take something. With overwrite: past the
+  // skips and held packets at the claim position, a committed one.
+  // Without: the packet at the claim position is committed or a skip
+  // (which only a claim passes); it moves nothing.
   bool pending() {
     if (!overwrite_) {
-      while (trd_ != wr_ && at(trd_).state == kind::skip) {
-        trd_ += at(trd_).len;
-        reclaim();
-      }
+      if (trd_ == wr_) return false;
+      const kind k = at(trd_).state;
+      return k == kind::committed || k == kind::skip;
     }
     for (const record& r : records_) {
       if (r.pos < trd_) continue;

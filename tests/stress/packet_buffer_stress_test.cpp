@@ -7,7 +7,9 @@
 // With overwrite, also with lengths from a packet_words callback that
 // decodes the header's user bits (so a length read while the engine
 // rewrites the header would come out wrong, and a plain read there would
-// be a race ThreadSanitizer sees). A
+// be a race ThreadSanitizer sees). Observers ask is_pending throughout:
+// a thread of their own, and the signal handler before it produces (so
+// also inside the consumer's claims and frees). A
 // watchdog turns a hang (a lost wake-up, a deadlock on the overwrite lock)
 // into a failure.
 #include <pthread.h>
@@ -95,6 +97,7 @@ struct fixture {
   std::atomic<bool> handler_done{false};
   std::atomic<bool> handler_busy{false};  // one producer identity: one handler at a time
   std::atomic<std::uint32_t> bad_drops{0};
+  std::atomic<std::uint32_t> handler_looks{0};  // is_pending calls from the handler
 };
 
 fixture* current = nullptr;  // for the signal handler and the drop callback
@@ -137,6 +140,10 @@ void on_signal(int) {
     f.handler_done.store(true, std::memory_order_release);
     return;
   }
+  // An observer in a handler, which may have interrupted the consumer
+  // inside a claim or a free. Relaxed: a count the join publishes.
+  (void)f.pb->is_pending();
+  f.handler_looks.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t seq = f.signal_seq.load(std::memory_order_relaxed);
   if (seq < signal_capacity) {
     auto a = f.pb->try_alloc(words_for(seq));
@@ -292,6 +299,18 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   });
   targets.push_back(consumer.native_handle());
 
+  // An observer on a thread of its own (as Zephyr's logging asks whether
+  // anything is pending while its thread consumes), which must never see
+  // the header at the claim position zeroed or reused under it.
+  std::uint32_t looks = 0;
+  std::thread observer([&] {
+    while (!producers_joined.load()) {
+      (void)pb.is_pending();
+      ++looks;
+      std::this_thread::sleep_for(50us);
+    }
+  });
+
   // The signal source: one handler at a time, at the producers and the consumer.
   // A signal sent to a producer that has finished may be lost with it.
   std::uint32_t turn = 0;
@@ -309,6 +328,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
     t.join();
   producers_joined = true;
   consumer.join();
+  observer.join();
   finished = true;
   watchdog.join();
   signal(SIGUSR1, SIG_DFL);
@@ -348,6 +368,8 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
     dropped = pb.counters().dropped;
   }
   EXPECT_GT(f.signal_seq.load(), 0u) << "the signal handler never produced";
+  EXPECT_GT(looks, 0u) << "the observer thread never asked";
+  EXPECT_GT(f.handler_looks.load(), 0u) << "no handler asked";
   // (Producers outrun the consumer, which also keeps a packet now and then:
   // a run drops tens of thousands. None would mean overwrite never ran, and
   // every count above would hold all the same.)

@@ -22,6 +22,19 @@ inline constexpr bool executor_slots = true;
 inline constexpr bool executor_slots = false;
 #endif
 
+// Whether the image runs on one core, where a context that masks
+// interrupts (a critical section) runs alone: nothing else can touch
+// memory until it unmasks. A one-core bare-metal port builds with
+// SLUICE_SINGLE_CORE=1; the packet buffer then leaves out the consumer's
+// side of the handshake with an observer (is_pending without overwrite,
+// src/packet_buffer.cpp [PB8]), whose masking alone keeps the consumer
+// from freeing the words it reads.
+#if defined(SLUICE_SINGLE_CORE) && SLUICE_SINGLE_CORE
+inline constexpr bool single_core = true;
+#else
+inline constexpr bool single_core = false;
+#endif
+
 // With the slots (multi-core builds) the executor also lists a task for
 // shutdown only once it first suspends, and a task that no other thread
 // can reach starts and completes without a read-modify-write on its state

@@ -278,6 +278,7 @@ enum class pbuf_hook : std::uint8_t {
   padding_reserved,     // reserve_from: the words to the wrap reserved, not yet a skip
   victim_awaits_turn,   // reserve_overwrite: a victim to end, a biased turn seen; waits
                         // outside the lock (ports where droppers give up only)
+  observer_counted,     // is_pending without overwrite: counted in observers, about to look
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
@@ -352,10 +353,16 @@ struct alignas(cache_line) pbuf_core {
   waiter_list data_waiters;                       // the consumer waiting for a commit
 
   // ---- written by the consumer, read by producers short of room ----
-  // On a line of its own: producers that poll a full buffer for room load
-  // it, which then costs the consumer one miss per free (its store after
-  // their load) rather than misses on each claim's stores beside it as well.
+  // On a line of its own (but for `observers`, which only a rare is_pending
+  // writes): producers that poll a full buffer for room load it, which
+  // then costs the consumer one miss per free (its store after their load)
+  // rather than misses on each claim's stores beside it as well.
   alignas(cache_line) atomic<std::uint32_t> rd_idx{0};  // oldest word not yet freed
+  // Without overwrite: how many is_pending calls are reading a header now
+  // ([PB8]). The consumer loads it before it zeroes the words that it then
+  // publishes in rd_idx (so on rd_idx's line), and zeroes only while it
+  // reads 0; observers, rare, write it.
+  atomic<std::uint32_t> observers{0};
 
   // ---- the overwrite lock: taken by droppers and the consumer's locked turns ----
   // On a line of its own: a waiter loads it again and again, and beside
@@ -420,15 +427,21 @@ struct alignas(cache_line) pbuf_core {
                                        std::uint32_t words) noexcept,
                             void* context) noexcept;
 
-  // Whether a claim now would find a committed packet (skips passed; a
-  // packet allocated and not committed holds back those after it), as
-  // Zephyr's mpsc_pbuf_is_pending counts committed data only. With
-  // overwrite, any context's call (it takes a dropper's turn, which ends
-  // the consumer's bias, unless nothing is reserved past the claim
-  // position; true where a dropper would give up). Without, the
-  // consumer's (or any context's while the consumer does not run): it
-  // reads headers the consumer may be freeing, and passes the skips in
-  // front as a claim does (their room comes back).
+  // Whether a claim now would find something to take: any context's
+  // call, the consumer's or another's (Zephyr's logging asks from other
+  // threads while its thread consumes). A packet allocated and not
+  // committed holds back those after it (the answer is false there), as
+  // a claim stops at it.
+  //   With overwrite: a committed packet past the skips and held packets
+  //   at the claim position. It takes a dropper's turn (which ends the
+  //   consumer's bias), unless nothing is reserved past the claim
+  //   position; true where a dropper would give up.
+  //   Without: the packet at the claim position is committed, or is
+  //   padding (an abandoned packet, the tail at the wrap), which a claim
+  //   passes, bringing its room back (producers never pass it: a
+  //   consumer that claims only when this says yes still gets that room
+  //   back). It reads that one header and moves nothing, masked, in a
+  //   handshake with the consumer's frees ([PB8]).
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
@@ -518,12 +531,17 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t zero_skips(std::uint32_t r, std::uint32_t t) noexcept;
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;
-  void pass_skip(std::uint32_t& t, std::uint32_t n) noexcept;         // claim_unlocked, is_pending
+  void pass_skip(std::uint32_t& t, std::uint32_t n) noexcept;         // claim_unlocked
   bool moved_ahead(std::uint32_t t, std::uint32_t r) const noexcept;  // claim_unlocked
   bool ahead_within_a_lap(std::uint32_t a, std::uint32_t b) const noexcept;
   bool follow_rd_idx(std::uint32_t& t, std::uint32_t r) noexcept;  // claim_unlocked
   bool nothing_reserved_at(std::uint32_t t) noexcept;              // the claim paths
   bool committed_at_claim() noexcept;                              // is_pending
+  bool claim_would_take() noexcept;                                // is_pending, no overwrite
+  // [PB8]: the consumer, before it zeroes freed words (E9), waits while an
+  // observer reads a header.
+  void await_observers() noexcept;
+  void wait_for_observers() noexcept;  // await_observers' slow part
   // Takes the overwrite lock as `holder` (role | token << 2); false only for
   // a dropper that gave up on a lock the consumer or its own thread holds
   // (see the header comment).

@@ -75,13 +75,17 @@ struct mpsc_pbuf_sluice_sync {
 
 #if defined(__cplusplus)
 #define MPSC_PBUF_SLUICE_LINE alignas(64)
-#else
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define MPSC_PBUF_SLUICE_LINE _Alignas(64)
+#else /* C99 with GNU extensions */
+#define MPSC_PBUF_SLUICE_LINE __attribute__((aligned(64)))
 #endif
 
 /* Zephyr's fields by name (code uses them by name, never by position),
  * grouped by who writes them, one cache line per group; sluice_* fields
- * are sluice's own. */
+ * are sluice's own. The struct is aligned to 64 bytes: a static or
+ * automatic one is; one from the heap needs aligned_alloc(64, ...) (or
+ * C++'s new), as malloc guarantees less. */
 struct mpsc_pbuf_buffer {
   /* Read-only after mpsc_pbuf_init. */
   uint32_t flags;
@@ -111,6 +115,7 @@ struct mpsc_pbuf_buffer {
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
   /* Written by the consumer, read by producers short of room. */
   MPSC_PBUF_SLUICE_LINE uint32_t rd_idx; /* oldest word not yet freed */
+  uint32_t sluice_observers;
   /* The overwrite mode's lock word, on a line of its own. */
   MPSC_PBUF_SLUICE_LINE uint32_t lock;
 };
@@ -157,10 +162,15 @@ const union mpsc_pbuf_generic* mpsc_pbuf_claim(struct mpsc_pbuf_buffer* buffer);
 
 void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic* packet);
 
-/* True if a committed packet waits to be claimed (one allocated and not
- * committed holds back those after it). With MPSC_PBUF_MODE_OVERWRITE any
- * context may call it (true where it cannot look: a handler that
- * interrupted a turn on its own thread); without, the consumer's call. */
+/* True if a claim now would find something to take: a committed packet
+ * (one allocated and not committed holds back those after it: false
+ * there, where Zephyr's counts the committed words behind it). Any context
+ * may call it, the consumer's or another, while the consumer runs.
+ * With MPSC_PBUF_MODE_OVERWRITE it looks past padding and held packets, in
+ * a dropper's turn (true where it cannot look: a handler that interrupted
+ * a turn on its own thread). Without, it looks at the claim position only:
+ * padding there counts (a claim passes it and its room comes back), and a
+ * free that runs meanwhile waits for the look before it zeroes words. */
 bool mpsc_pbuf_is_pending(struct mpsc_pbuf_buffer* buffer);
 
 /* Buffer size and current usage, in bytes. */

@@ -1,0 +1,130 @@
+// [PB8]: without overwrite, is_pending may be asked from any context while
+// the consumer runs. It reads the header at the claim position, so the
+// consumer's free, which zeroes the freed words (and lets producers reuse
+// them), waits while an observer is counted. Held at observer_counted (the
+// observer counted, about to look), a free on another thread must not
+// finish; once the observer is done, it does.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <sluice/detail/pbuf_core.hpp>
+#include <sluice/packet_buffer.hpp>
+
+#include "hooks.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::detail::pbuf_hook;
+
+// What the hook needs (a hook takes no context).
+struct scene {
+  sluice::claimed_packet* held = nullptr;
+  const std::uint32_t* payload = nullptr;  // the held packet's first payload word
+  std::unique_ptr<std::thread> consumer;
+  std::atomic<bool> freed{false};
+  bool freed_while_counted = true;
+  std::uint32_t payload_while_counted = 0;
+  int counted = 0;
+};
+scene* scene_now = nullptr;
+
+void at_observer_counted(pbuf_hook point) {
+  if (point != pbuf_hook::observer_counted) return;
+  scene& s = *scene_now;
+  ++s.counted;
+  s.consumer = std::make_unique<std::thread>([&s] {
+    s.held->reset();  // the free: zeroes the packet's words
+    s.freed.store(true, std::memory_order_release);
+  });
+  std::this_thread::sleep_for(100ms);
+  // Acquire: pairs with the release above.
+  s.freed_while_counted = s.freed.load(std::memory_order_acquire);
+  // The free waits before it zeroes: nothing writes the word now. (Were it
+  // not waiting, this read would race with its zeroing, and it would read
+  // 0.)
+  if (!s.freed_while_counted) s.payload_while_counted = *s.payload;
+}
+
+TEST(PacketBufferObserver, AFreeWaitsForAnObserverBeforeItZeroesTheWords) {
+  if (sluice::detail::single_core) GTEST_SKIP() << "one core: the observer's masking suffices";
+  std::uint32_t words[16] = {};
+  sluice::packet_buffer pb({.storage = words, .size_words = 16});
+  auto a = pb.try_alloc(4);
+  ASSERT_TRUE(a);
+  a->payload()[0] = 77;
+  std::move(*a).commit();
+  sluice::claimed_packet held = pb.try_claim();
+  ASSERT_TRUE(held);
+  scene s;
+  s.held = &held;
+  s.payload = held.payload();
+  scene_now = &s;
+  observe_hook.store(&at_observer_counted, std::memory_order_release);
+  const bool pending = pb.is_pending();
+  observe_hook.store(nullptr, std::memory_order_release);
+  ASSERT_EQ(s.counted, 1) << "is_pending did not count itself as an observer";
+  s.consumer->join();
+  EXPECT_FALSE(s.freed_while_counted) << "the free zeroed the words while an observer looked";
+  EXPECT_EQ(s.payload_while_counted, 77u);
+  EXPECT_TRUE(s.freed.load()) << "the free did not finish once the observer was done";
+  EXPECT_EQ(words[1], 0u) << "the freed words were not zeroed";
+  EXPECT_FALSE(pending) << "nothing was committed and not claimed";
+  auto whole = pb.try_alloc(16);
+  ASSERT_TRUE(whole) << "the freed words did not come back";
+  std::move(*whole).abandon();
+  scene_now = nullptr;
+}
+
+// A buffer asked from another thread all the time while one thread
+// produces (padding now and then) and consumes: the observer moves
+// nothing, so the consumer gets every committed packet, whole and in
+// order, and passes every skip. (An observer that passed skips itself, or
+// read a header while the consumer zeroed it, fails here or under
+// ThreadSanitizer.)
+TEST(PacketBufferObserver, AnObserverThreadBesideTheConsumerChangesNothing) {
+  std::uint32_t words[32] = {};
+  sluice::packet_buffer pb({.storage = words, .size_words = 32});
+  constexpr std::uint32_t count = 20000;
+  std::atomic<bool> done{false};
+  std::uint32_t yes = 0, no = 0;
+  std::thread observer([&] {
+    while (!done.load())
+      (pb.is_pending() ? yes : no)++;
+  });
+  std::uint32_t next = 0;
+  for (std::uint32_t sent = 0; sent < count;) {
+    if (auto a = pb.try_alloc(1 + sent % 5)) {
+      if (a->size() > 1) a->payload()[0] = sent;
+      if (sent % 7 == 3) {
+        std::move(*a).abandon();  // padding in front now and then
+      } else {
+        std::move(*a).commit();
+      }
+      ++sent;
+    }
+    while (auto c = pb.try_claim()) {
+      const std::uint32_t n = c.size();
+      while (next % 7 == 3)
+        ++next;  // abandoned
+      ASSERT_EQ(n, 1 + next % 5);
+      if (n > 1) {
+        ASSERT_EQ(c.payload()[0], next);
+      }
+      ++next;
+    }
+  }
+  while (pb.try_claim()) {
+  }
+  done.store(true);
+  observer.join();
+  EXPECT_FALSE(pb.is_pending());
+  EXPECT_GT(yes + no, 0u);
+}
+
+}  // namespace
