@@ -74,9 +74,10 @@
 //         side of the asymmetric fence, then loads tmp_rd_idx and reads
 //         the header there; the consumer, which moved tmp_rd_idx past a
 //         packet when it claimed or passed it, runs the light side and
-//         loads `observers` before it zeroes those words (await_observers,
-//         in reclaim_from and free_fast), and waits while it reads more
-//         than 0. Either the consumer sees the observer (and waits for its
+//         loads `observers` before it zeroes those words (await_observers:
+//         free_fast, free_front, and zero_skips before its first zeroing;
+//         never with overwrite, where nobody counts), and waits while it
+//         reads more than 0. Either the consumer sees the observer (and waits for its
 //         release decrement, with acquire: the read comes before the
 //         zeroing), or the observer's t is past every packet the consumer
 //         zeroes without waiting. The observer masks interrupts (signals)
@@ -937,17 +938,19 @@ bool pbuf_core::reclaim() noexcept {
 
 [[gnu::always_inline]] inline bool pbuf_core::reclaim_from(std::uint32_t start, std::uint32_t r,
                                                            std::uint32_t t) noexcept {
-  await_observers();  // [PB8]
-  r = zero_skips(r, t);
+  r = zero_skips<true>(r, t);
   if (r == start) return false;
   publish_rd_idx(r);
   return true;
 }
 
 // Zeroes the skips from r on, up to t or the first packet still claimed
-// (E9); returns where it stopped.
+// (E9); returns where it stopped. Observed: before the first zeroing, wait
+// for observers ([PB8]; panic_flush does not).
+template <bool Observed>
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::zero_skips(std::uint32_t r,
                                                                   std::uint32_t t) noexcept {
+  bool awaited = !Observed;
   while (r != t) {
     std::uint32_t* const words = buf + slot(r);
     // Acquire [PB2]: a skip may come from a producer's abandon, made
@@ -955,6 +958,10 @@ bool pbuf_core::reclaim() noexcept {
     // their writes and reads of the words come before our zeroing.
     const std::uint32_t v = atomic_ref<std::uint32_t>(*words).load(std::memory_order_acquire);
     if ((v & pbuf_hdr_mask) != pbuf_busy) break;  // claimed: still in use
+    if (!awaited) {
+      await_observers();  // [PB8]
+      awaited = true;
+    }
     const std::uint32_t len = v >> pbuf_hdr_bits;
     zero_words(words, len);  // E9
     r = advance(r, len);
@@ -963,6 +970,8 @@ bool pbuf_core::reclaim() noexcept {
 }
 
 [[gnu::always_inline]] inline void pbuf_core::await_observers() noexcept {
+  // With overwrite is_pending looks in a dropper's turn: never counted.
+  if (overwrite()) return;
   if constexpr (!single_core) {
     // [PB8] light side: the stores that moved tmp_rd_idx past the words we
     // zero next (this claim's, or an earlier one's) come before the load
@@ -1308,7 +1317,7 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_front(const std::uint32_t* packet, st
   await_observers();  // [PB8]
   zero_words(const_cast<std::uint32_t*>(packet), n);
   // reclaim_from without a second look at observers (rd_idx moves: n >= 1).
-  publish_rd_idx(zero_skips(advance(r, n), t));
+  publish_rd_idx(zero_skips<false>(advance(r, n), t));
 }
 
 SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet) noexcept {
@@ -1411,7 +1420,7 @@ pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
   // holds), as the consumer's free would, but wakes nobody: the waiter
   // lists' lock may belong to the context this one interrupted. Release
   // [PB1], as in publish_rd_idx.
-  rd_idx.store(zero_skips(r, t), std::memory_order_release);
+  rd_idx.store(zero_skips<false>(r, t), std::memory_order_release);
   // Relaxed, no read-modify-write: the consumer side's own counter.
   flushed.store(flushed.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
   return count;
@@ -1442,6 +1451,14 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::is_pending() noexcept {
   if (!overwrite()) {
+    // Nothing reserved past the claim position: no header to read, so no
+    // handshake (a membarrier and two signal-mask calls hosted). Relaxed,
+    // both: nothing is read through them. A packet reserved before this
+    // call is in the w we load (coherence: its compare-and-swap comes
+    // before us), and t reaches that w only once a claim passed it. A move
+    // to slot 0 marks w: not equal, the full look answers.
+    if (tmp_rd_idx.load(std::memory_order_relaxed) == tmp_wr_idx.load(std::memory_order_relaxed))
+      return false;
     const observer_guard masked(*this);
     // One core: nothing runs while we are masked, the consumer included.
     if constexpr (single_core) return claim_would_take();
@@ -1533,6 +1550,14 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     // ask again.
     return true;
   }
+  // w not ahead of t: our t (a relaxed load, which may be answered after
+  // the acquire load of w) is newer than w, as the consumer claimed up to
+  // it. Nothing shows that t is still reserved: the buffer may have
+  // emptied there, and a producer moved it to slot 0 and wrote payload over
+  // t's word, with no zeroing by the consumer between that rd_idx and us.
+  // Perhaps. (A w ahead of t within a lap, unmarked, came after any move
+  // from t, which the acquire loads above then showed in r.)
+  if (!ahead_within_a_lap(t, w)) return true;
   // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
   return (header(t).load(std::memory_order_acquire) & pbuf_hdr_mask) != 0;
 }

@@ -505,8 +505,14 @@ class packet_buffer {
   // that interrupted a turn on its own thread). With reject_new: the packet
   // at the claim position is committed, or is padding (an abandoned packet,
   // the tail at the wrap), which only a claim passes: a consumer that
-  // claims only when this says yes still brings that room back. It reads
-  // one header, masked; a free meanwhile waits for it before it zeroes.
+  // claims only when this says yes still brings that room back. With
+  // nothing reserved past the claim position it answers from two indices.
+  // Else it reads one header, masked, in a handshake with the consumer: a
+  // free meanwhile waits for it before it zeroes words. Hosted that look
+  // costs two signal-mask calls and a membarrier (microseconds), and a
+  // thread preempted inside it holds the consumer's frees up until it
+  // runs again: ask from other threads now and then (a flush loop that
+  // sleeps), not in a tight loop.
   [[nodiscard]] bool is_pending() noexcept { return core_.is_pending(); }
   [[nodiscard]] packet_buffer_counters counters() const noexcept {
     // Relaxed: statistics, each read alone (the sum may mix moments).

@@ -440,8 +440,11 @@ struct alignas(cache_line) pbuf_core {
   //   padding (an abandoned packet, the tail at the wrap), which a claim
   //   passes, bringing its room back (producers never pass it: a
   //   consumer that claims only when this says yes still gets that room
-  //   back). It reads that one header and moves nothing, masked, in a
-  //   handshake with the consumer's frees ([PB8]).
+  //   back). With nothing reserved past the claim position, it answers
+  //   from the indices. Else it reads that one header and moves nothing,
+  //   masked, in a handshake with the consumer's frees ([PB8]): a free
+  //   waits while a look runs (hosted: a membarrier, and longer if the
+  //   looking thread is preempted inside it).
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
@@ -527,7 +530,8 @@ struct alignas(cache_line) pbuf_core {
   // t: tmp_rd_idx).
   bool reclaim_from(std::uint32_t start, std::uint32_t r, std::uint32_t t) noexcept;
   // Zeroes the skips from r toward t (E9), up to a claimed packet; returns
-  // where it stopped.
+  // where it stopped. Observed: first waits for observers ([PB8]).
+  template <bool Observed>
   std::uint32_t zero_skips(std::uint32_t r, std::uint32_t t) noexcept;
   // Moves rd_idx to r (the words before it are zero) and wakes producers.
   void publish_rd_idx(std::uint32_t r) noexcept;

@@ -170,7 +170,10 @@ void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_gener
  * a dropper's turn (true where it cannot look: a handler that interrupted
  * a turn on its own thread). Without, it looks at the claim position only:
  * padding there counts (a claim passes it and its room comes back), and a
- * free that runs meanwhile waits for the look before it zeroes words. */
+ * free that runs meanwhile waits for the look before it zeroes words
+ * (hosted the look is two signal-mask calls and a membarrier, and a thread
+ * preempted inside it holds the consumer's frees up: from other threads,
+ * ask now and then, not in a tight loop). */
 bool mpsc_pbuf_is_pending(struct mpsc_pbuf_buffer* buffer);
 
 /* Buffer size and current usage, in bytes. */
