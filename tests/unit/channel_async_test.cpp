@@ -7,6 +7,7 @@
 
 #include <sluice/channel.hpp>
 
+#include "build_checks.hpp"
 #include "channel_test_support.hpp"
 #include "test_driver.hpp"
 
@@ -44,6 +45,25 @@ task<int> sum_until_closed(Rx& rx) {
     if (!r) co_return sum;
     sum += *r;
   }
+}
+
+// A named send awaiter awaited twice: the second would send the value that
+// the first already sent (moved from).
+task<int> send_with_one_awaiter_twice(sluice::sender<int>& tx) {
+  auto send = tx.send_async(7);
+  (void)co_await send;
+  (void)co_await send;
+  co_return 0;
+}
+
+void await_a_send_awaiter_twice() {
+  auto ch = sluice::channel<int>::bounded(4);
+  (void)sluice::test::block_on(send_with_one_awaiter_twice(ch.first));
+}
+
+TEST(ChannelAsyncDeathTest, ASendAwaiterAwaitedAgainIsNamed) {
+  SLUICE_ONLY_WITH_DEBUG_CHECKS("the check is an assertion: debug builds only");
+  EXPECT_DEATH(await_a_send_awaiter_twice(), "awaited again after its send completed");
 }
 
 template <class Flavour>

@@ -205,6 +205,9 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
   }
 
   bool try_complete() noexcept {
+    SLUICE_ASSERT(!resumed_,
+                  "a send awaiter was awaited again after its send completed (its value went "
+                  "with the first co_await)");
     status_ = core_->push(value_);
     if (status_ == op_status::ok)
       core_->receivers_waiting().notify_one_after_seq_cst_rmw();  // [C1]
@@ -219,6 +222,7 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
   }
 
   send_result<value_type> await_resume() noexcept {
+    if constexpr (debug_checks) resumed_ = true;
     if (std::exchange(status_, op_status::would_block) == op_status::ok)
       return send_result<value_type>::ok();
     return send_result<value_type>::failed(send_error::closed, std::move(value_));
@@ -229,6 +233,7 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
   polled_waiter waiting_;  // for room
   value_type value_;
   op_status status_ = op_status::would_block;  // ok / closed: completed, not yet resumed
+  bool resumed_ = false;                       // debug builds: await_resume ran (the value is gone)
 };
 
 template <class Core>
