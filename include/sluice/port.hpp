@@ -164,8 +164,17 @@ constexpr time_point to_time_point(time_point t) noexcept {
 
 template <detail::chrono_time_point_like P>
 time_point to_time_point(const P& deadline) {
-  const auto remaining = deadline - P::clock::now();
-  return port::now() + duration{remaining};
+  const P now = P::clock::now();
+  // Passed, min() included (a common "already expired"): now. Decided
+  // before the difference, which for a deadline that far below now would
+  // overflow (and, wrapped, wait some 292 years).
+  if (deadline <= now) return port::now();
+  // deadline > now: the difference overflows only where the clock's now is
+  // negative and the deadline near max(): forever.
+  if (now.time_since_epoch() < P::duration::zero() &&
+      deadline.time_since_epoch() > P::duration::max() + now.time_since_epoch())
+    return time_point::max();
+  return port::now() + duration{deadline - now};
 }
 
 // The deadline `d` from now.

@@ -52,6 +52,9 @@ constexpr std::int64_t to_nanoseconds(Rep count) noexcept {
   constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
   if constexpr (std::floating_point<Rep>) {
     const long double ns = static_cast<long double>(count) * Num * 1'000'000'000.0L / Den;
+    // NaN (no duration at all) counts as none: a wait with it ends at once
+    // rather than converting it, which is undefined.
+    if (ns != ns) return 0;
     if (ns >= static_cast<long double>(max)) return max;
     if (ns <= static_cast<long double>(min)) return min;
     return static_cast<std::int64_t>(ns);

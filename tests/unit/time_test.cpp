@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 
 using namespace std::chrono_literals;
 
@@ -70,6 +71,35 @@ TEST(Time, SteadyClockTimePointsConvert) {
   const auto left = t - sluice::port::now();
   EXPECT_LE(left.ns, sluice::duration{1h}.ns);
   EXPECT_GT(left.ns, sluice::duration{59min}.ns);
+}
+
+// min() is a common "already expired": it gives now, not a difference
+// that overflows (wrapped, a deadline some 292 years ahead). Time points
+// already past give now as well; max() gives a deadline that far ahead.
+TEST(Time, ChronoTimePointsAtTheLimitsConvert) {
+  const sluice::time_point before = sluice::port::now();
+  const sluice::time_point steady_min =
+      sluice::to_time_point(std::chrono::steady_clock::time_point::min());
+  const sluice::time_point system_min =
+      sluice::to_time_point(std::chrono::system_clock::time_point::min());
+  const sluice::time_point past = sluice::to_time_point(std::chrono::steady_clock::now() - 1h);
+  const sluice::time_point after = sluice::port::now();
+  for (const sluice::time_point t : {steady_min, system_min, past}) {
+    EXPECT_GE(t.ns, before.ns);
+    EXPECT_LE(t.ns, after.ns);
+  }
+  const sluice::time_point far =
+      sluice::to_time_point(std::chrono::steady_clock::time_point::max());
+  EXPECT_GT((far - sluice::port::now()).ns,
+            sluice::duration{std::chrono::hours(24 * 365 * 100)}.ns);
+}
+
+// A NaN duration converts to none (the conversion of NaN to an integer is
+// undefined).
+TEST(Time, ANaNDurationIsNone) {
+  EXPECT_EQ(
+      sluice::duration{std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())}.ns,
+      0);
 }
 
 TEST(Time, MonotonicClockMatchesSteadyClock) {
