@@ -77,14 +77,17 @@
 //         loads `observers` before it zeroes those words (await_observers:
 //         free_fast, free_front, and zero_skips before its first zeroing;
 //         never with overwrite, where nobody counts), and waits while it
-//         reads more than 0. Either the consumer sees the observer (and waits for its
-//         release decrement, with acquire: the read comes before the
-//         zeroing), or the observer's t is past every packet the consumer
-//         zeroes without waiting. The observer masks interrupts (signals)
-//         for its look, so that a consumer in a handler never waits for a
-//         context it interrupted. Where the image has one core
-//         (SLUICE_SINGLE_CORE), that masking alone keeps the consumer
-//         away, and neither side counts.
+//         reads more than 0. Either the consumer sees the observer (and
+//         waits for its release decrement, with acquire: the read comes
+//         before the zeroing), or the observer's t is past every packet
+//         the consumer zeroes without waiting. For the zeroing before its
+//         look, the observer acquires rd_idx [PB1] and reads only a header
+//         less than a lap past it, and only one that its tmp_wr_idx shows
+//         reserved (claim_would_take; else it answers "perhaps"). The
+//         observer masks interrupts (signals) for its look, so that a
+//         consumer in a handler never waits for a context it interrupted.
+//         Where the image has one core (SLUICE_SINGLE_CORE), that masking
+//         alone keeps the consumer away, and neither side counts.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -1558,8 +1561,10 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   // Perhaps. (A w ahead of t within a lap, unmarked, came after any move
   // from t, which the acquire loads above then showed in r.)
   if (!ahead_within_a_lap(t, w)) return true;
-  // Acquire [PB2]: pairs with the release in commit / write_skip / abandon.
-  return (header(t).load(std::memory_order_acquire) & pbuf_hdr_mask) != 0;
+  // Relaxed: only the header's state bits are read, no word of the packet
+  // ([PB2] is the claim's, which acquires the header itself). The release
+  // decrement in is_pending keeps this read before a consumer's zeroing.
+  return (header(t).load(std::memory_order_relaxed) & pbuf_hdr_mask) != 0;
 }
 
 [[gnu::cold, gnu::flatten]] bool pbuf_core::committed_at_claim() noexcept {
