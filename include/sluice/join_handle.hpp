@@ -243,8 +243,7 @@ class join_handle {
     struct release_on_exit {
       detail::task_cell<T>* cell;
       ~release_on_exit() {
-        cell->result().reset();
-        cell->exception().reset();
+        cell->drop_slots();
         cell->release_now();
       }
     } guard{cell};

@@ -379,6 +379,9 @@ class task_cell final : public task_header {
 
   [[nodiscard]] value_slot<T>& result() noexcept { return result_; }
   [[nodiscard]] exception_slot& exception() noexcept { return exception_; }
+  // Empties both slots, as the vtable's drop_result does (for a join,
+  // which knows T).
+  void drop_slots() noexcept { drop_result(*this); }
 
  private:
   task_cell(task_scheduler& scheduler, handle_type frame, bool on_heap) noexcept
