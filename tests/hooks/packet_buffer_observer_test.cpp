@@ -15,6 +15,7 @@
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/packet_buffer.hpp>
 
+#include "executor_test_support.hpp"
 #include "hooks.hpp"
 
 namespace {
@@ -27,6 +28,7 @@ struct scene {
   sluice::claimed_packet* held = nullptr;
   const std::uint32_t* payload = nullptr;  // the held packet's first payload word
   std::unique_ptr<std::thread> consumer;
+  std::atomic<bool> freeing{false};  // the consumer thread is about to free
   std::atomic<bool> freed{false};
   bool freed_while_counted = true;
   std::uint32_t payload_while_counted = 0;
@@ -39,9 +41,14 @@ void at_observer_counted(pbuf_hook point) {
   scene& s = *scene_now;
   ++s.counted;
   s.consumer = std::make_unique<std::thread>([&s] {
+    s.freeing.store(true, std::memory_order_release);
     s.held->reset();  // the free: zeroes the packet's words
     s.freed.store(true, std::memory_order_release);
   });
+  // Until the consumer thread is in the free (under the test's watchdog),
+  // then long enough for a free that does not wait to end.
+  while (!s.freeing.load(std::memory_order_acquire))
+    std::this_thread::yield();
   std::this_thread::sleep_for(100ms);
   // Acquire: pairs with the release above.
   s.freed_while_counted = s.freed.load(std::memory_order_acquire);
@@ -53,6 +60,7 @@ void at_observer_counted(pbuf_hook point) {
 
 TEST(PacketBufferObserver, AFreeWaitsForAnObserverBeforeItZeroesTheWords) {
   if (sluice::detail::single_core) GTEST_SKIP() << "one core: the observer's masking suffices";
+  sluice::test::abort_watchdog dog{30s, "a free waiting for an observer, or the observer"};
   std::uint32_t words[16] = {};
   sluice::packet_buffer pb({.storage = words, .size_words = 16});
   auto a = pb.try_alloc(4);
@@ -108,6 +116,8 @@ TEST(PacketBufferObserver, AnObserverThreadBesideTheConsumerChangesNothing) {
   });
   std::uint32_t next = 0, sent = 0;
   bool in_order = true;
+  // Room lost, or an observer that never looks: no packet moves.
+  sluice::test::progress_watchdog dog("an observer beside the consumer", 20s);
   // At least `count` packets, and on until the observer has looked often
   // enough (its thread may start late).
   while (in_order && (sent < count || looks.load(std::memory_order_relaxed) < least_looks)) {
@@ -120,6 +130,7 @@ TEST(PacketBufferObserver, AnObserverThreadBesideTheConsumerChangesNothing) {
       }
       ++sent;
     }
+    dog.progress.store(sent + looks.load(std::memory_order_relaxed), std::memory_order_relaxed);
     while (auto c = pb.try_claim()) {
       while (next % 7 == 3)
         ++next;  // abandoned

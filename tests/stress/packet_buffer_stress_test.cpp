@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -30,6 +31,7 @@
 
 #include <sluice/packet_buffer.hpp>
 
+#include "executor_test_support.hpp"
 #include "pbuf_test_support.hpp"
 
 namespace {
@@ -190,30 +192,19 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
 
-  std::atomic<bool> finished{false};
   std::atomic<std::uint32_t> producers_left{thread_producers};
   // Aborts on no progress, not on total time: a loaded machine only slows
   // the run. Progress is a packet leaving the buffer (claimed or dropped).
-  std::thread watchdog([&] {
-    constexpr auto patience = 30s;
-    std::uint32_t seen = pb.counters().committed;
-    auto since = std::chrono::steady_clock::now();
-    while (!finished.load()) {
-      std::this_thread::sleep_for(100ms);
-      const auto k = pb.counters();
-      if (k.committed != seen) {
-        seen = k.committed;
-        since = std::chrono::steady_clock::now();
-      } else if (!finished.load() && std::chrono::steady_clock::now() - since > patience) {
-        std::fprintf(stderr,
-                     "packet_buffer stress: no packet claimed or dropped for %lld s (lost "
-                     "wake-up?): committed %u claimed %u dropped %u, used %u, producers left %u\n",
-                     static_cast<long long>(patience.count()), k.committed, k.claimed, k.dropped,
-                     pb.approx_used_words(), producers_left.load());
-        std::abort();
-      }
-    }
-  });
+  std::optional<sluice::test::progress_watchdog> watchdog;
+  watchdog.emplace(
+      "packet_buffer stress: no packet claimed or dropped", 30s,
+      [&pb] { return pb.counters().committed; },
+      [&pb, &producers_left] {
+        const auto k = pb.counters();
+        std::fprintf(stderr, "committed %u claimed %u dropped %u, used %u, producers left %u\n",
+                     k.committed, k.claimed, k.dropped, pb.approx_used_words(),
+                     producers_left.load());
+      });
 
   std::vector<std::thread> threads;
   std::vector<pthread_t> targets;
@@ -329,8 +320,7 @@ void run(sluice::overflow_policy policy, std::uint32_t size,
   producers_joined = true;
   consumer.join();
   observer.join();
-  finished = true;
-  watchdog.join();
+  watchdog.reset();
   signal(SIGUSR1, SIG_DFL);
 
   EXPECT_EQ(bad, 0u);

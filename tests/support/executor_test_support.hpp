@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace sluice::test {
 
@@ -49,24 +51,31 @@ class abort_watchdog {
 // process, saying what was waited for, when `progress` has not moved for
 // `limit`. The guarded code stores or adds to `progress` as it goes (each
 // packet claimed, say), so that a run that is only slow (a loaded machine)
-// is never cut short.
+// is never cut short. Or `sample`, where given, reads the count (a counter
+// the code under test keeps already); `report`, where given, prints more of
+// the state before the abort.
 class progress_watchdog {
  public:
-  progress_watchdog(const char* what, std::chrono::seconds limit)
-      : thread_([this, what, limit] {
+  progress_watchdog(const char* what, std::chrono::seconds limit,
+                    std::function<std::uint32_t()> sample = {}, std::function<void()> report = {})
+      : sample_(std::move(sample)), report_(std::move(report)), thread_([this, what, limit] {
           // Relaxed, all: it only sees the count move, and the flag stop;
           // neither publishes anything.
-          std::uint32_t seen = progress.load(std::memory_order_relaxed);
+          const auto count = [this] {
+            return sample_ ? sample_() : progress.load(std::memory_order_relaxed);
+          };
+          std::uint32_t seen = count();
           auto since = std::chrono::steady_clock::now();
           while (!done_.load(std::memory_order_relaxed)) {
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            const std::uint32_t now = progress.load(std::memory_order_relaxed);
+            const std::uint32_t now = count();
             if (now != seen) {
               seen = now;
               since = std::chrono::steady_clock::now();
             } else if (std::chrono::steady_clock::now() - since > limit) {
               std::fprintf(stderr, "%s: no progress for %lld s (lost wake-up?), at %u\n", what,
                            static_cast<long long>(limit.count()), now);
+              if (report_) report_();
               std::fflush(stderr);
               std::abort();
             }
@@ -81,6 +90,8 @@ class progress_watchdog {
   std::atomic<std::uint32_t> progress{0};
 
  private:
+  std::function<std::uint32_t()> sample_;
+  std::function<void()> report_;
   std::atomic<bool> done_{false};
   std::thread thread_;
 };

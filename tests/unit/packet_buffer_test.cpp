@@ -1289,11 +1289,17 @@ TEST_F(PacketBufferNested, ProducerInsideADroppersTurnGivesUpInsteadOfWaiting) {
 struct slow_consumer {
   std::atomic<bool> stall{false};
   std::atomic<bool> inside{false};
-  std::atomic<bool> left{false};  // its stall is over
+  std::atomic<bool> calling{false};  // the producer is about to call try_alloc
+  std::atomic<bool> left{false};     // its stall is over
   static std::uint32_t words(void* context, const std::uint32_t* packet) noexcept {
     auto& self = *static_cast<slow_consumer*>(context);
     if (self.stall.exchange(false)) {
       self.inside = true;
+      // The 50 ms start once the producer is at its call (a producer
+      // scheduled late would otherwise call after them), within 5 s.
+      const auto give_up = std::chrono::steady_clock::now() + 5s;
+      while (!self.calling.load() && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::yield();
       std::this_thread::sleep_for(50ms);
       self.left = true;
     }
@@ -1322,12 +1328,14 @@ TEST_P(PacketBufferOtherThread, ProducerWaitsForTheConsumersLock) {
     fill_with_four_packets(pb, 0);
     if (HasFatalFailure()) return;
     consumer.stall = true;
-    std::atomic<bool> got{false}, during{false};
+    std::atomic<bool> got{false}, during{false}, after{false};
     std::thread producer([&] {
       while (!consumer.inside.load())
         std::this_thread::yield();
+      consumer.calling = true;
       during = !consumer.left.load();  // the consumer holds its turn now
       auto r = pb.try_alloc(4);
+      after = consumer.left.load();  // it returned once the turn was over
       got = static_cast<bool>(r);
       if (r) std::move(*r).abandon();
     });
@@ -1339,6 +1347,7 @@ TEST_P(PacketBufferOtherThread, ProducerWaitsForTheConsumersLock) {
     if (!during.load()) continue;  // started after the stall: try again
     met = true;
     EXPECT_TRUE(got.load()) << "a producer on another thread gave up on the consumer's lock";
+    EXPECT_TRUE(after.load()) << "the producer's allocation ended inside the consumer's turn";
     EXPECT_EQ(pb.counters().dropped, 1u);  // the oldest unclaimed packet made the room
   }
   EXPECT_TRUE(met) << "in 20 tries the producer never called try_alloc during the consumer's turn";

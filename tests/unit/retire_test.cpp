@@ -100,13 +100,21 @@ void give_up_in_handler(sluice::waker& w, last_use use) {
 
 // Runs a task to completion that leaves its result in the cell, and returns
 // a waker that is then the task's last reference.
-sluice::waker last_reference_to_a_completed_task(sluice::executor& ex, manual_event& e) {
-  auto h = ex.spawn(result_after(e));
-  EXPECT_TRUE(h.has_value());
+// Runs a task spawned on `ex` to its co_await on `e`, keeps a clone of the
+// waker it left there, sets `e` and runs the task to its end: the clone is
+// then a reference to the completed task that the caller gives up.
+sluice::waker complete_keeping_a_waker(sluice::executor& ex, manual_event& e) {
   EXPECT_EQ(ex.run_until_idle(), 1u);
   sluice::waker kept = e.stored_waker().clone();
   e.set();
   EXPECT_EQ(ex.run_until_idle(), 1u);
+  return kept;
+}
+
+sluice::waker last_reference_to_a_completed_task(sluice::executor& ex, manual_event& e) {
+  auto h = ex.spawn(result_after(e));
+  EXPECT_TRUE(h.has_value());
+  sluice::waker kept = complete_keeping_a_waker(ex, e);
   EXPECT_EQ(results_alive.load(), 1) << "the result waits in the task for a join";
   h->detach();
   EXPECT_EQ(results_alive.load(), 0) << "the handle went without a join and left the result";
@@ -122,6 +130,12 @@ void reset_counts() {
 
 bool nothing_retired() {
   return sluice::detail::retired_tasks.approx_empty();
+}
+
+// Blocks this thread has given back: to operator delete, or to its frame
+// cache. A retired task destroyed adds one.
+long blocks_given_back() {
+  return sluice::test::frees + static_cast<long>(sluice::detail::frame_cache_blocks());
 }
 
 // A frame_pool for task headers and an executor on it, driven by the test.
@@ -144,20 +158,34 @@ TEST_P(TaskRetire, AWakersLastReleaseInAHandlerFreesNothingThereAndTheNextComple
   EXPECT_EQ(results_destroyed_in_handler.load(), 0) << "the result was destroyed in the handler";
   EXPECT_FALSE(nothing_retired()) << "retired, not yet destroyed";
   ASSERT_TRUE(ex.spawn_detached(nothing()));
+  const long given_back = blocks_given_back();
   EXPECT_EQ(ex.run_until_idle(), 1u);
   EXPECT_TRUE(nothing_retired()) << "a worker's next completion destroys retired tasks";
+  EXPECT_EQ(blocks_given_back(), given_back + 2)
+      << "the completed task's block and the retired task's (only the first: not destroyed)";
 }
 
 TEST_P(TaskRetire, TheExecutorsDestructorDestroysWhatIsRetired) {
   reset_counts();
+  // What an executor's destruction gives back by itself, with nothing
+  // retired.
+  long given_back = 0;
+  {
+    sluice::executor ex{{.threads = sluice::worker_threads::none}};
+    given_back = blocks_given_back();
+  }
+  const long by_itself = blocks_given_back() - given_back;
   {
     sluice::executor ex{{.threads = sluice::worker_threads::none}};
     manual_event e;
     sluice::waker kept = last_reference_to_a_completed_task(ex, e);
     give_up_in_handler(kept, GetParam());
     EXPECT_FALSE(nothing_retired());
+    given_back = blocks_given_back();
   }
   EXPECT_TRUE(nothing_retired());
+  EXPECT_EQ(blocks_given_back(), given_back + by_itself + 1)
+      << "the retired task's memory was not freed";
   EXPECT_EQ(sluice::test::frees_in_handler.load(), 0);
 }
 
@@ -174,13 +202,10 @@ TEST_P(TaskRetire, AfterTheLastExecutorTheProgramDestroysWhatIsRetired) {
   EXPECT_FALSE(nothing_retired());
   // The task's block goes to operator delete or to this thread's frame
   // cache: nothing else is freed here.
-  const long gone_before =
-      sluice::test::frees + static_cast<long>(sluice::detail::frame_cache_blocks());
+  const long given_back = blocks_given_back();
   sluice::destroy_retired_tasks();
   EXPECT_TRUE(nothing_retired());
-  EXPECT_EQ(sluice::test::frees + static_cast<long>(sluice::detail::frame_cache_blocks()),
-            gone_before + 1)
-      << "the retired task's memory was not freed";
+  EXPECT_EQ(blocks_given_back(), given_back + 1) << "the retired task's memory was not freed";
 }
 
 // A task whose header came from a frame_pool is destroyed at once, even in
@@ -271,10 +296,7 @@ TEST(PoolTaskResult, AJoinWhoseMoveThrowsLeavesNothingInTheTask) {
   manual_event e;
   auto h = ex.spawn(throwing_move_after(e));
   ASSERT_TRUE(h.has_value());
-  EXPECT_EQ(ex.run_until_idle(), 1u);
-  sluice::waker kept = e.stored_waker().clone();
-  e.set();
-  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = complete_keeping_a_waker(ex, e);
   EXPECT_EQ(results_alive.load(), 1);
   moves_throw = true;
   EXPECT_THROW((void)h->join(), int);
@@ -344,10 +366,7 @@ TEST(PoolTaskException, GoesWithTheHandleNotInTheHandlerThatDropsTheLastWaker) {
   manual_event e;
   auto h = ex.spawn(throw_after(e));
   ASSERT_TRUE(h.has_value());
-  EXPECT_EQ(ex.run_until_idle(), 1u);
-  sluice::waker kept = e.stored_waker().clone();
-  e.set();
-  EXPECT_EQ(ex.run_until_idle(), 1u);
+  sluice::waker kept = complete_keeping_a_waker(ex, e);
   EXPECT_EQ(errors_alive.load(), 1) << "the exception waits in the task for a join";
   h->detach();
   EXPECT_EQ(errors_alive.load(), 0) << "the handle went without a join and left the exception";
