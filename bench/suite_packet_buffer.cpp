@@ -117,7 +117,7 @@ struct sluice_impl {
                                 : sluice::overflow_policy::reject_new,
             .contexts = Contexts}) {}
   template <std::uint32_t N>
-  bool put(std::uint32_t pid, std::uint32_t seq) {
+  [[gnu::always_inline]] bool put(std::uint32_t pid, std::uint32_t seq) {
     auto a = pb.try_alloc(N);
     if (!a) return false;
     fill<N>(a->words(), pid, seq);
@@ -125,7 +125,7 @@ struct sluice_impl {
     return true;
   }
   template <std::uint32_t N>
-  bool take(checker& c) {
+  [[gnu::always_inline]] bool take(checker& c) {
     auto p = pb.try_claim();
     if (!p) return false;
     c.see<N>(p.words(), p.size());
@@ -138,7 +138,7 @@ struct spinlock_impl {
   sb::spinlock_pbuf q;
   spinlock_impl(std::uint32_t words, bool overwrite) : q(words, overwrite) {}
   template <std::uint32_t N>
-  bool put(std::uint32_t pid, std::uint32_t seq) {
+  [[gnu::always_inline]] bool put(std::uint32_t pid, std::uint32_t seq) {
     std::uint32_t* p = q.alloc(N);
     if (p == nullptr) return false;
     fill<N>(p, pid, seq);
@@ -146,7 +146,7 @@ struct spinlock_impl {
     return true;
   }
   template <std::uint32_t N>
-  bool take(checker& c) {
+  [[gnu::always_inline]] bool take(checker& c) {
     std::uint32_t* p = q.claim();
     if (p == nullptr) return false;
     c.see<N>(p, *p >> 2);
@@ -163,7 +163,7 @@ struct moodycamel_impl {
   std::size_t capacity;
   moodycamel_impl(std::uint32_t words, bool) : capacity(words / W) {}
   template <std::uint32_t N>
-  bool put(std::uint32_t pid, std::uint32_t seq) {
+  [[gnu::always_inline]] bool put(std::uint32_t pid, std::uint32_t seq) {
     if (q.size_approx() >= capacity) return false;
     std::array<std::uint32_t, W> a{};
     a[0] = W;
@@ -171,7 +171,7 @@ struct moodycamel_impl {
     return q.enqueue(a);
   }
   template <std::uint32_t N>
-  bool take(checker& c) {
+  [[gnu::always_inline]] bool take(checker& c) {
     std::array<std::uint32_t, W> a;
     if (!q.try_dequeue(a)) return false;
     c.see<W>(a.data(), W);
@@ -199,7 +199,7 @@ struct cas_floor_impl {
     return std::atomic_ref(words.data()[pos & mask]);
   }
   template <std::uint32_t N>
-  bool put(std::uint32_t pid, std::uint32_t seq) {
+  [[gnu::always_inline]] bool put(std::uint32_t pid, std::uint32_t seq) {
     static_assert(buffer_words % N == 0, "cas_floor has no wrap: packets must tile the ring");
     // Relaxed: the compare-and-swap validates it.
     std::uint32_t w = wr.load(std::memory_order_relaxed);
@@ -215,7 +215,7 @@ struct cas_floor_impl {
     return true;
   }
   template <std::uint32_t N>
-  bool take(checker& c) {
+  [[gnu::always_inline]] bool take(checker& c) {
     // Relaxed: the taking thread's own index (one thread takes).
     const std::uint32_t r = rd.load(std::memory_order_relaxed);
     // Acquire: pairs with put's release store of the header.
@@ -238,13 +238,13 @@ struct payload_only_impl {
   sb::line_aligned_words words;
   payload_only_impl(std::uint32_t capacity, bool) : words(capacity) {}
   template <std::uint32_t N>
-  bool put(std::uint32_t pid, std::uint32_t seq) {
+  [[gnu::always_inline]] bool put(std::uint32_t pid, std::uint32_t seq) {
     words.data()[0] = N << 2;
     fill<N>(words.data(), pid, seq);
     return true;
   }
   template <std::uint32_t N>
-  bool take(checker& c) {
+  [[gnu::always_inline]] bool take(checker& c) {
     c.see<N>(words.data(), words.data()[0] >> 2);
     return true;
   }

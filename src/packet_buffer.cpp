@@ -124,28 +124,6 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 
 }  // namespace sluice::port
 
-// The full paths behind the fast ones (reserve_fast, claim_fast,
-// free_fast, lock_as) stay calls, so that the fast ones need few registers
-// (no saves, no stack). A build optimised for size has no fast paths
-// (detail::speed_over_size, the same test, config.hpp).
-#if defined(__OPTIMIZE_SIZE__)
-#define SLUICE_PBUF_FULL_PATH
-#define SLUICE_PBUF_FAST_PATH
-#else
-#define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
-#define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
-#endif
-
-// Test builds only (SLUICE_PBUF_TEST_HOOKS, tests/hooks): a call at named
-// points of the protocols, where a test holds a thread to run another
-// inside a window that is otherwise a few instructions wide.
-#if defined(SLUICE_PBUF_TEST_HOOKS)
-void sluice_pbuf_test_hook(sluice::detail::pbuf_hook point) noexcept;  // the test's
-#define SLUICE_PBUF_HOOK(point) sluice_pbuf_test_hook(sluice::detail::pbuf_hook::point)
-#else
-#define SLUICE_PBUF_HOOK(point) static_cast<void>(0)
-#endif
-
 namespace sluice::detail {
 
 // The port's critical section around a turn with the overwrite lock, so
@@ -228,75 +206,12 @@ class holder_waiter {
   std::uint32_t waits_ = 0;  // toward yielding the core
 };
 
-// Debug builds, without overwrite: the consumer's calls (claim, free)
-// run one at a time, and two at once (a free on another thread
-// during a claim, two consumers) can strand the read side for good. Each
-// such call marks consumer_in, which only the overwrite policy's biased turn
-// uses otherwise, and a call that finds it marked names the mistake. (With
-// overwrite the turn's lock orders the calls, and enter_consumer checks a
-// biased turn.) It catches the calls that overlap, not every misuse.
-class pbuf_consumer_call {
- public:
-  explicit pbuf_consumer_call(pbuf_core& core) noexcept : core_(core) {
-    if constexpr (debug_checks) {
-      if ((core_.flags & pbuf_flag_overwrite) != 0) return;
-      // Relaxed: a check, not a synchronisation; the calls it catches race.
-      const std::uint32_t before = core_.consumer_in.exchange(1, std::memory_order_relaxed);
-      SLUICE_ASSERT(before == 0,
-                    "packet buffer: two consumer calls at once (claim or free on two threads, "
-                    "or two consumers)");
-    }
-  }
-  ~pbuf_consumer_call() {
-    if constexpr (debug_checks) {
-      // Relaxed: as above.
-      if ((core_.flags & pbuf_flag_overwrite) == 0)
-        core_.consumer_in.store(0, std::memory_order_relaxed);
-    }
-  }
-  pbuf_consumer_call(const pbuf_consumer_call&) = delete;
-  pbuf_consumer_call& operator=(const pbuf_consumer_call&) = delete;
-
- private:
-  pbuf_core& core_;
-};
-
 namespace {
 
 // 0 for a buffer of no words (a release build lets one through: every
 // allocation is then too large, so no position ever moves).
 constexpr std::uint32_t largest_period(std::uint32_t size) noexcept {
   return size == 0 ? 0 : size * ((std::uint32_t{1} << 31) / size);
-}
-
-// Packets of up to 4 words inline (the stores are relaxed atomics so that
-// the loop stays a loop rather than a call to memset). Up to 32 words
-// inline as well where speed comes first, in 16-byte stores, the last one
-// ending at the packet's end (it may overlap the one before): no call per
-// free for packets where the call is a good part of the work. Longer
-// ones, and every one in a build optimised for size, through memset
-// (whose wider stores were as fast at 64 words on x86-64).
-[[gnu::always_inline]] inline void zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
-  if (n > 4) {
-    if (speed_over_size && n <= 32) {
-      typedef std::uint32_t quad __attribute__((vector_size(16)));
-      const quad zero{};
-      // Word-aligned: a core that needs aligned stores then uses word stores.
-      words = static_cast<std::uint32_t*>(__builtin_assume_aligned(words, alignof(std::uint32_t)));
-      for (std::uint32_t i = 0; i < n - 4; i += 4) {
-        __builtin_memcpy(words + i, &zero, sizeof zero);
-        // Keeps the loop a loop: without it the compiler calls memset again.
-        asm volatile("" ::: "memory");
-      }
-      __builtin_memcpy(words + n - 4, &zero, sizeof zero);
-      return;
-    }
-    __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
-    return;
-  }
-  // Relaxed: the caller owns the words; rd_idx's release store publishes them.
-  for (std::uint32_t i = 0; i < n; ++i)
-    atomic_ref<std::uint32_t>(words[i]).store(0, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -321,6 +236,11 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   drop = config.drop;
   words = config.words;
   context = config.context;
+  if constexpr (speed_over_size) {
+    // The fast paths' one test (a caller's own bit 9 is not taken).
+    flags = (flags & ~pbuf_flag_header_lengths) |
+            (words == nullptr && get_wlen == nullptr ? pbuf_flag_header_lengths : 0);
+  }
   // Relaxed: nothing runs on the buffer before its construction ends.
   // Where there are fast paths, the consumer starts biased.
   if constexpr (speed_over_size) {
@@ -344,29 +264,15 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   __builtin_memset(buf, 0, std::size_t{size} * sizeof(std::uint32_t));
 }
 
-std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
-  return length_of(packet);
+[[gnu::cold]] void pbuf_core::bad_length() noexcept {
+  port::panic(
+      "sluice: packet buffer: a packet's length (from its header or the length callback) is 0 "
+      "or runs past the end of the buffer",
+      __FILE__, __LINE__);
 }
 
-// A packet's length, from the callback or the header, as the consumer and
-// droppers read it. A length no packet can have would make the consumer pass the packet for
-// ever (0: claim_unlocked's loop never moves) or read and zero words past
-// the storage (a packet never wraps, so one whose length runs past the
-// storage's end cannot be). Named in debug builds and in release builds
-// too, except where the compiler optimises for size (the Cortex-M image,
-// whose size is a budget: there a release build is not protected).
-[[gnu::always_inline]] inline std::uint32_t pbuf_core::checked_length(
-    const std::uint32_t* packet, std::uint32_t n) const noexcept {
-  if constexpr (debug_checks || speed_over_size) {
-    // The words from packet to the storage's end: 1 to size.
-    const auto room = size - static_cast<std::uint32_t>(packet - buf);
-    if (n - 1 >= room) [[unlikely]]
-      port::panic(
-          "sluice: packet buffer: a packet's length (from its header or the length callback) is "
-          "0 or runs past the end of the buffer",
-          __FILE__, __LINE__);
-  }
-  return n;
+std::uint32_t pbuf_core::words_of(const std::uint32_t* packet) const noexcept {
+  return length_of(packet);
 }
 
 [[gnu::always_inline]] inline std::uint32_t pbuf_core::length_of(
@@ -403,43 +309,11 @@ void pbuf_core::note_usage(std::uint32_t used) noexcept {
   }
 }
 
-namespace {
-
-// Whom a notifier's `after` may concern. A build optimised for size wakes
-// both lists (in less code): a waiter woken for nothing re-checks and waits
-// again.
-[[gnu::always_inline]] inline bool may_wake_consumer(wake_after after) noexcept {
-  return !speed_over_size || after != wake_after::reclaim;
-}
-// Producers wait for room: rd_idx moving, or with overwrite a skip they can
-// pass at the front (a committed packet is no room for a waiting producer:
-// it drops nothing).
-[[gnu::always_inline]] inline bool may_wake_producers(wake_after after, bool overwrite) noexcept {
-  return !speed_over_size || after == wake_after::reclaim ||
-         (after == wake_after::skip && overwrite);
-}
-
-}  // namespace
-
-void pbuf_core::wake_waiters(wake_after after) noexcept {
-  // [PB4] light side: the caller's condition store comes before the loads
-  // of the waiter words; pairs with the heavy side in wait_fence().
-  port::asymmetric_fence_light();
-  // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
-  // waiter whose re-check missed our condition is seen here (listed, or
-  // its list locked). Only the lists that notify_waiters would notify are
-  // read. The notifying is apart so that this check, on every commit and
-  // free, stays short.
-  if ((may_wake_consumer(after) && data_waiters.approx_has_waiters()) ||
-      (may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters()))
-    notify_waiters(after);
-}
-
 [[gnu::noinline, gnu::cold]] void pbuf_core::notify_waiters(wake_after after) noexcept {
   // After wake_waiters' light fence [PB4]; notify_* re-check under their
   // own [W1] fence.
-  if (may_wake_consumer(after) && data_waiters.approx_has_waiters()) data_waiters.notify_one();
-  if (may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters())
+  if (pbuf_may_wake_consumer(after) && data_waiters.approx_has_waiters()) data_waiters.notify_one();
+  if (pbuf_may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters())
     space_waiters.notify_all();
 }
 
@@ -455,31 +329,6 @@ void pbuf_core::write_skip(std::uint32_t pos, std::uint32_t n) noexcept {
 }
 
 // ---------------------------------------------------------------- producers
-
-// The common case of reserve_lock_free: room without padding by our copy
-// of rd_idx, and the compare-and-swap won at once. False: nothing was
-// changed, and reserve_lock_free (or reserve_overwrite) decides.
-// Requires: 1 <= n <= size.
-[[gnu::always_inline]] inline bool pbuf_core::reserve_fast(std::uint32_t n,
-                                                           pbuf_span& out) noexcept {
-  // Relaxed: the compare-and-swap below validates it.
-  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
-  // Acquire [PB1], as in reserve_lock_free: the words up to r + size are
-  // free and zero.
-  const std::uint32_t r = rd_seen.load(std::memory_order_acquire);
-  const std::uint32_t used = distance(r, w);
-  const std::uint32_t tail = size - slot(w);
-  // (A move to slot 0 in progress, [PB7]: the full path ends it.)
-  if ((w & pbuf_moving) != 0 || used > size || n > tail || n > size - used ||
-      (flags & pbuf_flag_max_utilization) != 0)
-    return false;
-  // Relaxed, as in reserve_lock_free ([PB1], [PB2], [PB5]).
-  if (!tmp_wr_idx.compare_exchange_strong(w, advance(w, n), std::memory_order_relaxed,
-                                          std::memory_order_relaxed))
-    return false;
-  out = pbuf_span{buf + (size - tail), n};
-  return true;
-}
 
 // Whether n words (and the padding at the wrap they may need) fit between
 // w (tmp_wr_idx) and r + size (r: rd_idx, or a copy of it), as
@@ -825,11 +674,12 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
   }
 }
 
-pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept {
+// reserve's full path (all of it where size comes first).
+pbuf_status pbuf_core::reserve_out_of_line(std::uint32_t n, pbuf_span& out,
+                                           bool may_drop) noexcept {
   // Zero words never fit either: a packet holds at least its header word.
   // (One unsigned test: 0 - 1 is above every size.)
   if (n - 1 >= size) return pbuf_status::too_large;
-  if (speed_over_size && reserve_fast(n, out)) return pbuf_status::ok;
   const pbuf_status status =
       overwrite() ? reserve_overwrite(n, out, may_drop) : reserve_lock_free(n, out);
   if (status == pbuf_status::no_room) SLUICE_PBUF_HOOK(room_refused);
@@ -860,14 +710,9 @@ pbuf_status pbuf_core::alloc_until(std::uint32_t n, time_point deadline, pbuf_sp
   }
 }
 
-void pbuf_core::commit(std::uint32_t* packet) noexcept {
-  atomic_ref<std::uint32_t> h(*packet);
-  // Relaxed: the producer's own word.
-  const std::uint32_t v = h.load(std::memory_order_relaxed);
-  // Release [PB2]: publishes every word of the packet to claim (E2).
-  h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
-  // The consumer may wait for it. [PB4]
-  wake_waiters(wake_after::commit);
+// commit where size comes first.
+void pbuf_core::commit_out_of_line(std::uint32_t* packet) noexcept {
+  publish(packet);
 }
 
 void pbuf_core::abandon(std::uint32_t* packet, std::uint32_t n) noexcept {
@@ -966,24 +811,10 @@ template <bool Observed>
       awaited = true;
     }
     const std::uint32_t len = v >> pbuf_hdr_bits;
-    zero_words(words, len);  // E9
+    pbuf_zero_words(words, len);  // E9
     r = advance(r, len);
   }
   return r;
-}
-
-[[gnu::always_inline]] inline void pbuf_core::await_observers() noexcept {
-  // With overwrite is_pending looks in a dropper's turn: never counted.
-  if (overwrite()) return;
-  if constexpr (!single_core) {
-    // [PB8] light side: the stores that moved tmp_rd_idx past the words we
-    // zero next (this claim's, or an earlier one's) come before the load
-    // of observers; pairs with the heavy side in is_pending.
-    port::asymmetric_fence_light();
-    // Acquire [PB8]: pairs with an observer's release decrement, so that
-    // its read of a header comes before our zeroing.
-    if (observers.load(std::memory_order_acquire) != 0) wait_for_observers();
-  }
 }
 
 [[gnu::noinline, gnu::cold]] void pbuf_core::wait_for_observers() noexcept {
@@ -997,12 +828,6 @@ template <bool Observed>
     spin.spin();
     if (++waits > pbuf_lock_yield_after) port::yield_core();
   }
-}
-
-[[gnu::always_inline]] inline void pbuf_core::publish_rd_idx(std::uint32_t r) noexcept {
-  // Release [PB1]: the freed words are zero and no longer read here.
-  rd_idx.store(r, std::memory_order_release);
-  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
 }
 
 SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
@@ -1032,7 +857,7 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
         continue;
       default: {  // committed, or a claimed packet stepped over and still held
         const std::uint32_t n = length_of(packet, v);
-        if ((v & pbuf_busy) == 0) return claim_at(packet, v, t, n);
+        if ((v & pbuf_busy) == 0) return claim_at(packet, v, advance(t, n), n);
         // Held: passed, not delivered again. It joins the claimed packets
         // behind tmp_rd_idx, and its free makes it a skip there (reclaim
         // stops at it until then; a dropper that meets it at rd_idx steps
@@ -1067,82 +892,6 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   // published through it.
   tmp_rd_idx.store(t, std::memory_order_relaxed);
   return true;
-}
-
-// Whether rd_idx (r) is ahead of tmp_rd_idx (t): a producer that found
-// the buffer empty moved it to slot 0 (reserve_from), or a dropper
-// passed the consumer; the consumer follows.
-[[gnu::always_inline]] inline bool pbuf_core::moved_ahead(std::uint32_t t,
-                                                          std::uint32_t r) const noexcept {
-  return ahead_within_a_lap(t, r);
-}
-
-// Whether position b is ahead of a by 1 to size words. (One unsigned
-// comparison: a distance of 0 wraps to the largest value.)
-[[gnu::always_inline]] inline bool pbuf_core::ahead_within_a_lap(std::uint32_t a,
-                                                                 std::uint32_t b) const noexcept {
-  return distance(a, b) - 1 < size;
-}
-
-// Whether nothing is reserved at t. wr_seen is the consumer's copy of
-// tmp_wr_idx; it is reloaded only when t reached it (or it fell behind t,
-// when a dropper or the move to slot 0 advanced the consumer). A move to
-// slot 0 in progress (marked) counts as nothing: the buffer was empty.
-[[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
-  if (ahead_within_a_lap(t, wr_seen)) return false;
-  // Acquire [PB7]: pairs with the release in finish_move, so the caller's
-  // next look at rd_idx sees a move that ended before this position.
-  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
-  if ((w & pbuf_moving) != 0) return true;
-  wr_seen = w;
-  return t == w;
-}
-
-// Claims the committed packet of n words at position t whose header reads
-// v (E3).
-[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_at(std::uint32_t* packet, std::uint32_t v,
-                                                            std::uint32_t t,
-                                                            std::uint32_t n) noexcept {
-  // Relaxed: after commit only the consumer (or a dropper under the lock)
-  // writes the header.
-  atomic_ref<std::uint32_t>(*packet).store(v | pbuf_busy, std::memory_order_relaxed);
-  t = advance(t, n);
-  // Relaxed: consumer-owned (or under the lock [PB3]); nothing is published
-  // through it.
-  tmp_rd_idx.store(t, std::memory_order_relaxed);
-  // Relaxed, and no read-modify-write: one writer (the consumer, or the
-  // lock holder); observers only read them.
-  wr_idx.store(t, std::memory_order_relaxed);
-  claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  return pbuf_span{packet, n};
-}
-
-// The common case of claim_unlocked: lengths in the header (no call, so
-// no registers to save), nothing to follow or pass, the next packet
-// committed. Null: nothing was changed but our copy of tmp_wr_idx, and
-// claim_unlocked decides.
-[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast() noexcept {
-  if (words != nullptr || get_wlen != nullptr) return {};
-  // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
-  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  // Without overwrite, t behind our copy of tmp_wr_idx needs no look at
-  // rd_idx ([PB7]): the claim that loaded the copy looked right after, and
-  // the buffer has held a reservation since, so no move to slot 0 started.
-  // (That skips a load of the line that producers short of room poll.)
-  // With overwrite a dropper may have passed us between turns: look.
-  if (overwrite() || !ahead_within_a_lap(t, wr_seen)) {
-    if (nothing_reserved_at(t)) return {};
-    // [PB7], as in claim_unlocked: moved, the word at t may be payload
-    // now; claim_unlocked follows.
-    if (moved_ahead(t, rd_idx.load(std::memory_order_relaxed))) return {};
-  }
-  SLUICE_PBUF_HOOK(claim_looked);
-  std::uint32_t* const packet = buf + slot(t);
-  // Acquire [PB2], as in claim_unlocked.
-  const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
-  if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
-  // No callback (checked above): the length is the header's.
-  return claim_at(packet, v, t, checked_length(packet, v >> pbuf_hdr_bits));
 }
 
 // The consumer's turn. Either biased (no read-modify-write: a store, the
@@ -1249,12 +998,10 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   }
 }
 
-pbuf_span pbuf_core::try_claim() noexcept {
+// try_claim where size comes first (no fast path).
+pbuf_span pbuf_core::try_claim_out_of_line() noexcept {
   if (overwrite()) return claim_locked();
   const pbuf_consumer_call one_at_a_time(*this);
-  if constexpr (speed_over_size) {
-    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
-  }
   return claim_unlocked();
 }
 
@@ -1284,41 +1031,12 @@ pbuf_span pbuf_core::try_claim() noexcept {
   return p;
 }
 
-// The common case of free_unlocked, for lengths in the header: the oldest
-// claimed packet (at rd_idx, behind tmp_rd_idx: not one that an overwrite
-// stepped over into the unclaimed stream). E4 and E9 at once, as nobody
-// else reads a claimed packet's words. A short packet with nothing behind
-// it is done here, in few registers; else free_front. False: nothing was
-// changed, free_unlocked decides.
-[[gnu::always_inline]] inline bool pbuf_core::free_fast(const std::uint32_t* packet) noexcept {
-  if (words != nullptr || get_wlen != nullptr) return false;
-  // Relaxed: consumer-owned (no-overwrite) or under the lock.
-  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
-  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  if (r == t || packet != buf + slot(r)) return false;
-  // Relaxed: the packet is claimed by the caller.
-  const std::uint32_t v = atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
-                              .load(std::memory_order_relaxed);
-  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
-                "packet buffer: free of a packet that is not claimed");
-  const std::uint32_t n = v >> pbuf_hdr_bits;  // no callback: checked above
-  const std::uint32_t next = advance(r, n);
-  if (n > 4 || next != t) {
-    free_front(packet, n, r, t);
-    return true;
-  }
-  await_observers();  // [PB8]
-  zero_words(const_cast<std::uint32_t*>(packet), n);
-  publish_rd_idx(next);
-  return true;
-}
-
 // free_fast's longer case: the packet of n words at r (rd_idx) is the
 // oldest claimed one; t is tmp_rd_idx.
 SLUICE_PBUF_FULL_PATH void pbuf_core::free_front(const std::uint32_t* packet, std::uint32_t n,
                                                  std::uint32_t r, std::uint32_t t) noexcept {
   await_observers();  // [PB8]
-  zero_words(const_cast<std::uint32_t*>(packet), n);
+  pbuf_zero_words(const_cast<std::uint32_t*>(packet), n);
   // reclaim_from without a second look at observers (rd_idx moves: n >= 1).
   publish_rd_idx(zero_skips<false>(advance(r, n), t));
 }
@@ -1338,13 +1056,14 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet)
   if (!reclaim()) wake_waiters(wake_after::skip);  // [PB4]
 }
 
-void pbuf_core::free(const std::uint32_t* packet) noexcept {
+// free where size comes first (no fast path).
+void pbuf_core::free_out_of_line(const std::uint32_t* packet) noexcept {
   if (overwrite()) {
     free_locked(packet);
     return;
   }
   const pbuf_consumer_call one_at_a_time(*this);
-  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
+  free_unlocked(packet);
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {

@@ -176,7 +176,7 @@ class allocated_packet {
   // its own, or its own taken for packets): a debug build names it, a
   // release build abandons the packet instead (the consumer never sees it)
   // and returns false. True: published.
-  bool commit() && noexcept {
+  SLUICE_PBUF_INLINE bool commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
     const bool whole = core_->words == nullptr
                            ? user_bits() == span_.size
@@ -241,7 +241,7 @@ class claimed_packet {
   }
   claimed_packet(const claimed_packet&) = delete;
   claimed_packet& operator=(const claimed_packet&) = delete;
-  ~claimed_packet() { reset(); }
+  SLUICE_PBUF_INLINE ~claimed_packet() { reset(); }
 
   [[nodiscard]] explicit operator bool() const noexcept { return core_ != nullptr; }
   [[nodiscard]] const std::uint32_t* words() const noexcept { return span_.words; }
@@ -261,7 +261,7 @@ class claimed_packet {
   }
 
   // Frees the packet now; the handle is empty after.
-  void reset() noexcept {
+  SLUICE_PBUF_INLINE void reset() noexcept {
     if (core_ != nullptr) std::exchange(core_, nullptr)->free(std::exchange(span_, {}).words);
   }
 
@@ -405,7 +405,8 @@ class packet_buffer {
   // ---- producers (any number, any context for the try_/put forms) ----
 
   // Never waits. drop_oldest may drop packets to make room.
-  [[nodiscard]] result<allocated_packet, alloc_error> try_alloc(std::uint32_t words) noexcept {
+  [[nodiscard]] SLUICE_PBUF_INLINE result<allocated_packet, alloc_error> try_alloc(
+      std::uint32_t words) noexcept {
     detail::pbuf_span span;
     return finish_alloc(core_.try_alloc(words, span), span);
   }
@@ -463,7 +464,7 @@ class packet_buffer {
   // reaches it passes it (it is not delivered twice) and returns what
   // follows.
 
-  [[nodiscard]] claimed_packet try_claim() noexcept {
+  [[nodiscard]] SLUICE_PBUF_INLINE claimed_packet try_claim() noexcept {
     return claimed_packet(&core_, core_.try_claim());
   }
   // Waits for a packet until the deadline; in an interrupt handler or
@@ -542,8 +543,8 @@ class packet_buffer {
     return out;
   }
 
-  result<allocated_packet, alloc_error> finish_alloc(detail::pbuf_status status,
-                                                     detail::pbuf_span span) noexcept {
+  SLUICE_PBUF_INLINE result<allocated_packet, alloc_error> finish_alloc(
+      detail::pbuf_status status, detail::pbuf_span span) noexcept {
     switch (status) {
       case detail::pbuf_status::ok:
         break;

@@ -89,7 +89,7 @@ void leave_critical(critical_state state) noexcept;
 inline constexpr std::uint32_t asymmetric_fence_membarrier = 1;
 extern detail::atomic<std::uint32_t> asymmetric_fence_state;  // in src/packet_buffer.cpp
 #endif
-inline void asymmetric_fence_light() noexcept {
+[[gnu::always_inline]] inline void asymmetric_fence_light() noexcept {
 #if __STDC_HOSTED__
   // Relaxed: the state only chooses the fence. Seeing `membarrier` means
   // that every heavy() from now on (and any that could pair with this call,

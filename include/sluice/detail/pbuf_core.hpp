@@ -171,6 +171,23 @@
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/time.hpp>
 
+// The full paths behind the fast ones (reserve_fast, claim_fast,
+// free_fast, lock_as) stay calls, so that the fast ones need few registers
+// (no saves, no stack). A build optimised for size has no fast paths
+// (detail::speed_over_size, the same test, config.hpp).
+// SLUICE_PBUF_INLINE: the operations whose fast paths are inline here
+// (below), inlined into every caller; calls to one copy where size comes
+// first.
+#if defined(__OPTIMIZE_SIZE__)
+#define SLUICE_PBUF_FULL_PATH
+#define SLUICE_PBUF_FAST_PATH
+#define SLUICE_PBUF_INLINE inline
+#else
+#define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
+#define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
+#define SLUICE_PBUF_INLINE [[gnu::always_inline]] inline
+#endif
+
 // The C API's types, named here only so that the engine can hold and call
 // the C callbacks with their exact types.
 union mpsc_pbuf_generic;
@@ -200,6 +217,11 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 // never interrupt or signal handlers, so the overwrite lock needs no
 // critical section around it.
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
+// sluice's own, set by the constructor where speed comes first: packet
+// lengths are in the header (no pbuf_config::words, no c_get_wlen), as the
+// fast paths read them; one test of flags tells them. (Never set for
+// Zephyr's API, which always gives get_wlen: its flags stay Zephyr's.)
+inline constexpr std::uint32_t pbuf_flag_header_lengths = 1u << 9;
 
 // Set in tmp_wr_idx (on the position the move starts from) while a
 // producer moves an empty buffer to slot 0 (no overwrite; positions stay
@@ -380,7 +402,7 @@ struct alignas(cache_line) pbuf_core {
   // Producer side. Reserve `n` words; never waits. With overwrite, drops
   // the oldest packets to make room.
   // A request for 0 words or for more than `size` fails with too_large.
-  [[nodiscard]] pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
+  [[nodiscard]] SLUICE_PBUF_INLINE pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
     return reserve(n, out, true);
   }
   // Waits for room until `deadline` (time_point::max(): forever). Drops
@@ -460,16 +482,41 @@ struct alignas(cache_line) pbuf_core {
   static void wait_fence() noexcept;
 
  private:
-  std::uint32_t slot(std::uint32_t pos) const noexcept {
-    if constexpr (pbuf_slot_divides) return pos % size;
-    return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
-  }
+  // The read-only fields that positions need, as a fast path loads them
+  // once (read through the struct, they are loaded again after every
+  // payload store or acquire load, which may have changed them as far as
+  // the compiler knows), and the arithmetic on positions.
+  struct geometry {
+    std::uint32_t flags;
+    std::uint32_t size;
+    std::uint32_t period;
+    std::uint32_t* buf;
+
+    std::uint32_t slot(std::uint32_t pos) const noexcept {
+      if constexpr (pbuf_slot_divides) return pos % size;
+      return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
+    }
+    std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
+      const std::uint32_t next = pos + n;
+      return next >= period ? next - period : next;
+    }
+    std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
+      return to >= from ? to - from : to + period - from;
+    }
+    // Whether position b is ahead of a by 1 to size words. (One unsigned
+    // comparison: a distance of 0 wraps to the largest value.)
+    [[gnu::always_inline]] bool ahead_within_a_lap(std::uint32_t a,
+                                                   std::uint32_t b) const noexcept {
+      return distance(a, b) - 1 < size;
+    }
+  };
+  geometry shape() const noexcept { return geometry{flags, size, period, buf}; }
+  std::uint32_t slot(std::uint32_t pos) const noexcept { return shape().slot(pos); }
   std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
-    const std::uint32_t next = pos + n;
-    return next >= period ? next - period : next;
+    return shape().advance(pos, n);
   }
   std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
-    return to >= from ? to - from : to + period - from;
+    return shape().distance(from, to);
   }
   atomic_ref<std::uint32_t> header(std::uint32_t pos) const noexcept {
     return atomic_ref<std::uint32_t>(buf[slot(pos)]);
@@ -480,6 +527,7 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t length_of(const std::uint32_t* packet, std::uint32_t first) const noexcept;
   // length_of's check of n, the length of the packet at `packet`.
   std::uint32_t checked_length(const std::uint32_t* packet, std::uint32_t n) const noexcept;
+  [[noreturn]] static void bad_length() noexcept;  // its stop
   // length_of's source, unchecked (also a put's words, before they are in
   // the buffer).
   std::uint32_t stated_length(const std::uint32_t* packet, std::uint32_t first) const noexcept;
@@ -492,6 +540,13 @@ struct alignas(cache_line) pbuf_core {
   void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
 
   bool reserve_fast(std::uint32_t n, pbuf_span& out) noexcept;
+  // The operations as a build optimised for size keeps them, one copy each;
+  // where speed comes first, what their inline fast paths leave.
+  pbuf_status reserve_out_of_line(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept;
+  void commit_out_of_line(std::uint32_t* packet) noexcept;
+  pbuf_span try_claim_out_of_line() noexcept;
+  void free_out_of_line(const std::uint32_t* packet) noexcept;
+  void publish(std::uint32_t* packet) noexcept;  // commit's body (E2)
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   // What the caller knows of rd_idx when it reserves: a copy (rd_seen) that
   // may understate the room and is refreshed once before giving up, or its
@@ -577,5 +632,350 @@ struct alignas(cache_line) pbuf_core {
   // (lock_as).
   bool end_bias(std::uint32_t token) noexcept;
 };
+
+}  // namespace sluice::detail
+
+// Test builds only (SLUICE_PBUF_TEST_HOOKS, tests/hooks): a call at named
+// points of the protocols, where a test holds a thread to run another
+// inside a window that is otherwise a few instructions wide.
+#if defined(SLUICE_PBUF_TEST_HOOKS)
+void sluice_pbuf_test_hook(sluice::detail::pbuf_hook point) noexcept;  // the test's
+#define SLUICE_PBUF_HOOK(point) sluice_pbuf_test_hook(sluice::detail::pbuf_hook::point)
+#else
+#define SLUICE_PBUF_HOOK(point) static_cast<void>(0)
+#endif
+
+namespace sluice::detail {
+
+// ------------------------------------------------------------ the fast paths
+// Where speed comes first, the common case of a producer's alloc and commit
+// and of the consumer's claim and free is inline here, so that it compiles
+// into its caller with no call (the calls and their register saves were a
+// good part of a packet's cost); the rest stays in src/packet_buffer.cpp.
+// A build optimised for size keeps one copy of each operation there (the
+// *_out_of_line members). The atomic pairings [PB1]..[PB8] are listed at
+// the top of src/packet_buffer.cpp.
+
+// Debug builds, without overwrite: the consumer's calls (claim, free)
+// run one at a time, and two at once (a free on another thread
+// during a claim, two consumers) can strand the read side for good. Each
+// such call marks consumer_in, which only the overwrite policy's biased turn
+// uses otherwise, and a call that finds it marked names the mistake. (With
+// overwrite the turn's lock orders the calls, and enter_consumer checks a
+// biased turn.) It catches the calls that overlap, not every misuse.
+class pbuf_consumer_call {
+ public:
+  explicit pbuf_consumer_call(pbuf_core& core) noexcept : core_(core) {
+    if constexpr (debug_checks) {
+      if ((core_.flags & pbuf_flag_overwrite) != 0) return;
+      // Relaxed: a check, not a synchronisation; the calls it catches race.
+      const std::uint32_t before = core_.consumer_in.exchange(1, std::memory_order_relaxed);
+      SLUICE_ASSERT(before == 0,
+                    "packet buffer: two consumer calls at once (claim or free on two threads, "
+                    "or two consumers)");
+    }
+  }
+  ~pbuf_consumer_call() {
+    if constexpr (debug_checks) {
+      // Relaxed: as above.
+      if ((core_.flags & pbuf_flag_overwrite) == 0)
+        core_.consumer_in.store(0, std::memory_order_relaxed);
+    }
+  }
+  pbuf_consumer_call(const pbuf_consumer_call&) = delete;
+  pbuf_consumer_call& operator=(const pbuf_consumer_call&) = delete;
+
+ private:
+  pbuf_core& core_;
+};
+
+// Zeroes freed words (E9). Packets of up to 4 words inline (the stores are
+// relaxed atomics so that the loop stays a loop rather than a call to
+// memset). Up to 32 words inline as well where speed comes first, in
+// 16-byte stores, the last one ending at the packet's end (it may overlap
+// the one before): no call per free for packets where the call is a good
+// part of the work. Longer ones, and every one in a build optimised for
+// size, through memset (whose wider stores were as fast at 64 words on
+// x86-64).
+[[gnu::always_inline]] inline void pbuf_zero_words(std::uint32_t* words, std::uint32_t n) noexcept {
+  if (n > 4) {
+    if (speed_over_size && n <= 32) {
+      typedef std::uint32_t quad __attribute__((vector_size(16)));
+      const quad zero{};
+      // Word-aligned: a core that needs aligned stores then uses word stores.
+      words = static_cast<std::uint32_t*>(__builtin_assume_aligned(words, alignof(std::uint32_t)));
+      for (std::uint32_t i = 0; i < n - 4; i += 4) {
+        __builtin_memcpy(words + i, &zero, sizeof zero);
+        // Keeps the loop a loop: without it the compiler calls memset again.
+        asm volatile("" ::: "memory");
+      }
+      __builtin_memcpy(words + n - 4, &zero, sizeof zero);
+      return;
+    }
+    __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
+    return;
+  }
+  // Relaxed: the caller owns the words; rd_idx's release store publishes them.
+  for (std::uint32_t i = 0; i < n; ++i)
+    atomic_ref<std::uint32_t>(words[i]).store(0, std::memory_order_relaxed);
+}
+
+// A packet's length, from the callback or the header, as the consumer and
+// droppers read it. A length no packet can have would make the consumer
+// pass the packet for ever (0: claim_unlocked's loop never moves) or read
+// and zero words past the storage (a packet never wraps, so one whose
+// length runs past the storage's end cannot be). Named in debug builds and
+// in release builds too, except where the compiler optimises for size (the
+// Cortex-M image, whose size is a budget: there a release build is not
+// protected).
+[[gnu::always_inline]] inline std::uint32_t pbuf_core::checked_length(
+    const std::uint32_t* packet, std::uint32_t n) const noexcept {
+  if constexpr (debug_checks || speed_over_size) {
+    // The words from packet to the storage's end: 1 to size.
+    const auto room = size - static_cast<std::uint32_t>(packet - buf);
+    if (n - 1 >= room) [[unlikely]]
+      bad_length();
+  }
+  return n;
+}
+
+// Whom a notifier's `after` may concern. A build optimised for size wakes
+// both lists (in less code): a waiter woken for nothing re-checks and waits
+// again.
+[[gnu::always_inline]] inline bool pbuf_may_wake_consumer(wake_after after) noexcept {
+  return !speed_over_size || after != wake_after::reclaim;
+}
+// Producers wait for room: rd_idx moving, or with overwrite a skip they can
+// pass at the front (a committed packet is no room for a waiting producer:
+// it drops nothing).
+[[gnu::always_inline]] inline bool pbuf_may_wake_producers(wake_after after,
+                                                           bool overwrite) noexcept {
+  return !speed_over_size || after == wake_after::reclaim ||
+         (after == wake_after::skip && overwrite);
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::wake_waiters(wake_after after) noexcept {
+  // [PB4] light side: the caller's condition store comes before the loads
+  // of the waiter words; pairs with the heavy side in wait_fence().
+  port::asymmetric_fence_light();
+  // approx_has_waiters is a relaxed load; [PB4] makes it exact enough: a
+  // waiter whose re-check missed our condition is seen here (listed, or
+  // its list locked). Only the lists that notify_waiters would notify are
+  // read. The notifying is apart so that this check, on every commit and
+  // free, stays short.
+  if ((pbuf_may_wake_consumer(after) && data_waiters.approx_has_waiters()) ||
+      (pbuf_may_wake_producers(after, overwrite()) && space_waiters.approx_has_waiters()))
+    notify_waiters(after);
+}
+
+// ---- producers
+
+// The common case of reserve_lock_free: room without padding by our copy
+// of rd_idx, and the compare-and-swap won at once. False: nothing was
+// changed, and reserve_lock_free (or reserve_overwrite) decides.
+// Requires: 1 <= n <= size.
+[[gnu::always_inline]] inline bool pbuf_core::reserve_fast(std::uint32_t n,
+                                                           pbuf_span& out) noexcept {
+  const geometry g = shape();
+  // Relaxed: the compare-and-swap below validates it.
+  std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
+  // Acquire [PB1], as in reserve_lock_free: the words up to r + size are
+  // free and zero.
+  const std::uint32_t r = rd_seen.load(std::memory_order_acquire);
+  // A move to slot 0 in progress ([PB7]: the full path ends it) or a
+  // statistic to keep: the full path. Else used < period <= 2^31 and
+  // n <= size <= 2^29, so used + n cannot wrap.
+  if ((w & pbuf_moving) != 0 || (g.flags & pbuf_flag_max_utilization) != 0) return false;
+  const std::uint32_t start = g.slot(w);
+  if (g.distance(r, w) + n > g.size || n > g.size - start) return false;  // padding: the full path
+  // Relaxed, as in reserve_lock_free ([PB1], [PB2], [PB5]).
+  if (!tmp_wr_idx.compare_exchange_strong(w, g.advance(w, n), std::memory_order_relaxed,
+                                          std::memory_order_relaxed))
+    return false;
+  out = pbuf_span{g.buf + start, n};
+  return true;
+}
+
+SLUICE_PBUF_INLINE pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& out,
+                                                  bool may_drop) noexcept {
+  if constexpr (speed_over_size) {
+    // reserve_fast's condition first: 1 <= n <= size (one unsigned test).
+    if (n - 1 < size && reserve_fast(n, out)) return pbuf_status::ok;
+  }
+  return reserve_out_of_line(n, out, may_drop);
+}
+
+// E2.
+[[gnu::always_inline]] inline void pbuf_core::publish(std::uint32_t* packet) noexcept {
+  atomic_ref<std::uint32_t> h(*packet);
+  // Relaxed: the producer's own word.
+  const std::uint32_t v = h.load(std::memory_order_relaxed);
+  // Release [PB2]: publishes every word of the packet to claim (E2).
+  h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
+  // The consumer may wait for it. [PB4]
+  wake_waiters(wake_after::commit);
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
+  if constexpr (speed_over_size) {
+    publish(packet);
+  } else {
+    commit_out_of_line(packet);
+  }
+}
+
+// ---- the consumer
+
+[[gnu::always_inline]] inline void pbuf_core::await_observers() noexcept {
+  // With overwrite is_pending looks in a dropper's turn: never counted.
+  if (overwrite()) return;
+  if constexpr (!single_core) {
+    // [PB8] light side: the stores that moved tmp_rd_idx past the words we
+    // zero next (this claim's, or an earlier one's) come before the load
+    // of observers; pairs with the heavy side in is_pending.
+    port::asymmetric_fence_light();
+    // Acquire [PB8]: pairs with an observer's release decrement, so that
+    // its read of a header comes before our zeroing.
+    if (observers.load(std::memory_order_acquire) != 0) wait_for_observers();
+  }
+}
+
+[[gnu::always_inline]] inline void pbuf_core::publish_rd_idx(std::uint32_t r) noexcept {
+  // Release [PB1]: the freed words are zero and no longer read here.
+  rd_idx.store(r, std::memory_order_release);
+  wake_waiters(wake_after::reclaim);  // [PB4]: a producer may wait for room
+}
+
+// Whether rd_idx (r) is ahead of tmp_rd_idx (t): a producer that found
+// the buffer empty moved it to slot 0 (reserve_from), or a dropper
+// passed the consumer; the consumer follows.
+[[gnu::always_inline]] inline bool pbuf_core::moved_ahead(std::uint32_t t,
+                                                          std::uint32_t r) const noexcept {
+  return ahead_within_a_lap(t, r);
+}
+
+[[gnu::always_inline]] inline bool pbuf_core::ahead_within_a_lap(std::uint32_t a,
+                                                                 std::uint32_t b) const noexcept {
+  return shape().ahead_within_a_lap(a, b);
+}
+
+// Whether nothing is reserved at t. wr_seen is the consumer's copy of
+// tmp_wr_idx; it is reloaded only when t reached it (or it fell behind t,
+// when a dropper or the move to slot 0 advanced the consumer). A move to
+// slot 0 in progress (marked) counts as nothing: the buffer was empty.
+[[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
+  if (ahead_within_a_lap(t, wr_seen)) return false;
+  // Acquire [PB7]: pairs with the release in finish_move, so the caller's
+  // next look at rd_idx sees a move that ended before this position.
+  const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
+  if ((w & pbuf_moving) != 0) return true;
+  wr_seen = w;
+  return t == w;
+}
+
+// Claims the committed packet of n words at position t whose header reads
+// v (E3); next: t + n.
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_at(std::uint32_t* packet, std::uint32_t v,
+                                                            std::uint32_t next,
+                                                            std::uint32_t n) noexcept {
+  // Relaxed: after commit only the consumer (or a dropper under the lock)
+  // writes the header.
+  atomic_ref<std::uint32_t>(*packet).store(v | pbuf_busy, std::memory_order_relaxed);
+  // Relaxed: consumer-owned (or under the lock [PB3]); nothing is published
+  // through it.
+  tmp_rd_idx.store(next, std::memory_order_relaxed);
+  // Relaxed, and no read-modify-write: one writer (the consumer, or the
+  // lock holder); observers only read them.
+  wr_idx.store(next, std::memory_order_relaxed);
+  claimed.store(claimed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  return pbuf_span{packet, n};
+}
+
+// The common case of claim_unlocked: lengths in the header (no call, so
+// no registers to save), nothing to follow or pass, the next packet
+// committed. Null: nothing was changed but our copy of tmp_wr_idx, and
+// claim_unlocked decides.
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast() noexcept {
+  const geometry g = shape();
+  if ((g.flags & pbuf_flag_header_lengths) == 0) return {};
+  // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  // Without overwrite, t behind our copy of tmp_wr_idx needs no look at
+  // rd_idx ([PB7]): the claim that loaded the copy looked right after, and
+  // the buffer has held a reservation since, so no move to slot 0 started.
+  // (That skips a load of the line that producers short of room poll.)
+  // With overwrite a dropper may have passed us between turns: look.
+  if ((g.flags & pbuf_flag_overwrite) != 0 || !g.ahead_within_a_lap(t, wr_seen)) {
+    if (nothing_reserved_at(t)) return {};
+    // [PB7], as in claim_unlocked: moved, the word at t may be payload
+    // now; claim_unlocked follows.
+    if (g.ahead_within_a_lap(t, rd_idx.load(std::memory_order_relaxed))) return {};
+  }
+  SLUICE_PBUF_HOOK(claim_looked);
+  const std::uint32_t start = g.slot(t);
+  std::uint32_t* const packet = g.buf + start;
+  // Acquire [PB2], as in claim_unlocked.
+  const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
+  if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
+  // No callback (checked above): the length is the header's. A length no
+  // packet can have stops the program (checked_length, which this is).
+  const std::uint32_t n = v >> pbuf_hdr_bits;
+  if (n - 1 >= g.size - start) [[unlikely]]
+    bad_length();
+  return claim_at(packet, v, g.advance(t, n), n);
+}
+
+SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
+  if constexpr (speed_over_size) {
+    if (overwrite()) return claim_locked();
+    const pbuf_consumer_call one_at_a_time(*this);
+    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
+    return claim_unlocked();
+  }
+  return try_claim_out_of_line();
+}
+
+// The common case of free_unlocked, for lengths in the header: the oldest
+// claimed packet (at rd_idx, behind tmp_rd_idx: not one that an overwrite
+// stepped over into the unclaimed stream). E4 and E9 at once, as nobody
+// else reads a claimed packet's words. A packet of up to 32 words with
+// nothing behind it is done here; else free_front. False: nothing was
+// changed, free_unlocked decides.
+[[gnu::always_inline]] inline bool pbuf_core::free_fast(const std::uint32_t* packet) noexcept {
+  const geometry g = shape();
+  if ((g.flags & pbuf_flag_header_lengths) == 0) return false;
+  // Relaxed: consumer-owned (no-overwrite) or under the lock.
+  const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  if (r == t || packet != g.buf + g.slot(r)) return false;
+  // Relaxed: the packet is claimed by the caller.
+  const std::uint32_t v = atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+                              .load(std::memory_order_relaxed);
+  SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+                "packet buffer: free of a packet that is not claimed");
+  const std::uint32_t n = v >> pbuf_hdr_bits;  // no callback: checked above
+  const std::uint32_t next = g.advance(r, n);
+  if (n > 32 || next != t) {
+    free_front(packet, n, r, t);
+    return true;
+  }
+  await_observers();  // [PB8]
+  pbuf_zero_words(const_cast<std::uint32_t*>(packet), n);
+  publish_rd_idx(next);
+  return true;
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::free(const std::uint32_t* packet) noexcept {
+  if constexpr (speed_over_size) {
+    if (overwrite()) {
+      free_locked(packet);
+      return;
+    }
+    const pbuf_consumer_call one_at_a_time(*this);
+    if (!free_fast(packet)) free_unlocked(packet);
+    return;
+  }
+  free_out_of_line(packet);
+}
 
 }  // namespace sluice::detail
