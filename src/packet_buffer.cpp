@@ -126,33 +126,7 @@ detail::atomic<std::uint32_t> asymmetric_fence_state{0};  // the hosted port's
 
 namespace sluice::detail {
 
-// The port's critical section around a turn with the overwrite lock, so
-// that nothing on this core (an interrupt, a signal handler) can run while
-// the holder holds it and spin on it. A buffer configured for thread
-// producers only skips it (no handler can interrupt a holder). The
-// consumer takes it only where that is cheap (Masks = pbuf_consumer_masks,
-// config.hpp; else it compiles to nothing); droppers there too, and
-// elsewhere only when the port gives no context token (`masks` false: the
-// lock word then names the holder's thread instead, see lock_as()).
-template <bool Masks, bool EvenThreadsOnly = false>
-class pbuf_critical_guard {
- public:
-  explicit pbuf_critical_guard(const pbuf_core& core) noexcept
-      : masked_(Masks && (EvenThreadsOnly || (core.flags & pbuf_flag_threads_only) == 0)) {
-    if (masked_) state_ = port::enter_critical();
-  }
-  ~pbuf_critical_guard() {
-    if (masked_) port::leave_critical(state_);
-  }
-  pbuf_critical_guard(const pbuf_critical_guard&) = delete;
-  pbuf_critical_guard& operator=(const pbuf_critical_guard&) = delete;
-
- private:
-  bool masked_;
-  port::critical_state state_{};
-};
 using dropper_guard = pbuf_critical_guard<true>;
-using consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
 // is_pending's look without overwrite ([PB8]): masked, so that a consumer
 // in a handler never waits for the context it interrupted; on one core
 // also with threads_only, as the masking is then what keeps the consumer
@@ -894,49 +868,6 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   return true;
 }
 
-// The consumer's turn. Either biased (no read-modify-write: a store, the
-// light fence and a load to enter, a store to leave) or with the lock, as
-// a dropper's. lock_bias changes only under the lock [PB6]:
-//   lock_bias  consumer's turn                  a dropper, once it holds the lock
-//   1          biased: consumer_in := holder;   end_bias: lock_bias := 0, a new
-//              light fence; lock_bias still 1:  stretch (rebias_after :=
-//              in; else consumer_in := 0 and    rebias_stretch, dropped_in_stretch
-//              a locked turn (row 0)            := 0), heavy fence, then waits
-//                                               while consumer_in != 0
-//   0          takes the lock; at the stretch's dropped_in_stretch := 1, then
-//              end (rebias_after turns):        waits while consumer_in != 0
-//              dropped_in_stretch == 0:         (a turn that an earlier dropper
-//              lock_bias := 1, rebias_stretch   gave up on may still run)
-//              := pbuf_rebias_after; else a
-//              stretch twice as long (at most
-//              pbuf_rebias_max), all under it
-// A dropper waiting for a biased turn gives up where it would give up on
-// the consumer's lock (lock_as_waiting): at once if consumer_in names its
-// own thread (a handler that interrupted the consumer), after a short spin
-// where droppers_may_give_up(); the bias stays ended, and every later
-// dropper waits for that turn as well.
-SLUICE_PBUF_FAST_PATH bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
-  if constexpr (speed_over_size) {
-    // Relaxed: a hint, to skip the store after an end; the load after the
-    // fence decides.
-    if (lock_bias.load(std::memory_order_relaxed) != 0) {
-      // Relaxed: the consumer's own word.
-      SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
-                    "packet buffer: the consumer re-entered claim or free (from a handler?)");
-      consumer_in.store(holder, std::memory_order_relaxed);  // [PB6]
-      port::asymmetric_fence_light();                        // [PB6]
-      // Relaxed [PB6]: 1 here means the dropper that ends the bias sees us
-      // and waits. Everything droppers did before is ours already: the
-      // consumer set the bias holding the lock (acquired after theirs).
-      if (lock_bias.load(std::memory_order_relaxed) != 0) return true;
-      // Release [PB6]: the dropper ending the bias waits for it.
-      consumer_in.store(0, std::memory_order_release);
-    }
-  }
-  enter_consumer_locked(holder);
-  return false;
-}
-
 SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder) noexcept {
   (void)lock_as(holder);  // the consumer always gets it
   if constexpr (speed_over_size) {
@@ -954,21 +885,6 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder
       }
     }
   }
-}
-
-SLUICE_PBUF_FAST_PATH void pbuf_core::leave_consumer(std::uint32_t holder, bool biased) noexcept {
-  if (biased) {
-    // Release [PB6]: pairs with the acquire load in end_bias.
-    consumer_in.store(0, std::memory_order_release);
-  } else {
-    unlock();
-  }
-  // [PB4]: a dropper that gave up on the consumer's turn after its short
-  // spin (lock_as, end_bias) may wait for room; the turn's end is its
-  // condition. A handler that gave up on its own thread's turn never waits
-  // (handlers use the try forms). (The holder's token is this thread's, as
-  // asked of context_token() once per turn.)
-  if (droppers_may_give_up(holder >> pbuf_lock_role_bits)) wake_waiters(wake_after::reclaim);
 }
 
 SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
@@ -1006,29 +922,9 @@ pbuf_span pbuf_core::try_claim_out_of_line() noexcept {
 }
 
 // Apart from try_claim (and free_locked from free) so that the
-// no-overwrite path stays a test and a jump.
+// no-overwrite path stays a test and a jump (where size comes first).
 [[gnu::noinline]] pbuf_span pbuf_core::claim_locked() noexcept {
-  // Nothing allocated: answer without the lock, and (where there are fast
-  // paths) without reading the producers' line while our copy of
-  // tmp_wr_idx is ahead. Relaxed: a snapshot (a dropper may move
-  // tmp_rd_idx meanwhile; the turn decides); a claim that races with a
-  // reservation may miss it like any try does, and a waiting consumer's
-  // re-check is ordered by [PB4] (the producer's reservation precedes its
-  // light fence).
-  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  if constexpr (speed_over_size) {
-    if (nothing_reserved_at(t)) return {};
-  } else {
-    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
-  }
-  const consumer_guard masked(*this);
-  const std::uint32_t holder = consumer_holder();
-  const bool biased = enter_consumer(holder);
-  pbuf_span p;
-  if constexpr (speed_over_size) p = claim_fast();
-  if (p.words == nullptr) p = claim_unlocked();
-  leave_consumer(holder, biased);
-  return p;
+  return claim_in_turn();
 }
 
 // free_fast's longer case: the packet of n words at r (rd_idx) is the
@@ -1067,11 +963,7 @@ void pbuf_core::free_out_of_line(const std::uint32_t* packet) noexcept {
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {
-  const consumer_guard masked(*this);
-  const std::uint32_t holder = consumer_holder();
-  const bool biased = enter_consumer(holder);
-  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
-  leave_consumer(holder, biased);
+  free_in_turn(packet);
 }
 
 pbuf_span pbuf_core::claim_until(time_point deadline) noexcept {
@@ -1373,24 +1265,6 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
   } else {
     return false;
   }
-}
-
-std::uint32_t pbuf_core::consumer_holder() noexcept {
-  return pbuf_lock_consumer |
-         (pbuf_consumer_masks ? 0u : port::context_token() << pbuf_lock_role_bits);
-}
-
-void pbuf_core::unlock() noexcept {
-  // Release [PB3]: the next holder sees our index and header changes.
-  lock.store(0, std::memory_order_release);
-}
-
-bool pbuf_core::droppers_may_give_up() const noexcept {
-  return droppers_may_give_up(pbuf_consumer_masks ? 0 : port::context_token());
-}
-
-bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept {
-  return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0 && token == 0;
 }
 
 }  // namespace sluice::detail

@@ -1,9 +1,12 @@
 // pbuf_core: the engine of sluice's multi-producer single-consumer packet
-// buffer (Zephyr mpsc_pbuf semantics). Not templated; compiled once in
-// src/packet_buffer.cpp. The C++ API (sluice/packet_buffer.hpp) and the C API
-// (include/compat/zephyr/sys/mpsc_pbuf.h) are thin layers over it, and its
-// state is laid out so that it can live inside Zephyr's struct
-// mpsc_pbuf_buffer (field names and order of that struct come first).
+// buffer (Zephyr mpsc_pbuf semantics). Not templated: compiled once in
+// src/packet_buffer.cpp, but for the common case of alloc, commit, claim
+// and free, which is inline at the end of this header where speed comes
+// first ("the fast paths" below). The C++ API (sluice/packet_buffer.hpp)
+// and the C API (include/compat/zephyr/sys/mpsc_pbuf.h) are thin layers
+// over it, and its state is laid out so that it can live inside Zephyr's
+// struct mpsc_pbuf_buffer (field names and order of that struct come
+// first).
 //
 // Storage: `size` 32-bit words from the caller. A packet is `n` contiguous
 // words; bits 0 and 1 of its first word are the buffer's header, the other
@@ -182,9 +185,11 @@
 #define SLUICE_PBUF_FULL_PATH
 #define SLUICE_PBUF_FAST_PATH
 #define SLUICE_PBUF_INLINE inline
+#define SLUICE_PBUF_INLINE inline
 #else
 #define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
 #define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
+#define SLUICE_PBUF_INLINE [[gnu::always_inline]] inline
 #define SLUICE_PBUF_INLINE [[gnu::always_inline]] inline
 #endif
 
@@ -574,12 +579,14 @@ struct alignas(cache_line) pbuf_core {
   pbuf_span claim_at(std::uint32_t* packet, std::uint32_t v, std::uint32_t t,
                      std::uint32_t n) noexcept;
   pbuf_span claim_unlocked() noexcept;
-  pbuf_span claim_locked() noexcept;  // overwrite: claim_unlocked under the lock
+  pbuf_span claim_locked() noexcept;   // overwrite: claim_unlocked under the lock
+  pbuf_span claim_in_turn() noexcept;  // its body
   bool free_fast(const std::uint32_t* packet) noexcept;
   void free_front(const std::uint32_t* packet, std::uint32_t n, std::uint32_t r,
                   std::uint32_t t) noexcept;
   void free_unlocked(const std::uint32_t* packet) noexcept;
   void free_locked(const std::uint32_t* packet) noexcept;
+  void free_in_turn(const std::uint32_t* packet) noexcept;  // its body
   bool reclaim() noexcept;
   // reclaim() when the words [start, r) are zeroed already (start: rd_idx,
   // t: tmp_rd_idx).
@@ -688,6 +695,33 @@ class pbuf_consumer_call {
  private:
   pbuf_core& core_;
 };
+
+// The port's critical section around a turn with the overwrite lock, so
+// that nothing on this core (an interrupt, a signal handler) can run while
+// the holder holds it and spin on it. A buffer configured for thread
+// producers only skips it (no handler can interrupt a holder). The
+// consumer takes it only where that is cheap (Masks = pbuf_consumer_masks,
+// config.hpp; else it compiles to nothing); droppers there too, and
+// elsewhere only when the port gives no context token (`masks` false: the
+// lock word then names the holder's thread instead, see lock_as()).
+template <bool Masks, bool EvenThreadsOnly = false>
+class pbuf_critical_guard {
+ public:
+  explicit pbuf_critical_guard(const pbuf_core& core) noexcept
+      : masked_(Masks && (EvenThreadsOnly || (core.flags & pbuf_flag_threads_only) == 0)) {
+    if (masked_) state_ = port::enter_critical();
+  }
+  ~pbuf_critical_guard() {
+    if (masked_) port::leave_critical(state_);
+  }
+  pbuf_critical_guard(const pbuf_critical_guard&) = delete;
+  pbuf_critical_guard& operator=(const pbuf_critical_guard&) = delete;
+
+ private:
+  bool masked_;
+  port::critical_state state_{};
+};
+using pbuf_consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
 
 // Zeroes freed words (E9). Packets of up to 4 words inline (the stores are
 // relaxed atomics so that the loop stays a loop rather than a call to
@@ -925,9 +959,124 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
   return claim_at(packet, v, g.advance(t, n), n);
 }
 
+// ---- the consumer's turn with overwrite
+
+inline std::uint32_t pbuf_core::consumer_holder() noexcept {
+  return pbuf_lock_consumer |
+         (pbuf_consumer_masks ? 0u : port::context_token() << pbuf_lock_role_bits);
+}
+
+inline void pbuf_core::unlock() noexcept {
+  // Release [PB3]: the next holder sees our index and header changes.
+  lock.store(0, std::memory_order_release);
+}
+
+inline bool pbuf_core::droppers_may_give_up() const noexcept {
+  return droppers_may_give_up(pbuf_consumer_masks ? 0 : port::context_token());
+}
+
+inline bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept {
+  return !pbuf_consumer_masks && (flags & pbuf_flag_threads_only) == 0 && token == 0;
+}
+
+// The consumer's turn. Either biased (no read-modify-write: a store, the
+// light fence and a load to enter, a store to leave) or with the lock, as
+// a dropper's. lock_bias changes only under the lock [PB6]:
+//   lock_bias  consumer's turn                  a dropper, once it holds the lock
+//   1          biased: consumer_in := holder;   end_bias: lock_bias := 0, a new
+//              light fence; lock_bias still 1:  stretch (rebias_after :=
+//              in; else consumer_in := 0 and    rebias_stretch, dropped_in_stretch
+//              a locked turn (row 0)            := 0), heavy fence, then waits
+//                                               while consumer_in != 0
+//   0          takes the lock; at the stretch's dropped_in_stretch := 1, then
+//              end (rebias_after turns):        waits while consumer_in != 0
+//              dropped_in_stretch == 0:         (a turn that an earlier dropper
+//              lock_bias := 1, rebias_stretch   gave up on may still run)
+//              := pbuf_rebias_after; else a
+//              stretch twice as long (at most
+//              pbuf_rebias_max), all under it
+// A dropper waiting for a biased turn gives up where it would give up on
+// the consumer's lock (lock_as_waiting): at once if consumer_in names its
+// own thread (a handler that interrupted the consumer), after a short spin
+// where droppers_may_give_up(); the bias stays ended, and every later
+// dropper waits for that turn as well.
+SLUICE_PBUF_INLINE bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
+  if constexpr (speed_over_size) {
+    // Relaxed: a hint, to skip the store after an end; the load after the
+    // fence decides.
+    if (lock_bias.load(std::memory_order_relaxed) != 0) {
+      // Relaxed: the consumer's own word.
+      SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
+                    "packet buffer: the consumer re-entered claim or free (from a handler?)");
+      consumer_in.store(holder, std::memory_order_relaxed);  // [PB6]
+      port::asymmetric_fence_light();                        // [PB6]
+      // Relaxed [PB6]: 1 here means the dropper that ends the bias sees us
+      // and waits. Everything droppers did before is ours already: the
+      // consumer set the bias holding the lock (acquired after theirs).
+      if (lock_bias.load(std::memory_order_relaxed) != 0) return true;
+      // Release [PB6]: the dropper ending the bias waits for it.
+      consumer_in.store(0, std::memory_order_release);
+    }
+  }
+  enter_consumer_locked(holder);
+  return false;
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool biased) noexcept {
+  if (biased) {
+    // Release [PB6]: pairs with the acquire load in end_bias.
+    consumer_in.store(0, std::memory_order_release);
+  } else {
+    unlock();
+  }
+  // [PB4]: a dropper that gave up on the consumer's turn after its short
+  // spin (lock_as, end_bias) may wait for room; the turn's end is its
+  // condition. A handler that gave up on its own thread's turn never waits
+  // (handlers use the try forms). (The holder's token is this thread's, as
+  // asked of context_token() once per turn.)
+  if (droppers_may_give_up(holder >> pbuf_lock_role_bits)) wake_waiters(wake_after::reclaim);
+}
+
+// Apart from try_claim (and free_locked from free) so that the
+// no-overwrite path stays a test and a jump.
+// claim_locked's body: try_claim with overwrite, inline where speed comes
+// first.
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_in_turn() noexcept {
+  // Nothing allocated: answer without the lock, and (where there are fast
+  // paths) without reading the producers' line while our copy of
+  // tmp_wr_idx is ahead. Relaxed: a snapshot (a dropper may move
+  // tmp_rd_idx meanwhile; the turn decides); a claim that races with a
+  // reservation may miss it like any try does, and a waiting consumer's
+  // re-check is ordered by [PB4] (the producer's reservation precedes its
+  // light fence).
+  const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
+  if constexpr (speed_over_size) {
+    if (nothing_reserved_at(t)) return {};
+  } else {
+    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
+  }
+  const pbuf_consumer_guard masked(*this);
+  const std::uint32_t holder = consumer_holder();
+  const bool biased = enter_consumer(holder);
+  pbuf_span p;
+  if constexpr (speed_over_size) p = claim_fast();
+  if (p.words == nullptr) p = claim_unlocked();
+  leave_consumer(holder, biased);
+  return p;
+}
+
+// free_locked's body: free with overwrite, inline where speed comes first.
+[[gnu::always_inline]] inline void pbuf_core::free_in_turn(const std::uint32_t* packet) noexcept {
+  const pbuf_consumer_guard masked(*this);
+  const std::uint32_t holder = consumer_holder();
+  const bool biased = enter_consumer(holder);
+  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
+  leave_consumer(holder, biased);
+}
+
 SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
   if constexpr (speed_over_size) {
-    if (overwrite()) return claim_locked();
+    if (overwrite()) return claim_in_turn();
     const pbuf_consumer_call one_at_a_time(*this);
     if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
     return claim_unlocked();
@@ -968,7 +1117,7 @@ SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
 SLUICE_PBUF_INLINE void pbuf_core::free(const std::uint32_t* packet) noexcept {
   if constexpr (speed_over_size) {
     if (overwrite()) {
-      free_locked(packet);
+      free_in_turn(packet);
       return;
     }
     const pbuf_consumer_call one_at_a_time(*this);
