@@ -407,8 +407,10 @@ class packet_buffer {
   // Never waits. drop_oldest may drop packets to make room.
   [[nodiscard]] SLUICE_PBUF_INLINE result<allocated_packet, alloc_error> try_alloc(
       std::uint32_t words) noexcept {
+    if (const detail::pbuf_span fast = core_.try_alloc_fast(words); fast.words != nullptr)
+      return allocated_packet::reserved(&core_, fast);
     detail::pbuf_span span;
-    return finish_alloc(core_.try_alloc(words, span), span);
+    return finish_alloc(core_.try_alloc_rest(words, span), span);
   }
   // Waits for room until the deadline. Drops nothing, with drop_oldest too
   // (as Zephyr's alloc with a timeout): it waits for the consumer to free.

@@ -410,6 +410,21 @@ struct alignas(cache_line) pbuf_core {
   [[nodiscard]] SLUICE_PBUF_INLINE pbuf_status try_alloc(std::uint32_t n, pbuf_span& out) noexcept {
     return reserve(n, out, true);
   }
+  // try_alloc in two steps, for a caller whose span then stays in
+  // registers on the fast path (the out-parameter of the rest, passed to a
+  // call, lives in memory): the fast path, a null span where it does not
+  // apply (always where size comes first), then the rest of try_alloc.
+  [[nodiscard]] SLUICE_PBUF_INLINE pbuf_span try_alloc_fast(std::uint32_t n) noexcept {
+    pbuf_span out;
+    if constexpr (speed_over_size) {
+      // reserve_fast writes out only when it reserves.
+      if (n - 1 < size && reserve_fast(n, out)) return out;
+    }
+    return {};
+  }
+  [[nodiscard]] pbuf_status try_alloc_rest(std::uint32_t n, pbuf_span& out) noexcept {
+    return reserve_out_of_line(n, out, true);
+  }
   // Waits for room until `deadline` (time_point::max(): forever). Drops
   // nothing in either policy, as Zephyr's alloc with a timeout: with
   // overwrite it waits for the consumer to free, like without. Where
