@@ -1413,6 +1413,30 @@ class waiting_producer {
 // waits (it is seen on the waiter list) rather than dropping the oldest,
 // and the consumer's free lets it through. Both steps are observed, not
 // timed: the producer either returns or is listed first.
+// The fast paths (inline in pbuf_core.hpp) read lengths from the header
+// and apply only where the constructor marked the buffer so: with no
+// length callback, and only where speed comes first. A buffer never marked
+// would still work, slowly; one marked with a callback would read user
+// bits as lengths.
+TEST(PacketBufferFastPaths, TheHeaderLengthsFlagFollowsTheLengthSource) {
+  using sluice::detail::pbuf_flag_header_lengths;
+  std::uint32_t storage[16];
+  const pbuf_core plain({.buffer = storage, .size = 16});
+  EXPECT_EQ((plain.flags & pbuf_flag_header_lengths) != 0, sluice::detail::speed_over_size);
+  const pbuf_core cpp_callback(
+      {.buffer = storage,
+       .size = 16,
+       .words = [](void*, const std::uint32_t*) noexcept -> std::uint32_t { return 1; }});
+  EXPECT_EQ(cpp_callback.flags & pbuf_flag_header_lengths, 0u);
+  // A caller's own bit 9 is not taken for the mark.
+  const pbuf_core c_callback(
+      {.buffer = storage,
+       .size = 16,
+       .flags = pbuf_flag_header_lengths,
+       .c_get_wlen = [](const union mpsc_pbuf_generic*) -> std::uint32_t { return 1; }});
+  EXPECT_EQ(c_callback.flags & pbuf_flag_header_lengths, 0u);
+}
+
 TEST(PacketBufferOverwriteWait, ATimedAllocationWaitsForTheFreeInsteadOfDropping) {
   std::uint32_t storage[16];
   pbuf_core c({.buffer = storage, .size = 16, .flags = sluice::detail::pbuf_flag_overwrite});
