@@ -914,11 +914,9 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   }
 }
 
-// try_claim where size comes first (no fast path).
+// try_claim where size comes first.
 pbuf_span pbuf_core::try_claim_out_of_line() noexcept {
-  if (overwrite()) return claim_locked();
-  const pbuf_consumer_call one_at_a_time(*this);
-  return claim_unlocked();
+  return claim_body();
 }
 
 // Apart from try_claim (and free_locked from free) so that the
@@ -952,14 +950,9 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::free_unlocked(const std::uint32_t* packet)
   if (!reclaim()) wake_waiters(wake_after::skip);  // [PB4]
 }
 
-// free where size comes first (no fast path).
+// free where size comes first.
 void pbuf_core::free_out_of_line(const std::uint32_t* packet) noexcept {
-  if (overwrite()) {
-    free_locked(packet);
-    return;
-  }
-  const pbuf_consumer_call one_at_a_time(*this);
-  free_unlocked(packet);
+  free_body(packet);
 }
 
 [[gnu::noinline]] void pbuf_core::free_locked(const std::uint32_t* packet) noexcept {

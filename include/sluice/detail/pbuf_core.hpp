@@ -566,7 +566,9 @@ struct alignas(cache_line) pbuf_core {
   void commit_out_of_line(std::uint32_t* packet) noexcept;
   pbuf_span try_claim_out_of_line() noexcept;
   void free_out_of_line(const std::uint32_t* packet) noexcept;
-  void publish(std::uint32_t* packet) noexcept;  // commit's body (E2)
+  pbuf_span claim_body() noexcept;                       // try_claim's, both ways
+  void free_body(const std::uint32_t* packet) noexcept;  // free's, both ways
+  void publish(std::uint32_t* packet) noexcept;          // commit's body (E2)
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   // What the caller knows of rd_idx when it reserves: a copy (rd_seen) that
   // may understate the room and is refreshed once before giving up, or its
@@ -1089,14 +1091,29 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
   leave_consumer(holder, biased);
 }
 
+// try_claim's body: inline where speed comes first, and the one copy
+// (try_claim_out_of_line) where size does.
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_body() noexcept {
+  if (overwrite()) {
+    if constexpr (speed_over_size) {
+      return claim_in_turn();
+    } else {
+      return claim_locked();
+    }
+  }
+  const pbuf_consumer_call one_at_a_time(*this);
+  if constexpr (speed_over_size) {
+    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
+  }
+  return claim_unlocked();
+}
+
 SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
   if constexpr (speed_over_size) {
-    if (overwrite()) return claim_in_turn();
-    const pbuf_consumer_call one_at_a_time(*this);
-    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
-    return claim_unlocked();
+    return claim_body();
+  } else {
+    return try_claim_out_of_line();
   }
-  return try_claim_out_of_line();
 }
 
 // The common case of free_unlocked, for lengths in the header: the oldest
@@ -1129,17 +1146,26 @@ SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
   return true;
 }
 
-SLUICE_PBUF_INLINE void pbuf_core::free(const std::uint32_t* packet) noexcept {
-  if constexpr (speed_over_size) {
-    if (overwrite()) {
+// free's body, as claim_body is try_claim's.
+[[gnu::always_inline]] inline void pbuf_core::free_body(const std::uint32_t* packet) noexcept {
+  if (overwrite()) {
+    if constexpr (speed_over_size) {
       free_in_turn(packet);
-      return;
+    } else {
+      free_locked(packet);
     }
-    const pbuf_consumer_call one_at_a_time(*this);
-    if (!free_fast(packet)) free_unlocked(packet);
     return;
   }
-  free_out_of_line(packet);
+  const pbuf_consumer_call one_at_a_time(*this);
+  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::free(const std::uint32_t* packet) noexcept {
+  if constexpr (speed_over_size) {
+    free_body(packet);
+  } else {
+    free_out_of_line(packet);
+  }
 }
 
 }  // namespace sluice::detail
