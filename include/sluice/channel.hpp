@@ -6,7 +6,9 @@
 //
 // Every operation comes in four forms: try_ (never waits), blocking (parks
 // the thread), _for / _until (with a timeout), and _async (co_await in a task:
-// suspends the task, not the thread). A failed send hands the value back:
+// suspends the task, not the thread), which has _async_for / _async_until
+// forms too (the deadline kept by the task's executor timers). A failed
+// send hands the value back, a timed-out one included:
 //
 //   if (auto r = tx.try_send(std::move(frame)); !r) {
 //     if (r.error() == sluice::send_error::full) backlog.push(std::move(r).value_back());
@@ -53,6 +55,7 @@
 #include <sluice/detail/channel_common.hpp>
 #include <sluice/detail/channel_list.hpp>
 #include <sluice/detail/channel_ops.hpp>
+#include <sluice/detail/deadline_awaiter.hpp>
 #include <sluice/detail/waiter_list.hpp>
 #include <sluice/port.hpp>
 #include <sluice/result.hpp>
@@ -224,6 +227,20 @@ class sending_ops {
   [[nodiscard]] auto send_async(T value) noexcept {
     return send_awaiter<std::remove_reference_t<decltype(core())>>(core(), std::move(value));
   }
+  // As send_async, giving up after `timeout`: ok, or closed or timeout
+  // with the value back (with_timeout around send_async would destroy it).
+  // The deadline is kept by the task's executor timers.
+  [[nodiscard]] auto send_async_for(T value, duration timeout) noexcept {
+    return send_async_until(std::move(value), deadline_after(timeout));
+  }
+  // As send_async, giving up at `deadline` (sluice::time_point or a
+  // std::chrono time_point).
+  template <class Deadline>
+  [[nodiscard]] auto send_async_until(T value, const Deadline& deadline) noexcept {
+    using awaiter = send_awaiter<std::remove_reference_t<decltype(core())>>;
+    return deadline_awaiter<awaiter, timeout_result::own>(to_time_point(deadline), std::in_place,
+                                                          core(), std::move(value));
+  }
   // Moves in values from [first, last) while there is room; returns how many
   // were sent (the rest are untouched). Requires: *first is a T lvalue.
   template <class Iterator, class Sentinel>
@@ -257,6 +274,17 @@ class receiving_ops {
   // value stays in the channel. Requires: the channel outlives the await.
   [[nodiscard]] auto recv_async() noexcept {
     return recv_awaiter<std::remove_reference_t<decltype(core())>>(core());
+  }
+  // As recv_async, giving up after `timeout`: a value, closed, or timeout.
+  [[nodiscard]] auto recv_async_for(duration timeout) noexcept {
+    return recv_async_until(deadline_after(timeout));
+  }
+  // As recv_async, giving up at `deadline`.
+  template <class Deadline>
+  [[nodiscard]] auto recv_async_until(const Deadline& deadline) noexcept {
+    using awaiter = recv_awaiter<std::remove_reference_t<decltype(core())>>;
+    return deadline_awaiter<awaiter, timeout_result::own>(to_time_point(deadline), std::in_place,
+                                                          core());
   }
   // Moves up to `max` values that are there now into `out` (each by
   // `*out = std::move(v); ++out`, so an inserter or an iterator over

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include <sluice/detail/assert.hpp>
+#include <sluice/detail/deadline_awaiter.hpp>
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/poll.hpp>
 #include <sluice/port.hpp>
@@ -319,6 +320,12 @@ class claim_awaiter : public pollable_awaiter<claim_awaiter> {
   }
 
   claimed_packet await_resume() noexcept { return std::move(packet_); }
+  // In place of await_resume when the deadline won (claim_async_for):
+  // nothing was claimed, an empty handle.
+  claimed_packet timed_out() noexcept {
+    SLUICE_ASSERT(!packet_, "a claim awaiter timed out holding a claimed packet");
+    return std::move(packet_);
+  }
 
  private:
   detail::pbuf_core& core_;
@@ -386,6 +393,12 @@ class alloc_awaiter : public pollable_awaiter<alloc_awaiter> {
     if (span_.words == nullptr) return alloc_error::no_room;
     return allocated_packet::reserved(&core_, std::exchange(span_, {}));
   }
+  // In place of await_resume when the deadline won (alloc_async_for):
+  // nothing was allocated.
+  [[nodiscard]] result<allocated_packet, alloc_error> timed_out() noexcept {
+    SLUICE_ASSERT(span_.words == nullptr, "an alloc awaiter timed out holding a packet");
+    return alloc_error::timeout;
+  }
 
  private:
   detail::pbuf_core& core_;
@@ -428,11 +441,24 @@ class packet_buffer {
     return alloc_until(words, deadline_after(timeout));
   }
   // In a task: waits for room as alloc_until does, without a deadline of
-  // its own (co_await sluice::with_timeout(d, pb.alloc_async(n)), sleep.hpp,
-  // gives it one; a task that stops waiting drops the awaiter, which leaves
-  // the waiter list). Errors: too_large only.
+  // its own (alloc_async_for below gives it one; a task that stops waiting
+  // drops the awaiter, which leaves the waiter list). Errors: too_large
+  // only.
   [[nodiscard]] alloc_awaiter alloc_async(std::uint32_t words) noexcept {
     return alloc_awaiter(core_, words);
+  }
+  // As alloc_async, giving up after `timeout` (or at `deadline`): errors
+  // too_large or timeout. The deadline is kept by the task's executor
+  // timers.
+  using timed_alloc_awaiter = detail::deadline_awaiter<alloc_awaiter, detail::timeout_result::own>;
+  using timed_claim_awaiter = detail::deadline_awaiter<claim_awaiter, detail::timeout_result::own>;
+  [[nodiscard]] timed_alloc_awaiter alloc_async_for(std::uint32_t words,
+                                                    duration timeout) noexcept {
+    return alloc_async_until(words, deadline_after(timeout));
+  }
+  [[nodiscard]] timed_alloc_awaiter alloc_async_until(std::uint32_t words,
+                                                      time_point deadline) noexcept {
+    return timed_alloc_awaiter(deadline, std::in_place, core_, words);
   }
 
   // Short puts: copy and publish in one step; never wait; false when there
@@ -478,6 +504,14 @@ class packet_buffer {
     return claim_until(deadline_after(timeout));
   }
   [[nodiscard]] claim_awaiter claim_async() noexcept { return claim_awaiter(core_); }
+  // As claim_async, giving up after `timeout` (or at `deadline`): an
+  // empty handle then.
+  [[nodiscard]] timed_claim_awaiter claim_async_for(duration timeout) noexcept {
+    return claim_async_until(deadline_after(timeout));
+  }
+  [[nodiscard]] timed_claim_awaiter claim_async_until(time_point deadline) noexcept {
+    return timed_claim_awaiter(deadline, std::in_place, core_);
+  }
 
   // A context that took over and never returns (a panic handler) drains
   // every committed packet through fn, without the consumer or the lock.

@@ -49,6 +49,13 @@ constexpr const char* to_string(recv_error e) noexcept {
   return "?";
 }
 
+// A timed await's own error (with_timeout, sleep.hpp).
+enum class timeout_error : std::uint8_t { timed_out };
+
+constexpr const char* to_string(timeout_error) noexcept {
+  return "timed out";
+}
+
 // The outcome of a send: success, or the error with the value handed back.
 template <class T>
 class [[nodiscard]] send_result {

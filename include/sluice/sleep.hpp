@@ -18,6 +18,7 @@
 #include <utility>
 
 #include <sluice/detail/assert.hpp>
+#include <sluice/detail/deadline_awaiter.hpp>
 #include <sluice/detail/task_header.hpp>
 #include <sluice/detail/timer_queue.hpp>
 #include <sluice/poll.hpp>
@@ -27,20 +28,6 @@
 #include <sluice/time.hpp>
 
 namespace sluice {
-
-namespace detail {
-
-// The timer queue of the task whose coroutine awaits.
-template <class Promise>
-timer_queue& timers_of(std::coroutine_handle<Promise> coroutine) noexcept {
-  static_assert(std::is_base_of_v<promise_base, Promise>,
-                "sleep and with_timeout can only be awaited in a sluice::task");
-  task_header* header = coroutine.promise().context().header;
-  SLUICE_ASSERT(header != nullptr, "sleep awaited in a task that is not spawned on an executor");
-  return header->scheduler().timers();
-}
-
-}  // namespace detail
 
 class sleep_awaiter {
  public:
@@ -85,92 +72,11 @@ template <class Deadline>
   return sleep_awaiter{deadline_after(d)};
 }
 
-enum class timeout_error : std::uint8_t { timed_out };
-
-constexpr const char* to_string(timeout_error) noexcept {
-  return "timed out";
-}
-
-namespace detail {
-
-// A pollable awaiter (try_complete / poll / await_resume) is used where it
-// is (by reference: it lives in the same co_await full-expression); another
-// awaitable (a join_handle) gives its awaiter, built in place.
+// with_timeout's awaiter (detail/deadline_awaiter.hpp).
 template <class Awaitable>
-decltype(auto) pollable_of(Awaitable& a) noexcept {
-  if constexpr (requires { a.try_complete(); }) {
-    return (a);
-  } else {
-    return a.operator co_await();
-  }
-}
-
-}  // namespace detail
-
-// Awaits a sluice awaitable until it completes or the deadline passes.
-template <class Awaitable>
-class timeout_awaiter {
- public:
-  using inner_type = decltype(detail::pollable_of(std::declval<Awaitable&>()));
-  using inner_result = decltype(std::declval<inner_type&>().await_resume());
-  static_assert(!std::is_void_v<inner_result>,
-                "with_timeout needs an awaitable with a result (recv_async, send_async, a join)");
-  using result_type = result<inner_result, timeout_error>;
-
-  timeout_awaiter(time_point deadline, Awaitable& awaitable) noexcept
-      : inner_(detail::pollable_of(awaitable)), deadline_(deadline) {}
-  timeout_awaiter(const timeout_awaiter&) = delete;
-  timeout_awaiter& operator=(const timeout_awaiter&) = delete;
-  ~timeout_awaiter() {
-    if (queue_ != nullptr) (void)queue_->disarm(node_);
-  }
-
-  bool await_ready() noexcept {
-    if (inner_.try_complete()) return true;
-    if (port::now() >= deadline_) {
-      timed_out_ = true;
-      return true;
-    }
-    return false;
-  }
-
-  template <class Promise>
-  bool await_suspend(std::coroutine_handle<Promise> coroutine) noexcept {
-    Promise& promise = coroutine.promise();
-    if (inner_.poll(promise.current_waker()) == poll_status::ready) return false;
-    queue_ = &detail::timers_of(coroutine);
-    queue_->arm(node_, deadline_, promise.current_waker().clone());
-    promise.set_poll_hook(poll_hook{&poll_thunk, this});
-    return true;
-  }
-
-  result_type await_resume() {
-    if (timed_out_) return result_type{timeout_error::timed_out};
-    return result_type{inner_.await_resume()};
-  }
-
- private:
-  static poll_status poll_thunk(void* self, const waker& w) noexcept {
-    auto& me = *static_cast<timeout_awaiter*>(self);
-    // The operation first: if both are ready, the result wins over the timeout.
-    if (me.inner_.poll(w) == poll_status::ready) return poll_status::ready;
-    if (me.node_.has_fired()) {
-      me.timed_out_ = true;
-      // The inner awaiter may outlive this expression (a named one, moved
-      // in): it leaves its waiter list now, so that it cannot take a wake
-      // meant for another waiter while it lives on.
-      if constexpr (requires { me.inner_.withdraw(); }) me.inner_.withdraw();
-      return poll_status::ready;
-    }
-    return poll_status::pending;
-  }
-
-  inner_type inner_;
-  time_point deadline_;
-  detail::timer_node node_;
-  detail::timer_queue* queue_ = nullptr;
-  bool timed_out_ = false;
-};
+using timeout_awaiter =
+    detail::deadline_awaiter<decltype(detail::pollable_of(std::declval<Awaitable&>())),
+                             detail::timeout_result::wrapped>;
 
 // co_await with_timeout(d, awaitable) -> result<R, timeout_error>, where R is
 // what co_await awaitable would give. Use it within one co_await expression
@@ -181,8 +87,9 @@ class timeout_awaiter {
 // too, so that it cannot take a wake-up meant for another waiter), a recv
 // took nothing from the channel, and a send_async sent nothing, its value
 // destroyed with the awaiter (as when the task is cancelled there).
-// To keep an unsent value, send from a thread with send_for, or try_send
-// between sleeps.
+// To keep an unsent value, await tx.send_async_for(value, d) instead: its
+// timeout is send_error::timeout, with the value back (the channel and the
+// packet buffer have such a _for and _until form of each await).
 template <class Awaitable>
 [[nodiscard]] timeout_awaiter<std::remove_reference_t<Awaitable>> with_timeout(
     duration d, Awaitable&& awaitable) noexcept {

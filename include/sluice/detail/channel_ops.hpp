@@ -227,6 +227,13 @@ class [[nodiscard]] send_awaiter : public pollable_awaiter<send_awaiter<Core>> {
       return send_result<value_type>::ok();
     return send_result<value_type>::failed(send_error::closed, std::move(value_));
   }
+  // In place of await_resume when the deadline won (send_async_for):
+  // nothing was sent, the value comes back.
+  send_result<value_type> timed_out() noexcept {
+    SLUICE_ASSERT(status_ == op_status::would_block, "a send awaiter timed out after it completed");
+    if constexpr (debug_checks) resumed_ = true;
+    return send_result<value_type>::failed(send_error::timeout, std::move(value_));
+  }
 
  private:
   Core* core_;
@@ -266,6 +273,12 @@ class [[nodiscard]] recv_awaiter : public pollable_awaiter<recv_awaiter<Core>> {
   recv_result<value_type> await_resume() noexcept {
     const op_status status = std::exchange(status_, op_status::would_block);
     return take_result(status, slot_, recv_error::empty);
+  }
+  // In place of await_resume when the deadline won (recv_async_for):
+  // nothing was taken.
+  recv_result<value_type> timed_out() noexcept {
+    SLUICE_ASSERT(status_ == op_status::would_block, "a recv awaiter timed out after it completed");
+    return recv_error::timeout;
   }
 
  private:
