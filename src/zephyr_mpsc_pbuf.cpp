@@ -86,6 +86,7 @@ void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buff
   c.flags = config->flags;
   c.c_notify_drop = config->notify_drop;
   c.c_get_wlen = config->get_wlen;
+  c.zephyr_flags = true;
   ::new (static_cast<void*>(buffer)) pbuf_core(c);
 }
 

@@ -267,11 +267,36 @@ static int wrap_of_an_empty_buffer(uint32_t flags) {
   return 0;
 }
 
+/* Without a get_wlen the length lives in the header's upper bits (the
+ * allocation writes it), and the buffer's flags stay Zephyr's: no bit of
+ * sluice's own shows in them. */
+static int without_get_wlen(void) {
+  static struct mpsc_pbuf_buffer buffer;
+  static uint32_t eight[8];
+  const struct mpsc_pbuf_buffer_config config = {.buf = eight, .size = 8, .flags = 0};
+  mpsc_pbuf_init(&buffer, &config);
+  CHECK(buffer.flags == MPSC_PBUF_SIZE_POW2);
+  uint32_t* p = (uint32_t*)mpsc_pbuf_alloc(&buffer, 3, K_NO_WAIT);
+  CHECK(p != NULL);
+  CHECK(p[0] >> MPSC_PBUF_HDR_BITS == 3);
+  p[1] = 301;
+  p[2] = 302;
+  mpsc_pbuf_commit(&buffer, (union mpsc_pbuf_generic*)p);
+  const uint32_t* c = (const uint32_t*)mpsc_pbuf_claim(&buffer);
+  CHECK(c != NULL);
+  CHECK(c[0] >> MPSC_PBUF_HDR_BITS == 3 && c[1] == 301 && c[2] == 302);
+  mpsc_pbuf_free(&buffer, (const union mpsc_pbuf_generic*)c);
+  CHECK(!mpsc_pbuf_is_pending(&buffer));
+  CHECK(buffer.flags == MPSC_PBUF_SIZE_POW2);
+  return 0;
+}
+
 int main(void) {
   if (no_overwrite() != 0) return 1;
   if (overwrite() != 0) return 1;
   if (wrap_of_an_empty_buffer(0) != 0) return 1;
   if (wrap_of_an_empty_buffer(MPSC_PBUF_MODE_OVERWRITE) != 0) return 1;
+  if (without_get_wlen() != 0) return 1;
   puts("mpsc_pbuf C API: ok");
   return 0;
 }

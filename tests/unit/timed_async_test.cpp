@@ -58,11 +58,18 @@ task<send_outcome> send_for(sluice::sender<std::unique_ptr<int>> tx, std::unique
   co_return out;
 }
 
+// A channel of one slot that holds the value 1: a send waits for room.
+std::pair<sluice::sender<std::unique_ptr<int>>, sluice::receiver<std::unique_ptr<int>>>
+full_channel() {
+  auto ends = sluice::channel<std::unique_ptr<int>>::bounded(1);
+  EXPECT_TRUE(ends.first.try_send(std::make_unique<int>(1)));
+  return ends;
+}
+
 TEST(TimedAsync, ASendThatTimesOutHandsTheValueBack) {
   abort_watchdog dog{60s, "send_async_for on a full channel"};
   sluice::executor ex{{.workers = 1}};
-  auto [tx, rx] = sluice::channel<std::unique_ptr<int>>::bounded(1);
-  ASSERT_TRUE(tx.try_send(std::make_unique<int>(1)));
+  auto [tx, rx] = full_channel();
   auto value = std::make_unique<int>(42);
   int* const address = value.get();
   auto out = *sluice::block_on(ex, send_for(tx, std::move(value), 20ms));
@@ -82,8 +89,7 @@ TEST(TimedAsync, ASendThatTimesOutHandsTheValueBack) {
 TEST(TimedAsync, ASendThatFindsRoomBeforeItsDeadlineSends) {
   abort_watchdog dog{60s, "send_async_for finding room"};
   sluice::executor ex{{.workers = 1}};
-  auto [tx, rx] = sluice::channel<std::unique_ptr<int>>::bounded(1);
-  ASSERT_TRUE(tx.try_send(std::make_unique<int>(1)));
+  auto [tx, rx] = full_channel();
   auto h = ex.spawn(send_for(tx, std::make_unique<int>(7), 1h));
   ASSERT_TRUE(h.has_value());
   std::this_thread::sleep_for(20ms);  // most likely waiting by now; either way it sends
@@ -101,8 +107,7 @@ TEST(TimedAsync, ASendThatFindsRoomBeforeItsDeadlineSends) {
 TEST(TimedAsync, ASendWaitingWhenTheChannelClosesHandsTheValueBackAsClosed) {
   abort_watchdog dog{60s, "send_async_for on a closing channel"};
   sluice::executor ex{{.workers = 1}};
-  auto [tx, rx] = sluice::channel<std::unique_ptr<int>>::bounded(1);
-  ASSERT_TRUE(tx.try_send(std::make_unique<int>(1)));
+  auto [tx, rx] = full_channel();
   auto h = ex.spawn(send_for(tx, std::make_unique<int>(8), 1h));
   ASSERT_TRUE(h.has_value());
   std::this_thread::sleep_for(20ms);

@@ -183,13 +183,9 @@
 // first.
 #if defined(__OPTIMIZE_SIZE__)
 #define SLUICE_PBUF_FULL_PATH
-#define SLUICE_PBUF_FAST_PATH
-#define SLUICE_PBUF_INLINE inline
 #define SLUICE_PBUF_INLINE inline
 #else
 #define SLUICE_PBUF_FULL_PATH [[gnu::noinline]]
-#define SLUICE_PBUF_FAST_PATH [[gnu::always_inline]] inline
-#define SLUICE_PBUF_INLINE [[gnu::always_inline]] inline
 #define SLUICE_PBUF_INLINE [[gnu::always_inline]] inline
 #endif
 
@@ -225,7 +221,8 @@ inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 // sluice's own, set by the constructor where speed comes first: packet
 // lengths are in the header (no pbuf_config::words, no c_get_wlen), as the
 // fast paths read them; one test of flags tells them. (Never set for
-// Zephyr's API, which always gives get_wlen: its flags stay Zephyr's.)
+// Zephyr's API, pbuf_config::zephyr_flags: its flags stay Zephyr's, and
+// its buffers take the full paths.)
 inline constexpr std::uint32_t pbuf_flag_header_lengths = 1u << 9;
 
 // Set in tmp_wr_idx (on the position the move starts from) while a
@@ -322,6 +319,10 @@ struct pbuf_config {
   pbuf_drop_fn drop = nullptr;
   pbuf_words_fn words = nullptr;  // null and no C get_wlen: length in header bits 2..31
   void* context = nullptr;
+  // Zephyr's C API: the caller may read the flags, which then hold
+  // Zephyr's bits only (no pbuf_flag_header_lengths, with or without a
+  // get_wlen).
+  bool zephyr_flags = false;
 };
 
 // A packet in the buffer: its position and length. Position is what the
