@@ -212,10 +212,8 @@ pbuf_core::pbuf_core(const pbuf_config& config) noexcept {
   context = config.context;
   if constexpr (speed_over_size) {
     // The fast paths' one test (a caller's own bit 9 is not taken).
-    flags =
-        (flags & ~pbuf_flag_header_lengths) |
-        (words == nullptr && get_wlen == nullptr && !config.zephyr_flags ? pbuf_flag_header_lengths
-                                                                         : 0);
+    flags = (flags & ~pbuf_flag_header_lengths) |
+            (words == nullptr && get_wlen == nullptr ? pbuf_flag_header_lengths : 0);
   }
   // Relaxed: nothing runs on the buffer before its construction ends.
   // Where there are fast paths, the consumer starts biased.

@@ -86,8 +86,11 @@ void mpsc_pbuf_init(struct mpsc_pbuf_buffer* buffer, const struct mpsc_pbuf_buff
   c.flags = config->flags;
   c.c_notify_drop = config->notify_drop;
   c.c_get_wlen = config->get_wlen;
-  c.zephyr_flags = true;
-  ::new (static_cast<void*>(buffer)) pbuf_core(c);
+  pbuf_core& engine = *::new (static_cast<void*>(buffer)) pbuf_core(c);
+  // The caller may read the flags: Zephyr's bits only. Without a get_wlen
+  // the engine marks the buffer for its fast paths (lengths in the
+  // header); the mark goes, and the buffer takes the full paths.
+  engine.flags &= ~sluice::detail::pbuf_flag_header_lengths;
 }
 
 union mpsc_pbuf_generic* mpsc_pbuf_alloc(struct mpsc_pbuf_buffer* buffer, size_t wlen,

@@ -220,9 +220,9 @@ inline constexpr std::uint32_t pbuf_flag_full = 1u << 3;
 inline constexpr std::uint32_t pbuf_flag_threads_only = 1u << 8;
 // sluice's own, set by the constructor where speed comes first: packet
 // lengths are in the header (no pbuf_config::words, no c_get_wlen), as the
-// fast paths read them; one test of flags tells them. (Never set for
-// Zephyr's API, pbuf_config::zephyr_flags: its flags stay Zephyr's, and
-// its buffers take the full paths.)
+// fast paths read them; one test of flags tells them. (Never left set for
+// Zephyr's API: mpsc_pbuf_init clears it, as its caller may read the
+// flags, and its buffers take the full paths.)
 inline constexpr std::uint32_t pbuf_flag_header_lengths = 1u << 9;
 
 // Set in tmp_wr_idx (on the position the move starts from) while a
@@ -319,10 +319,6 @@ struct pbuf_config {
   pbuf_drop_fn drop = nullptr;
   pbuf_words_fn words = nullptr;  // null and no C get_wlen: length in header bits 2..31
   void* context = nullptr;
-  // Zephyr's C API: the caller may read the flags, which then hold
-  // Zephyr's bits only (no pbuf_flag_header_lengths, with or without a
-  // get_wlen).
-  bool zephyr_flags = false;
 };
 
 // A packet in the buffer: its position and length. Position is what the
