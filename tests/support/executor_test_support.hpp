@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <coroutine>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -117,6 +118,51 @@ struct frame_probe {
     return n;
   }
 };
+
+// Awaits `inner` (an awaiter whose await_suspend says whether the task
+// suspends), and sets `suspended` once the task has suspended in it: after
+// the awaiter listed its waker. A test thread that waits for the flag
+// (suspended_before_finished) before it acts then knows that what it does
+// reaches a waiting task, instead of being found by the task's first look.
+template <class Awaiter>
+class noting_suspension {
+ public:
+  noting_suspension(Awaiter& inner, std::atomic<bool>& suspended) noexcept
+      : inner_(inner), suspended_(suspended) {}
+  bool await_ready() noexcept { return inner_.await_ready(); }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> coroutine) noexcept {
+    // Kept on the stack: once listed, the task may be woken (a timer) and
+    // finish, and this awaiter, in its frame, go, before the store.
+    std::atomic<bool>& flag = suspended_;
+    const bool suspends = inner_.await_suspend(coroutine);
+    if (suspends) flag.store(true);  // seq_cst: a handshake with the test thread
+    return suspends;
+  }
+  decltype(auto) await_resume() { return inner_.await_resume(); }
+
+ private:
+  Awaiter& inner_;
+  std::atomic<bool>& suspended_;
+};
+
+// co_await noting(x.recv_async_for(d), flag): the awaiter is a temporary
+// of the co_await expression, so it lives across the suspension.
+template <class Awaiter>
+noting_suspension<Awaiter> noting(Awaiter&& inner, std::atomic<bool>& suspended) noexcept {
+  return noting_suspension<Awaiter>(inner, suspended);
+}
+
+// Until `suspended` is set (true), or the task behind `handle` finished
+// without setting it (false: it never waited). Observed, not timed.
+template <class JoinHandle>
+bool suspended_before_finished(const std::atomic<bool>& suspended, const JoinHandle& handle) {
+  for (;;) {
+    if (suspended.load()) return true;
+    if (handle.is_finished()) return suspended.load();
+    std::this_thread::yield();
+  }
+}
 
 #if defined(SLUICE_SANITIZED)
 inline constexpr int sanitizer_scale = 8;  // divide iteration counts by this

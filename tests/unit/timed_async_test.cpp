@@ -25,6 +25,8 @@ namespace {
 using namespace std::chrono_literals;
 using sluice::task;
 using sluice::test::abort_watchdog;
+using sluice::test::noting;
+using sluice::test::suspended_before_finished;
 
 // A value that counts the live copies of itself, so that a test sees it
 // destroyed once (and neither lost nor doubled).
@@ -44,10 +46,13 @@ struct send_outcome {
   bool waited_to_the_deadline = false;
 };
 
+// The tasks below take a flag that they set once suspended in their timed
+// await (noting), where the test acts only on a waiting task; else null.
 task<send_outcome> send_for(sluice::sender<std::unique_ptr<int>> tx, std::unique_ptr<int> v,
-                            sluice::duration d) {
+                            sluice::duration d, std::atomic<bool>* suspended = nullptr) {
   const sluice::time_point deadline = sluice::deadline_after(d);
-  auto r = co_await tx.send_async_for(std::move(v), d);
+  std::atomic<bool> unwatched{false};
+  auto r = co_await noting(tx.send_async_for(std::move(v), d), suspended ? *suspended : unwatched);
   send_outcome out;
   out.waited_to_the_deadline = sluice::port::now() >= deadline;
   out.ok = r.has_value();
@@ -90,9 +95,10 @@ TEST(TimedAsync, ASendThatFindsRoomBeforeItsDeadlineSends) {
   abort_watchdog dog{60s, "send_async_for finding room"};
   sluice::executor ex{{.workers = 1}};
   auto [tx, rx] = full_channel();
-  auto h = ex.spawn(send_for(tx, std::make_unique<int>(7), 1h));
+  std::atomic<bool> waiting{false};
+  auto h = ex.spawn(send_for(tx, std::make_unique<int>(7), 1h, &waiting));
   ASSERT_TRUE(h.has_value());
-  std::this_thread::sleep_for(20ms);  // most likely waiting by now; either way it sends
+  ASSERT_TRUE(suspended_before_finished(waiting, *h)) << "the send did not wait";
   auto first = rx.recv();
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(**first, 1);
@@ -108,9 +114,10 @@ TEST(TimedAsync, ASendWaitingWhenTheChannelClosesHandsTheValueBackAsClosed) {
   abort_watchdog dog{60s, "send_async_for on a closing channel"};
   sluice::executor ex{{.workers = 1}};
   auto [tx, rx] = full_channel();
-  auto h = ex.spawn(send_for(tx, std::make_unique<int>(8), 1h));
+  std::atomic<bool> waiting{false};
+  auto h = ex.spawn(send_for(tx, std::make_unique<int>(8), 1h, &waiting));
   ASSERT_TRUE(h.has_value());
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(suspended_before_finished(waiting, *h)) << "the send did not wait";
   rx = {};  // the last receiver: the channel closes
   auto out = *h->join();
   EXPECT_FALSE(out.ok);
@@ -120,8 +127,9 @@ TEST(TimedAsync, ASendWaitingWhenTheChannelClosesHandsTheValueBackAsClosed) {
   EXPECT_FALSE(out.waited_to_the_deadline);
 }
 
-task<int> send_counted_for(sluice::sender<counted> tx, sluice::duration d) {
-  auto r = co_await tx.send_async_for(counted{5}, d);
+task<int> send_counted_for(sluice::sender<counted> tx, sluice::duration d,
+                           std::atomic<bool>& suspended) {
+  auto r = co_await noting(tx.send_async_for(counted{5}, d), suspended);
   co_return r.has_value() ? 1 : 0;
 }
 
@@ -132,9 +140,10 @@ TEST(TimedAsync, ACancelledTimedSendDestroysItsValueOnce) {
     sluice::executor ex{{.workers = 1}};
     auto [tx, rx] = sluice::channel<counted>::bounded(1);
     ASSERT_TRUE(tx.try_send(counted{1}));
-    auto h = ex.spawn(send_counted_for(tx, 1h));
+    std::atomic<bool> waiting{false};
+    auto h = ex.spawn(send_counted_for(tx, 1h, waiting));
     ASSERT_TRUE(h.has_value());
-    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(suspended_before_finished(waiting, *h)) << "the send did not wait";
     h->cancel();
     EXPECT_EQ(h->join().error(), sluice::join_error::cancelled);
     EXPECT_EQ(counted::live.load(), before + 1);  // only the one in the channel
@@ -142,9 +151,11 @@ TEST(TimedAsync, ACancelledTimedSendDestroysItsValueOnce) {
   EXPECT_EQ(counted::live.load(), before);
 }
 
-task<int> recv_for(sluice::receiver<int> rx, sluice::duration d) {
+task<int> recv_for(sluice::receiver<int> rx, sluice::duration d,
+                   std::atomic<bool>* suspended = nullptr) {
   const sluice::time_point deadline = sluice::deadline_after(d);
-  auto r = co_await rx.recv_async_for(d);
+  std::atomic<bool> unwatched{false};
+  auto r = co_await noting(rx.recv_async_for(d), suspended ? *suspended : unwatched);
   if (r.has_value()) co_return *r;
   if (r.error() == sluice::recv_error::timeout) co_return sluice::port::now() >= deadline ? -1 : -3;
   co_return -2;  // closed
@@ -170,24 +181,75 @@ TEST(TimedAsync, ARecvTimesOutAtItsDeadlineAndTakesNothing) {
   EXPECT_EQ(*sluice::block_on(ex, recv_for(rx, 1h)), -2);
 }
 
-task<int> recv_forever(sluice::receiver<int> rx) {
-  auto r = co_await rx.recv_async();
+task<int> recv_forever(sluice::receiver<int> rx, std::atomic<bool>& suspended) {
+  auto r = co_await noting(rx.recv_async(), suspended);
   co_return r.has_value() ? *r : -2;
 }
 
 // A receiver whose wait timed out is off the list: the one value sent
-// afterwards wakes the receiver still waiting (had the timed-out one kept
-// its place, or taken the wake, that receiver would wait for ever and the
-// watchdog end the test).
+// afterwards wakes the receiver listed after it. The timed one is listed
+// first (each is seen waiting before the next starts), so had it kept its
+// place, the wake would go to it (or to its freed node) and the patient
+// one would wait for ever: the watchdog ends the test.
 TEST(TimedAsync, AWaitThatTimedOutLeavesTheWakeToTheNextWaiter) {
   abort_watchdog dog{60s, "a wake-up lost to a timed-out receiver"};
   sluice::executor ex{{.workers = 2}};
   auto [tx, rx] = sluice::channel<int>::bounded(2);
-  auto patient = ex.spawn(recv_forever(rx));
+  // Long enough to be seen waiting on a loaded machine (the test asks for it).
+  std::atomic<bool> timed_waits{false};
+  auto timed = ex.spawn(recv_for(rx, 200ms, &timed_waits));
+  ASSERT_TRUE(timed.has_value());
+  ASSERT_TRUE(suspended_before_finished(timed_waits, *timed)) << "the timed receive did not wait";
+  std::atomic<bool> patient_waits{false};
+  auto patient = ex.spawn(recv_forever(rx, patient_waits));
   ASSERT_TRUE(patient.has_value());
-  EXPECT_EQ(*sluice::block_on(ex, recv_for(rx, 20ms)), -1);
+  ASSERT_TRUE(suspended_before_finished(patient_waits, *patient)) << "the receive did not wait";
+  EXPECT_EQ(*timed->join(), -1);
   ASSERT_TRUE(tx.try_send(9));
   EXPECT_EQ(*patient->join(), 9);
+}
+
+// with_timeout around a recv awaiter moved in by name: the awaiter lives on
+// after the timeout, and must have left the list then. The task holds it
+// while another receiver, started after the timeout, waits; the one value
+// sent must wake that receiver (had the named awaiter stayed listed, ahead
+// of it, the wake would go there, and the other would wait for ever: the
+// watchdog ends the test).
+task<int> named_recv_times_out(sluice::receiver<int> rx, sluice::receiver<int> release,
+                               std::atomic<bool>& waits, std::atomic<bool>& timed_out) {
+  auto named = rx.recv_async();
+  auto r = co_await noting(sluice::with_timeout(20ms, std::move(named)), waits);
+  if (r) co_return -2;
+  timed_out.store(true);  // seq_cst: a handshake with the test thread
+  // `named` lives on until the test lets the task end.
+  auto done = co_await release.recv_async();
+  co_return done.has_value() ? -1 : -3;
+}
+
+TEST(TimedAsync, ANamedAwaiterThatTimedOutLeavesTheListWhileItLivesOn) {
+  abort_watchdog dog{60s, "a wake-up lost to a timed-out awaiter that lives on"};
+  sluice::executor ex{{.workers = 2}};
+  auto [tx, rx] = sluice::channel<int>::bounded(2);
+  auto [release_tx, release_rx] = sluice::channel<int>::bounded(1);
+  std::atomic<bool> timed_waits{false};
+  std::atomic<bool> timed_out{false};
+  auto timed = ex.spawn(named_recv_times_out(rx, release_rx, timed_waits, timed_out));
+  ASSERT_TRUE(timed.has_value());
+  ASSERT_TRUE(suspended_before_finished(timed_waits, *timed)) << "the timed receive did not wait";
+  // The other receiver starts after the timeout: the timed one's last poll
+  // (at its timeout) would list it again, behind a receiver already there.
+  while (!timed_out.load()) {
+    ASSERT_FALSE(timed->is_finished()) << "the timed receive did not time out";
+    std::this_thread::yield();
+  }
+  std::atomic<bool> patient_waits{false};
+  auto patient = ex.spawn(recv_forever(rx, patient_waits));
+  ASSERT_TRUE(patient.has_value());
+  ASSERT_TRUE(suspended_before_finished(patient_waits, *patient)) << "the receive did not wait";
+  ASSERT_TRUE(tx.try_send(9));
+  EXPECT_EQ(*patient->join(), 9);
+  ASSERT_TRUE(release_tx.try_send(0));
+  EXPECT_EQ(*timed->join(), -1);
 }
 
 // ---- the packet buffer
@@ -197,9 +259,11 @@ struct pb_fixture {
   sluice::packet_buffer pb{{.storage = storage.data(), .size_words = 64}};
 };
 
-task<int> alloc_for(sluice::packet_buffer& pb, std::uint32_t words, sluice::duration d) {
+task<int> alloc_for(sluice::packet_buffer& pb, std::uint32_t words, sluice::duration d,
+                    std::atomic<bool>* suspended = nullptr) {
   const sluice::time_point deadline = sluice::deadline_after(d);
-  auto a = co_await pb.alloc_async_for(words, d);
+  std::atomic<bool> unwatched{false};
+  auto a = co_await noting(pb.alloc_async_for(words, d), suspended ? *suspended : unwatched);
   if (!a) {
     if (a.error() == sluice::alloc_error::timeout)
       co_return sluice::port::now() >= deadline ? -1 : -3;
@@ -241,9 +305,10 @@ TEST(TimedAsync, AnAllocationThatGetsRoomBeforeItsDeadlineAllocates) {
   }
   auto c = f.pb.try_claim();
   ASSERT_TRUE(c);
-  auto h = ex.spawn(alloc_for(f.pb, 8, 1h));
+  std::atomic<bool> waiting{false};
+  auto h = ex.spawn(alloc_for(f.pb, 8, 1h, &waiting));
   ASSERT_TRUE(h.has_value());
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(suspended_before_finished(waiting, *h)) << "the allocation did not wait";
   c.reset();  // the free makes room and wakes the allocation
   EXPECT_EQ(*h->join(), 1);
   auto p = f.pb.try_claim();
@@ -252,9 +317,11 @@ TEST(TimedAsync, AnAllocationThatGetsRoomBeforeItsDeadlineAllocates) {
   EXPECT_EQ(p.words()[1], 77u);
 }
 
-task<int> claim_for(sluice::packet_buffer& pb, sluice::duration d) {
+task<int> claim_for(sluice::packet_buffer& pb, sluice::duration d,
+                    std::atomic<bool>* suspended = nullptr) {
   const sluice::time_point deadline = sluice::deadline_after(d);
-  auto c = co_await pb.claim_async_for(d);
+  std::atomic<bool> unwatched{false};
+  auto c = co_await noting(pb.claim_async_for(d), suspended ? *suspended : unwatched);
   if (!c) co_return sluice::port::now() >= deadline ? -1 : -3;
   co_return static_cast<int>(c.words()[1]);
 }
@@ -264,9 +331,10 @@ TEST(TimedAsync, AClaimTimesOutAtItsDeadlineOrTakesAPacketCommittedBefore) {
   sluice::executor ex{{.workers = 1}};
   pb_fixture f;
   EXPECT_EQ(*sluice::block_on(ex, claim_for(f.pb, 20ms)), -1);
-  auto h = ex.spawn(claim_for(f.pb, 1h));
+  std::atomic<bool> waiting{false};
+  auto h = ex.spawn(claim_for(f.pb, 1h, &waiting));
   ASSERT_TRUE(h.has_value());
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(suspended_before_finished(waiting, *h)) << "the claim did not wait";
   {
     auto a = f.pb.try_alloc(4);
     ASSERT_TRUE(a.has_value());
