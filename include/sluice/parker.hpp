@@ -81,6 +81,14 @@ class parker {
     if (state_.exchange(notified, std::memory_order_release) == parked) port::notify_one(state_);
   }
 
+  // Whether the owner waits in park_until now (E3 done, no unpark since):
+  // an observer, stale once it returns. A test waits for it before it
+  // wakes the owner, so that the wake reaches a parked thread.
+  [[nodiscard]] bool parked_now() const noexcept {
+    // Relaxed: a snapshot; nothing is read through it.
+    return state_.load(std::memory_order_relaxed) == parked;
+  }
+
   // wakeable
   void wake_by_ref() noexcept { unpark(); }
   void add_ref() noexcept {

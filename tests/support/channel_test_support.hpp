@@ -23,6 +23,8 @@
 
 #include <sluice/channel.hpp>
 
+#include "park_watch.hpp"
+
 namespace sluice::test {
 
 // --- flavours ---------------------------------------------------------------

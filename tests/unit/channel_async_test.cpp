@@ -83,11 +83,14 @@ TYPED_TEST(ChannelAsync, SuspendedReceiverIsWokenBySendFromAnotherThread) {
   ASSERT_TRUE(t.step());  // runs to the co_await and suspends
   EXPECT_FALSE(t.done());
   watchdog dog(10s, [&] { ch.tx().close(); });
+  sluice::test::park_watch driving;  // run_all parks this thread while the tasks wait
+  driving.arrive();
   std::thread sender([&] {
-    std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(driving.parked()) << "the driver did not wait";
     ASSERT_TRUE(ch.tx().send(77));
   });
   sluice::test::run_all(t);
+  driving.leave();
   sender.join();
   EXPECT_EQ(t.result(), 77);
   EXPECT_GE(t.wake_count(), 1u);
@@ -104,11 +107,14 @@ TYPED_TEST(ChannelAsync, SuspendedSenderOnFullIsWokenByRecv) {
     ASSERT_TRUE(t.step());
     EXPECT_FALSE(t.done());
     watchdog dog(10s, [&] { ch.tx().close(); });
+    sluice::test::park_watch driving;  // run_all parks this thread while the tasks wait
+    driving.arrive();
     std::thread receiver([&] {
-      std::this_thread::sleep_for(10ms);
+      EXPECT_TRUE(driving.parked()) << "the driver did not wait";
       EXPECT_EQ(*ch.rx().recv(), 1);
     });
     sluice::test::run_all(t);
+    driving.leave();
     receiver.join();
     EXPECT_EQ(t.result(), 0);
     // Left inside: the other capacity - 1 ones, then the 9, and nothing
@@ -137,11 +143,14 @@ TYPED_TEST(ChannelAsync, CloseWakesSuspendedTasks) {
   ASSERT_TRUE(a.step());
   ASSERT_TRUE(b.step());
   watchdog dog(10s);
+  sluice::test::park_watch driving;  // run_all parks this thread while the tasks wait
+  driving.arrive();
   std::thread closer([&] {
-    std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(driving.parked()) << "the driver did not wait";
     ch.tx().close();
   });
   sluice::test::run_all(a, b);
+  driving.leave();
   closer.join();
   EXPECT_EQ(a.result(), closed_code);
   EXPECT_EQ(b.result(), closed_code);
@@ -157,11 +166,14 @@ TYPED_TEST(ChannelAsync, CloseWakesSuspendedSenderAndHandsTheValueBack) {
     auto t = send_one(ch.tx(), 33);
     ASSERT_TRUE(t.step());
     watchdog dog(10s);
+    sluice::test::park_watch driving;  // run_all parks this thread while the tasks wait
+    driving.arrive();
     std::thread closer([&] {
-      std::this_thread::sleep_for(10ms);
+      EXPECT_TRUE(driving.parked()) << "the driver did not wait";
       ch.rx().close();
     });
     sluice::test::run_all(t);
+    driving.leave();
     closer.join();
     EXPECT_EQ(t.result(), closed_code);
   }

@@ -2,6 +2,7 @@
 // static flavours.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <iterator>
 #include <memory>
@@ -18,6 +19,7 @@ using namespace std::chrono_literals;
 using sluice::recv_error;
 using sluice::send_error;
 using sluice::test::counted;
+using sluice::test::park_watch;
 using sluice::test::tally;
 using sluice::test::watchdog;
 
@@ -197,11 +199,14 @@ TYPED_TEST(ChannelBattery, TimedFormsTimeOut) {
 TYPED_TEST(ChannelBattery, BlockingRecvIsWokenBySendFromAnotherThread) {
   auto ch = TypeParam::template make<int>();
   watchdog dog(10s, [&] { ch.tx().close(); });
+  park_watch receiving;
+  receiving.arrive();
   std::thread sender([&] {
-    std::this_thread::sleep_for(20ms);  // let the receiver park first (not required)
+    EXPECT_TRUE(receiving.parked()) << "the receiver did not wait";
     ASSERT_TRUE(ch.tx().send(42));
   });
   auto r = ch.rx().recv();
+  receiving.leave();
   sender.join();
   ASSERT_TRUE(r);
   EXPECT_EQ(*r, 42);
@@ -215,11 +220,14 @@ TYPED_TEST(ChannelBattery, BlockingSendOnFullIsWokenByRecv) {
     for (std::size_t i = 0; i < TypeParam::capacity; ++i)
       ASSERT_TRUE(ch.tx().try_send(int(i)));
     watchdog dog(10s, [&] { ch.tx().close(); });
+    park_watch sending;
+    sending.arrive();
     std::thread receiver([&] {
-      std::this_thread::sleep_for(20ms);
+      EXPECT_TRUE(sending.parked()) << "the sender did not wait";
       EXPECT_EQ(*ch.rx().recv(), 0);
     });
     EXPECT_TRUE(ch.tx().send(100));
+    sending.leave();
     receiver.join();
     for (std::size_t i = 1; i < TypeParam::capacity; ++i)
       EXPECT_EQ(*ch.rx().try_recv(), int(i));
@@ -231,14 +239,18 @@ TYPED_TEST(ChannelBattery, CloseWakesEveryBlockedReceiver) {
   auto ch = TypeParam::template make<int>();
   watchdog dog(10s);
   std::atomic<int> closed_seen{0};
+  std::array<park_watch, 3> receiving;
   std::vector<std::thread> receivers;
-  for (int i = 0; i < 3; ++i) {
-    receivers.emplace_back([&] {
+  for (auto& watch : receiving) {
+    receivers.emplace_back([&, w = &watch] {
+      w->arrive();
       auto r = ch.rx().recv();
+      w->leave();
       if (!r && r.error() == recv_error::closed) closed_seen.fetch_add(1);
     });
   }
-  std::this_thread::sleep_for(20ms);
+  for (const auto& watch : receiving)
+    EXPECT_TRUE(watch.parked()) << "a receiver did not wait";
   ch.tx().close();
   for (auto& t : receivers)
     t.join();
@@ -254,16 +266,21 @@ TYPED_TEST(ChannelBattery, CloseWakesEveryBlockedSender) {
       ASSERT_TRUE(ch.tx().try_send(0));
     watchdog dog(10s);
     std::atomic<int> handed_back{0};
+    std::array<park_watch, 3> sending;
     std::vector<std::thread> senders;
     for (int i = 0; i < 3; ++i) {
       senders.emplace_back([&, i] {
+        auto& watch = sending[static_cast<std::size_t>(i)];
+        watch.arrive();
         auto r = ch.tx().send(1000 + i);
+        watch.leave();
         if (!r && r.error() == send_error::closed && std::move(r).value_back() == 1000 + i) {
           handed_back.fetch_add(1);
         }
       });
     }
-    std::this_thread::sleep_for(20ms);
+    for (const auto& watch : sending)
+      EXPECT_TRUE(watch.parked()) << "a sender did not wait";
     ch.rx().close();
     for (auto& t : senders)
       t.join();

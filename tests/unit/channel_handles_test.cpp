@@ -2,6 +2,7 @@
 // capacities, and the static channel's constant initialisation.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <limits>
 #include <memory>
@@ -21,6 +22,7 @@ using namespace std::chrono_literals;
 using sluice::recv_error;
 using sluice::send_error;
 using sluice::test::counted;
+using sluice::test::park_watch;
 using sluice::test::tally;
 using sluice::test::watchdog;
 
@@ -102,13 +104,18 @@ TYPED_TEST(ChannelHandles, LastSenderGoneWakesBlockedReceivers) {
   auto ch = TypeParam::template make<int>();
   watchdog dog(10s);
   std::atomic<int> closed_seen{0};
+  std::array<park_watch, 2> receiving;
   std::vector<std::thread> receivers;
-  for (int i = 0; i < 2; ++i) {
-    receivers.emplace_back([&, rx = ch.rx()]() mutable {
-      if (rx.recv().error() == recv_error::closed) closed_seen.fetch_add(1);
+  for (auto& watch : receiving) {
+    receivers.emplace_back([&, rx = ch.rx(), w = &watch]() mutable {
+      w->arrive();
+      const auto r = rx.recv();
+      w->leave();
+      if (!r && r.error() == recv_error::closed) closed_seen.fetch_add(1);
     });
   }
-  std::this_thread::sleep_for(20ms);
+  for (const auto& watch : receiving)
+    EXPECT_TRUE(watch.parked()) << "a receiver did not wait";
   ch.tx_ = sluice::sender<int>{};
   for (auto& t : receivers)
     t.join();
@@ -120,13 +127,18 @@ TEST(ChannelHandles, LastReceiverGoneWakesBlockedSenders) {
   ASSERT_TRUE(tx.try_send(0));
   watchdog dog(10s);
   std::atomic<int> closed_seen{0};
+  std::array<park_watch, 2> sending;
   std::vector<std::thread> senders;
-  for (int i = 0; i < 2; ++i) {
-    senders.emplace_back([&, tx = tx]() mutable {
-      if (tx.send(1).error() == send_error::closed) closed_seen.fetch_add(1);
+  for (auto& watch : sending) {
+    senders.emplace_back([&, tx = tx, w = &watch]() mutable {
+      w->arrive();
+      const auto r = tx.send(1);
+      w->leave();
+      if (!r && r.error() == send_error::closed) closed_seen.fetch_add(1);
     });
   }
-  std::this_thread::sleep_for(20ms);
+  for (const auto& watch : sending)
+    EXPECT_TRUE(watch.parked()) << "a sender did not wait";
   rx = sluice::receiver<int>{};
   for (auto& t : senders)
     t.join();

@@ -24,6 +24,7 @@
 
 #include "build_checks.hpp"
 #include "executor_test_support.hpp"
+#include "park_watch.hpp"
 #include "pbuf_test_support.hpp"
 
 namespace {
@@ -386,13 +387,16 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByFree) {
   auto c = pb.try_claim();
   ASSERT_TRUE(c);
   std::atomic<bool> done{false};
+  sluice::test::park_watch waiting;
   std::thread producer([&] {
+    waiting.arrive();
     auto r = pb.alloc_until(GetParam().size, sluice::time_point::max());
+    waiting.leave();
     EXPECT_TRUE(r);
     if (r) std::move(*r).commit();
     done = true;
   });
-  std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(waiting.parked()) << "the allocation did not wait";
   c.reset();
   producer.join();
   EXPECT_TRUE(done);
@@ -412,13 +416,16 @@ TEST_P(PacketBufferTest, TimedAllocWaitsPastTheCommitOfTheOldestForTheConsumer) 
   ASSERT_TRUE(oldest);
   oldest->payload()[0] = 1;
   std::atomic<bool> got{false};
+  sluice::test::park_watch waiting;
   std::thread producer([&] {
+    waiting.arrive();
     auto r = pb.alloc_until(2, sluice::time_point::max());
+    waiting.leave();
     EXPECT_TRUE(r) << "never woken: a lost wake-up";
     got = static_cast<bool>(r);
     if (r) std::move(*r).abandon();
   });
-  std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(waiting.parked()) << "the allocation did not wait";
   std::move(*oldest).commit();
   EXPECT_EQ(take(), 1) << "the oldest packet was dropped instead of waited for";
   producer.join();
@@ -447,18 +454,16 @@ TEST_P(PacketBufferTest, TimedAllocIsWokenByTheConsumerPassingASkip) {
   // and the watchdog names it.
   const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
                                          "a timed alloc not woken by the consumer passing a skip"};
-  std::atomic<bool> started{false};
+  sluice::test::park_watch waiting;
   std::thread producer([&] {
-    started.store(true);  // seq_cst: a handshake with the test thread only
+    waiting.arrive();
     auto r = pb.alloc_until(want, sluice::time_point::max());
+    waiting.leave();
     EXPECT_TRUE(r) << "not woken by the consumer passing the skip";
     if (r) std::move(*r).abandon();
   });
-  // The producer has started its timed allocation, and (almost always)
-  // found no room and waits, when the skip is passed.
-  while (!started.load())
-    std::this_thread::yield();
-  std::this_thread::sleep_for(10ms);
+  // The producer found no room and waits when the skip is passed.
+  EXPECT_TRUE(waiting.parked()) << "the allocation did not wait";
   // Passes the skip first: that makes the room and wakes the producer.
   // Packet 3 stays claimed until the producer is done, so that its free
   // (which would make the room as well) cannot be what woke it.
@@ -504,11 +509,15 @@ TEST_P(PacketBufferTest, ConsumerTaskIsWokenByCommit) {
     auto c = co_await pb.claim_async();
     co_return c.payload()[0];
   };
+  // The driver parks this thread while the task waits.
+  sluice::test::park_watch driving;
+  driving.arrive();
   std::thread producer([&] {
-    std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(driving.parked()) << "the claim did not wait";
     put(2, 42);
   });
   EXPECT_EQ(sluice::test::block_on(consumer()), 42u);
+  driving.leave();
   producer.join();
 }
 
@@ -596,11 +605,14 @@ TEST_P(PacketBufferTest, ProducerAwaiterDroppedWhileWaitingLeavesTheList) {
 TEST_P(PacketBufferTest, BlockingClaimIsWokenByCommit) {
   const sluice::test::abort_watchdog dog{std::chrono::seconds(20),
                                          "a blocking claim not woken by a commit"};
+  sluice::test::park_watch claiming;
+  claiming.arrive();
   std::thread producer([&] {
-    std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(claiming.parked()) << "the claim did not wait";
     put(2, 9);
   });
   auto c = pb.claim_until(sluice::time_point::max());
+  claiming.leave();
   ASSERT_TRUE(c);
   EXPECT_EQ(c.payload()[0], 9u);
   producer.join();
@@ -1137,13 +1149,16 @@ TEST(PacketBufferWakeups, FreeingTheClaimedPacketWakesAWaitingOverwriteProducer)
   ASSERT_TRUE(held);
   ASSERT_FALSE(pb.try_alloc(8));  // the claimed packet is in the way
   std::atomic<bool> got{false};
+  sluice::test::park_watch waiting;
   std::thread producer([&] {
+    waiting.arrive();
     // No deadline: only the free below can let it through.
     auto r = pb.alloc_until(8, sluice::time_point::max());
+    waiting.leave();
     got = static_cast<bool>(r);
     if (r) std::move(*r).abandon();
   });
-  std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(waiting.parked()) << "the allocation did not wait";
   held = sluice::claimed_packet{};  // free
   producer.join();
   EXPECT_TRUE(got.load());

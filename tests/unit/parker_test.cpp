@@ -52,6 +52,30 @@ TEST(Parker, UnparkFromAnotherThreadWakes) {
   t.join();
 }
 
+// parked_now tells a parked owner from one that runs: false before the
+// park, true while it waits (seen from another thread, which then unparks
+// it), false again once it returned, and false after a park that found a
+// token and never waited.
+TEST(Parker, ParkedNowTellsAWaitingOwner) {
+  sluice::parker& p = sluice::port::current_parker();
+  EXPECT_FALSE(p.parked_now());
+  p.unpark();
+  p.park();  // the token: no wait
+  EXPECT_FALSE(p.parked_now());
+  std::atomic<bool> returned{false};
+  std::thread unparker([&] {
+    // Until it is seen parked (the watchdog of the test binary ends a hang).
+    while (!p.parked_now())
+      std::this_thread::yield();
+    EXPECT_FALSE(returned.load());
+    p.unpark();
+  });
+  p.park();
+  returned.store(true);
+  unparker.join();
+  EXPECT_FALSE(p.parked_now());
+}
+
 TEST(Parker, WakerOutlivesItsThread) {
   sluice::waker w;
   std::thread t([&] { w = sluice::port::current_parker().make_waker(); });
