@@ -925,7 +925,8 @@ pbuf_span pbuf_core::try_claim_out_of_line() noexcept {
   return claim_in_turn();
 }
 
-// free_fast's longer case: the packet of n words at r (rd_idx) is the
+// free_fast's case with something behind the packet (skips to pass, or
+// packets still claimed): the packet of n words at r (rd_idx) is the
 // oldest claimed one; t is tmp_rd_idx.
 SLUICE_PBUF_FULL_PATH void pbuf_core::free_front(const std::uint32_t* packet, std::uint32_t n,
                                                  std::uint32_t r, std::uint32_t t) noexcept {
