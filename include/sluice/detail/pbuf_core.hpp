@@ -752,12 +752,23 @@ using pbuf_consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
       const quad zero{};
       // Word-aligned: a core that needs aligned stores then uses word stores.
       words = static_cast<std::uint32_t*>(__builtin_assume_aligned(words, alignof(std::uint32_t)));
+      // GCC, inlining this into a free of a packet in a small static array,
+      // warns that some length it cannot rule out (up to 32) would write past
+      // the array. The callers check the length against the storage (claim,
+      // and free_fast again), which the compiler cannot see.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
       for (std::uint32_t i = 0; i < n - 4; i += 4) {
         __builtin_memcpy(words + i, &zero, sizeof zero);
         // Keeps the loop a loop: without it the compiler calls memset again.
         asm volatile("" ::: "memory");
       }
       __builtin_memcpy(words + n - 4, &zero, sizeof zero);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
       return;
     }
     __builtin_memset(words, 0, std::size_t{n} * sizeof(std::uint32_t));
@@ -1128,13 +1139,21 @@ SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
   // Relaxed: consumer-owned (no-overwrite) or under the lock.
   const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
-  if (r == t || packet != g.buf + g.slot(r)) return false;
+  const std::uint32_t start = g.slot(r);
+  if (r == t || packet != g.buf + start) return false;
   // Relaxed: the packet is claimed by the caller.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
                               .load(std::memory_order_relaxed);
   SLUICE_ASSERT((v & pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
                 "packet buffer: free of a packet that is not claimed");
   const std::uint32_t n = v >> pbuf_hdr_bits;  // no callback: checked above
+  // The claim checked the length; checked again here, as there (a compare
+  // and a branch), so that a header written over while the packet was
+  // claimed stops the program rather than zeroing words past the storage
+  // (and the compiler, which cannot see the claim's check, knows the
+  // zeroing stays inside).
+  if (n - 1 >= g.size - start) [[unlikely]]
+    bad_length();
   const std::uint32_t next = g.advance(r, n);
   if (next != t) {
     free_front(packet, n, r, t);
