@@ -1955,6 +1955,33 @@ TEST(PacketBufferConfigDeathTest, ALengthNoPacketCanHaveIsNamed) {
   EXPECT_DEATH((claim_with_a_callback_length<7, 2>()), named);
 }
 
+// The free checks the length in the header again (the claim checked it): a
+// header written over while the packet was claimed stops the program
+// rather than having words past the packet, or past the storage, zeroed.
+// Lengths in the header (no callback), both policies.
+void free_after_the_header_was_written_over(std::uint32_t flags, std::uint32_t length) {
+  std::uint32_t words[8] = {};
+  sluice::detail::pbuf_core core({.buffer = words, .size = 8, .flags = flags});
+  sluice::detail::pbuf_span p;
+  if (core.try_alloc(2, p) != sluice::detail::pbuf_status::ok) std::abort();
+  sluice::test::commit_with_length(core, p);
+  p = core.try_claim();
+  if (p.words != words) std::abort();
+  // The state bits stay those of a claimed packet; the length changes.
+  p.words[0] = (length << sluice::detail::pbuf_hdr_bits) | (p.words[0] & 3u);
+  core.free(p.words);
+}
+
+TEST(PacketBufferConfigDeathTest, AFreeOfAPacketWhoseLengthWasWrittenOverIsNamed) {
+  if (!sluice::detail::debug_checks && !sluice::detail::speed_over_size)
+    GTEST_SKIP() << "a release build optimised for size does not check";
+  const char* const named = "length .* is 0 or runs past the end of the buffer";
+  for (const std::uint32_t flags : {0u, sluice::detail::pbuf_flag_overwrite}) {
+    EXPECT_DEATH(free_after_the_header_was_written_over(flags, 9), named);
+    EXPECT_DEATH(free_after_the_header_was_written_over(flags, 0), named);
+  }
+}
+
 TEST(PacketBufferConfigDeathTest, ImpossibleConfigurationsAreNamed) {
   SLUICE_ONLY_WITH_DEBUG_CHECKS("the checks are assertions: debug builds only (release, below)");
   EXPECT_DEATH(make_a_buffer_of_no_words(), "size must be 1 to 2\\^29 words");
