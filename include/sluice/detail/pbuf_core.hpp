@@ -1013,10 +1013,12 @@ inline bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept 
 //              in; else consumer_in := 0 and    rebias_stretch, dropped_in_stretch
 //              a locked turn (row 0)            := 0), heavy fence, then waits
 //                                               while consumer_in != 0
-//   0          takes the lock; at the stretch's dropped_in_stretch := 1, then
-//              end (rebias_after turns):        waits while consumer_in != 0
-//              dropped_in_stretch == 0:         (a turn that an earlier dropper
-//              lock_bias := 1, rebias_stretch   gave up on may still run)
+//   0          as in row 1, the same first      dropped_in_stretch := 1, then
+//              steps, then consumer_in := 0;    waits while consumer_in != 0
+//              takes the lock; at the stretch's (a turn that an earlier dropper
+//              end (rebias_after turns):        gave up on may still run, or
+//              dropped_in_stretch == 0:         the consumer's first steps)
+//              lock_bias := 1, rebias_stretch
 //              := pbuf_rebias_after; else a
 //              stretch twice as long (at most
 //              pbuf_rebias_max), all under it
@@ -1027,9 +1029,11 @@ inline bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept 
 // dropper waits for that turn as well.
 SLUICE_PBUF_INLINE bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
   if constexpr (speed_over_size) {
-    // Relaxed: a hint, to skip the store after an end; the load after the
-    // fence decides.
-    if (lock_bias.load(std::memory_order_relaxed) != 0) {
+    // No first look at lock_bias to skip the store while the bias is off:
+    // the load and branch cost more in the common case (the bias on) than
+    // the two stores save while it is off (droppers at work, when the
+    // turn takes the lock anyway).
+    {
       // Relaxed: the consumer's own word.
       SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
                     "packet buffer: the consumer re-entered claim or free (from a handler?)");
