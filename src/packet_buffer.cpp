@@ -914,6 +914,20 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   }
 }
 
+[[gnu::noinline]] pbuf_span pbuf_core::claim_in_locked_turn(std::uint32_t holder) noexcept {
+  enter_consumer_locked(holder);
+  const pbuf_span p = claim_unlocked();
+  leave_consumer(holder, false);
+  return p;
+}
+
+[[gnu::noinline]] void pbuf_core::free_in_locked_turn(const std::uint32_t* packet,
+                                                      std::uint32_t holder) noexcept {
+  enter_consumer_locked(holder);
+  free_unlocked(packet);
+  leave_consumer(holder, false);
+}
+
 // try_claim where size comes first.
 pbuf_span pbuf_core::try_claim_out_of_line() noexcept {
   return claim_body();

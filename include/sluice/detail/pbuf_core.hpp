@@ -643,7 +643,15 @@ struct alignas(cache_line) pbuf_core {
   // Starts the consumer's turn as `holder` (consumer_holder()): true for a
   // biased turn, false when it took the lock instead.
   bool enter_consumer(std::uint32_t holder) noexcept;
+  // enter_consumer's biased try (where speed comes first): true, in the
+  // turn; false, consumer_in is 0 again, and the turn takes the lock.
+  bool try_enter_biased(std::uint32_t holder) noexcept;
   void enter_consumer_locked(std::uint32_t holder) noexcept;  // its turn with the lock
+  // The claim and the free in a turn with the lock, where the biased try
+  // failed (droppers at work): out of line, so that the inline turn is the
+  // biased one alone, with no flag to test at its end.
+  pbuf_span claim_in_locked_turn(std::uint32_t holder) noexcept;
+  void free_in_locked_turn(const std::uint32_t* packet, std::uint32_t holder) noexcept;
   // Ends the turn that enter_consumer started, then wakes producers
   // waiting for room where droppers may have given up on it.
   void leave_consumer(std::uint32_t holder, bool biased) noexcept;
@@ -1027,25 +1035,28 @@ inline bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept 
 // own thread (a handler that interrupted the consumer), after a short spin
 // where droppers_may_give_up(); the bias stays ended, and every later
 // dropper waits for that turn as well.
+[[gnu::always_inline]] inline bool pbuf_core::try_enter_biased(std::uint32_t holder) noexcept {
+  // No first look at lock_bias to skip the store while the bias is off:
+  // the load and branch cost more in the common case (the bias on) than
+  // the two stores save while it is off (droppers at work, when the turn
+  // takes the lock anyway).
+  // Relaxed: the consumer's own word.
+  SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
+                "packet buffer: the consumer re-entered claim or free (from a handler?)");
+  consumer_in.store(holder, std::memory_order_relaxed);  // [PB6]
+  port::asymmetric_fence_light();                        // [PB6]
+  // Relaxed [PB6]: 1 here means the dropper that ends the bias sees us
+  // and waits. Everything droppers did before is ours already: the
+  // consumer set the bias holding the lock (acquired after theirs).
+  if (lock_bias.load(std::memory_order_relaxed) != 0) return true;
+  // Release [PB6]: the dropper ending the bias waits for it.
+  consumer_in.store(0, std::memory_order_release);
+  return false;
+}
+
 SLUICE_PBUF_INLINE bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
   if constexpr (speed_over_size) {
-    // No first look at lock_bias to skip the store while the bias is off:
-    // the load and branch cost more in the common case (the bias on) than
-    // the two stores save while it is off (droppers at work, when the
-    // turn takes the lock anyway).
-    {
-      // Relaxed: the consumer's own word.
-      SLUICE_ASSERT(consumer_in.load(std::memory_order_relaxed) == 0,
-                    "packet buffer: the consumer re-entered claim or free (from a handler?)");
-      consumer_in.store(holder, std::memory_order_relaxed);  // [PB6]
-      port::asymmetric_fence_light();                        // [PB6]
-      // Relaxed [PB6]: 1 here means the dropper that ends the bias sees us
-      // and waits. Everything droppers did before is ours already: the
-      // consumer set the bias holding the lock (acquired after theirs).
-      if (lock_bias.load(std::memory_order_relaxed) != 0) return true;
-      // Release [PB6]: the dropper ending the bias waits for it.
-      consumer_in.store(0, std::memory_order_release);
-    }
+    if (try_enter_biased(holder)) return true;
   }
   enter_consumer_locked(holder);
   return false;
@@ -1086,21 +1097,33 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
   }
   const pbuf_consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
-  const bool biased = enter_consumer(holder);
-  pbuf_span p;
-  if constexpr (speed_over_size) p = claim_fast();
-  if (p.words == nullptr) p = claim_unlocked();
-  leave_consumer(holder, biased);
-  return p;
+  if constexpr (speed_over_size) {
+    if (!try_enter_biased(holder)) return claim_in_locked_turn(holder);
+    pbuf_span p = claim_fast();
+    if (p.words == nullptr) p = claim_unlocked();
+    leave_consumer(holder, true);
+    return p;
+  } else {
+    const bool biased = enter_consumer(holder);
+    const pbuf_span p = claim_unlocked();
+    leave_consumer(holder, biased);
+    return p;
+  }
 }
 
 // free_locked's body: free with overwrite, inline where speed comes first.
 [[gnu::always_inline]] inline void pbuf_core::free_in_turn(const std::uint32_t* packet) noexcept {
   const pbuf_consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
-  const bool biased = enter_consumer(holder);
-  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
-  leave_consumer(holder, biased);
+  if constexpr (speed_over_size) {
+    if (!try_enter_biased(holder)) return free_in_locked_turn(packet, holder);
+    if (!free_fast(packet)) free_unlocked(packet);
+    leave_consumer(holder, true);
+  } else {
+    const bool biased = enter_consumer(holder);
+    free_unlocked(packet);
+    leave_consumer(holder, biased);
+  }
 }
 
 // try_claim's body: inline where speed comes first, and the one copy
