@@ -158,6 +158,7 @@ noting_suspension<Awaiter> noting(Awaiter&& inner, std::atomic<bool>& suspended)
 template <class JoinHandle>
 bool suspended_before_finished(const std::atomic<bool>& suspended, const JoinHandle& handle) {
   for (;;) {
+    // seq_cst, both: the handshake with noting_suspension's store.
     if (suspended.load()) return true;
     if (handle.is_finished()) return suspended.load();
     std::this_thread::yield();

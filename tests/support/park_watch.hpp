@@ -18,6 +18,7 @@ class park_watch {
   park_watch(const park_watch&) = delete;
   park_watch& operator=(const park_watch&) = delete;
   ~park_watch() {
+    // The threads are joined by now (their joins order this load).
     if (sluice::parker* p = parker_.load()) p->release();
   }
   // In the thread that will block, before it blocks. Keeps the parker
@@ -25,10 +26,10 @@ class park_watch {
   void arrive() {
     sluice::parker& p = sluice::port::current_parker();
     p.add_ref();
-    parker_.store(&p);
+    parker_.store(&p);  // seq_cst: the handshake with parked()
   }
   // In that thread, once its blocking call returned.
-  void leave() { left_.store(true); }
+  void leave() { left_.store(true); }  // seq_cst: the handshake with parked()
   // In the test thread: until the other is parked (true), or has left
   // without (false: it never waited).
   bool parked() const {

@@ -67,11 +67,11 @@ TEST(Parker, ParkedNowTellsAWaitingOwner) {
     // Until it is seen parked (the watchdog of the test binary ends a hang).
     while (!p.parked_now())
       std::this_thread::yield();
-    EXPECT_FALSE(returned.load());
+    EXPECT_FALSE(returned.load());  // seq_cst: pairs with the store after park()
     p.unpark();
   });
   p.park();
-  returned.store(true);
+  returned.store(true);  // seq_cst: the unparker's check above
   unparker.join();
   EXPECT_FALSE(p.parked_now());
 }

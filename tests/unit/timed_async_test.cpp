@@ -33,6 +33,8 @@ using sluice::test::suspended_before_finished;
 struct counted {
   static inline std::atomic<int> live{0};
   int id = 0;
+  // seq_cst, all: a count the test thread reads after the joins (which
+  // order it); nothing else is read through it.
   explicit counted(int i) noexcept : id(i) { live.fetch_add(1); }
   counted(counted&& other) noexcept : id(std::exchange(other.id, -1)) { live.fetch_add(1); }
   counted& operator=(counted&&) = delete;
@@ -186,25 +188,26 @@ task<int> recv_forever(sluice::receiver<int> rx, std::atomic<bool>& suspended) {
   co_return r.has_value() ? *r : -2;
 }
 
-// A receiver whose wait timed out is off the list: the one value sent
-// afterwards wakes the receiver listed after it. The timed one is listed
-// first (each is seen waiting before the next starts), so had it kept its
-// place, the wake would go to it (or to its freed node) and the patient
-// one would wait for ever: the watchdog ends the test.
+// A receiver whose wait timed out (on the timer: it is seen waiting first)
+// is off the list once its task is done: a receiver that starts after it
+// is the one the next value wakes. Had the timed-out one stayed listed, it
+// would be ahead, the wake would go to its freed node, and the patient one
+// would wait for ever (the watchdog ends the test; a debug build stops
+// earlier, at the listed waiter's destruction).
 TEST(TimedAsync, AWaitThatTimedOutLeavesTheWakeToTheNextWaiter) {
   abort_watchdog dog{60s, "a wake-up lost to a timed-out receiver"};
   sluice::executor ex{{.workers = 2}};
   auto [tx, rx] = sluice::channel<int>::bounded(2);
-  // Long enough to be seen waiting on a loaded machine (the test asks for it).
+  // Long enough for its first poll to come before it, on a loaded machine.
   std::atomic<bool> timed_waits{false};
-  auto timed = ex.spawn(recv_for(rx, 200ms, &timed_waits));
+  auto timed = ex.spawn(recv_for(rx, 500ms, &timed_waits));
   ASSERT_TRUE(timed.has_value());
   ASSERT_TRUE(suspended_before_finished(timed_waits, *timed)) << "the timed receive did not wait";
+  EXPECT_EQ(*timed->join(), -1);
   std::atomic<bool> patient_waits{false};
   auto patient = ex.spawn(recv_forever(rx, patient_waits));
   ASSERT_TRUE(patient.has_value());
   ASSERT_TRUE(suspended_before_finished(patient_waits, *patient)) << "the receive did not wait";
-  EXPECT_EQ(*timed->join(), -1);
   ASSERT_TRUE(tx.try_send(9));
   EXPECT_EQ(*patient->join(), 9);
 }
@@ -238,7 +241,7 @@ TEST(TimedAsync, ANamedAwaiterThatTimedOutLeavesTheListWhileItLivesOn) {
   ASSERT_TRUE(suspended_before_finished(timed_waits, *timed)) << "the timed receive did not wait";
   // The other receiver starts after the timeout: the timed one's last poll
   // (at its timeout) would list it again, behind a receiver already there.
-  while (!timed_out.load()) {
+  while (!timed_out.load()) {  // seq_cst: the handshake with the task's store
     ASSERT_FALSE(timed->is_finished()) << "the timed receive did not time out";
     std::this_thread::yield();
   }
