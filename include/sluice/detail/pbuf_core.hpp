@@ -39,7 +39,9 @@
 // largest multiple of size not above 2^31; slot = position % size. Keeping
 // more than one lap of history tells full from empty (the whole capacity is
 // usable) and makes a compare-and-swap on a stale position fail unless
-// 2^31 words went through the buffer in between (the ABA window).
+// 2^31 words went through the buffer in between (the ABA window). For a
+// power-of-two size the period is 2^31 itself, and the fast paths take
+// slots, steps and distances as masks (basic_geometry).
 //
 //   rd_idx  <=  tmp_rd_idx  <=  tmp_wr_idx          (in ring order)
 //   [rd_idx, tmp_rd_idx)     claimed packets (busy) or freed ones (skip)
@@ -232,6 +234,12 @@ inline constexpr std::uint32_t pbuf_moving = 1u << 31;
 // The largest buffer, in words: positions then keep at least four laps of
 // history below pbuf_moving (see Positions above).
 inline constexpr std::uint32_t pbuf_max_size = 1u << 29;
+// A power-of-two size up to pbuf_max_size divides 2^31, which is then the
+// period (largest_period): positions modulo it are their bits below this
+// mask.
+inline constexpr std::uint32_t pbuf_pow2_period_mask = pbuf_moving - 1;
+static_assert(pbuf_max_size <= pbuf_moving && (pbuf_moving % pbuf_max_size) == 0,
+              "every power-of-two size must divide the period 2^31");
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
@@ -502,22 +510,32 @@ struct alignas(cache_line) pbuf_core {
   // The read-only fields that positions need, as a fast path loads them
   // once (read through the struct, they are loaded again after every
   // payload store or acquire load, which may have changed them as far as
-  // the compiler knows), and the arithmetic on positions.
-  struct geometry {
+  // the compiler knows), and the arithmetic on positions. `any` size: the
+  // flag picks slot()'s mask or division, and a lap is a compare. Where a
+  // fast path has tested the flag once (as_pow2), a power of two: the
+  // period is then 2^31 (largest_period, with size <= 2^29), so that a
+  // position modulo the period is its low 31 bits, and slots, laps and
+  // distances are masks.
+  enum class sizes : bool { any, pow2 };
+  template <sizes Sizes>
+  struct basic_geometry {
     std::uint32_t flags;
     std::uint32_t size;
     std::uint32_t period;
     std::uint32_t* buf;
 
     std::uint32_t slot(std::uint32_t pos) const noexcept {
+      if constexpr (Sizes == sizes::pow2) return pos & (size - 1);
       if constexpr (pbuf_slot_divides) return pos % size;
       return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
     }
     std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
       const std::uint32_t next = pos + n;
+      if constexpr (Sizes == sizes::pow2) return next & pbuf_pow2_period_mask;
       return next >= period ? next - period : next;
     }
     std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
+      if constexpr (Sizes == sizes::pow2) return (to - from) & pbuf_pow2_period_mask;
       return to >= from ? to - from : to + period - from;
     }
     // Whether position b is ahead of a by 1 to size words. (One unsigned
@@ -526,7 +544,14 @@ struct alignas(cache_line) pbuf_core {
                                                    std::uint32_t b) const noexcept {
       return distance(a, b) - 1 < size;
     }
+    // The same shape, for a caller that tested pbuf_flag_pow2.
+    basic_geometry<sizes::pow2> as_pow2() const noexcept {
+      SLUICE_ASSERT((flags & pbuf_flag_pow2) != 0 && period == pbuf_pow2_period_mask + 1,
+                    "packet buffer: a power-of-two shape for another size");
+      return {flags, size, period, buf};
+    }
   };
+  using geometry = basic_geometry<sizes::any>;
   geometry shape() const noexcept { return geometry{flags, size, period, buf}; }
   std::uint32_t slot(std::uint32_t pos) const noexcept { return shape().slot(pos); }
   std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
@@ -557,6 +582,9 @@ struct alignas(cache_line) pbuf_core {
   void notify_waiters(wake_after after) noexcept;  // wake_waiters' slow part
 
   bool reserve_fast(std::uint32_t n, pbuf_span& out) noexcept;
+  template <class Geometry>
+  [[gnu::always_inline]] bool reserve_fast_in(const Geometry& g, std::uint32_t n,
+                                              pbuf_span& out) noexcept;
   // The operations as a build optimised for size keeps them, one copy each;
   // where speed comes first, what their inline fast paths leave.
   pbuf_status reserve_out_of_line(std::uint32_t n, pbuf_span& out, bool may_drop) noexcept;
@@ -590,12 +618,16 @@ struct alignas(cache_line) pbuf_core {
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
   pbuf_span claim_fast() noexcept;
+  template <class Geometry>
+  [[gnu::always_inline]] pbuf_span claim_fast_in(const Geometry& g) noexcept;
   pbuf_span claim_at(std::uint32_t* packet, std::uint32_t v, std::uint32_t t,
                      std::uint32_t n) noexcept;
   pbuf_span claim_unlocked() noexcept;
   pbuf_span claim_locked() noexcept;   // overwrite: claim_unlocked under the lock
   pbuf_span claim_in_turn() noexcept;  // its body
   bool free_fast(const std::uint32_t* packet) noexcept;
+  template <class Geometry>
+  [[gnu::always_inline]] bool free_fast_in(const Geometry& g, const std::uint32_t* packet) noexcept;
   void free_front(const std::uint32_t* packet, std::uint32_t n, std::uint32_t r,
                   std::uint32_t t) noexcept;
   void free_unlocked(const std::uint32_t* packet) noexcept;
@@ -616,8 +648,10 @@ struct alignas(cache_line) pbuf_core {
   bool ahead_within_a_lap(std::uint32_t a, std::uint32_t b) const noexcept;
   bool follow_rd_idx(std::uint32_t& t, std::uint32_t r) noexcept;  // claim_unlocked
   bool nothing_reserved_at(std::uint32_t t) noexcept;              // the claim paths
-  bool committed_at_claim() noexcept;                              // is_pending
-  bool claim_would_take() noexcept;                                // is_pending, no overwrite
+  template <class Geometry>
+  [[gnu::always_inline]] bool nothing_reserved_at(const Geometry& g, std::uint32_t t) noexcept;
+  bool committed_at_claim() noexcept;  // is_pending
+  bool claim_would_take() noexcept;    // is_pending, no overwrite
   // [PB8]: the consumer, before it zeroes freed words (E9), waits while an
   // observer reads a header.
   void await_observers() noexcept;
@@ -743,6 +777,16 @@ class pbuf_critical_guard {
   bool masked_;
   port::critical_state state_{};
 };
+// Where it never masks: nothing at all, not even a flag (a flag kept on
+// the stack, for a destructor call left out of line in cold code, cost the
+// consumer's free two stores and a test).
+template <bool EvenThreadsOnly>
+class pbuf_critical_guard<false, EvenThreadsOnly> {
+ public:
+  explicit pbuf_critical_guard(const pbuf_core&) noexcept {}
+  pbuf_critical_guard(const pbuf_critical_guard&) = delete;
+  pbuf_critical_guard& operator=(const pbuf_critical_guard&) = delete;
+};
 using pbuf_consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
 
 // Zeroes freed words (E9). Packets of up to 4 words inline (the stores are
@@ -844,6 +888,17 @@ SLUICE_PBUF_INLINE void pbuf_core::wake_waiters(wake_after after) noexcept {
 [[gnu::always_inline]] inline bool pbuf_core::reserve_fast(std::uint32_t n,
                                                            pbuf_span& out) noexcept {
   const geometry g = shape();
+  // The flag tested once: a power-of-two size's arithmetic is masks. (The
+  // size to pick for speed, so laid out first; other sizes take the same
+  // steps with compares.)
+  if ((g.flags & pbuf_flag_pow2) != 0) [[likely]]
+    return reserve_fast_in(g.as_pow2(), n, out);
+  return reserve_fast_in(g, n, out);
+}
+
+template <class Geometry>
+[[gnu::always_inline]] inline bool pbuf_core::reserve_fast_in(const Geometry& g, std::uint32_t n,
+                                                              pbuf_span& out) noexcept {
   // Relaxed: the compare-and-swap below validates it.
   std::uint32_t w = tmp_wr_idx.load(std::memory_order_relaxed);
   // Acquire [PB1], as in reserve_lock_free: the words up to r + size are
@@ -859,7 +914,11 @@ SLUICE_PBUF_INLINE void pbuf_core::wake_waiters(wake_after after) noexcept {
   if (!tmp_wr_idx.compare_exchange_strong(w, g.advance(w, n), std::memory_order_relaxed,
                                           std::memory_order_relaxed))
     return false;
-  out = pbuf_span{g.buf + start, n};
+  std::uint32_t* const packet = g.buf + start;
+  // A word of the storage (a buffer of no words never gets here: n <= size)
+  // is never null; told, the compiler drops the caller's test of the span.
+  if (packet == nullptr) __builtin_unreachable();
+  out = pbuf_span{packet, n};
   return true;
 }
 
@@ -931,7 +990,13 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
 // when a dropper or the move to slot 0 advanced the consumer). A move to
 // slot 0 in progress (marked) counts as nothing: the buffer was empty.
 [[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(std::uint32_t t) noexcept {
-  if (ahead_within_a_lap(t, wr_seen)) return false;
+  return nothing_reserved_at(shape(), t);
+}
+
+template <class Geometry>
+[[gnu::always_inline]] inline bool pbuf_core::nothing_reserved_at(const Geometry& g,
+                                                                  std::uint32_t t) noexcept {
+  if (g.ahead_within_a_lap(t, wr_seen)) return false;
   // Acquire [PB7]: pairs with the release in finish_move, so the caller's
   // next look at rd_idx sees a move that ended before this position.
   const std::uint32_t w = tmp_wr_idx.load(std::memory_order_acquire);
@@ -965,6 +1030,14 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
 [[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast() noexcept {
   const geometry g = shape();
   if ((g.flags & pbuf_flag_header_lengths) == 0) return {};
+  // The flag tested once, as in reserve_fast.
+  if ((g.flags & pbuf_flag_pow2) != 0) [[likely]]
+    return claim_fast_in(g.as_pow2());
+  return claim_fast_in(g);
+}
+
+template <class Geometry>
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast_in(const Geometry& g) noexcept {
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // Without overwrite, t behind our copy of tmp_wr_idx needs no look at
@@ -973,7 +1046,7 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
   // (That skips a load of the line that producers short of room poll.)
   // With overwrite a dropper may have passed us between turns: look.
   if ((g.flags & pbuf_flag_overwrite) != 0 || !g.ahead_within_a_lap(t, wr_seen)) {
-    if (nothing_reserved_at(t)) return {};
+    if (nothing_reserved_at(g, t)) return {};
     // [PB7], as in claim_unlocked: moved, the word at t may be payload
     // now; claim_unlocked follows.
     if (g.ahead_within_a_lap(t, rd_idx.load(std::memory_order_relaxed))) return {};
@@ -981,6 +1054,8 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
   SLUICE_PBUF_HOOK(claim_looked);
   const std::uint32_t start = g.slot(t);
   std::uint32_t* const packet = g.buf + start;
+  // Never null, as in reserve_fast_in (something is reserved here).
+  if (packet == nullptr) __builtin_unreachable();
   // Acquire [PB2], as in claim_unlocked.
   const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_acquire);
   if ((v & pbuf_hdr_mask) != pbuf_valid) return {};
@@ -1091,7 +1166,12 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
   // light fence).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   if constexpr (speed_over_size) {
-    if (nothing_reserved_at(t)) return {};
+    const geometry g = shape();
+    if ((g.flags & pbuf_flag_pow2) != 0) [[likely]] {
+      if (nothing_reserved_at(g.as_pow2(), t)) return {};
+    } else if (nothing_reserved_at(g, t)) {
+      return {};
+    }
   } else {
     if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
   }
@@ -1163,6 +1243,15 @@ SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
 [[gnu::always_inline]] inline bool pbuf_core::free_fast(const std::uint32_t* packet) noexcept {
   const geometry g = shape();
   if ((g.flags & pbuf_flag_header_lengths) == 0) return false;
+  // The flag tested once, as in reserve_fast.
+  if ((g.flags & pbuf_flag_pow2) != 0) [[likely]]
+    return free_fast_in(g.as_pow2(), packet);
+  return free_fast_in(g, packet);
+}
+
+template <class Geometry>
+[[gnu::always_inline]] inline bool pbuf_core::free_fast_in(const Geometry& g,
+                                                           const std::uint32_t* packet) noexcept {
   // Relaxed: consumer-owned (no-overwrite) or under the lock.
   const std::uint32_t r = rd_idx.load(std::memory_order_relaxed);
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
