@@ -86,7 +86,9 @@ struct packet_buffer_config {
   std::uint32_t* storage = nullptr;
   // 1 to 2^29. A debug build stops on other sizes or no storage, naming
   // the mistake; a release build makes a buffer of no words, which
-  // answers every allocation with too_large and never touches storage.
+  // answers every allocation with too_large and never touches storage. A
+  // power of two is the fastest size: slots and positions are then masks
+  // (other sizes divide and compare).
   std::uint32_t size_words = 0;
   overflow_policy policy = overflow_policy::reject_new;
   utilization_tracking utilization = utilization_tracking::off;
