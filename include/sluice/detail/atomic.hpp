@@ -17,6 +17,14 @@ using atomic = std::atomic<T>;
 template <class T>
 using atomic_ref = std::atomic_ref<T>;
 
+// atomic_ref<T>(object).store(value, relaxed), always inline: GCC may leave
+// atomic_ref's store out of line in a large caller, a call per store (a
+// loop that zeroes words with it, inlined into such a caller).
+template <class T>
+[[gnu::always_inline]] inline void store_relaxed(T& object, T value) noexcept {
+  __atomic_store_n(&object, value, __ATOMIC_RELAXED);
+}
+
 inline void fence(std::memory_order order) noexcept {
   std::atomic_thread_fence(order);
 }

@@ -524,17 +524,19 @@ struct alignas(cache_line) pbuf_core {
     std::uint32_t period;
     std::uint32_t* buf;
 
-    std::uint32_t slot(std::uint32_t pos) const noexcept {
+    [[gnu::always_inline]] std::uint32_t slot(std::uint32_t pos) const noexcept {
       if constexpr (Sizes == sizes::pow2) return pos & (size - 1);
       if constexpr (pbuf_slot_divides) return pos % size;
       return (flags & pbuf_flag_pow2) != 0 ? (pos & (size - 1)) : pos % size;
     }
-    std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
+    [[gnu::always_inline]] std::uint32_t advance(std::uint32_t pos,
+                                                 std::uint32_t n) const noexcept {
       const std::uint32_t next = pos + n;
       if constexpr (Sizes == sizes::pow2) return next & pbuf_pow2_period_mask;
       return next >= period ? next - period : next;
     }
-    std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
+    [[gnu::always_inline]] std::uint32_t distance(std::uint32_t from,
+                                                  std::uint32_t to) const noexcept {
       if constexpr (Sizes == sizes::pow2) return (to - from) & pbuf_pow2_period_mask;
       return to >= from ? to - from : to + period - from;
     }
@@ -545,14 +547,16 @@ struct alignas(cache_line) pbuf_core {
       return distance(a, b) - 1 < size;
     }
     // The same shape, for a caller that tested pbuf_flag_pow2.
-    basic_geometry<sizes::pow2> as_pow2() const noexcept {
+    [[gnu::always_inline]] basic_geometry<sizes::pow2> as_pow2() const noexcept {
       SLUICE_ASSERT((flags & pbuf_flag_pow2) != 0 && period == pbuf_pow2_period_mask + 1,
                     "packet buffer: a power-of-two shape for another size");
       return {flags, size, period, buf};
     }
   };
   using geometry = basic_geometry<sizes::any>;
-  geometry shape() const noexcept { return geometry{flags, size, period, buf}; }
+  [[gnu::always_inline]] geometry shape() const noexcept {
+    return geometry{flags, size, period, buf};
+  }
   std::uint32_t slot(std::uint32_t pos) const noexcept { return shape().slot(pos); }
   std::uint32_t advance(std::uint32_t pos, std::uint32_t n) const noexcept {
     return shape().advance(pos, n);
@@ -827,8 +831,9 @@ using pbuf_consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
     return;
   }
   // Relaxed: the caller owns the words; rd_idx's release store publishes them.
+  // (store_relaxed: atomic_ref's store, but never a call per word.)
   for (std::uint32_t i = 0; i < n; ++i)
-    atomic_ref<std::uint32_t>(words[i]).store(0, std::memory_order_relaxed);
+    store_relaxed(words[i], std::uint32_t{0});
 }
 
 // A packet's length, from the callback or the header, as the consumer and

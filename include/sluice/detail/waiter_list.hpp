@@ -185,8 +185,9 @@ class waiter_list {
   // notify_all on the same terms.
   void notify_all_after_seq_cst_rmw() noexcept { notify<entry::seq_cst_load>(pending_all); }
 
-  // May be stale by the time it returns.
-  [[nodiscard]] bool approx_has_waiters() const noexcept {
+  // May be stale by the time it returns. Always inline: the check on every
+  // commit and free, which a large caller would otherwise call.
+  [[nodiscard, gnu::always_inline]] bool approx_has_waiters() const noexcept {
     // Relaxed: an observer, ordered by nothing.
     return (word_.load(std::memory_order_relaxed) & (locked | has_waiters)) != 0;
   }
