@@ -64,23 +64,14 @@ int main(int argc, char** argv) {
                             .size_words = size,
                             .policy = drop ? sluice::overflow_policy::drop_oldest
                                            : sluice::overflow_policy::reject_new});
-  std::uint32_t sum = 0;
-  switch (words) {
-    case 1:
-      sum = run<1>(pb, cycles);
-      break;
-    case 4:
-      sum = run<4>(pb, cycles);
-      break;
-    case 16:
-      sum = run<16>(pb, cycles);
-      break;
-    case 64:
-      sum = run<64>(pb, cycles);
-      break;
-    default:
-      usage();
-  }
+  using loop = std::uint32_t (*)(sluice::packet_buffer&, std::uint32_t);
+  const loop chosen = words == 1    ? &run<1>
+                      : words == 4  ? &run<4>
+                      : words == 16 ? &run<16>
+                      : words == 64 ? &run<64>
+                                    : nullptr;
+  if (chosen == nullptr) usage();
+  const std::uint32_t sum = chosen(pb, cycles);
   std::printf("%u\n", sum);
   return 0;
 }
