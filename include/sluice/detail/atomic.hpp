@@ -13,17 +13,34 @@ template <class T>
 using atomic = std::atomic<T>;
 
 // Atomic access to a plain object in caller-provided storage (the words of
-// a packet buffer), for as long as the reference lives.
+// a packet buffer), for as long as the reference lives: load and store, the
+// operations the engine needs, over the builtins that std::atomic_ref wraps.
+// sluice's own so that they are always inline: GCC left std::atomic_ref's
+// members out of line in a large caller (a call per header word, and per
+// word zeroed).
 template <class T>
-using atomic_ref = std::atomic_ref<T>;
+class atomic_ref {
+  static_assert(sizeof(T) <= sizeof(void*) && __atomic_always_lock_free(sizeof(T), 0),
+                "atomic_ref: for words the hardware loads and stores atomically");
 
-// atomic_ref<T>(object).store(value, relaxed), always inline: GCC may leave
-// atomic_ref's store out of line in a large caller, a call per store (a
-// loop that zeroes words with it, inlined into such a caller).
-template <class T>
-[[gnu::always_inline]] inline void store_relaxed(T& object, T value) noexcept {
-  __atomic_store_n(&object, value, __ATOMIC_RELAXED);
-}
+ public:
+  explicit atomic_ref(T& object) noexcept : object_(&object) {}
+
+  [[gnu::always_inline]] T load(std::memory_order order) const noexcept {
+    return __atomic_load_n(object_, static_cast<int>(order));
+  }
+  [[gnu::always_inline]] void store(T value, std::memory_order order) const noexcept {
+    __atomic_store_n(object_, value, static_cast<int>(order));
+  }
+
+ private:
+  T* object_;
+};
+// The builtins take the orders as the C++ enumerators' values.
+static_assert(static_cast<int>(std::memory_order_relaxed) == __ATOMIC_RELAXED &&
+              static_cast<int>(std::memory_order_acquire) == __ATOMIC_ACQUIRE &&
+              static_cast<int>(std::memory_order_release) == __ATOMIC_RELEASE &&
+              static_cast<int>(std::memory_order_seq_cst) == __ATOMIC_SEQ_CST);
 
 inline void fence(std::memory_order order) noexcept {
   std::atomic_thread_fence(order);

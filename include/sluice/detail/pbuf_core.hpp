@@ -831,9 +831,8 @@ using pbuf_consumer_guard = pbuf_critical_guard<pbuf_consumer_masks>;
     return;
   }
   // Relaxed: the caller owns the words; rd_idx's release store publishes them.
-  // (store_relaxed: atomic_ref's store, but never a call per word.)
   for (std::uint32_t i = 0; i < n; ++i)
-    store_relaxed(words[i], std::uint32_t{0});
+    atomic_ref<std::uint32_t>(words[i]).store(0, std::memory_order_relaxed);
 }
 
 // A packet's length, from the callback or the header, as the consumer and
