@@ -621,15 +621,25 @@ struct alignas(cache_line) pbuf_core {
                              pbuf_span& victim) noexcept;
   void write_skip(std::uint32_t pos, std::uint32_t n) noexcept;
   void note_usage(std::uint32_t used) noexcept;
-  pbuf_span claim_fast() noexcept;
+  // The fast paths of the consumer take the geometry as their caller
+  // loaded it: in a turn with overwrite, loaded again after the turn's
+  // atomic operations, it would cost loads and tests a second time.
+  // found: where the caller found something reserved (with overwrite,
+  // where it stays reserved until claimed), if it looked.
+  struct reserved_seen {
+    bool looked;
+    std::uint32_t at;
+  };
+  static constexpr reserved_seen not_looked{false, 0};
+  pbuf_span claim_fast(const geometry& g, reserved_seen found) noexcept;
   template <class Geometry>
-  [[gnu::always_inline]] pbuf_span claim_fast_in(const Geometry& g) noexcept;
+  [[gnu::always_inline]] pbuf_span claim_fast_in(const Geometry& g, reserved_seen found) noexcept;
   pbuf_span claim_at(std::uint32_t* packet, std::uint32_t v, std::uint32_t t,
                      std::uint32_t n) noexcept;
   pbuf_span claim_unlocked() noexcept;
   pbuf_span claim_locked() noexcept;   // overwrite: claim_unlocked under the lock
   pbuf_span claim_in_turn() noexcept;  // its body
-  bool free_fast(const std::uint32_t* packet) noexcept;
+  bool free_fast(const geometry& g, const std::uint32_t* packet) noexcept;
   template <class Geometry>
   [[gnu::always_inline]] bool free_fast_in(const Geometry& g, const std::uint32_t* packet) noexcept;
   void free_front(const std::uint32_t* packet, std::uint32_t n, std::uint32_t r,
@@ -1031,26 +1041,30 @@ template <class Geometry>
 // no registers to save), nothing to follow or pass, the next packet
 // committed. Null: nothing was changed but our copy of tmp_wr_idx, and
 // claim_unlocked decides.
-[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast() noexcept {
-  const geometry g = shape();
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast(const geometry& g,
+                                                              reserved_seen found) noexcept {
   if ((g.flags & pbuf_flag_header_lengths) == 0) return {};
   // The flag tested once, as in reserve_fast.
   if ((g.flags & pbuf_flag_pow2) != 0) [[likely]]
-    return claim_fast_in(g.as_pow2());
-  return claim_fast_in(g);
+    return claim_fast_in(g.as_pow2(), found);
+  return claim_fast_in(g, found);
 }
 
 template <class Geometry>
-[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast_in(const Geometry& g) noexcept {
+[[gnu::always_inline]] inline pbuf_span pbuf_core::claim_fast_in(const Geometry& g,
+                                                                 reserved_seen found) noexcept {
   // Relaxed: consumer-owned, or under the lock (see claim_unlocked).
   const std::uint32_t t = tmp_rd_idx.load(std::memory_order_relaxed);
   // Without overwrite, t behind our copy of tmp_wr_idx needs no look at
   // rd_idx ([PB7]): the claim that loaded the copy looked right after, and
   // the buffer has held a reservation since, so no move to slot 0 started.
   // (That skips a load of the line that producers short of room poll.)
-  // With overwrite a dropper may have passed us between turns: look.
+  // With overwrite a dropper may have passed us between turns: look at
+  // rd_idx. At tmp_wr_idx too, unless t is where the caller found a
+  // reservation: with overwrite nothing moves tmp_wr_idx back (no move to
+  // slot 0), and t passes a reservation only by claiming or dropping it.
   if ((g.flags & pbuf_flag_overwrite) != 0 || !g.ahead_within_a_lap(t, wr_seen)) {
-    if (nothing_reserved_at(g, t)) return {};
+    if (!(found.looked && t == found.at) && nothing_reserved_at(g, t)) return {};
     // [PB7], as in claim_unlocked: moved, the word at t may be payload
     // now; claim_unlocked follows.
     if (g.ahead_within_a_lap(t, rd_idx.load(std::memory_order_relaxed))) return {};
@@ -1176,18 +1190,19 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
     } else if (nothing_reserved_at(g, t)) {
       return {};
     }
-  } else {
-    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
-  }
-  const pbuf_consumer_guard masked(*this);
-  const std::uint32_t holder = consumer_holder();
-  if constexpr (speed_over_size) {
+    const pbuf_consumer_guard masked(*this);
+    const std::uint32_t holder = consumer_holder();
     if (!try_enter_biased(holder)) return claim_in_locked_turn(holder);
-    pbuf_span p = claim_fast();
+    // Something is reserved at t (above): claim_fast looks again only if
+    // a dropper moved tmp_rd_idx since.
+    pbuf_span p = claim_fast(g, reserved_seen{true, t});
     if (p.words == nullptr) p = claim_unlocked();
     leave_consumer(holder, true);
     return p;
   } else {
+    if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
+    const pbuf_consumer_guard masked(*this);
+    const std::uint32_t holder = consumer_holder();
     const bool biased = enter_consumer(holder);
     const pbuf_span p = claim_unlocked();
     leave_consumer(holder, biased);
@@ -1197,11 +1212,14 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
 
 // free_locked's body: free with overwrite, inline where speed comes first.
 [[gnu::always_inline]] inline void pbuf_core::free_in_turn(const std::uint32_t* packet) noexcept {
+  // Loaded before the turn's atomic operations (the context token's load
+  // too), after which the compiler would load it again.
+  [[maybe_unused]] const geometry g = shape();
   const pbuf_consumer_guard masked(*this);
   const std::uint32_t holder = consumer_holder();
   if constexpr (speed_over_size) {
     if (!try_enter_biased(holder)) return free_in_locked_turn(packet, holder);
-    if (!free_fast(packet)) free_unlocked(packet);
+    if (!free_fast(g, packet)) free_unlocked(packet);
     leave_consumer(holder, true);
   } else {
     const bool biased = enter_consumer(holder);
@@ -1222,7 +1240,7 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
   }
   const pbuf_consumer_call one_at_a_time(*this);
   if constexpr (speed_over_size) {
-    if (const pbuf_span p = claim_fast(); p.words != nullptr) return p;
+    if (const pbuf_span p = claim_fast(shape(), not_looked); p.words != nullptr) return p;
   }
   return claim_unlocked();
 }
@@ -1244,8 +1262,8 @@ SLUICE_PBUF_INLINE pbuf_span pbuf_core::try_claim() noexcept {
 // of a 64-word cycle on x86-64); one with skips or claimed packets behind
 // it goes to free_front, which passes them. False: nothing was changed,
 // free_unlocked decides.
-[[gnu::always_inline]] inline bool pbuf_core::free_fast(const std::uint32_t* packet) noexcept {
-  const geometry g = shape();
+[[gnu::always_inline]] inline bool pbuf_core::free_fast(const geometry& g,
+                                                        const std::uint32_t* packet) noexcept {
   if ((g.flags & pbuf_flag_header_lengths) == 0) return false;
   // The flag tested once, as in reserve_fast.
   if ((g.flags & pbuf_flag_pow2) != 0) [[likely]]
@@ -1296,7 +1314,7 @@ template <class Geometry>
     return;
   }
   const pbuf_consumer_call one_at_a_time(*this);
-  if (!speed_over_size || !free_fast(packet)) free_unlocked(packet);
+  if (!speed_over_size || !free_fast(shape(), packet)) free_unlocked(packet);
 }
 
 SLUICE_PBUF_INLINE void pbuf_core::free(const std::uint32_t* packet) noexcept {
