@@ -181,9 +181,9 @@ class allocated_packet {
   // and returns false. True: published.
   SLUICE_PBUF_INLINE bool commit() && noexcept {
     SLUICE_ASSERT(core_ != nullptr, "allocated_packet: commit() after it was moved or ended");
-    const bool whole = core_->words == nullptr
-                           ? user_bits() == span_.size
-                           : core_->words(core_->context, span_.words) == span_.size;
+    const bool lengths = core_->words == nullptr;  // the length in the header
+    const bool whole = lengths ? user_bits() == span_.size
+                               : core_->words(core_->context, span_.words) == span_.size;
     SLUICE_ASSERT(whole || core_->words != nullptr,
                   "allocated_packet: bits 2..31 of word 0 hold the length without a packet_words "
                   "callback, and were changed");
@@ -196,7 +196,14 @@ class allocated_packet {
     }
     // The words are the consumer's now: the handle forgets them (words()
     // is null), so that a late write cannot reach a published packet.
-    std::exchange(core_, nullptr)->commit(std::exchange(span_, {}).words);
+    detail::pbuf_core* const core = std::exchange(core_, nullptr);
+    const detail::pbuf_span span = std::exchange(span_, {});
+    if (lengths) {
+      // The header as just checked: the core need not load it again.
+      core->commit(span.words, span.size << detail::pbuf_hdr_bits);
+    } else {
+      core->commit(span.words);
+    }
     return true;
   }
   // Gives the words back as padding; the consumer never sees them. The

@@ -445,6 +445,9 @@ struct alignas(cache_line) pbuf_core {
   }
   // Publishes the packet whose first word is `packet` (E2).
   void commit(std::uint32_t* packet) noexcept;
+  // The same, where the caller knows that word: `header`, its state bits
+  // 0 (a reserved packet's). No second load of it.
+  void commit(std::uint32_t* packet, std::uint32_t header) noexcept;
   // Turns an allocated, uncommitted packet of `n` words into padding (E5).
   void abandon(std::uint32_t* packet, std::uint32_t n) noexcept;
   // Short puts; never wait. Their words must give the length they put, as
@@ -598,6 +601,7 @@ struct alignas(cache_line) pbuf_core {
   pbuf_span claim_body() noexcept;                       // try_claim's, both ways
   void free_body(const std::uint32_t* packet) noexcept;  // free's, both ways
   void publish(std::uint32_t* packet) noexcept;          // commit's body (E2)
+  void publish(std::uint32_t* packet, std::uint32_t header) noexcept;
   pbuf_status reserve_lock_free(std::uint32_t n, pbuf_span& out) noexcept;
   // What the caller knows of rd_idx when it reserves: a copy (rd_seen) that
   // may understate the room and is refreshed once before giving up, or its
@@ -965,11 +969,18 @@ SLUICE_PBUF_INLINE pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& ou
 
 // E2.
 [[gnu::always_inline]] inline void pbuf_core::publish(std::uint32_t* packet) noexcept {
-  atomic_ref<std::uint32_t> h(*packet);
   // Relaxed: the producer's own word.
-  const std::uint32_t v = h.load(std::memory_order_relaxed);
+  const std::uint32_t v = atomic_ref<std::uint32_t>(*packet).load(std::memory_order_relaxed);
+  publish(packet, v & ~pbuf_hdr_mask);
+}
+
+[[gnu::always_inline]] inline void pbuf_core::publish(std::uint32_t* packet,
+                                                      std::uint32_t header) noexcept {
+  SLUICE_ASSERT(header == (atomic_ref<std::uint32_t>(*packet).load(std::memory_order_relaxed) &
+                           ~pbuf_hdr_mask),
+                "packet buffer: commit with a header other than the packet's");
   // Release [PB2]: publishes every word of the packet to claim (E2).
-  h.store((v & ~pbuf_hdr_mask) | pbuf_valid, std::memory_order_release);
+  atomic_ref<std::uint32_t>(*packet).store(header | pbuf_valid, std::memory_order_release);
   // The consumer may wait for it. [PB4]
   wake_waiters(wake_after::commit);
 }
@@ -978,6 +989,15 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet) noexcept {
   if constexpr (speed_over_size) {
     publish(packet);
   } else {
+    commit_out_of_line(packet);
+  }
+}
+
+SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet, std::uint32_t header) noexcept {
+  if constexpr (speed_over_size) {
+    publish(packet, header);
+  } else {
+    // One copy where size comes first (it loads the header itself).
     commit_out_of_line(packet);
   }
 }
