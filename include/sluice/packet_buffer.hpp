@@ -184,7 +184,7 @@ class allocated_packet {
     const bool lengths = core_->words == nullptr;  // the length in the header
     const bool whole = lengths ? user_bits() == span_.size
                                : core_->words(core_->context, span_.words) == span_.size;
-    SLUICE_ASSERT(whole || core_->words != nullptr,
+    SLUICE_ASSERT(whole || !lengths,
                   "allocated_packet: bits 2..31 of word 0 hold the length without a packet_words "
                   "callback, and were changed");
     SLUICE_ASSERT(whole,

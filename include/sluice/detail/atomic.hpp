@@ -22,6 +22,9 @@ template <class T>
 class atomic_ref {
   static_assert(sizeof(T) <= sizeof(void*) && __atomic_always_lock_free(sizeof(T), 0),
                 "atomic_ref: for words the hardware loads and stores atomically");
+  // Every T is then at an address the builtins may use (std::atomic_ref's
+  // required_alignment, which for such words is their size).
+  static_assert(alignof(T) >= sizeof(T), "atomic_ref: for naturally aligned words");
 
  public:
   explicit atomic_ref(T& object) noexcept : object_(&object) {}

@@ -976,6 +976,7 @@ SLUICE_PBUF_INLINE pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& ou
 
 [[gnu::always_inline]] inline void pbuf_core::publish(std::uint32_t* packet,
                                                       std::uint32_t header) noexcept {
+  // Relaxed (a debug check): the producer's own word until the store below.
   SLUICE_ASSERT(header == (atomic_ref<std::uint32_t>(*packet).load(std::memory_order_relaxed) &
                            ~pbuf_hdr_mask),
                 "packet buffer: commit with a header other than the packet's");
