@@ -6,7 +6,9 @@ consumer at three times its packets/s or more.
 The ratio is the median over rounds of the same-round ratio (the runner's ratio_to_sluice
 rows), so a round that was slow for every implementation moves it little. The cycle rows also
 give cas_floor's time against the spinlock's: a ring with one compare-and-swap per packet and
-nothing else of a packet buffer, a floor under any multi-producer design.
+nothing else of a packet buffer, a floor under any multi-producer design; and
+cas_floor_zeroing's: the same ring zeroing each packet's words as it is taken, a floor under
+any lock-free design for packets of any size (its free words must read zero).
 
 usage: /usr/bin/python3 bench/packet_buffer_targets.py RESULTS.csv
 """
@@ -32,8 +34,9 @@ def main():
                                   int(c.split("_w")[1].split("_")[0])))
     if not cases:
         sys.exit("no packet_buffer cycle or 2p1c case in " + sys.argv[1])
-    print("| case | sluice | spinlock | sluice vs spinlock | target | met | cas_floor vs spinlock |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | sluice | spinlock | sluice vs spinlock | target | met "
+          "| cas_floor vs spinlock | cas_floor_zeroing vs spinlock |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in cases:
         cycle = case.startswith("cycle_")
         metric = "ns_per_packet_median" if cycle else "packets_per_sec_median"
@@ -42,18 +45,19 @@ def main():
         # ratio_to_sluice: the spinlock's speed over sluice's in the same round.
         spin_ratio = rows.get((case, "spinlock", "ratio_to_sluice_median"))
         if sluice is None or spin is None or not spin_ratio:
-            print(f"| {case} | missing | | | | | |")
+            print(f"| {case} | missing | | | | | | |")
             continue
         if cycle:
             # Time: sluice's over the spinlock's is the spinlock's speed over sluice's.
             ratio, target, met = spin_ratio, "<= 0.5", spin_ratio <= 0.5
-            floor = rows.get((case, "cas_floor", "ratio_to_sluice_median"))
-            # cas_floor's time over the spinlock's, both against sluice in their rounds.
-            floor_text = f"{spin_ratio / floor:.2f}" if floor else "-"
+            # A floor's time over the spinlock's, both against sluice in their rounds.
+            floors = [rows.get((case, name, "ratio_to_sluice_median"))
+                      for name in ("cas_floor", "cas_floor_zeroing")]
+            floor_text = " | ".join(f"{spin_ratio / f:.2f}" if f else "-" for f in floors)
             values = f"| {sluice:.1f} ns | {spin:.1f} ns"
         else:
             ratio, target, met = 1 / spin_ratio, ">= 3", 1 / spin_ratio >= 3
-            floor_text = "-"
+            floor_text = "- | -"
             values = f"| {sluice / 1e6:.1f} M/s | {spin / 1e6:.1f} M/s"
         print(f"| {case} {values} | {ratio:.2f} | {target} | {'yes' if met else 'no'} "
               f"| {floor_text} |")
