@@ -8,7 +8,8 @@ rows), so a round that was slow for every implementation moves it little. The cy
 give cas_floor's time against the spinlock's: a ring with one compare-and-swap per packet and
 nothing else of a packet buffer, a floor under any multi-producer design; and
 cas_floor_zeroing's: the same ring zeroing each packet's words as it is taken, a floor under
-any lock-free design for packets of any size (its free words must read zero).
+any lock-free design for packets of any size with headers in the storage (its free words must
+read zero).
 
 usage: /usr/bin/python3 bench/packet_buffer_targets.py RESULTS.csv
 """
