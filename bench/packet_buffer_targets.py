@@ -7,9 +7,9 @@ The ratio is the median over rounds of the same-round ratio (the runner's ratio_
 rows), so a round that was slow for every implementation moves it little. The cycle rows also
 give cas_floor's time against the spinlock's: a ring with one compare-and-swap per packet and
 nothing else of a packet buffer, a floor under any multi-producer design; and
-cas_floor_zeroing's: the same ring zeroing each packet's words as it is taken, a floor under
-any lock-free design for packets of any size with headers in the storage (its free words must
-read zero).
+cas_floor_zeroing's: the same ring zeroing each packet's words as it is taken, the floor for a
+design that keeps packets of any size with their headers in the storage and reserves them with
+one read-modify-write of an index (its free words must read zero).
 
 usage: /usr/bin/python3 bench/packet_buffer_targets.py RESULTS.csv
 """

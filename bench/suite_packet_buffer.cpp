@@ -17,8 +17,9 @@
 // cas_floor is a ring with one compare-and-swap per packet and nothing
 // else of a packet buffer: what a multi-producer reservation costs at
 // least (shown beside, not a peer); cas_floor_zeroing is the same ring
-// zeroing all of a packet's words when it is taken, as a lock-free ring of
-// packets of any size must (the next lap's headers may start on any word).
+// zeroing all of a packet's words when it is taken, as a ring of packets
+// of any size reserved with an index must (the next lap's headers may
+// start on any word).
 // Every sample checks its deliveries: counts (claimed + dropped = committed),
 // per-producer order and payload words for packets of 3 words or more.
 #include <concurrentqueue/concurrentqueue.h>
@@ -202,11 +203,11 @@ struct moodycamel_impl {
 // packet sizes divide the capacity), no wake-up check, no counters, no
 // overwrite. One thread only: a floor to read sluice's cycle against, not
 // a peer. ZeroWords: the take zeroes all of the packet's words, not only
-// its header (the same release publishing them), the least that a
-// ring of packets of any size pays for its free words reading zero: its
-// next lap's headers may start on any word, and a multi-producer
-// reservation cannot write a header in the same atomic step as it
-// reserves. (This ring's packets tile it, so its header alone would do.)
+// its header (the same release publishing them), the least that a ring of
+// packets of any size, reserved with one read-modify-write of an index,
+// pays for its free words reading zero: its next lap's headers may start
+// on any word, and each is written only after its reservation. (This
+// ring's packets tile it, so its header alone would do.)
 template <bool ZeroWords>
 struct cas_floor_impl {
   // N words zeroed in 16-byte stores, without a loop: GCC 12 makes a
