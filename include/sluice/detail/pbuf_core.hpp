@@ -629,7 +629,9 @@ struct alignas(cache_line) pbuf_core {
   // loaded it: in a turn with overwrite, loaded again after the turn's
   // atomic operations, it would cost loads and tests a second time.
   // found: where the caller found something reserved (with overwrite,
-  // where it stays reserved until claimed), if it looked.
+  // where it stays reserved until claimed), if it looked. (A flag rather
+  // than a position no index takes: not_looked is then a constant the
+  // compiler folds away; t against such a position stays a compare.)
   struct reserved_seen {
     bool looked;
     std::uint32_t at;
@@ -1102,6 +1104,9 @@ template <class Geometry>
   // rd_idx. At tmp_wr_idx too, unless t is where the caller found a
   // reservation: with overwrite nothing moves tmp_wr_idx back (no move to
   // slot 0), and t passes a reservation only by claiming or dropping it.
+  // (Droppers that took tmp_rd_idx round a whole period back to t meanwhile
+  // do no harm: with nothing reserved at t its word reads zero, E9, which
+  // no claim takes for a packet.)
   if ((g.flags & pbuf_flag_overwrite) != 0 || !g.ahead_within_a_lap(t, wr_seen)) {
     if (!(found.looked && t == found.at) && nothing_reserved_at(g, t)) return {};
     // [PB7], as in claim_unlocked: moved, the word at t may be payload
