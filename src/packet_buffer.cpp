@@ -76,11 +76,13 @@
 //         packet when it claimed or passed it, runs the light side and
 //         loads `observers` before it zeroes those words (await_observers:
 //         free_fast, free_front, and zero_skips before its first zeroing;
-//         never with overwrite, where nobody counts), and waits while it
-//         reads more than 0. Either the consumer sees the observer (and
-//         waits for its release decrement, with acquire: the read comes
-//         before the zeroing), or the observer's t is past every packet
-//         the consumer zeroes without waiting. For the zeroing before its
+//         never with overwrite, where nobody counts), and, if it counts
+//         any, waits for those to end (wait_for_observers: it flips the
+//         bucket that new looks join and waits for the old one to empty).
+//         Either the consumer sees the observer (and waits for its
+//         release decrement, with acquire: the read comes before the
+//         zeroing), or the observer's t is past every packet the consumer
+//         zeroes without waiting for it. For the zeroing before its
 //         look, the observer acquires rd_idx [PB1] and reads only a header
 //         less than a lap past it, and only one that its tmp_wr_idx shows
 //         reserved (claim_would_take; else it answers "perhaps"). The
@@ -792,13 +794,26 @@ template <bool Observed>
 }
 
 [[gnu::noinline, gnu::cold]] void pbuf_core::wait_for_observers() noexcept {
+  // The looks that await_observers saw are all in the current bucket (the
+  // other is empty: the table at pbuf_observer_epoch). Flip the epoch, so
+  // that looks that start from now on join the other bucket (they see our
+  // stores, [PB8], and need no wait), and wait for the old one to empty:
+  // looks that keep starting cannot hold the free up for ever. Relaxed:
+  // the flip only steers new looks; what orders the zeroing is the
+  // acquire below.
+  const std::uint32_t before = observers.fetch_xor(pbuf_observer_epoch, std::memory_order_relaxed);
+  const std::uint32_t one = pbuf_observer_one(before);
+  SLUICE_ASSERT(pbuf_observer_bucket(before, pbuf_observer_one(~before)) == 0,
+                "packet buffer: a look in the bucket that no look joins (two consumers?)");
   // An observer reads one header, masked (it is not a handler that this
   // consumer interrupted): a few loads, unless its thread was preempted,
   // so spin, then yield the core for it.
   backoff spin;
   std::uint32_t waits = 0;
-  // Acquire [PB8], as in await_observers.
-  while (observers.load(std::memory_order_acquire) != 0) {
+  // Acquire [PB8], as in await_observers: every change of `observers` is a
+  // read-modify-write, so this synchronises with the release decrement of
+  // every look that left the bucket.
+  while (pbuf_observer_bucket(observers.load(std::memory_order_acquire), one) != 0) {
     spin.spin();
     if (++waits > pbuf_lock_yield_after) port::yield_core();
   }
@@ -1084,15 +1099,24 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     const observer_guard masked(*this);
     // One core: nothing runs while we are masked, the consumer included.
     if constexpr (single_core) return claim_would_take();
-    // Relaxed: the heavy fence orders it before our loads [PB8].
-    observers.fetch_add(1, std::memory_order_relaxed);
+    // Join the current bucket (the table at pbuf_observer_epoch): the
+    // compare-and-swap fails if the consumer flipped the epoch since our
+    // load. Relaxed: the heavy fence orders it before our loads [PB8].
+    std::uint32_t v = observers.load(std::memory_order_relaxed);
+    std::uint32_t one = 0;
+    do {
+      one = pbuf_observer_one(v);
+      SLUICE_ASSERT(pbuf_observer_bucket(v, one) < pbuf_observer_bucket_max,
+                    "packet buffer: more is_pending calls at once than it counts (32767)");
+    } while (!observers.compare_exchange_weak(v, v + one, std::memory_order_relaxed,
+                                              std::memory_order_relaxed));
     // [PB8] heavy side: pairs with the light side in await_observers.
     port::asymmetric_fence_heavy();
     SLUICE_PBUF_HOOK(observer_counted);
     const bool pending = claim_would_take();
     // Release [PB8]: our read of the header comes before the zeroing of a
     // consumer that waited for this (acquire in await_observers).
-    observers.fetch_sub(1, std::memory_order_release);
+    observers.fetch_sub(one, std::memory_order_release);
     return pending;
   }
   // With overwrite, droppers pass the front and zero it, and the consumer

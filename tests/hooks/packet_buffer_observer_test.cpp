@@ -17,6 +17,7 @@
 
 #include "executor_test_support.hpp"
 #include "hooks.hpp"
+#include "pbuf_test_support.hpp"
 
 namespace {
 
@@ -93,6 +94,82 @@ TEST(PacketBufferObserver, AFreeWaitsForAnObserverBeforeItZeroesTheWords) {
   ASSERT_TRUE(whole) << "the freed words did not come back";
   std::move(*whole).abandon();
   scene_now = nullptr;
+}
+
+// An observer held inside its look at observer_counted until its gate
+// opens (the test sets the gate of the thread it starts).
+thread_local std::atomic<bool>* my_gate = nullptr;
+thread_local std::atomic<bool>* my_counted = nullptr;
+
+void hold_at_observer_counted(pbuf_hook point) {
+  if (point != pbuf_hook::observer_counted || my_gate == nullptr) return;
+  my_counted->store(true, std::memory_order_release);
+  while (!my_gate->load(std::memory_order_acquire))
+    std::this_thread::yield();
+}
+
+// A thread that asks is_pending and is held inside its look until `gate`.
+std::thread held_observer(sluice::detail::pbuf_core& core, std::atomic<bool>& gate,
+                          std::atomic<bool>& counted) {
+  return std::thread([&core, &gate, &counted] {
+    my_gate = &gate;
+    my_counted = &counted;
+    (void)core.is_pending();
+  });
+}
+
+void wait_for(const std::atomic<bool>& flag) {
+  while (!flag.load(std::memory_order_acquire))
+    std::this_thread::yield();
+}
+
+// The free waits for the looks that were running when it came, not for
+// the ones that start while it waits: else looks that keep starting (two
+// threads asking in turn) hold it up for as long as they keep asking.
+// Observer A looks, the free comes and waits, observer B starts a look;
+// once A is done, the free ends while B still looks.
+TEST(PacketBufferObserver, AFreeDoesNotWaitForALookThatStartedAfterIt) {
+  if (sluice::detail::single_core) GTEST_SKIP() << "one core: the observer's masking suffices";
+  sluice::test::abort_watchdog dog{30s, "a free waiting for observers, or an observer"};
+  std::uint32_t words[16] = {};
+  sluice::detail::pbuf_core c({.buffer = words, .size = 16});
+  const sluice::detail::pbuf_span held = sluice::test::put_with_length(c, 4);
+  ASSERT_EQ(c.try_claim().words, held.words);
+  // A packet past the claim position: is_pending reads its header.
+  (void)sluice::test::put_with_length(c, 2);
+  observe_hook.store(&hold_at_observer_counted, std::memory_order_release);
+  std::atomic<bool> gate_a{false}, counted_a{false}, gate_b{false}, counted_b{false};
+  std::atomic<bool> freed{false};
+  std::thread a = held_observer(c, gate_a, counted_a);
+  wait_for(counted_a);
+  const std::uint32_t epoch_before = c.observers.load() & sluice::detail::pbuf_observer_epoch;
+  std::thread consumer([&] {
+    c.free(held.words);
+    freed.store(true, std::memory_order_release);
+  });
+  // Until the free has flipped the bucket that new looks join (it found
+  // A's look, and waits).
+  while ((c.observers.load() & sluice::detail::pbuf_observer_epoch) == epoch_before)
+    std::this_thread::yield();
+  EXPECT_FALSE(freed.load()) << "the free did not wait for the look that ran when it came";
+  std::thread b = held_observer(c, gate_b, counted_b);
+  wait_for(counted_b);
+  gate_a.store(true, std::memory_order_release);
+  a.join();
+  // Up to 10 s for the free to end while B looks.
+  for (int i = 0; i < 10000 && !freed.load(std::memory_order_acquire); ++i)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(freed.load()) << "the free waited for a look that started after it";
+  gate_b.store(true, std::memory_order_release);
+  b.join();
+  consumer.join();
+  observe_hook.store(nullptr, std::memory_order_release);
+  EXPECT_EQ(c.observers.load() & sluice::detail::pbuf_observer_counts, 0u);
+  EXPECT_EQ(words[1], 0u) << "the freed words were not zeroed";
+  const sluice::detail::pbuf_span next = c.try_claim();
+  ASSERT_NE(next.words, nullptr) << "the second packet";
+  c.free(next.words);
+  EXPECT_EQ(c.used_words(), 0u);
 }
 
 // A buffer asked from another thread all the time while one thread

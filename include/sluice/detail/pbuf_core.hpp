@@ -243,6 +243,31 @@ static_assert(pbuf_max_size <= pbuf_moving && (pbuf_moving % pbuf_max_size) == 0
 
 enum class pbuf_status : std::uint8_t { ok, too_large, no_room, timeout };
 
+// `observers` ([PB8], without overwrite): the is_pending looks reading a
+// header now, in two buckets, and which bucket a look that starts now
+// joins, so that a consumer waits only for the looks that were running
+// when it looked, never for one that started after (which needs no wait).
+//   bits 0..14   looks in bucket 0
+//   bits 15..29  looks in bucket 1
+//   bit 31       the current bucket (epoch)
+// Edges: a look adds one to the current bucket (a compare-and-swap that
+// keeps the epoch) and takes it off when done; a consumer that finds looks
+// running flips the epoch (only it does) and waits for the bucket that was
+// current to empty. Invariant, outside that wait: the other bucket is
+// empty (nobody joins it, and the last wait emptied it).
+inline constexpr std::uint32_t pbuf_observer_bucket_bits = 15;
+inline constexpr std::uint32_t pbuf_observer_bucket_max = (1u << pbuf_observer_bucket_bits) - 1;
+inline constexpr std::uint32_t pbuf_observer_counts = (1u << (2 * pbuf_observer_bucket_bits)) - 1;
+inline constexpr std::uint32_t pbuf_observer_epoch = 1u << 31;
+// One look in the bucket that `observers` value v names as current.
+constexpr std::uint32_t pbuf_observer_one(std::uint32_t v) noexcept {
+  return (v & pbuf_observer_epoch) != 0 ? 1u << pbuf_observer_bucket_bits : 1u;
+}
+// The looks in the bucket of which `one` is one.
+constexpr std::uint32_t pbuf_observer_bucket(std::uint32_t v, std::uint32_t one) noexcept {
+  return (v / one) & pbuf_observer_bucket_max;
+}
+
 // Who holds the overwrite lock: its value is role | context token << 2
 // (port::context_token(), 0 where there is none or where all mask); 0: free.
 inline constexpr std::uint32_t pbuf_lock_dropper = 1;
@@ -390,10 +415,11 @@ struct alignas(cache_line) pbuf_core {
   // then costs the consumer one miss per free (its store after their load)
   // rather than misses on each claim's stores beside it as well.
   alignas(cache_line) atomic<std::uint32_t> rd_idx{0};  // oldest word not yet freed
-  // Without overwrite: how many is_pending calls are reading a header now
-  // ([PB8]). The consumer loads it before it zeroes the words that it then
-  // publishes in rd_idx (so on rd_idx's line), and zeroes only while it
-  // reads 0; observers, rare, write it.
+  // Without overwrite: the is_pending calls reading a header now, in two
+  // buckets (the table at pbuf_observer_epoch) ([PB8]). The consumer loads
+  // it before it zeroes the words that it then publishes in rd_idx (so on
+  // rd_idx's line), and zeroes only once the looks it saw have ended;
+  // observers, rare, write it.
   atomic<std::uint32_t> observers{0};
 
   // ---- the overwrite lock: taken by droppers and the consumer's locked turns ----
@@ -493,8 +519,9 @@ struct alignas(cache_line) pbuf_core {
   //   back). With nothing reserved past the claim position, it answers
   //   from the indices. Else it reads that one header and moves nothing,
   //   masked, in a handshake with the consumer's frees ([PB8]): a free
-  //   waits while a look runs (hosted: a membarrier, and longer if the
-  //   looking thread is preempted inside it).
+  //   waits for the looks that were running when it came (hosted: a
+  //   membarrier, and longer if a looking thread is preempted inside it),
+  //   not for those that start while it waits.
   [[nodiscard]] bool is_pending() noexcept;
 
   // Observers (may be stale when they return).
@@ -1017,7 +1044,8 @@ SLUICE_PBUF_INLINE void pbuf_core::commit(std::uint32_t* packet, std::uint32_t h
     port::asymmetric_fence_light();
     // Acquire [PB8]: pairs with an observer's release decrement, so that
     // its read of a header comes before our zeroing.
-    if (observers.load(std::memory_order_acquire) != 0) wait_for_observers();
+    if ((observers.load(std::memory_order_acquire) & pbuf_observer_counts) != 0)
+      wait_for_observers();
   }
 }
 
