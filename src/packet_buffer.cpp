@@ -802,8 +802,8 @@ template <bool Observed>
   // the flip only steers new looks; what orders the zeroing is the
   // acquire below.
   const std::uint32_t before = observers.fetch_xor(pbuf_observer_epoch, std::memory_order_relaxed);
-  const std::uint32_t one = pbuf_observer_one(before);
-  SLUICE_ASSERT(pbuf_observer_bucket(before, pbuf_observer_one(~before)) == 0,
+  const std::uint32_t shift = pbuf_observer_shift(before);
+  SLUICE_ASSERT(pbuf_observer_bucket(before, pbuf_observer_shift(~before)) == 0,
                 "packet buffer: a look in the bucket that no look joins (two consumers?)");
   // An observer reads one header, masked (it is not a handler that this
   // consumer interrupted): a few loads, unless its thread was preempted,
@@ -813,7 +813,7 @@ template <bool Observed>
   // Acquire [PB8], as in await_observers: every change of `observers` is a
   // read-modify-write, so this synchronises with the release decrement of
   // every look that left the bucket.
-  while (pbuf_observer_bucket(observers.load(std::memory_order_acquire), one) != 0) {
+  while (pbuf_observer_bucket(observers.load(std::memory_order_acquire), shift) != 0) {
     spin.spin();
     if (++waits > pbuf_lock_yield_after) port::yield_core();
   }
@@ -1105,8 +1105,8 @@ std::uint32_t pbuf_core::used_words() const noexcept {
     std::uint32_t v = observers.load(std::memory_order_relaxed);
     std::uint32_t one = 0;
     do {
-      one = pbuf_observer_one(v);
-      SLUICE_ASSERT(pbuf_observer_bucket(v, one) < pbuf_observer_bucket_max,
+      one = 1u << pbuf_observer_shift(v);
+      SLUICE_ASSERT(pbuf_observer_bucket(v, pbuf_observer_shift(v)) < pbuf_observer_bucket_max,
                     "packet buffer: more is_pending calls at once than it counts (32767)");
     } while (!observers.compare_exchange_weak(v, v + one, std::memory_order_relaxed,
                                               std::memory_order_relaxed));

@@ -48,15 +48,21 @@ void expect_only_the_4_word_packet_left(pbuf_core& c) {
   expect_drained(c);
 }
 
+// A packet of `n` words put and claimed: the consumer holds it.
+pbuf_span put_and_hold(pbuf_core& c, std::uint32_t n) {
+  const pbuf_span p = put_with_length(c, n);
+  const pbuf_span held = c.try_claim();
+  EXPECT_EQ(held.words, p.words);
+  return held;
+}
+
 // The claimed front packet is stepped over by a dropper that then gives
 // up (met twice); its free, now a skip at r == t in the unclaimed stream,
 // must wake a waiting producer.
 TEST(PacketBufferWakePaths, FreeOfASteppedOverFrontPacketWakesAWaitingProducer) {
   std::uint32_t words[16];
   pbuf_core c({.buffer = words, .size = 16, .flags = pbuf_flag_overwrite});
-  const pbuf_span p0 = put_with_length(c, 6);
-  const pbuf_span held = c.try_claim();
-  ASSERT_EQ(held.words, p0.words);
+  const pbuf_span held = put_and_hold(c, 6);
   wake_counter wakes;
   std::optional<sluice::alloc_awaiter> waiting;
   waiting.emplace(c, 14);
@@ -145,9 +151,7 @@ TEST(PacketBufferWakePaths, AVictimsEndWakesAProducerThatWaitedDuringTheCallback
 TEST(PacketBufferWakePaths, AHeldPacketIsNeverDeliveredWhileProducersStepOverIt) {
   std::uint32_t words[16];
   pbuf_core c({.buffer = words, .size = 16, .flags = pbuf_flag_overwrite});
-  const pbuf_span p0 = put_with_length(c, 4);
-  const pbuf_span held = c.try_claim();
-  ASSERT_EQ(held.words, p0.words);
+  const pbuf_span held = put_and_hold(c, 4);
   std::uint32_t delivered = 0, committed = 0, last_seq = 0;
   auto take = [&](const pbuf_span& got) {
     EXPECT_NE(got.words, held.words) << "the held packet was delivered";

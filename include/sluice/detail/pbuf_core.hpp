@@ -259,13 +259,13 @@ inline constexpr std::uint32_t pbuf_observer_bucket_bits = 15;
 inline constexpr std::uint32_t pbuf_observer_bucket_max = (1u << pbuf_observer_bucket_bits) - 1;
 inline constexpr std::uint32_t pbuf_observer_counts = (1u << (2 * pbuf_observer_bucket_bits)) - 1;
 inline constexpr std::uint32_t pbuf_observer_epoch = 1u << 31;
-// One look in the bucket that `observers` value v names as current.
-constexpr std::uint32_t pbuf_observer_one(std::uint32_t v) noexcept {
-  return (v & pbuf_observer_epoch) != 0 ? 1u << pbuf_observer_bucket_bits : 1u;
+// Where the current bucket of `observers` value v starts: 0 or 15.
+constexpr std::uint32_t pbuf_observer_shift(std::uint32_t v) noexcept {
+  return (v & pbuf_observer_epoch) != 0 ? pbuf_observer_bucket_bits : 0;
 }
-// The looks in the bucket of which `one` is one.
-constexpr std::uint32_t pbuf_observer_bucket(std::uint32_t v, std::uint32_t one) noexcept {
-  return (v / one) & pbuf_observer_bucket_max;
+// The looks in v's bucket that starts at `shift`.
+constexpr std::uint32_t pbuf_observer_bucket(std::uint32_t v, std::uint32_t shift) noexcept {
+  return (v >> shift) & pbuf_observer_bucket_max;
 }
 
 // Who holds the overwrite lock: its value is role | context token << 2
