@@ -111,6 +111,9 @@ static void notify_drop(const struct mpsc_pbuf_buffer* b, const union mpsc_pbuf_
   if (b != &buffer) fail("notify_drop called with another buffer", 0, 0);
   if (!overwrite_mode) fail("a packet dropped without overwrite", p->hdr.producer, p->seq);
   check_words(p, "a dropped packet from an unknown producer");
+  /* Held for the callback (the README's C API notes): valid and busy. */
+  if (!p->hdr.valid || !p->hdr.busy)
+    fail("a dropped packet's header not valid and busy", p->hdr.producer, p->seq);
   mark(p->hdr.producer, p->seq, "a packet dropped twice, or dropped and claimed");
   /* Relaxed: read after the joins, which order it. */
   atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
@@ -174,6 +177,8 @@ static void* consume(void* arg) {
       continue;
     }
     check_words(p, "a claimed packet from an unknown producer");
+    if (!p->hdr.valid || !p->hdr.busy)
+      fail("a claimed packet's header not valid and busy", p->hdr.producer, p->seq);
     const uint32_t producer = p->hdr.producer, seq = p->seq;
     /* Without overwrite each producer's packets come one by one; with it,
      * later ones (the ones between were dropped). */
