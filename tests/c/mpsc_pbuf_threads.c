@@ -193,8 +193,8 @@ static void* consume(void* arg) {
 static void* watch(void* arg) {
   unsigned last = 0, still = 0;
   (void)arg;
-  /* The run's end, stored after the joins; nothing else rides on it. */
-  while (!atomic_load(&finished)) {
+  /* Relaxed: the run's end, stored after the joins; nothing rides on it. */
+  while (!atomic_load_explicit(&finished, memory_order_relaxed)) {
     const struct timespec tick = {0, 100 * 1000 * 1000};
     nanosleep(&tick, NULL);
     /* Relaxed: pairs with mark()'s relaxed count; a sample is enough. */
@@ -222,14 +222,15 @@ static int run(uint32_t size, uint32_t flags) {
       .flags = flags | MPSC_PBUF_MAX_UTILIZATION,
   };
   overwrite_mode = (flags & MPSC_PBUF_MODE_OVERWRITE) != 0;
+  /* Before the threads start: pthread_create orders these for them. */
   for (uint32_t p = 0; p < PRODUCERS; p++) {
     for (uint32_t w = 0; w < SEEN_WORDS; w++)
       atomic_init(&seen[p][w], 0);
   }
-  atomic_store(&dropped, 0);
-  atomic_store(&progress, 0);
-  atomic_store(&producers_done, 0);
-  atomic_store(&finished, 0);
+  atomic_init(&dropped, 0);
+  atomic_init(&progress, 0);
+  atomic_init(&producers_done, 0);
+  atomic_init(&finished, 0);
   mpsc_pbuf_init(&buffer, &config);
 
   pthread_t producers[PRODUCERS], consumer, watchdog;
@@ -243,13 +244,16 @@ static int run(uint32_t size, uint32_t flags) {
   for (uint32_t p = 0; p < PRODUCERS; p++)
     pthread_join(producers[p], NULL);
   pthread_join(consumer, NULL);
-  atomic_store(&finished, 1);
+  /* Relaxed: see watch(); its join follows. */
+  atomic_store_explicit(&finished, 1, memory_order_relaxed);
   pthread_join(watchdog, NULL);
 
-  /* Every sequence number of every producer claimed or dropped. */
+  /* Every sequence number of every producer claimed or dropped. Relaxed
+   * loads here and below: after the joins, which order every store. */
   for (uint32_t p = 0; p < PRODUCERS; p++) {
     for (uint32_t seq = 0; seq < PER_PRODUCER; seq++) {
-      if ((atomic_load(&seen[p][seq / 32u]) & (1u << (seq % 32u))) == 0)
+      if ((atomic_load_explicit(&seen[p][seq / 32u], memory_order_relaxed) & (1u << (seq % 32u))) ==
+          0)
         fail("a committed packet neither claimed nor dropped", p, seq);
     }
   }
@@ -261,7 +265,7 @@ static int run(uint32_t size, uint32_t flags) {
     fail("a maximum utilization out of range", max, size);
   printf("size %u%s: %u packets, %u dropped, at most %u bytes in use\n", (unsigned)size,
          overwrite_mode ? ", overwrite" : "", (unsigned)(PRODUCERS * PER_PRODUCER),
-         atomic_load(&dropped), (unsigned)max);
+         atomic_load_explicit(&dropped, memory_order_relaxed), (unsigned)max);
   return 0;
 }
 
