@@ -1005,10 +1005,17 @@ SLUICE_PBUF_INLINE pbuf_status pbuf_core::reserve(std::uint32_t n, pbuf_span& ou
 
 [[gnu::always_inline]] inline void pbuf_core::publish(std::uint32_t* packet,
                                                       std::uint32_t header) noexcept {
-  // Relaxed (a debug check): the producer's own word until the store below.
+  // Relaxed (debug checks): the producer's own word until the store below.
   SLUICE_ASSERT(header == (atomic_ref<std::uint32_t>(*packet).load(std::memory_order_relaxed) &
                            ~pbuf_hdr_mask),
                 "packet buffer: commit with a header other than the packet's");
+  // The valid bit alone publishes a packet (there is no shared write index
+  // that commit advances): one set before commit let a claim take the
+  // packet early, and valid with busy made claims pass it as held.
+  SLUICE_ASSERT(
+      (atomic_ref<std::uint32_t>(*packet).load(std::memory_order_relaxed) & pbuf_hdr_mask) == 0,
+      "packet buffer: commit of a packet whose valid or busy bit is already set (bits 0..1 of "
+      "its first word are the buffer's: leave them zero until commit)");
   // Release [PB2]: publishes every word of the packet to claim (E2).
   atomic_ref<std::uint32_t>(*packet).store(header | pbuf_valid, std::memory_order_release);
   // The consumer may wait for it. [PB4]
