@@ -202,6 +202,10 @@ static int overwrite(void) {
   CHECK(K_TIMEOUT_EQ(K_TICKS(CONFIG_SYS_CLOCK_TICKS_PER_SEC), K_SECONDS(1)));
   CHECK(K_TIMEOUT_EQ(K_TICKS(K_TICKS_FOREVER), K_FOREVER));
   CHECK(K_TIMEOUT_EQ(K_TICKS(0), K_NO_WAIT) && K_TIMEOUT_EQ(K_USEC(1000), K_MSEC(1)));
+  /* Zephyr's internal spellings, as some of its code writes them. */
+  CHECK(K_TIMEOUT_EQ(Z_TIMEOUT_TICKS(20), K_TICKS(20)) &&
+        !K_TIMEOUT_EQ(Z_TIMEOUT_TICKS(20), K_NSEC(20)));
+  CHECK(K_TIMEOUT_EQ(Z_TIMEOUT_NO_WAIT, K_NO_WAIT) && K_TIMEOUT_EQ(Z_FOREVER, K_FOREVER));
   /* Each macro evaluates its argument once. */
   k_ticks_t evaluated = 0;
   const k_timeout_t once = K_TICKS(++evaluated);

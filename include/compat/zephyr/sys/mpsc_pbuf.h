@@ -21,10 +21,19 @@
  * claim running at the same moment reads it atomically, sees the packet as
  * not committed and leaves it, but ThreadSanitizer reports the pair. The
  * C++ API (allocated_packet::set_user_bits) writes it atomically instead.
+ * The two bits themselves (valid, busy) are the buffer's: leave them zero
+ * until commit. The valid bit alone publishes a packet here (commit moves
+ * no shared index), so a header copied whole with valid set lets a claim
+ * take the packet before commit; debug builds stop at such a commit.
  *
  * Contexts: alloc with a timeout other than K_NO_WAIT may block and must be
  * called from a thread. Everything else may be called from any context,
- * including interrupt and signal handlers.
+ * including interrupt and signal handlers, with one rule: the consumer's
+ * calls (mpsc_pbuf_claim, mpsc_pbuf_free) run one at a time. A free must
+ * not run while a claim or another free runs, on another thread or in a
+ * handler that interrupted one (Zephyr's take a spinlock, so its code may
+ * free from a completion interrupt while a thread claims). Debug builds
+ * stop at such an overlap; a release build can lose its read side for good.
  */
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_

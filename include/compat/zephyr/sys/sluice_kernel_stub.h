@@ -4,7 +4,8 @@
  * that has Zephyr's own <zephyr/kernel.h> uses Zephyr's packet buffer, not
  * this one.
  *
- * Here a k_timeout_t counts nanoseconds on sluice's monotonic clock, or,
+ * Here a k_timeout_t counts nanoseconds on sluice's monotonic clock (its
+ * fields are not Zephyr's: make one with the macros below), or,
  * made by K_TICKS, ticks of CONFIG_SYS_CLOCK_TICKS_PER_SEC (10000 where the
  * build does not say; the rate travels in the value, and the wait rounds
  * up to whole nanoseconds). A negative count waits forever: K_FOREVER and
@@ -59,6 +60,10 @@ typedef struct {
 #endif
 #define K_TICKS_FOREVER ((k_ticks_t)-1)
 #define K_TICKS(t) SLUICE_K_TIMEOUT((k_ticks_t)(t), (uint32_t)(CONFIG_SYS_CLOCK_TICKS_PER_SEC))
+/* Zephyr's internal spellings, which some of its code and tests use. */
+#define Z_TIMEOUT_TICKS(t) K_TICKS(t)
+#define Z_TIMEOUT_NO_WAIT K_NO_WAIT
+#define Z_FOREVER K_FOREVER
 
 /* The wait in nanoseconds: -1 forever; ticks round up; a wait past
  * INT64_MAX nanoseconds (about 292 years) is INT64_MAX. */
