@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <new>
 
+#include <sluice/detail/backoff.hpp>
 #include <sluice/detail/pbuf_core.hpp>
 #include <sluice/port.hpp>
 
@@ -39,6 +40,7 @@ static_assert(
         offsetof(mpsc_pbuf_buffer, sluice_rebias_stretch) == offsetof(pbuf_core, rebias_stretch) &&
         offsetof(mpsc_pbuf_buffer, sluice_dropped_in_stretch) ==
             offsetof(pbuf_core, dropped_in_stretch) &&
+        offsetof(mpsc_pbuf_buffer, sluice_consumer_lock) == offsetof(pbuf_core, c_consumer) &&
         offsetof(mpsc_pbuf_buffer, sluice_observers) == offsetof(pbuf_core, observers) &&
         offsetof(mpsc_pbuf_buffer, sem) == offsetof(pbuf_core, space_waiters) &&
         sizeof(mpsc_pbuf_sluice_sync) >= offsetof(pbuf_core, data_waiters) +
@@ -72,6 +74,61 @@ std::uint32_t first_word(const union mpsc_pbuf_generic& word) noexcept {
   __builtin_memcpy(&raw, &word, sizeof raw);
   return raw;
 }
+
+// Zephyr's claim and free take its buffer's spinlock, so Zephyr code may
+// free in one context while another claims (a completion interrupt, a
+// second thread); the engine's consumer calls must run one at a time. So
+// here each takes the buffer's consumer lock (c_consumer):
+//   value     meaning
+//   0         free
+//   1         held by a context that masked (the port's critical section:
+//             nothing on its core can run and spin on it)
+//   token+1   held by the thread whose context token that is, unmasked
+// Where the consumer masks (bare metal: an interrupt mask, cheap) or the
+// port gives no token, the call masks around the lock. Elsewhere (hosted:
+// masking is two system calls) it does not, and a signal handler that
+// finds its own thread holding the lock cannot wait for it: it stops the
+// program, naming the mistake, rather than spin for ever.
+class c_consumer_call {
+ public:
+  explicit c_consumer_call(pbuf_core& core) noexcept : core_(core) {
+    const std::uint32_t token =
+        sluice::detail::pbuf_consumer_masks ? 0 : sluice::port::context_token();
+    masked_ = token == 0;
+    if (masked_) state_ = sluice::port::enter_critical();
+    const std::uint32_t holder = masked_ ? 1 : token + 1;
+    sluice::detail::backoff spin;
+    for (;;) {
+      std::uint32_t seen = 0;
+      // Acquire [C1]: pairs with the release in the destructor; the last
+      // claim's or free's changes to the consumer's state are ours.
+      if (core_.c_consumer.compare_exchange_weak(seen, holder, std::memory_order_acquire,
+                                                 std::memory_order_relaxed))
+        return;
+      if (seen == holder && !masked_) {
+        sluice::port::panic(
+            "mpsc_pbuf_claim or mpsc_pbuf_free in a signal handler that interrupted its own "
+            "thread's claim or free",
+            __FILE__, __LINE__);
+      }
+      // The holder may be preempted (more threads than cores): let it run.
+      if (spin.is_completed()) sluice::port::yield_core();
+      spin.snooze();
+    }
+  }
+  ~c_consumer_call() {
+    // Release [C1]: pairs with the next call's acquire.
+    core_.c_consumer.store(0, std::memory_order_release);
+    if (masked_) sluice::port::leave_critical(state_);
+  }
+  c_consumer_call(const c_consumer_call&) = delete;
+  c_consumer_call& operator=(const c_consumer_call&) = delete;
+
+ private:
+  pbuf_core& core_;
+  bool masked_;
+  sluice::port::critical_state state_{};
+};
 
 }  // namespace
 
@@ -140,10 +197,12 @@ void mpsc_pbuf_put_data(struct mpsc_pbuf_buffer* buffer, const uint32_t* data, s
 }
 
 const union mpsc_pbuf_generic* mpsc_pbuf_claim(struct mpsc_pbuf_buffer* buffer) {
+  const c_consumer_call one_at_a_time(core(buffer));
   return reinterpret_cast<const union mpsc_pbuf_generic*>(core(buffer).try_claim().words);
 }
 
 void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic* packet) {
+  const c_consumer_call one_at_a_time(core(buffer));
   core(buffer).free(reinterpret_cast<const std::uint32_t*>(packet));
 }
 

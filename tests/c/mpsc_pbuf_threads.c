@@ -8,6 +8,10 @@
  * - With overwrite they allocate with K_NO_WAIT: every packet is claimed
  *   or reported to notify_drop exactly once, words intact, and the claimed
  *   ones come in their producer's order.
+ * Each runs twice: the consumer thread frees what it claims, or hands each
+ * packet to a second thread that frees it while the consumer goes on
+ * claiming (Zephyr code may free in another context than it claims: its
+ * claim and free take the buffer's lock, and sluice's C API takes one too).
  * A watchdog fails the run when nothing moves for 20 s (a producer waiting
  * with K_FOREVER that nobody woke). Exits non-zero on the first failed
  * check, naming it. */
@@ -26,9 +30,9 @@
 
 #define PRODUCERS 3u
 #if defined(SLUICE_SANITIZED)
-#define PER_PRODUCER 30000u
+#define PER_PRODUCER 20000u
 #else
-#define PER_PRODUCER 150000u
+#define PER_PRODUCER 60000u
 #endif
 #define SEEN_WORDS ((PER_PRODUCER + 31u) / 32u)
 #define MAX_WLEN 7u
@@ -96,6 +100,15 @@ static atomic_uint dropped;
 static atomic_uint progress; /* packets claimed or dropped: the watchdog's */
 static atomic_uint producers_done;
 static atomic_int finished;
+
+/* Claimed packets on their way from the consumer to the freeing thread:
+ * one writer (the consumer) and one reader (the freer). */
+#define HANDOFF 4u
+static int hand_off;
+static const union mpsc_pbuf_generic* handoff_ring[HANDOFF];
+static atomic_uint handoff_head; /* next to free: the freer's */
+static atomic_uint handoff_tail; /* next to fill: the consumer's */
+static atomic_int consumer_done;
 
 static void mark(uint32_t producer, uint32_t seq, const char* twice) {
   const unsigned bit = 1u << (seq % 32u);
@@ -171,6 +184,8 @@ static void* consume(void* arg) {
     if (p == NULL) {
       if (done) {
         if (mpsc_pbuf_is_pending(&buffer)) fail("pending after the last claim", 0, 0);
+        /* Release: pairs with free_handed()'s acquire; our last hand-off. */
+        atomic_store_explicit(&consumer_done, 1, memory_order_release);
         return NULL;
       }
       sched_yield();
@@ -186,7 +201,38 @@ static void* consume(void* arg) {
       fail("a packet out of its producer's order", producer, seq);
     next[producer] = seq + 1u;
     mark(producer, seq, "a packet claimed twice, or claimed and dropped");
-    mpsc_pbuf_free(&buffer, (const union mpsc_pbuf_generic*)p);
+    if (!hand_off) {
+      mpsc_pbuf_free(&buffer, (const union mpsc_pbuf_generic*)p);
+      continue;
+    }
+    /* Relaxed: our own index. */
+    const unsigned tail = atomic_load_explicit(&handoff_tail, memory_order_relaxed);
+    /* Acquire: pairs with the freer's release of head; its slot is free. */
+    while (tail - atomic_load_explicit(&handoff_head, memory_order_acquire) == HANDOFF)
+      sched_yield();
+    handoff_ring[tail % HANDOFF] = (const union mpsc_pbuf_generic*)p;
+    /* Release: pairs with the freer's acquire of tail; publishes the slot. */
+    atomic_store_explicit(&handoff_tail, tail + 1u, memory_order_release);
+  }
+}
+
+/* Frees the packets the consumer hands over, while it claims more. */
+static void* free_handed(void* arg) {
+  (void)arg;
+  for (;;) {
+    /* Acquire: pairs with consume()'s release below; its last tail is seen. */
+    const int done = atomic_load_explicit(&consumer_done, memory_order_acquire);
+    /* Relaxed: our own index. */
+    const unsigned head = atomic_load_explicit(&handoff_head, memory_order_relaxed);
+    /* Acquire: pairs with the consumer's release of tail; the slot is filled. */
+    if (head == atomic_load_explicit(&handoff_tail, memory_order_acquire)) {
+      if (done) return NULL;
+      sched_yield();
+      continue;
+    }
+    mpsc_pbuf_free(&buffer, handoff_ring[head % HANDOFF]);
+    /* Release: pairs with the consumer's acquire of head; the slot is free. */
+    atomic_store_explicit(&handoff_head, head + 1u, memory_order_release);
   }
 }
 
@@ -213,7 +259,7 @@ static void* watch(void* arg) {
   return NULL;
 }
 
-static int run(uint32_t size, uint32_t flags) {
+static int run(uint32_t size, uint32_t flags, int handed) {
   const struct mpsc_pbuf_buffer_config config = {
       .buf = storage,
       .size = size,
@@ -222,6 +268,7 @@ static int run(uint32_t size, uint32_t flags) {
       .flags = flags | MPSC_PBUF_MAX_UTILIZATION,
   };
   overwrite_mode = (flags & MPSC_PBUF_MODE_OVERWRITE) != 0;
+  hand_off = handed;
   /* Before the threads start: pthread_create orders these for them. */
   for (uint32_t p = 0; p < PRODUCERS; p++) {
     for (uint32_t w = 0; w < SEEN_WORDS; w++)
@@ -231,11 +278,15 @@ static int run(uint32_t size, uint32_t flags) {
   atomic_init(&progress, 0);
   atomic_init(&producers_done, 0);
   atomic_init(&finished, 0);
+  atomic_init(&handoff_head, 0);
+  atomic_init(&handoff_tail, 0);
+  atomic_init(&consumer_done, 0);
   mpsc_pbuf_init(&buffer, &config);
 
-  pthread_t producers[PRODUCERS], consumer, watchdog;
+  pthread_t producers[PRODUCERS], consumer, freer, watchdog;
   if (pthread_create(&watchdog, NULL, watch, NULL) != 0 ||
-      pthread_create(&consumer, NULL, consume, NULL) != 0)
+      pthread_create(&consumer, NULL, consume, NULL) != 0 ||
+      (hand_off && pthread_create(&freer, NULL, free_handed, NULL) != 0))
     fail("pthread_create failed", 0, 0);
   for (uint32_t p = 0; p < PRODUCERS; p++) {
     if (pthread_create(&producers[p], NULL, produce, (void*)(uintptr_t)p) != 0)
@@ -244,6 +295,7 @@ static int run(uint32_t size, uint32_t flags) {
   for (uint32_t p = 0; p < PRODUCERS; p++)
     pthread_join(producers[p], NULL);
   pthread_join(consumer, NULL);
+  if (hand_off) pthread_join(freer, NULL);
   /* Relaxed: see watch(); its join follows. */
   atomic_store_explicit(&finished, 1, memory_order_relaxed);
   pthread_join(watchdog, NULL);
@@ -263,16 +315,23 @@ static int run(uint32_t size, uint32_t flags) {
   if (total != size * 4u || now != 0) fail("bytes in use after the run", total, now);
   if (mpsc_pbuf_get_max_utilization(&buffer, &max) != 0 || max == 0 || max > size * 4u)
     fail("a maximum utilization out of range", max, size);
-  printf("size %u%s: %u packets, %u dropped, at most %u bytes in use\n", (unsigned)size,
-         overwrite_mode ? ", overwrite" : "", (unsigned)(PRODUCERS * PER_PRODUCER),
-         atomic_load_explicit(&dropped, memory_order_relaxed), (unsigned)max);
+  printf("size %u%s%s: %u packets, %u dropped, at most %u bytes in use\n", (unsigned)size,
+         overwrite_mode ? ", overwrite" : "", hand_off ? ", freed on another thread" : "",
+         (unsigned)(PRODUCERS * PER_PRODUCER), atomic_load_explicit(&dropped, memory_order_relaxed),
+         (unsigned)max);
   return 0;
 }
 
 int main(void) {
-  if (run(64, MPSC_PBUF_SIZE_POW2) != 0 || run(61, 0) != 0 ||
-      run(64, MPSC_PBUF_SIZE_POW2 | MPSC_PBUF_MODE_OVERWRITE) != 0 ||
-      run(61, MPSC_PBUF_MODE_OVERWRITE) != 0)
-    return 1;
+  static const uint32_t sizes[2] = {64, 61};
+  static const uint32_t policies[2] = {0, MPSC_PBUF_MODE_OVERWRITE};
+  for (int handed = 0; handed < 2; handed++) {
+    for (uint32_t p = 0; p < 2; p++) {
+      for (uint32_t s = 0; s < 2; s++) {
+        const uint32_t pow2 = (sizes[s] & (sizes[s] - 1u)) == 0 ? MPSC_PBUF_SIZE_POW2 : 0;
+        if (run(sizes[s], pow2 | policies[p], handed) != 0) return 1;
+      }
+    }
+  }
   return 0;
 }

@@ -404,6 +404,10 @@ struct alignas(cache_line) pbuf_core {
   std::uint32_t rebias_after = 0;        // under `lock`: locked turns left in this stretch
   std::uint32_t rebias_stretch = 0;      // under `lock`: this stretch's length (see enter_consumer)
   std::uint32_t dropped_in_stretch = 0;  // under `lock`: 1 once a dropper held it in this stretch
+  // The C API's consumer lock: Zephyr's claim and free may overlap (they
+  // take its buffer's spinlock), the engine's may not. 0: free; else the
+  // holder (src/zephyr_mpsc_pbuf.cpp). The C++ API leaves it at 0.
+  atomic<std::uint32_t> c_consumer{0};
 
   // ---- waiting (touched only by a notify's check while nobody waits) ----
   alignas(cache_line) waiter_list space_waiters;  // producers in a timed alloc

@@ -28,12 +28,12 @@
  *
  * Contexts: alloc with a timeout other than K_NO_WAIT may block and must be
  * called from a thread. Everything else may be called from any context,
- * including interrupt and signal handlers, with one rule: the consumer's
- * calls (mpsc_pbuf_claim, mpsc_pbuf_free) run one at a time. A free must
- * not run while a claim or another free runs, on another thread or in a
- * handler that interrupted one (Zephyr's take a spinlock, so its code may
- * free from a completion interrupt while a thread claims). Debug builds
- * stop at such an overlap; a release build can lose its read side for good.
+ * including interrupt and signal handlers. mpsc_pbuf_claim and
+ * mpsc_pbuf_free take a lock of the buffer's (as Zephyr's take its
+ * spinlock), so one context may free while another claims; where the
+ * consumer masks interrupts (bare metal) they mask around it. Hosted they
+ * do not: a signal handler that calls either while its own thread is inside
+ * one stops the program, naming the mistake, as it could only wait for ever.
  */
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
@@ -120,6 +120,7 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_rebias_after;
   uint32_t sluice_rebias_stretch;
   uint32_t sluice_dropped_in_stretch;
+  uint32_t sluice_consumer_lock; /* claim and free, one at a time */
   /* Waiting producers and consumer. */
   MPSC_PBUF_SLUICE_LINE struct mpsc_pbuf_sluice_sync sem;
   /* Written by the consumer, read by producers short of room. */
