@@ -98,22 +98,26 @@ class c_consumer_call {
     if (masked_) state_ = sluice::port::enter_critical();
     const std::uint32_t holder = masked_ ? 1 : token + 1;
     sluice::detail::backoff spin;
-    for (;;) {
-      std::uint32_t seen = 0;
-      // Acquire [C1]: pairs with the release in the destructor; the last
-      // claim's or free's changes to the consumer's state are ours.
-      if (core_.c_consumer.compare_exchange_weak(seen, holder, std::memory_order_acquire,
-                                                 std::memory_order_relaxed))
-        return;
+    std::uint32_t seen = 0;
+    // Acquire [C1]: pairs with the release in the destructor; the last
+    // claim's or free's changes to the consumer's state are ours.
+    while (!core_.c_consumer.compare_exchange_weak(seen, holder, std::memory_order_acquire,
+                                                   std::memory_order_relaxed)) {
       if (seen == holder && !masked_) {
         sluice::port::panic(
             "mpsc_pbuf_claim or mpsc_pbuf_free in a signal handler that interrupted its own "
             "thread's claim or free",
             __FILE__, __LINE__);
       }
-      // The holder may be preempted (more threads than cores): let it run.
-      if (spin.is_completed()) sluice::port::yield_core();
-      spin.snooze();
+      // Wait until it looks free before trying again, with loads only (no
+      // write: waiters do not take the line from the holder or each
+      // other). Relaxed: the compare-and-swap above orders. The holder may
+      // be preempted (more threads than cores): after a while, let it run.
+      while (seen != 0) {
+        if (spin.is_completed()) sluice::port::yield_core();
+        spin.snooze();
+        seen = core_.c_consumer.load(std::memory_order_relaxed);
+      }
     }
   }
   ~c_consumer_call() {
