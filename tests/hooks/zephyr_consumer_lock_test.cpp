@@ -16,22 +16,12 @@
 #include <gtest/gtest.h>
 
 #include "hooks.hpp"
+#include "zephyr_c_buffer.hpp"
 
 namespace {
 
-constexpr std::uint32_t size_words = 16;
-
-struct c_buffer {
-  std::uint32_t storage[size_words] = {};
-  mpsc_pbuf_buffer buffer;
-  c_buffer() {
-    const mpsc_pbuf_buffer_config config = {.buf = storage,
-                                            .size = size_words,
-                                            .notify_drop = nullptr,
-                                            .get_wlen = nullptr,
-                                            .flags = 0};
-    mpsc_pbuf_init(&buffer, &config);
-  }
+struct c_buffer : sluice::test::zephyr_c_buffer<16> {
+  c_buffer() : zephyr_c_buffer(nullptr) {}
   void put(std::uint32_t tag) {
     union mpsc_pbuf_generic* p = mpsc_pbuf_alloc(&buffer, 2, K_NO_WAIT);
     if (p == nullptr) std::abort();

@@ -13,6 +13,7 @@
 #include <sluice/packet_buffer.hpp>
 
 #include "build_checks.hpp"
+#include "zephyr_c_buffer.hpp"
 
 namespace {
 
@@ -20,14 +21,8 @@ std::uint32_t get_wlen(const union mpsc_pbuf_generic* packet) {
   return packet->raw >> MPSC_PBUF_HDR_BITS;
 }
 
-struct c_buffer {
-  std::uint32_t storage[32] = {};
-  mpsc_pbuf_buffer buffer;
-  c_buffer() {
-    const mpsc_pbuf_buffer_config config = {
-        .buf = storage, .size = 32, .notify_drop = nullptr, .get_wlen = get_wlen, .flags = 0};
-    mpsc_pbuf_init(&buffer, &config);
-  }
+struct c_buffer : sluice::test::zephyr_c_buffer<32> {
+  c_buffer() : zephyr_c_buffer(get_wlen) {}
 };
 
 // Allocates 3 words and stores the header `bits` with the length 3, as code

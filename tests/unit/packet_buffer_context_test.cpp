@@ -15,6 +15,7 @@
 #include <sluice/port.hpp>
 
 #include "pbuf_test_support.hpp"
+#include "zephyr_c_buffer.hpp"
 
 namespace {
 
@@ -129,14 +130,8 @@ void count_drop(const struct mpsc_pbuf_buffer*, const union mpsc_pbuf_generic*) 
 // as K_NO_WAIT, so the oldest packet is dropped and the allocation
 // succeeds at once, as Zephyr's does in an interrupt handler.
 TEST(ZephyrAllocContext, ATimeoutInsideACriticalSectionCountsAsNoWait) {
-  std::uint32_t storage[8] = {};
-  mpsc_pbuf_buffer buffer;
-  const mpsc_pbuf_buffer_config config = {.buf = storage,
-                                          .size = 8,
-                                          .notify_drop = count_drop,
-                                          .get_wlen = nullptr,
-                                          .flags = MPSC_PBUF_MODE_OVERWRITE};
-  mpsc_pbuf_init(&buffer, &config);
+  sluice::test::zephyr_c_buffer<8> c(nullptr, MPSC_PBUF_MODE_OVERWRITE, count_drop);
+  mpsc_pbuf_buffer& buffer = c.buffer;
   drops_seen = 0;
   // K_NO_WAIT and K_MSEC are C compound literals; the same values here.
   const k_timeout_t no_wait{0, 0};

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "build_checks.hpp"
+#include "zephyr_c_buffer.hpp"
 
 namespace {
 
@@ -34,14 +35,8 @@ union mpsc_pbuf_generic as_item(std::uint32_t raw) {
 
 constexpr std::uint32_t pointer_words = sizeof(void*) / sizeof(std::uint32_t);
 
-struct c_buffer {
-  std::uint32_t storage[64] = {};
-  mpsc_pbuf_buffer buffer;
-  c_buffer() {
-    const mpsc_pbuf_buffer_config config = {
-        .buf = storage, .size = 64, .notify_drop = nullptr, .get_wlen = get_wlen, .flags = 0};
-    mpsc_pbuf_init(&buffer, &config);
-  }
+struct c_buffer : sluice::test::zephyr_c_buffer<64> {
+  c_buffer() : zephyr_c_buffer(get_wlen) {}
 };
 
 void put_a_word_that_says_three() {
