@@ -103,7 +103,9 @@ thread_local std::atomic<bool>* my_counted = nullptr;
 
 void hold_at_observer_counted(pbuf_hook point) {
   if (point != pbuf_hook::observer_counted || my_gate == nullptr) return;
+  // Release: pairs with the test's acquire in wait_for (the look is counted).
   my_counted->store(true, std::memory_order_release);
+  // Acquire: pairs with the test's release of the gate.
   while (!my_gate->load(std::memory_order_acquire))
     std::this_thread::yield();
 }
@@ -119,6 +121,7 @@ std::thread held_observer(sluice::detail::pbuf_core& core, std::atomic<bool>& ga
 }
 
 void wait_for(const std::atomic<bool>& flag) {
+  // Acquire: pairs with the release store of the flag's writer.
   while (!flag.load(std::memory_order_acquire))
     std::this_thread::yield();
 }
@@ -143,16 +146,22 @@ TEST(PacketBufferObserver, AFreeDoesNotWaitForALookThatStartedAfterIt) {
   std::atomic<bool> freed{false};
   std::thread a = held_observer(c, gate_a, counted_a);
   wait_for(counted_a);
-  const std::uint32_t epoch_before = c.observers.load() & sluice::detail::pbuf_observer_epoch;
+  // Relaxed: the epoch is only compared; nothing is read through it.
+  const std::uint32_t epoch_before =
+      c.observers.load(std::memory_order_relaxed) & sluice::detail::pbuf_observer_epoch;
   std::thread consumer([&] {
     c.free(held.words);
+    // Release: pairs with the test's acquire loads of `freed`.
     freed.store(true, std::memory_order_release);
   });
   // Until the free has flipped the bucket that new looks join (it found
-  // A's look, and waits).
-  while ((c.observers.load() & sluice::detail::pbuf_observer_epoch) == epoch_before)
+  // A's look, and waits). Relaxed, as above.
+  while ((c.observers.load(std::memory_order_relaxed) & sluice::detail::pbuf_observer_epoch) ==
+         epoch_before)
     std::this_thread::yield();
-  EXPECT_FALSE(freed.load()) << "the free did not wait for the look that ran when it came";
+  // Acquire: pairs with the consumer thread's release.
+  EXPECT_FALSE(freed.load(std::memory_order_acquire))
+      << "the free did not wait for the look that ran when it came";
   std::thread b = held_observer(c, gate_b, counted_b);
   wait_for(counted_b);
   gate_a.store(true, std::memory_order_release);
@@ -164,7 +173,8 @@ TEST(PacketBufferObserver, AFreeDoesNotWaitForALookThatStartedAfterIt) {
   b.join();
   consumer.join();
   observe_hook.store(nullptr, std::memory_order_release);
-  EXPECT_EQ(c.observers.load() & sluice::detail::pbuf_observer_counts, 0u);
+  // Relaxed: every thread that wrote it is joined.
+  EXPECT_EQ(c.observers.load(std::memory_order_relaxed) & sluice::detail::pbuf_observer_counts, 0u);
   EXPECT_EQ(words[1], 0u) << "the freed words were not zeroed";
   const sluice::detail::pbuf_span next = c.try_claim();
   ASSERT_NE(next.words, nullptr) << "the second packet";

@@ -44,10 +44,12 @@ TEST(ZephyrConsumerLock, AFreeOnAnotherThreadDuringAClaimWaitsForIt) {
   held = mpsc_pbuf_claim(&b.buffer);
   ASSERT_NE(held, nullptr);
   inner = &b;
-  freed = false;
-  freed_inside_the_claim = false;
+  // Relaxed: before the freeing thread starts (its creation orders them).
+  freed.store(false, std::memory_order_relaxed);
+  freed_inside_the_claim.store(false, std::memory_order_relaxed);
   std::thread t;
   freer = &t;
+  // Release: pairs with the acquire exchange in run_shared_hooks (hooks.hpp).
   at_claim_looked.store(
       +[] {
         *freer = std::thread([] {
@@ -91,6 +93,7 @@ void claim_with_a_handler_claiming_inside() {
   action.sa_handler = claim_in_handler;
   sigemptyset(&action.sa_mask);
   if (sigaction(SIGUSR1, &action, nullptr) != 0) std::abort();
+  // Release: pairs with the acquire exchange in run_shared_hooks (hooks.hpp).
   at_claim_looked.store(
       +[] { std::raise(SIGUSR1); }, std::memory_order_release);
   (void)mpsc_pbuf_claim(&b.buffer);
