@@ -90,6 +90,14 @@
 //         consumer in a handler never waits for a context it interrupted.
 //         Where the image has one core (SLUICE_SINGLE_CORE), that masking
 //         alone keeps the consumer away, and neither side counts.
+//   [PB9] a deferred free (a consumer handler refused by its own thread's
+//         dropper, the lock table in pbuf_core.hpp): release
+//         compare-and-swap of the entry in defer_free (the handler's reads
+//         of the packet are done) -> acquire exchange in
+//         finish_deferred_frees_slow, under the lock, before the packet's
+//         free zeroes its words. The holder that the handler interrupted
+//         looks at the entries after its unlock, in its own program order,
+//         so it sees them.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -497,6 +505,7 @@ room_step pbuf_core::make_room_locked(std::uint32_t n, pbuf_span& out, std::uint
     // Acquire [PB2]: the header may come from a lock-free commit, and a
     // dropped packet's words go to the drop callback.
     const std::uint32_t v = h.load(std::memory_order_acquire);
+    SLUICE_PBUF_HOOK(front_read);
     // A waiting allocation drops nothing and steps over nothing (as
     // Zephyr's, which waits before it would drop): it waits for the free.
     if (first_step == no_drop && (v & pbuf_valid) != 0) return room_step::no_room;
@@ -610,6 +619,7 @@ pbuf_status pbuf_core::reserve_overwrite(std::uint32_t n, pbuf_span& out, bool m
     for (;;) {
       if (token != 0) {
         turn();
+        finish_deferred_frees(token);  // [PB9]
       } else {
         const dropper_guard masked(*this);
         turn();
@@ -883,8 +893,11 @@ SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_unlocked() noexcept {
   return true;
 }
 
-SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder) noexcept {
-  (void)lock_as(holder);  // the consumer always gets it
+SLUICE_PBUF_FULL_PATH bool pbuf_core::enter_consumer_locked(std::uint32_t holder) noexcept {
+  // The consumer waits for every holder but its own thread's dropper
+  // (lock_as_waiting): it is then a handler that interrupted it. (Where
+  // the consumer masks, droppers do too, and it always gets the lock.)
+  if (!lock_as(holder) && !pbuf_consumer_masks) return false;
   if constexpr (speed_over_size) {
     // Relaxed: under the lock [PB3]; so are the stretch's fields.
     if (lock_bias.load(std::memory_order_relaxed) == 0 && --rebias_after == 0) {
@@ -900,6 +913,7 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::enter_consumer_locked(std::uint32_t holder
       }
     }
   }
+  return true;
 }
 
 SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
@@ -929,16 +943,18 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::end_bias(std::uint32_t token) noexcept {
   }
 }
 
-[[gnu::noinline]] pbuf_span pbuf_core::claim_in_locked_turn(std::uint32_t holder) noexcept {
-  enter_consumer_locked(holder);
+SLUICE_PBUF_FULL_PATH pbuf_span pbuf_core::claim_in_locked_turn(std::uint32_t holder) noexcept {
+  // Refused (a handler on the holder's thread): nothing to take now, as a
+  // try may answer.
+  if (!enter_consumer_locked(holder)) return {};
   const pbuf_span p = claim_unlocked();
   leave_consumer(holder, false);
   return p;
 }
 
-[[gnu::noinline]] void pbuf_core::free_in_locked_turn(const std::uint32_t* packet,
-                                                      std::uint32_t holder) noexcept {
-  enter_consumer_locked(holder);
+SLUICE_PBUF_FULL_PATH void pbuf_core::free_in_locked_turn(const std::uint32_t* packet,
+                                                          std::uint32_t holder) noexcept {
+  if (!enter_consumer_locked(holder)) return defer_free(packet);
   free_unlocked(packet);
   leave_consumer(holder, false);
 }
@@ -1154,6 +1170,7 @@ std::uint32_t pbuf_core::used_words() const noexcept {
   };
   if (token != 0) {
     look();
+    finish_deferred_frees(token);  // [PB9]
   } else {
     const dropper_guard masked(*this);
     look();
@@ -1245,6 +1262,69 @@ std::uint32_t pbuf_core::used_words() const noexcept {
 
 // -------------------------------------------------------------------- lock
 
+bool pbuf_core::held_by_own_dropper(std::uint32_t token) const noexcept {
+  if constexpr (pbuf_consumer_masks) {
+    return false;  // droppers mask: no handler runs on a holder's core
+  } else {
+    // Relaxed: only our own thread stores our token there, and a handler
+    // sees its thread's stores in program order; while we run, that
+    // thread cannot unlock.
+    const std::uint32_t seen = lock.load(std::memory_order_relaxed);
+    return token != 0 && (seen & pbuf_lock_role_mask) == pbuf_lock_dropper &&
+           seen >> pbuf_lock_role_bits == token;
+  }
+}
+
+void pbuf_core::defer_free(const std::uint32_t* packet) noexcept {
+  SLUICE_ASSERT((atomic_ref<std::uint32_t>(*const_cast<std::uint32_t*>(packet))
+                     .load(std::memory_order_relaxed) &
+                 pbuf_hdr_mask) == (pbuf_valid | pbuf_busy),
+                "packet buffer: free of a packet that is not claimed");
+  const auto entry = static_cast<std::uint32_t>(packet - buf) + 1;
+  for (auto& slot_entry : deferred_frees) {
+    std::uint32_t empty = 0;
+    // Release [PB9]: pairs with the acquire exchange of the dropper that
+    // frees it.
+    if (slot_entry.compare_exchange_strong(empty, entry, std::memory_order_release,
+                                           std::memory_order_relaxed))
+      return;
+  }
+  port::panic(
+      "sluice: packet buffer: more than 4 frees deferred at once (signal handlers that freed "
+      "while their own thread held the overwrite lock as a dropper)",
+      __FILE__, __LINE__);
+}
+
+SLUICE_PBUF_FULL_PATH void pbuf_core::finish_deferred_frees_slow(std::uint32_t token) noexcept {
+  for (;;) {
+    // Gave up: a holder on our own thread, beneath us, which looks after
+    // its own unlock.
+    if (!lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) return;
+    bool freed = false;
+    // As every dropper's turn: no biased turn beside it (end_bias gives up
+    // only on our own thread's turn, beneath us: the entries wait for the
+    // next dropper's look).
+    if (!speed_over_size || end_bias(token)) {
+      for (auto& slot_entry : deferred_frees) {
+        // Acquire [PB9]: pairs with the release in defer_free.
+        const std::uint32_t entry = slot_entry.exchange(0, std::memory_order_acquire);
+        if (entry == 0) continue;
+        free_unlocked(buf + (entry - 1));  // E4, and E9 where it is the oldest
+        freed = true;
+      }
+    }
+    unlock();
+    if (!freed) return;
+    // A handler on our thread may have deferred another during that turn:
+    // look again, as after any dropper's turn.
+    signal_fence(std::memory_order_seq_cst);
+    bool more = false;
+    for (const auto& slot_entry : deferred_frees)
+      more = more || slot_entry.load(std::memory_order_relaxed) != 0;  // a look, as above
+    if (!more) return;
+  }
+}
+
 bool pbuf_core::lock_as(std::uint32_t holder) noexcept {
   if constexpr (speed_over_size) {
     // A free lock, taken at once, in few registers. Acquire [PB3] pairs
@@ -1270,9 +1350,16 @@ SLUICE_PBUF_FULL_PATH bool pbuf_core::lock_as_waiting(std::uint32_t holder) noex
     while (seen != 0) {
       SLUICE_PBUF_HOOK(lock_awaited);
       if (!waiter.wait(seen, holder >> pbuf_lock_role_bits, spin) || in_own_biased_turn(holder)) {
-        // Only a dropper gives up (no handler claims).
-        SLUICE_ASSERT((holder & pbuf_lock_role_mask) == pbuf_lock_dropper,
-                      "packet buffer: the consumer re-entered claim or free (from a handler?)");
+        // The consumer gives up only on its own thread (waiter.wait): on
+        // its dropper, refused (a handler that interrupted it); on its own
+        // turn, a call that re-entered, which nothing can serve.
+        if ((holder & pbuf_lock_role_mask) == pbuf_lock_consumer &&
+            (seen & pbuf_lock_role_mask) != pbuf_lock_dropper) {
+          port::panic(
+              "sluice: packet buffer: the consumer re-entered claim or free (a signal handler "
+              "inside its own thread's claim or free?)",
+              __FILE__, __LINE__);
+        }
         return false;
       }
       // Relaxed: waiting for the holder; the compare-and-swap orders.

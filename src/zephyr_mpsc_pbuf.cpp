@@ -26,6 +26,11 @@ SLUICE_SAME_OFFSET(tmp_rd_idx);
 SLUICE_SAME_OFFSET(rd_idx);
 SLUICE_SAME_OFFSET(flags);
 SLUICE_SAME_OFFSET(lock);
+static_assert(offsetof(mpsc_pbuf_buffer, sluice_deferred_frees) ==
+                      offsetof(pbuf_core, deferred_frees) &&
+                  sizeof(mpsc_pbuf_buffer::sluice_deferred_frees) ==
+                      sizeof(pbuf_core::deferred_frees),
+              "struct mpsc_pbuf_buffer and pbuf_core disagree on the deferred frees");
 SLUICE_SAME_OFFSET(notify_drop);
 SLUICE_SAME_OFFSET(get_wlen);
 SLUICE_SAME_OFFSET(buf);
@@ -88,13 +93,22 @@ std::uint32_t first_word(const union mpsc_pbuf_generic& word) noexcept {
 // port gives no token, the call masks around the lock. Elsewhere (hosted:
 // masking is two system calls) it does not, and a signal handler that
 // finds its own thread holding the lock cannot wait for it: it stops the
-// program, naming the mistake, rather than spin for ever.
+// program, naming the mistake, rather than spin for ever. Nor can one that
+// interrupted its own thread while it holds the engine's overwrite lock
+// as a dropper (an allocation making room): whoever holds the consumer
+// lock may be waiting for that, so the call is refused before it takes
+// anything (refused()): the claim finds nothing, the free is deferred to
+// the dropper (pbuf_core::defer_free).
 class c_consumer_call {
  public:
   explicit c_consumer_call(pbuf_core& core) noexcept : core_(core) {
     const std::uint32_t token =
         sluice::detail::pbuf_consumer_masks ? 0 : sluice::port::context_token();
     masked_ = token == 0;
+    if (!masked_ && core_.held_by_own_dropper(token)) {
+      refused_ = true;
+      return;
+    }
     if (masked_) state_ = sluice::port::enter_critical();
     const std::uint32_t holder = masked_ ? 1 : token + 1;
     sluice::detail::backoff spin;
@@ -121,6 +135,7 @@ class c_consumer_call {
     }
   }
   ~c_consumer_call() {
+    if (refused_) return;
     // Release [C1]: pairs with the next call's acquire.
     core_.c_consumer.store(0, std::memory_order_release);
     if (masked_) sluice::port::leave_critical(state_);
@@ -128,9 +143,13 @@ class c_consumer_call {
   c_consumer_call(const c_consumer_call&) = delete;
   c_consumer_call& operator=(const c_consumer_call&) = delete;
 
+  // Holding nothing: the caller may not touch the consumer's state.
+  bool refused() const noexcept { return refused_; }
+
  private:
   pbuf_core& core_;
   bool masked_;
+  bool refused_ = false;
   sluice::port::critical_state state_{};
 };
 
@@ -202,11 +221,16 @@ void mpsc_pbuf_put_data(struct mpsc_pbuf_buffer* buffer, const uint32_t* data, s
 
 const union mpsc_pbuf_generic* mpsc_pbuf_claim(struct mpsc_pbuf_buffer* buffer) {
   const c_consumer_call one_at_a_time(core(buffer));
+  if (one_at_a_time.refused()) return nullptr;  // nothing to take now, as a try may answer
   return reinterpret_cast<const union mpsc_pbuf_generic*>(core(buffer).try_claim().words);
 }
 
 void mpsc_pbuf_free(struct mpsc_pbuf_buffer* buffer, const union mpsc_pbuf_generic* packet) {
   const c_consumer_call one_at_a_time(core(buffer));
+  if (one_at_a_time.refused()) {
+    core(buffer).defer_free(reinterpret_cast<const std::uint32_t*>(packet));
+    return;
+  }
   core(buffer).free(reinterpret_cast<const std::uint32_t*>(packet));
 }
 

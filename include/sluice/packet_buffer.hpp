@@ -76,7 +76,12 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // preempted inside claim) gives up the same way; a timed allocation then
 // waits, and the consumer's unlock wakes it. With tokens, with
 // `threads_only`, or where the consumer masks, a producer on another
-// thread waits for the consumer.
+// thread waits for the consumer. The other way round, a consumer in a
+// signal handler that interrupted its own thread's producer while it
+// makes room (hosted, with tokens) cannot wait either: its claim finds
+// nothing, and its free is left to that producer, which frees the packet
+// as soon as its turn ends (at most 4 such frees at once; a fifth stops
+// the program, naming it).
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either
 // way.

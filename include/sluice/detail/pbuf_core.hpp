@@ -104,30 +104,44 @@
 //                                               gives up after a short spin
 //                                               (no_room): it may be a
 //                                               handler that interrupted it
-//   consumer  hosted: outside any critical      by a dropper: spins (the
-//             section (claim, free: no system   holder is masked or on
-//             call); bare metal: masked         another thread, so it runs
-//             (SLUICE_PBUF_CONSUMER_MASKS)      or is resumed by the
-//                                               scheduler)
+//   consumer  hosted: outside any critical      by a dropper on another
+//             section (claim, free: no system   thread (or masked): spins (it
+//             call); bare metal: masked         runs, or is resumed by the
+//             (SLUICE_PBUF_CONSUMER_MASKS)      scheduler); by its own
+//                                               thread's dropper (token): it
+//                                               is a handler that interrupted
+//                                               the holder, so it refuses: a
+//                                               claim takes nothing, a free
+//                                               is deferred (below); by
+//                                               itself (token): stops the
+//                                               program (re-entered)
 // A handler that produces and needs room interrupted either a context that
 // holds no lock, or a holder on its own thread, or its thread's consumer
 // inside a biased turn (consumer_in names its token: a dropper holding the
 // lock may be waiting for that turn to end). In the last two cases it gives
 // up: no deadlock; with masking it cannot interrupt a dropper at all. The
-// consumer never waits for anything while holding
-// the lock. After unlocking, the consumer wakes producers waiting for room
-// ([PB4]: a dropper that gave up and then waits has the released lock as
-// its condition). Who masks does not change the mutual exclusion: every
-// change of rd_idx, tmp_rd_idx or of a header at the front is made by the
-// lock holder. A dropper with a victim to end waits for the lock, and for
-// a biased turn (it ends the victim only once no biased turn runs beside
-// it), without giving up: it had a turn since it started, so what it
-// interrupted holds nothing (between tries it leaves its critical section
-// and waits for a biased turn there, so that a holder preempted on its
-// core, or a handler inside that turn, can run). The price, hosted only:
-// a handler that interrupts its own thread inside claim, free or a
-// dropper's turn, on a buffer that must drop to fit it, fails to allocate
-// instead of being held off until that turn is done.
+// consumer never waits for anything while holding the lock. After unlocking,
+// the consumer wakes producers waiting for room ([PB4]: a dropper that gave
+// up and then waits has the released lock as its condition). A consumer's
+// free refused as the table says cannot wait and cannot act without the lock
+// (the holder beneath it keeps indices and a header it read in registers),
+// so it leaves the packet in deferred_frees, still claimed; every unmasked
+// dropper, after it unlocks, looks there and frees what it finds in a turn
+// of its own (finish_deferred_frees). The holder that the handler
+// interrupted looks after the handler's store (its own thread, in program
+// order), so no deferred free waits for longer than that turn ([PB9]). Who
+// masks does not change the mutual exclusion: every change of rd_idx,
+// tmp_rd_idx or of a header at the front is made by the lock holder. A
+// dropper with a victim to end waits for the lock, and for a biased turn (it
+// ends the victim only once no biased turn runs beside it), without giving
+// up: it had a turn since it started, so what it interrupted holds nothing
+// (between tries it leaves its critical section and waits for a biased turn
+// there, so that a holder preempted on its core, or a handler inside that
+// turn, can run). The price, hosted only: a handler that interrupts its own
+// thread inside claim, free or a dropper's turn, on a buffer that must drop
+// to fit it, fails to allocate instead of being held off until that turn is
+// done; and a consumer handler that interrupts its own thread's dropper
+// claims nothing, and its free is deferred (the lock table).
 //
 // The consumer's biased turn. Droppers are rare (a full buffer), the
 // consumer's turns are not: so the consumer's turn skips the lock while
@@ -292,6 +306,12 @@ inline constexpr std::uint32_t pbuf_lock_yield_after = 8;
 // again.
 inline constexpr std::uint32_t pbuf_rebias_after = 1024;
 inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
+// How many frees may wait in deferred_frees at once: each is a signal
+// handler's that interrupted its own thread while it held the overwrite
+// lock as a dropper, so more than one needs several handlers inside one
+// turn of a few hundred nanoseconds. A free that finds every entry taken
+// stops the program, naming it.
+inline constexpr std::uint32_t pbuf_deferred_free_max = 4;
 
 // Whether slot() divides for every size: in a build optimised for size
 // with a hardware divide, one division gives the same slot as the mask of
@@ -336,6 +356,7 @@ enum class pbuf_hook : std::uint8_t {
   victim_awaits_turn,   // reserve_overwrite: a victim to end, a biased turn seen; waits
                         // outside the lock (ports where droppers give up only)
   observer_counted,     // is_pending without overwrite: counted in observers, about to look
+  front_read,           // make_room_locked: the lock held, the header at rd_idx read; acts next
 };
 
 // The C++ callbacks (the C ones sit in the Zephyr-named fields).
@@ -433,6 +454,10 @@ struct alignas(cache_line) pbuf_core {
   // reservations beside it), so that saturated overwrite paid for the
   // waiting twice.
   alignas(cache_line) atomic<std::uint32_t> lock{0};  // overwrite policy only
+  // Frees deferred by handlers on a holder's thread (see the lock table):
+  // the packet's slot + 1, or 0. Written by those handlers (a
+  // compare-and-swap from 0), taken by droppers in a turn of their own.
+  atomic<std::uint32_t> deferred_frees[pbuf_deferred_free_max]{};
 
   pbuf_core() noexcept = default;
   explicit pbuf_core(const pbuf_config& config) noexcept;
@@ -527,6 +552,15 @@ struct alignas(cache_line) pbuf_core {
   //   membarrier, and longer if a looking thread is preempted inside it),
   //   not for those that start while it waits.
   [[nodiscard]] bool is_pending() noexcept;
+
+  // For a consumer call that the overwrite lock refuses (the C API checks
+  // before it takes its consumer lock): whether the lock is held by a
+  // dropper on the thread whose context token is `token` (nonzero), which
+  // the caller, running, must have interrupted.
+  [[nodiscard]] bool held_by_own_dropper(std::uint32_t token) const noexcept;
+  // The free of a claimed packet from such a call: left to the holder
+  // (see the lock table).
+  void defer_free(const std::uint32_t* packet) noexcept;
 
   // Observers (may be stale when they return).
   [[nodiscard]] std::uint32_t used_words() const noexcept;
@@ -707,9 +741,10 @@ struct alignas(cache_line) pbuf_core {
   // observer reads a header.
   void await_observers() noexcept;
   void wait_for_observers() noexcept;  // await_observers' slow part
-  // Takes the overwrite lock as `holder` (role | token << 2); false only for
-  // a dropper that gave up on a lock the consumer or its own thread holds
-  // (see the header comment).
+  // Takes the overwrite lock as `holder` (role | token << 2); false for a
+  // dropper that gave up on a lock the consumer or its own thread holds,
+  // and for the consumer refused by its own thread's dropper (see the
+  // header comment).
   [[nodiscard]] bool lock_as(std::uint32_t holder) noexcept;
   [[nodiscard]] bool lock_as_waiting(std::uint32_t holder) noexcept;  // lock_as' full path
   bool in_own_biased_turn(std::uint32_t holder) const noexcept;       // lock_as_waiting
@@ -725,19 +760,24 @@ struct alignas(cache_line) pbuf_core {
   // The same for the calling thread whose context token is `token`.
   bool droppers_may_give_up(std::uint32_t token) const noexcept;
   void unlock() noexcept;
-  // Starts the consumer's turn as `holder` (consumer_holder()): true for a
-  // biased turn, false when it took the lock instead.
-  bool enter_consumer(std::uint32_t holder) noexcept;
-  // enter_consumer's biased try (where speed comes first): true, in the
+  // An unmasked dropper (token: its context token), after unlock(): frees
+  // what handlers deferred (defer_free), each in a turn with the lock.
+  void finish_deferred_frees(std::uint32_t token) noexcept;
+  void finish_deferred_frees_slow(std::uint32_t token) noexcept;  // its turns
+  // The consumer's biased try (where speed comes first): true, in the
   // turn; false, consumer_in is 0 again, and the turn takes the lock.
   bool try_enter_biased(std::uint32_t holder) noexcept;
-  void enter_consumer_locked(std::uint32_t holder) noexcept;  // its turn with the lock
+  // Its turn with the lock; false: refused (its own thread's dropper holds
+  // it), not in a turn.
+  [[nodiscard]] bool enter_consumer_locked(std::uint32_t holder) noexcept;
   // The claim and the free in a turn with the lock, where the biased try
-  // failed (droppers at work): out of line, so that the inline turn is the
-  // biased one alone, with no flag to test at its end.
+  // failed (droppers at work), or where there is no bias (a build
+  // optimised for size): out of line, so that the inline turn is the
+  // biased one alone, with no flag to test at its end. Refused, the claim
+  // takes nothing and the free is deferred.
   pbuf_span claim_in_locked_turn(std::uint32_t holder) noexcept;
   void free_in_locked_turn(const std::uint32_t* packet, std::uint32_t holder) noexcept;
-  // Ends the turn that enter_consumer started, then wakes producers
+  // Ends the consumer's turn (biased, or with the lock), then wakes producers
   // waiting for room where droppers may have given up on it.
   void leave_consumer(std::uint32_t holder, bool biased) noexcept;
   // A dropper holding the lock (`token`: its context token) ends the
@@ -1180,6 +1220,18 @@ inline void pbuf_core::unlock() noexcept {
   lock.store(0, std::memory_order_release);
 }
 
+inline void pbuf_core::finish_deferred_frees(std::uint32_t token) noexcept {
+  // [PB9]: a handler on this thread that deferred a free while we held the
+  // lock did so before this point of our program order; the fence keeps
+  // the compiler from moving the loads above unlock()'s store (after it, a
+  // handler finds the lock free and frees in a turn of its own).
+  signal_fence(std::memory_order_seq_cst);
+  for (const auto& entry : deferred_frees) {
+    // Relaxed: a look; the exchange in the turn orders.
+    if (entry.load(std::memory_order_relaxed) != 0) return finish_deferred_frees_slow(token);
+  }
+}
+
 inline bool pbuf_core::droppers_may_give_up() const noexcept {
   return droppers_may_give_up(pbuf_consumer_masks ? 0 : port::context_token());
 }
@@ -1230,14 +1282,6 @@ inline bool pbuf_core::droppers_may_give_up(std::uint32_t token) const noexcept 
   return false;
 }
 
-SLUICE_PBUF_INLINE bool pbuf_core::enter_consumer(std::uint32_t holder) noexcept {
-  if constexpr (speed_over_size) {
-    if (try_enter_biased(holder)) return true;
-  }
-  enter_consumer_locked(holder);
-  return false;
-}
-
 SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool biased) noexcept {
   if (biased) {
     // Release [PB6]: pairs with the acquire load in end_bias.
@@ -1285,11 +1329,7 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
   } else {
     if (t == tmp_wr_idx.load(std::memory_order_relaxed)) return {};
     const pbuf_consumer_guard masked(*this);
-    const std::uint32_t holder = consumer_holder();
-    const bool biased = enter_consumer(holder);
-    const pbuf_span p = claim_unlocked();
-    leave_consumer(holder, biased);
-    return p;
+    return claim_in_locked_turn(consumer_holder());
   }
 }
 
@@ -1305,9 +1345,7 @@ SLUICE_PBUF_INLINE void pbuf_core::leave_consumer(std::uint32_t holder, bool bia
     if (!free_fast(g, packet)) free_unlocked(packet);
     leave_consumer(holder, true);
   } else {
-    const bool biased = enter_consumer(holder);
-    free_unlocked(packet);
-    leave_consumer(holder, biased);
+    free_in_locked_turn(packet, holder);
   }
 }
 

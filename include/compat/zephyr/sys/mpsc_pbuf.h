@@ -34,6 +34,10 @@
  * consumer masks interrupts (bare metal) they mask around it. Hosted they
  * do not: a signal handler that calls either while its own thread is inside
  * one stops the program, naming the mistake, as it could only wait for ever.
+ * Nor does an allocation that drops (overwrite mode): a signal handler
+ * whose own thread is inside one, making room, gets NULL from
+ * mpsc_pbuf_claim, and its mpsc_pbuf_free is finished by that allocation
+ * once it has made room.
  */
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
@@ -128,6 +132,7 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_observers;
   /* The overwrite mode's lock word, on a line of its own. */
   MPSC_PBUF_SLUICE_LINE uint32_t lock;
+  uint32_t sluice_deferred_frees[4];
 };
 
 struct mpsc_pbuf_buffer_config {
