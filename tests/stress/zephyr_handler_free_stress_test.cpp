@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <new>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -110,7 +111,9 @@ void free_mailbox(bool in_handler) {
     const union mpsc_pbuf_generic* p = slot.exchange(nullptr, std::memory_order_acquire);
     if (p == nullptr) continue;
     if (in_handler) {
-      const auto& engine = *reinterpret_cast<const sluice::detail::pbuf_core*>(&f.buffer->buffer);
+      // The engine lives in the C struct (as the C API's own calls find it).
+      const auto& engine =
+          *std::launder(reinterpret_cast<const sluice::detail::pbuf_core*>(&f.buffer->buffer));
       if (engine.held_by_own_dropper(sluice::port::context_token()))
         f.deferred.fetch_add(1, std::memory_order_relaxed);
       f.handler_frees.fetch_add(1, std::memory_order_relaxed);
