@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <utility>
 
 #include <sluice/detail/pbuf_core.hpp>
 
@@ -32,3 +34,44 @@ inline bool run_shared_hooks(sluice::detail::pbuf_hook point) noexcept {
   action();
   return true;
 }
+
+// A one-shot action at one hook point, for a test that holds a thread
+// there: set for the object's life, run by the first thread that reaches
+// the point (then cleared), with `also` (if given) called at every point
+// before it. It takes observe_hook while it lives.
+class hook_action {
+ public:
+  hook_action(sluice::detail::pbuf_hook point, std::function<void()> action,
+              void (*also)(sluice::detail::pbuf_hook) = nullptr)
+      : action_(std::move(action)) {
+    // Relaxed, these three: published by the release store of observe_hook.
+    point_.store(point, std::memory_order_relaxed);
+    also_.store(also, std::memory_order_relaxed);
+    pending_.store(&action_, std::memory_order_relaxed);
+    // Release: pairs with the acquire load in run_shared_hooks.
+    observe_hook.store(&run, std::memory_order_release);
+  }
+  ~hook_action() {
+    observe_hook.store(nullptr, std::memory_order_release);
+    pending_.store(nullptr, std::memory_order_relaxed);
+  }
+  hook_action(const hook_action&) = delete;
+  hook_action& operator=(const hook_action&) = delete;
+  // Whether the action was taken (it ran, or runs now on another thread).
+  [[nodiscard]] bool ran() const { return pending_.load(std::memory_order_acquire) == nullptr; }
+
+ private:
+  static void run(sluice::detail::pbuf_hook point) {
+    // Relaxed: set before observe_hook, which the caller acquired.
+    if (auto* also = also_.load(std::memory_order_relaxed)) also(point);
+    if (point != point_.load(std::memory_order_relaxed)) return;
+    // Acq_rel: one thread takes it; the action sees what the test wrote
+    // before it was set, and ran() sees the exchange.
+    if (std::function<void()>* action = pending_.exchange(nullptr, std::memory_order_acq_rel))
+      (*action)();
+  }
+  static inline std::atomic<sluice::detail::pbuf_hook> point_{};
+  static inline std::atomic<void (*)(sluice::detail::pbuf_hook)> also_{nullptr};
+  static inline std::atomic<std::function<void()>*> pending_{nullptr};
+  std::function<void()> action_;
+};

@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -41,42 +40,14 @@ using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 using sluice::detail::pbuf_valid;
 
-// The one-shot action at front_read, and whether a thread waited for the
-// lock (lock_awaited) since it was set. The action runs on the dropper's
-// thread (the test's, inside its own allocation): relaxed, program order
-// orders the rest; lock_awaited comes from another thread (release, read
-// with acquire).
-std::atomic<std::function<void()>*> at_front_read{nullptr};
+// Whether a thread waited for the lock (lock_awaited) since the test's
+// action was set (hook_action's `also`, from any thread: release, read with
+// acquire).
 std::atomic<bool> lock_awaited{false};
 
-void observe(pbuf_hook point) {
+void note_lock_awaited(pbuf_hook point) {
   if (point == pbuf_hook::lock_awaited) lock_awaited.store(true, std::memory_order_release);
-  if (point != pbuf_hook::front_read) return;
-  if (std::function<void()>* action = at_front_read.exchange(nullptr, std::memory_order_relaxed))
-    (*action)();
 }
-
-class front_read_action {
- public:
-  explicit front_read_action(std::function<void()> action) : action_(std::move(action)) {
-    lock_awaited.store(false, std::memory_order_relaxed);
-    at_front_read.store(&action_, std::memory_order_relaxed);
-    // Release: pairs with the acquire in run_shared_hooks (hooks.hpp).
-    observe_hook.store(&observe, std::memory_order_release);
-  }
-  ~front_read_action() {
-    observe_hook.store(nullptr, std::memory_order_release);
-    at_front_read.store(nullptr, std::memory_order_relaxed);
-  }
-  front_read_action(const front_read_action&) = delete;
-  front_read_action& operator=(const front_read_action&) = delete;
-  [[nodiscard]] bool ran() const {
-    return at_front_read.load(std::memory_order_relaxed) == nullptr;
-  }
-
- private:
-  std::function<void()> action_;
-};
 
 constexpr std::uint32_t size_words = 16;
 
@@ -100,7 +71,7 @@ TEST(HandlerOnDropper, AClaimTakesNothingAndAFreeIsDoneAfterTheDroppersTurn) {
   pbuf_span claimed_inside{};
   std::uint32_t bits_after_free_inside = 0;
   std::uint32_t deferred_inside = 0;
-  front_read_action action([&] {
+  const hook_action action(pbuf_hook::front_read, [&] {
     claimed_inside = core.try_claim();  // a packet is committed behind the claimed one
     core.free(held.words);
     bits_after_free_inside = header_bits(held.words);
@@ -164,18 +135,22 @@ TEST(HandlerOnDropper, TheCApisFreeDoesNotWaitForAClaimThatWaitsForTheDropper) {
   const union mpsc_pbuf_generic* claimed_inside = held;
   bool second_waited = false;
   std::thread second;
-  front_read_action action([&] {
-    second = std::thread([&] { second_claim = mpsc_pbuf_claim(&b.buffer); });
-    // Until the second thread holds the consumer lock and waits for ours.
-    // Acquire: pairs with the release in observe().
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!lock_awaited.load(std::memory_order_acquire) &&
-           std::chrono::steady_clock::now() < give_up)
-      std::this_thread::yield();
-    second_waited = lock_awaited.load(std::memory_order_acquire);
-    mpsc_pbuf_free(&b.buffer, held);
-    claimed_inside = mpsc_pbuf_claim(&b.buffer);
-  });
+  lock_awaited.store(false, std::memory_order_relaxed);  // before the action is set
+  const hook_action action(
+      pbuf_hook::front_read,
+      [&] {
+        second = std::thread([&] { second_claim = mpsc_pbuf_claim(&b.buffer); });
+        // Until the second thread holds the consumer lock and waits for ours.
+        // Acquire: pairs with the release in note_lock_awaited().
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!lock_awaited.load(std::memory_order_acquire) &&
+               std::chrono::steady_clock::now() < give_up)
+          std::this_thread::yield();
+        second_waited = lock_awaited.load(std::memory_order_acquire);
+        mpsc_pbuf_free(&b.buffer, held);
+        claimed_inside = mpsc_pbuf_claim(&b.buffer);
+      },
+      &note_lock_awaited);
   union mpsc_pbuf_generic* fresh = mpsc_pbuf_alloc(&b.buffer, 8, K_NO_WAIT);
   second.join();
   done.store(true, std::memory_order_release);

@@ -10,7 +10,6 @@
 // producer committed and the consumer claimed, or until its deadline.)
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <optional>
 
 #include <gtest/gtest.h>
@@ -28,36 +27,6 @@ using sluice::detail::pbuf_hook;
 using sluice::detail::pbuf_span;
 using sluice::detail::pbuf_status;
 
-// Run once at the next padding_reserved. The hook runs on the test thread
-// (inside its own try_alloc): relaxed, program order orders the rest.
-std::atomic<std::function<void()>*> at_padding{nullptr};
-
-void run_at_padding(pbuf_hook point) {
-  if (point != pbuf_hook::padding_reserved) return;
-  if (std::function<void()>* action = at_padding.exchange(nullptr, std::memory_order_relaxed))
-    (*action)();
-}
-
-// Sets the action and the observer for one test, and clears both at its
-// end (whether or not the action ran).
-class padding_action {
- public:
-  explicit padding_action(std::function<void()> action) : action_(std::move(action)) {
-    at_padding.store(&action_, std::memory_order_relaxed);
-    observe_hook.store(&run_at_padding, std::memory_order_release);
-  }
-  ~padding_action() {
-    observe_hook.store(nullptr, std::memory_order_release);
-    at_padding.store(nullptr, std::memory_order_relaxed);
-  }
-  padding_action(const padding_action&) = delete;
-  padding_action& operator=(const padding_action&) = delete;
-  [[nodiscard]] bool ran() const { return at_padding.load(std::memory_order_relaxed) == nullptr; }
-
- private:
-  std::function<void()> action_;
-};
-
 constexpr std::uint32_t size_words = 16;
 
 TEST(PaddingWake, WithOverwriteAProducerWaitingForRoomIsWokenByThePadding) {
@@ -69,7 +38,7 @@ TEST(PaddingWake, WithOverwriteAProducerWaitingForRoomIsWokenByThePadding) {
   std::optional<sluice::alloc_awaiter> waiting;
   pbuf_span p;
   {
-    const padding_action hold([&] {
+    const hook_action hold(pbuf_hook::padding_reserved, [&] {
       // 6 of 16 words are reserved (the padding and p): 9 do not fit
       // unless the padding is passed, and its header still reads
       // reserved. A waiting allocation drops nothing, so it waits.
@@ -105,7 +74,7 @@ TEST(PaddingWake, WithoutOverwriteTheConsumerIsWokenToPassThePadding) {
   std::optional<sluice::alloc_awaiter> producer;
   pbuf_span p;
   {
-    const padding_action hold([&] {
+    const hook_action hold(pbuf_hook::padding_reserved, [&] {
       // The consumer takes the packet in front of the padding and waits
       // for the next: the header at its position still reads reserved.
       const pbuf_span claimed = core.try_claim();
