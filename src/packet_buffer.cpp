@@ -1290,7 +1290,7 @@ void pbuf_core::defer_free(const std::uint32_t* packet) noexcept {
       return;
   }
   port::panic(
-      "sluice: packet buffer: more than 4 frees deferred at once (signal handlers that freed "
+      "sluice: packet buffer: more than 15 frees deferred at once (signal handlers that freed "
       "while their own thread held the overwrite lock as a dropper)",
       __FILE__, __LINE__);
 }

@@ -95,20 +95,20 @@ std::uint32_t first_word(const union mpsc_pbuf_generic& word) noexcept {
 // finds its own thread holding the lock cannot wait for it: it stops the
 // program, naming the mistake, rather than spin for ever. Nor can one that
 // interrupted its own thread while it holds the engine's overwrite lock
-// as a dropper (an allocation making room): whoever holds the consumer
-// lock may be waiting for that, so the call is refused before it takes
+// as a dropper (an allocation making room) and finds the consumer lock
+// held: once that dropper has ended the consumer's bias, the holder may be
+// waiting for the dropper's lock. The call is then refused without taking
 // anything (refused()): the claim finds nothing, the free is deferred to
-// the dropper (pbuf_core::defer_free).
+// the dropper (pbuf_core::defer_free). While the bias is on, the holder's
+// turn takes no lock, so the handler waits for it as any other context;
+// nothing can change the bias meanwhile (only a holder of the overwrite
+// lock does, and that is the interrupted thread).
 class c_consumer_call {
  public:
   explicit c_consumer_call(pbuf_core& core) noexcept : core_(core) {
     const std::uint32_t token =
         sluice::detail::pbuf_consumer_masks ? 0 : sluice::port::context_token();
     masked_ = token == 0;
-    if (!masked_ && core_.held_by_own_dropper(token)) {
-      refused_ = true;
-      return;
-    }
     if (masked_) state_ = sluice::port::enter_critical();
     const std::uint32_t holder = masked_ ? 1 : token + 1;
     sluice::detail::backoff spin;
@@ -122,6 +122,13 @@ class c_consumer_call {
             "mpsc_pbuf_claim or mpsc_pbuf_free in a signal handler that interrupted its own "
             "thread's claim or free",
             __FILE__, __LINE__);
+      }
+      // Relaxed: written only by the overwrite lock's holder, our own
+      // thread here, which we interrupted (see above).
+      if (!masked_ && core_.held_by_own_dropper(token) &&
+          core_.lock_bias.load(std::memory_order_relaxed) == 0) {
+        refused_ = true;
+        return;
       }
       // Wait until it looks free before trying again, with loads only (no
       // write: waiters do not take the line from the holder or each

@@ -78,9 +78,10 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // `threads_only`, or where the consumer masks, a producer on another
 // thread waits for the consumer. The other way round, a consumer in a
 // signal handler that interrupted its own thread's producer while it
-// makes room (hosted, with tokens) cannot wait either: its claim finds
-// nothing, and its free is left to that producer, which frees the packet
-// as soon as its turn ends (at most 4 such frees at once; a fifth stops
+// makes room (hosted, with tokens) may find it holding the lock, and
+// cannot wait either: its claim then finds nothing, and its free is left
+// to that producer, which frees the packet
+// as soon as its turn ends (at most 15 such frees at once; one more stops
 // the program, naming it).
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either

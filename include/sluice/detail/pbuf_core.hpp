@@ -308,10 +308,12 @@ inline constexpr std::uint32_t pbuf_rebias_after = 1024;
 inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 // How many frees may wait in deferred_frees at once: each is a signal
 // handler's that interrupted its own thread while it held the overwrite
-// lock as a dropper, so more than one needs several handlers inside one
-// turn of a few hundred nanoseconds. A free that finds every entry taken
-// stops the program, naming it.
-inline constexpr std::uint32_t pbuf_deferred_free_max = 4;
+// lock as a dropper after that turn ended the consumer's bias (before, the
+// consumer's turn is biased and takes no lock), so more than one needs
+// several handlers inside one turn of a few hundred nanoseconds. A free
+// that finds every entry taken stops the program, naming it. 15: with the
+// lock word, one cache line.
+inline constexpr std::uint32_t pbuf_deferred_free_max = 15;
 
 // Whether slot() divides for every size: in a build optimised for size
 // with a hardware divide, one division gives the same slot as the mask of
