@@ -555,10 +555,10 @@ struct alignas(cache_line) pbuf_core {
   //   not for those that start while it waits.
   [[nodiscard]] bool is_pending() noexcept;
 
-  // For a consumer call that the overwrite lock refuses (the C API checks
-  // before it takes its consumer lock): whether the lock is held by a
-  // dropper on the thread whose context token is `token` (nonzero), which
-  // the caller, running, must have interrupted.
+  // For a consumer call that the overwrite lock refuses (the C API asks
+  // when it finds its consumer lock held, before it waits for it): whether
+  // the lock is held by a dropper on the thread whose context token is
+  // `token` (nonzero), which the caller, running, must have interrupted.
   [[nodiscard]] bool held_by_own_dropper(std::uint32_t token) const noexcept;
   // The free of a claimed packet from such a call: left to the holder
   // (see the lock table).

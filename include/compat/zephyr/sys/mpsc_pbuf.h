@@ -35,9 +35,9 @@
  * do not: a signal handler that calls either while its own thread is inside
  * one stops the program, naming the mistake, as it could only wait for ever.
  * Nor does an allocation that drops (overwrite mode): a signal handler
- * whose own thread is inside one, making room, gets NULL from
- * mpsc_pbuf_claim, and its mpsc_pbuf_free is finished by that allocation
- * once it has made room.
+ * whose own thread is inside one, making room, may find it holding the
+ * buffer's lock: then mpsc_pbuf_claim returns NULL, and mpsc_pbuf_free is
+ * finished by that allocation once it has made room.
  */
 #ifndef SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
 #define SLUICE_COMPAT_ZEPHYR_SYS_MPSC_PBUF_H_
