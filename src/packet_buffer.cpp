@@ -91,13 +91,16 @@
 //         Where the image has one core (SLUICE_SINGLE_CORE), that masking
 //         alone keeps the consumer away, and neither side counts.
 //   [PB9] a deferred free (a consumer handler refused by its own thread's
-//         dropper, the lock table in pbuf_core.hpp): release
-//         compare-and-swap of the entry in defer_free (the handler's reads
-//         of the packet are done) -> acquire exchange in
-//         finish_deferred_frees_slow, under the lock, before the packet's
-//         free zeroes its words. The holder that the handler interrupted
-//         looks at the entries after its unlock, in its own program order,
-//         so it sees them.
+//         dropper, the lock table in pbuf_core.hpp): in defer_free, the
+//         entry's compare-and-swap, then a release store of deferred_any
+//         (the handler's reads of the packet are done) -> acquire exchange
+//         of deferred_any in finish_deferred_frees_slow, under the lock,
+//         then the entries', before the packet's free zeroes its words.
+//         The holder that the handler interrupted looks at deferred_any
+//         after its unlock, in its own program order, so it sees the
+//         store. Only that holder's thread defers while it holds the lock,
+//         so a dropper that takes the lock finds every entry whose flag it
+//         takes.
 #include <cstdint>
 
 #include <sluice/detail/assert.hpp>
@@ -1286,11 +1289,16 @@ void pbuf_core::defer_free(const std::uint32_t* packet) noexcept {
     // Release [PB9]: pairs with the acquire exchange of the dropper that
     // frees it.
     if (slot_entry.compare_exchange_strong(empty, entry, std::memory_order_release,
-                                           std::memory_order_relaxed))
+                                           std::memory_order_relaxed)) {
+      // Release [PB9]: pairs with the acquire exchange in
+      // finish_deferred_frees_slow; after the entry, so a dropper that
+      // takes the flag finds it.
+      deferred_any.store(1, std::memory_order_release);
       return;
+    }
   }
   port::panic(
-      "sluice: packet buffer: more than 15 frees deferred at once (signal handlers that freed "
+      "sluice: packet buffer: more than 14 frees deferred at once (signal handlers that freed "
       "while their own thread held the overwrite lock as a dropper)",
       __FILE__, __LINE__);
 }
@@ -1300,28 +1308,29 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::finish_deferred_frees_slow(std::uint32_t t
     // Gave up: a holder on our own thread, beneath us, which looks after
     // its own unlock.
     if (!lock_as(pbuf_lock_dropper | token << pbuf_lock_role_bits)) return;
-    bool freed = false;
+    bool took = false;
     // As every dropper's turn: no biased turn beside it (end_bias gives up
     // only on our own thread's turn, beneath us: the entries wait for the
     // next dropper's look).
     if (!speed_over_size || end_bias(token)) {
+      // Acquire [PB9]: pairs with the release store in defer_free, made
+      // after its entry.
+      took = deferred_any.exchange(0, std::memory_order_acquire) != 0;
       for (auto& slot_entry : deferred_frees) {
-        // Acquire [PB9]: pairs with the release in defer_free.
+        if (!took) break;
+        // Acquire [PB9]: pairs with the entry's release compare-and-swap
+        // in defer_free.
         const std::uint32_t entry = slot_entry.exchange(0, std::memory_order_acquire);
-        if (entry == 0) continue;
-        free_unlocked(buf + (entry - 1));  // E4, and E9 where it is the oldest
-        freed = true;
+        if (entry != 0) free_unlocked(buf + (entry - 1));  // E4, and E9 where it is the oldest
       }
     }
     unlock();
-    if (!freed) return;
+    if (!took) return;
     // A handler on our thread may have deferred another during that turn:
     // look again, as after any dropper's turn.
     signal_fence(std::memory_order_seq_cst);
-    bool more = false;
-    for (const auto& slot_entry : deferred_frees)
-      more = more || slot_entry.load(std::memory_order_relaxed) != 0;  // a look, as above
-    if (!more) return;
+    // Relaxed: a look, as in finish_deferred_frees.
+    if (deferred_any.load(std::memory_order_relaxed) == 0) return;
   }
 }
 

@@ -26,11 +26,11 @@ SLUICE_SAME_OFFSET(tmp_rd_idx);
 SLUICE_SAME_OFFSET(rd_idx);
 SLUICE_SAME_OFFSET(flags);
 SLUICE_SAME_OFFSET(lock);
-static_assert(offsetof(mpsc_pbuf_buffer, sluice_deferred_frees) ==
-                      offsetof(pbuf_core, deferred_frees) &&
-                  sizeof(mpsc_pbuf_buffer::sluice_deferred_frees) ==
-                      sizeof(pbuf_core::deferred_frees),
-              "struct mpsc_pbuf_buffer and pbuf_core disagree on the deferred frees");
+static_assert(
+    offsetof(mpsc_pbuf_buffer, sluice_deferred_any) == offsetof(pbuf_core, deferred_any) &&
+        offsetof(mpsc_pbuf_buffer, sluice_deferred_frees) == offsetof(pbuf_core, deferred_frees) &&
+        sizeof(mpsc_pbuf_buffer::sluice_deferred_frees) == sizeof(pbuf_core::deferred_frees),
+    "struct mpsc_pbuf_buffer and pbuf_core disagree on the deferred frees");
 SLUICE_SAME_OFFSET(notify_drop);
 SLUICE_SAME_OFFSET(get_wlen);
 SLUICE_SAME_OFFSET(buf);

@@ -81,7 +81,7 @@ enum class utilization_tracking : std::uint8_t { off, track_max };
 // makes room (hosted, with tokens) may find it holding the lock, and
 // cannot wait either: its claim then finds nothing, and its free is left
 // to that producer, which frees the packet
-// as soon as its turn ends (at most 15 such frees at once; one more stops
+// as soon as its turn ends (at most 14 such frees at once; one more stops
 // the program, naming it).
 // `threads_only` promises that no interrupt or signal handler ever calls the
 // buffer and skips the critical section. reject_new takes no lock either

@@ -71,12 +71,14 @@ TEST(HandlerOnDropper, AClaimTakesNothingAndAFreeIsDoneAfterTheDroppersTurn) {
   pbuf_span claimed_inside{};
   std::uint32_t bits_after_free_inside = 0;
   std::uint32_t deferred_inside = 0;
+  std::uint32_t flag_inside = 0;
   const hook_action action(pbuf_hook::front_read, [&] {
     claimed_inside = core.try_claim();  // a packet is committed behind the claimed one
     core.free(held.words);
     bits_after_free_inside = header_bits(held.words);
     for (const auto& entry : core.deferred_frees)
       deferred_inside += entry.load(std::memory_order_relaxed) != 0 ? 1 : 0;
+    flag_inside = core.deferred_any.load(std::memory_order_relaxed);
   });
   ASSERT_EQ(core.try_alloc(8, p), pbuf_status::ok);
   ASSERT_TRUE(action.ran());
@@ -84,11 +86,13 @@ TEST(HandlerOnDropper, AClaimTakesNothingAndAFreeIsDoneAfterTheDroppersTurn) {
   EXPECT_EQ(claimed_inside.words, nullptr) << "a claim went on under its own thread's dropper";
   EXPECT_EQ(bits_after_free_inside, pbuf_valid | pbuf_busy) << "the free acted inside the turn";
   EXPECT_EQ(deferred_inside, 1u);
+  EXPECT_EQ(flag_inside, 1u) << "a deferred free that no dropper's look would see";
   // Freed once the dropper's turn ended: the packet reads as a skip, and
   // no entry is left.
   EXPECT_EQ(header_bits(held.words), pbuf_busy);
   for (const auto& entry : core.deferred_frees)
     EXPECT_EQ(entry.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(core.deferred_any.load(std::memory_order_relaxed), 0u);
   EXPECT_EQ(core.dropped.load(std::memory_order_relaxed), 2u);
 
   sluice::test::commit_with_length(core, p);
@@ -174,6 +178,7 @@ TEST(HandlerOnDropper, TheCApisFreeDoesNotWaitForAClaimThatWaitsForTheDropper) {
   // Read after the join: nothing runs beside the test.
   for (const std::uint32_t entry : b.buffer.sluice_deferred_frees)
     EXPECT_EQ(entry, 0u);
+  EXPECT_EQ(b.buffer.sluice_deferred_any, 0u);
 }
 
 }  // namespace

@@ -237,6 +237,7 @@ TEST(ZephyrHandlerFreeStress, FreesFromHandlersInsideTheirThreadsDropsLoseNothin
   EXPECT_FALSE(mpsc_pbuf_is_pending(&b.buffer));
   for (const std::uint32_t entry : b.buffer.sluice_deferred_frees)
     EXPECT_EQ(entry, 0u);
+  EXPECT_EQ(b.buffer.sluice_deferred_any, 0u);
   std::printf(
       "%llu packets: %llu claimed, %llu dropped; %u freed in handlers, %u of them inside "
       "their own thread's turn with the overwrite lock\n",

@@ -125,9 +125,10 @@
 // up and then waits has the released lock as its condition). A consumer's
 // free refused as the table says cannot wait and cannot act without the lock
 // (the holder beneath it keeps indices and a header it read in registers),
-// so it leaves the packet in deferred_frees, still claimed; every unmasked
-// dropper, after it unlocks, looks there and frees what it finds in a turn
-// of its own (finish_deferred_frees). The holder that the handler
+// so it leaves the packet in deferred_frees, still claimed, and sets
+// deferred_any; every unmasked dropper, after it unlocks, looks at that
+// word and frees what the entries hold in a turn of its own
+// (finish_deferred_frees). The holder that the handler
 // interrupted looks after the handler's store (its own thread, in program
 // order), so no deferred free waits for longer than that turn ([PB9]). Who
 // masks does not change the mutual exclusion: every change of rd_idx,
@@ -311,9 +312,9 @@ inline constexpr std::uint32_t pbuf_rebias_max = 1u << 16;
 // lock as a dropper after that turn ended the consumer's bias (before, the
 // consumer's turn is biased and takes no lock), so more than one needs
 // several handlers inside one turn of a few hundred nanoseconds. A free
-// that finds every entry taken stops the program, naming it. 15: with the
-// lock word, one cache line.
-inline constexpr std::uint32_t pbuf_deferred_free_max = 15;
+// that finds every entry taken stops the program, naming it. 14: with the
+// lock word and deferred_any, one cache line.
+inline constexpr std::uint32_t pbuf_deferred_free_max = 14;
 
 // Whether slot() divides for every size: in a build optimised for size
 // with a hardware divide, one division gives the same slot as the mask of
@@ -456,6 +457,11 @@ struct alignas(cache_line) pbuf_core {
   // reservations beside it), so that saturated overwrite paid for the
   // waiting twice.
   alignas(cache_line) atomic<std::uint32_t> lock{0};  // overwrite policy only
+  // 1 once a handler deferred a free, until a dropper takes the entries:
+  // the one word that every unmasked dropper looks at after it unlocks
+  // (a look at every entry there cost saturated overwrite a good part of
+  // its throughput).
+  atomic<std::uint32_t> deferred_any{0};
   // Frees deferred by handlers on a holder's thread (see the lock table):
   // the packet's slot + 1, or 0. Written by those handlers (a
   // compare-and-swap from 0), taken by droppers in a turn of their own.
@@ -1228,10 +1234,8 @@ inline void pbuf_core::finish_deferred_frees(std::uint32_t token) noexcept {
   // the compiler from moving the loads above unlock()'s store (after it, a
   // handler finds the lock free and frees in a turn of its own).
   signal_fence(std::memory_order_seq_cst);
-  for (const auto& entry : deferred_frees) {
-    // Relaxed: a look; the exchange in the turn orders.
-    if (entry.load(std::memory_order_relaxed) != 0) return finish_deferred_frees_slow(token);
-  }
+  // Relaxed: a look; the exchange in the turn orders.
+  if (deferred_any.load(std::memory_order_relaxed) != 0) finish_deferred_frees_slow(token);
 }
 
 inline bool pbuf_core::droppers_may_give_up() const noexcept {

@@ -132,7 +132,8 @@ struct mpsc_pbuf_buffer {
   uint32_t sluice_observers;
   /* The overwrite mode's lock word, on a line of its own. */
   MPSC_PBUF_SLUICE_LINE uint32_t lock;
-  uint32_t sluice_deferred_frees[15]; /* fills the lock's line */
+  uint32_t sluice_deferred_any;
+  uint32_t sluice_deferred_frees[14]; /* with the lock, fills its line */
 };
 
 struct mpsc_pbuf_buffer_config {
