@@ -92,10 +92,11 @@
 //         alone keeps the consumer away, and neither side counts.
 //   [PB9] a deferred free (a consumer handler refused by its own thread's
 //         dropper, the lock table in pbuf_core.hpp): in defer_free, the
-//         entry's compare-and-swap, then a release store of deferred_any
-//         (the handler's reads of the packet are done) -> acquire exchange
-//         of deferred_any in finish_deferred_frees_slow, under the lock,
-//         then the entries', before the packet's free zeroes its words.
+//         entry's (relaxed) compare-and-swap, then a release store of
+//         deferred_any (the handler's reads of the packet are done) ->
+//         acquire exchange of deferred_any in finish_deferred_frees_slow,
+//         under the lock, then the entries' (relaxed), before the packet's
+//         free zeroes its words.
 //         The holder that the handler interrupted looks at deferred_any
 //         after its unlock, in its own program order, so it sees the
 //         store. Only that holder's thread defers while it holds the lock,
@@ -1286,9 +1287,9 @@ void pbuf_core::defer_free(const std::uint32_t* packet) noexcept {
   const auto entry = static_cast<std::uint32_t>(packet - buf) + 1;
   for (auto& slot_entry : deferred_frees) {
     std::uint32_t empty = 0;
-    // Release [PB9]: pairs with the acquire exchange of the dropper that
-    // frees it.
-    if (slot_entry.compare_exchange_strong(empty, entry, std::memory_order_release,
+    // Relaxed: the release store of deferred_any below publishes it [PB9];
+    // no dropper takes entries while our thread holds the lock.
+    if (slot_entry.compare_exchange_strong(empty, entry, std::memory_order_relaxed,
                                            std::memory_order_relaxed)) {
       // Release [PB9]: pairs with the acquire exchange in
       // finish_deferred_frees_slow; after the entry, so a dropper that
@@ -1297,6 +1298,7 @@ void pbuf_core::defer_free(const std::uint32_t* packet) noexcept {
       return;
     }
   }
+  static_assert(pbuf_deferred_free_max == 14, "the message below names the limit");
   port::panic(
       "sluice: packet buffer: more than 14 frees deferred at once (signal handlers that freed "
       "while their own thread held the overwrite lock as a dropper)",
@@ -1316,12 +1318,15 @@ SLUICE_PBUF_FULL_PATH void pbuf_core::finish_deferred_frees_slow(std::uint32_t t
       // Acquire [PB9]: pairs with the release store in defer_free, made
       // after its entry.
       took = deferred_any.exchange(0, std::memory_order_acquire) != 0;
-      for (auto& slot_entry : deferred_frees) {
-        if (!took) break;
-        // Acquire [PB9]: pairs with the entry's release compare-and-swap
-        // in defer_free.
-        const std::uint32_t entry = slot_entry.exchange(0, std::memory_order_acquire);
-        if (entry != 0) free_unlocked(buf + (entry - 1));  // E4, and E9 where it is the oldest
+      if (took) {
+        for (auto& slot_entry : deferred_frees) {
+          // Relaxed: the exchange of deferred_any above ordered every entry
+          // stored before its flag [PB9]; one stored since is a handler's
+          // on our own thread (only the holder's thread defers), seen in
+          // program order.
+          const std::uint32_t entry = slot_entry.exchange(0, std::memory_order_relaxed);
+          if (entry != 0) free_unlocked(buf + (entry - 1));  // E4, and E9 where it is the oldest
+        }
       }
     }
     unlock();

@@ -130,7 +130,11 @@
 // word and frees what the entries hold in a turn of its own
 // (finish_deferred_frees). The holder that the handler
 // interrupted looks after the handler's store (its own thread, in program
-// order), so no deferred free waits for longer than that turn ([PB9]). Who
+// order), so no deferred free waits for longer than that turn ([PB9]),
+// except where that holder is itself a handler that interrupted its
+// thread's consumer inside a biased turn (two nested handlers, the C API's
+// free in the inner one): its turn gives up on that turn, and the free
+// waits for the next dropper's look. Who
 // masks does not change the mutual exclusion: every change of rd_idx,
 // tmp_rd_idx or of a header at the front is made by the lock holder. A
 // dropper with a victim to end waits for the lock, and for a biased turn (it
